@@ -1,0 +1,357 @@
+//! Containers: creation (see [`create_body`]), lifecycle, inspection, logs and exec.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings, HealthStatusEnum,
+    HostConfig, Mount, MountType, NetworkingConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use futures::stream::{BoxStream, StreamExt};
+
+use super::{engine_message, is_not_found, DockerBackend};
+use crate::backend::{
+    label, EngineHealth, ExecOutput, Instance, InstanceSpec, InstanceState, LogLine, LogStream, PublishedPort, Scope,
+};
+use crate::error::{Error, Result};
+use crate::model::{Publish, RestartPolicy, ServiceKind, VolumeSource};
+
+/// Translates an [`InstanceSpec`] into the engine's container-create body.
+pub(crate) fn create_body(spec: &InstanceSpec) -> Result<ContainerCreateBody> {
+    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env.extend(spec.secrets.iter().map(|(k, s)| format!("{k}={}", s.expose())));
+
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        let key = format!("{}/{}", p.container, p.protocol.as_str());
+        exposed.push(key.clone());
+        let host_port = match p.publish {
+            Publish::No => continue,
+            Publish::Ephemeral => String::new(),
+            Publish::Fixed(h) => h.to_string(),
+        };
+        let binding = PortBinding { host_ip: p.host_ip.map(|ip| ip.to_string()), host_port: Some(host_port) };
+        bindings.insert(key, Some(vec![binding]));
+    }
+
+    let mut mounts = Vec::new();
+    for v in &spec.volumes {
+        let (typ, source) = match &v.source {
+            VolumeSource::Named(n) => (MountType::VOLUME, Some(spec.scope.volume_name(n))),
+            VolumeSource::Bind(p) => {
+                let abs = std::path::absolute(p).map_err(|e| {
+                    Error::backend("create container", &spec.name, format!("bind mount source {}: {e}", p.display()))
+                })?;
+                (MountType::BIND, Some(abs.to_string_lossy().into_owned()))
+            }
+            VolumeSource::Tmpfs => (MountType::TMPFS, None),
+        };
+        mounts.push(Mount {
+            target: Some(v.target.clone()),
+            source,
+            typ: Some(typ),
+            read_only: Some(v.read_only),
+            ..Default::default()
+        });
+    }
+
+    let restart = match spec.restart {
+        RestartPolicy::No => DockerRestart { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None },
+        RestartPolicy::Always => DockerRestart { name: Some(RestartPolicyNameEnum::ALWAYS), maximum_retry_count: None },
+        RestartPolicy::UnlessStopped => {
+            DockerRestart { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }
+        }
+        RestartPolicy::OnFailure(n) => {
+            DockerRestart { name: Some(RestartPolicyNameEnum::ON_FAILURE), maximum_retry_count: Some(i64::from(n)) }
+        }
+    };
+
+    let host_config = HostConfig {
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        nano_cpus: spec.resources.cpus.map(|c| (c * 1e9) as i64),
+        memory: spec.resources.memory_mb.map(|m| (m * 1024 * 1024) as i64),
+        restart_policy: Some(restart),
+        ..Default::default()
+    };
+    let endpoint = EndpointSettings { aliases: Some(vec![spec.service.clone()]), ..Default::default() };
+    Ok(ContainerCreateBody {
+        image: Some(spec.image_id.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        cmd: spec.command.clone(),
+        env: Some(env),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        user: spec.user.clone(),
+        working_dir: spec.workdir.clone(),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        stop_timeout: Some(spec.stop_grace.as_secs_f64().ceil() as i64),
+        host_config: Some(host_config),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(spec.scope.network_name(), endpoint)])),
+        }),
+        ..Default::default()
+    })
+}
+
+pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<String> {
+    let body = create_body(spec)?;
+    let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+    let resp = d.call("create container", &spec.name, d.docker.create_container(Some(options), body)).await?;
+    Ok(resp.id)
+}
+
+pub(super) async fn stop(d: &DockerBackend, id: &str, grace: Duration) -> Result<()> {
+    let secs = grace.as_secs_f64().ceil() as i32;
+    let options = StopContainerOptionsBuilder::new().t(secs).build();
+    // Stopping waits up to the grace period, so the bound is the grace period plus the call timeout.
+    let fut = d.docker.stop_container(id, Some(options));
+    match tokio::time::timeout(grace + d.call_timeout, fut).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if is_not_found(&e) => Ok(()),
+        // 304: already stopped.
+        Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. })) => Ok(()),
+        Ok(Err(e)) => Err(Error::backend("stop container", id, engine_message(&e))),
+        Err(_) => Err(Error::backend("stop container", id, format!("not stopped within {:?}", grace + d.call_timeout))),
+    }
+}
+
+pub(super) async fn remove(d: &DockerBackend, id: &str) -> Result<()> {
+    let options = RemoveContainerOptionsBuilder::new().force(true).build();
+    match tokio::time::timeout(d.call_timeout, d.docker.remove_container(id, Some(options))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) if is_not_found(&e) => Ok(()),
+        // 409: removal already in progress.
+        Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, message }))
+            if message.contains("already in progress") =>
+        {
+            Ok(())
+        }
+        Ok(Err(e)) => Err(Error::backend("remove container", id, engine_message(&e))),
+        Err(_) => Err(Error::backend("remove container", id, format!("no answer within {:?}", d.call_timeout))),
+    }
+}
+
+pub(super) async fn list(d: &DockerBackend, scope: &Scope) -> Result<Vec<Instance>> {
+    let filters = HashMap::from([(
+        "label",
+        vec![
+            format!("{}={}", label::PROJECT, scope.project),
+            format!("{}={}", label::ENVIRONMENT, scope.environment),
+        ],
+    )]);
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let summaries = d.call("list containers", &scope.qualified(), d.docker.list_containers(Some(options))).await?;
+    let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
+    let inspected = futures::future::join_all(ids.iter().map(|id| async move {
+        match tokio::time::timeout(d.call_timeout, d.docker.inspect_container(id, None)).await {
+            Ok(Ok(c)) => Ok(Some(c)),
+            Ok(Err(e)) if is_not_found(&e) => Ok(None), // removed meanwhile
+            Ok(Err(e)) => Err(Error::backend("inspect container", id.as_str(), engine_message(&e))),
+            Err(_) => Err(Error::backend("inspect container", id.as_str(), "no answer in time")),
+        }
+    }))
+    .await;
+    let network = scope.network_name();
+    let mut out = Vec::new();
+    for c in inspected {
+        if let Some(c) = c? {
+            if let Some(i) = to_instance(c, Some(&network)) {
+                out.push(i);
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.service.as_str(), a.slot, a.name.as_str()).cmp(&(b.service.as_str(), b.slot, b.name.as_str())));
+    Ok(out)
+}
+
+pub(super) async fn inspect(d: &DockerBackend, id: &str) -> Result<Instance> {
+    let c = d.call("inspect container", id, d.docker.inspect_container(id, None)).await?;
+    let labels = c.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+    let network = match (labels.get(label::PROJECT), labels.get(label::ENVIRONMENT)) {
+        (Some(p), Some(e)) => Some(format!("{p}-{e}")),
+        _ => None,
+    };
+    to_instance(c, network.as_deref())
+        .ok_or_else(|| Error::backend("inspect container", id, "the container is not managed by harbormaster"))
+}
+
+/// Reads what the library recorded on a container. `None` for containers without its labels.
+fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Instance> {
+    let config = c.config.unwrap_or_default();
+    let labels = config.labels.unwrap_or_default();
+    let service = labels.get(label::SERVICE)?.clone();
+    let slot = labels.get(label::SLOT).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let kind = match labels.get(label::KIND).map(String::as_str) {
+        Some("job") => ServiceKind::Job,
+        _ => ServiceKind::Service,
+    };
+    let secret_keys: Vec<&str> =
+        labels.get(label::SECRET_KEYS).map(|s| s.split(',').filter(|k| !k.is_empty()).collect()).unwrap_or_default();
+    let secret_env: BTreeMap<String, String> = config
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            secret_keys.contains(&k).then(|| (k.to_string(), v.to_string()))
+        })
+        .collect();
+    let state_info = c.state.unwrap_or_default();
+    let state = match state_info.status {
+        Some(ContainerStateStatusEnum::CREATED) => InstanceState::Created,
+        Some(ContainerStateStatusEnum::RUNNING) => InstanceState::Running,
+        Some(ContainerStateStatusEnum::RESTARTING) => InstanceState::Restarting,
+        Some(ContainerStateStatusEnum::PAUSED) => InstanceState::Paused,
+        Some(ContainerStateStatusEnum::EXITED) => InstanceState::Exited,
+        Some(ContainerStateStatusEnum::DEAD) | Some(ContainerStateStatusEnum::REMOVING) => InstanceState::Dead,
+        _ => InstanceState::Unknown,
+    };
+    let exit_code = matches!(state, InstanceState::Exited | InstanceState::Dead).then_some(state_info.exit_code).flatten();
+    let engine_health = match state_info.health {
+        None => EngineHealth::None,
+        Some(h) => match h.status {
+            Some(HealthStatusEnum::HEALTHY) => EngineHealth::Healthy,
+            Some(HealthStatusEnum::STARTING) => EngineHealth::Starting,
+            Some(HealthStatusEnum::UNHEALTHY) => EngineHealth::Unhealthy(
+                h.log.and_then(|l| l.last().and_then(|r| r.output.clone())).unwrap_or_default().trim().to_string(),
+            ),
+            _ => EngineHealth::None,
+        },
+    };
+    let settings = c.network_settings.unwrap_or_default();
+    let mut published = Vec::new();
+    for (key, bindings) in settings.ports.unwrap_or_default() {
+        let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+        let Ok(container_port) = port.parse() else { continue };
+        for b in bindings.unwrap_or_default() {
+            if let Some(host_port) = b.host_port.as_deref().and_then(|p| p.parse().ok()) {
+                published.push(PublishedPort {
+                    container_port,
+                    protocol: proto.to_string(),
+                    host_ip: b.host_ip.unwrap_or_default(),
+                    host_port,
+                });
+            }
+        }
+    }
+    published.sort_by_key(|p| (p.container_port, p.host_ip.contains(':'), p.host_port));
+    let ip = network
+        .and_then(|n| settings.networks.as_ref()?.get(n)?.ip_address.clone())
+        .and_then(|ip| ip.parse::<IpAddr>().ok());
+    Some(Instance {
+        id: c.id.unwrap_or_default(),
+        name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
+        service,
+        slot,
+        kind,
+        spec_hash: labels.get(label::SPEC_HASH).cloned().unwrap_or_default(),
+        spec_json: labels.get(label::SPEC).cloned(),
+        image_id: c.image.unwrap_or_default(),
+        state,
+        exit_code,
+        engine_health,
+        published,
+        ip,
+        secret_env,
+    })
+}
+
+pub(super) async fn wait_exit(d: &DockerBackend, id: &str) -> Result<i64> {
+    let options = WaitContainerOptionsBuilder::new().condition("not-running").build();
+    let mut stream = d.docker.wait_container(id, Some(options));
+    match stream.next().await {
+        Some(Ok(resp)) => Ok(resp.status_code),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+        Some(Err(e)) => Err(Error::backend("wait for container", id, engine_message(&e))),
+        None => {
+            let c = d.call("inspect container", id, d.docker.inspect_container(id, None)).await?;
+            Ok(c.state.and_then(|s| s.exit_code).unwrap_or(-1))
+        }
+    }
+}
+
+fn log_lines(instance: &str, out: LogOutput) -> Vec<LogLine> {
+    let (stream, bytes) = match out {
+        LogOutput::StdErr { message } => (LogStream::Stderr, message),
+        LogOutput::StdOut { message } | LogOutput::Console { message } => (LogStream::Stdout, message),
+        LogOutput::StdIn { .. } => return Vec::new(),
+    };
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| LogLine { instance: instance.to_string(), stream, text: l.to_string() })
+        .collect()
+}
+
+pub(super) async fn logs_tail(d: &DockerBackend, id: &str, lines: usize) -> Result<Vec<String>> {
+    let collect = async {
+        let mut out = Vec::new();
+        let mut s = logs(d, id, false, Some(lines));
+        while let Some(item) = s.next().await {
+            out.push(item?.text);
+        }
+        Ok::<_, Error>(out)
+    };
+    match tokio::time::timeout(d.call_timeout, collect).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::backend("read logs", id, "no answer in time")),
+    }
+}
+
+pub(super) fn logs(d: &DockerBackend, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<LogLine>> {
+    let tail = tail.map(|t| t.to_string()).unwrap_or_else(|| "all".to_string());
+    let options = LogsOptionsBuilder::new().stdout(true).stderr(true).follow(follow).tail(&tail).build();
+    let name = id.to_string();
+    d.docker
+        .logs(id, Some(options))
+        .flat_map(move |item| {
+            let lines: Vec<Result<LogLine>> = match item {
+                Ok(out) => log_lines(&name, out).into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(Error::backend("read logs", name.as_str(), engine_message(&e)))],
+            };
+            futures::stream::iter(lines)
+        })
+        .boxed()
+}
+
+pub(super) async fn exec(d: &DockerBackend, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput> {
+    let run = async {
+        let options = CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(command.to_vec()),
+            ..Default::default()
+        };
+        let created = d.docker.create_exec(id, options).await.map_err(|e| Error::backend("exec", id, engine_message(&e)))?;
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        match d.docker.start_exec(&created.id, None).await.map_err(|e| Error::backend("exec", id, engine_message(&e)))? {
+            StartExecResults::Attached { mut output, .. } => {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(|e| Error::backend("exec", id, engine_message(&e)))? {
+                        LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            stdout.push_str(&String::from_utf8_lossy(&message))
+                        }
+                        LogOutput::StdIn { .. } => {}
+                    }
+                }
+            }
+            StartExecResults::Detached => {}
+        }
+        let inspected =
+            d.docker.inspect_exec(&created.id).await.map_err(|e| Error::backend("exec", id, engine_message(&e)))?;
+        Ok(ExecOutput { exit_code: inspected.exit_code.unwrap_or(-1), stdout, stderr })
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::backend("exec", id, format!("{command:?} did not finish within {timeout:?}"))),
+    }
+}

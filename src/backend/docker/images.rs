@@ -1,0 +1,96 @@
+//! Images: look-up by reference and builds through the engine's build API (no registry involved).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::query_parameters::BuildImageOptionsBuilder;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::{engine_message, is_not_found, DockerBackend};
+use crate::error::{Error, Result};
+use crate::model::Build;
+
+/// Longest an image build may take.
+const BUILD_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+pub(super) async fn image_id(d: &DockerBackend, reference: &str) -> Result<Option<String>> {
+    match tokio::time::timeout(d.call_timeout, d.docker.inspect_image(reference)).await {
+        Ok(Ok(img)) => Ok(img.id),
+        Ok(Err(e)) if is_not_found(&e) => Ok(None),
+        Ok(Err(e)) => Err(Error::backend("inspect image", reference, engine_message(&e))),
+        Err(_) => Err(Error::backend("inspect image", reference, "no answer in time")),
+    }
+}
+
+/// Packs the context directory as a tar archive (in a blocking task: it reads files).
+async fn context_tar(build: &Build, tag: &str) -> Result<Vec<u8>> {
+    let dir = build.context.clone();
+    let fail = |m: String| Error::ImageBuild { tag: tag.to_string(), message: m, log: Vec::new() };
+    if !dir.is_dir() {
+        return Err(fail(format!("build context {} is not a directory", dir.display())));
+    }
+    if !dir.join(&build.dockerfile).is_file() {
+        return Err(fail(format!("{} not found in build context {}", build.dockerfile, dir.display())));
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut archive = tar::Builder::new(Vec::new());
+        archive.follow_symlinks(true);
+        archive.append_dir_all(".", &dir).map_err(|e| format!("packing {}: {e}", dir.display()))?;
+        archive.into_inner().map_err(|e| format!("packing {}: {e}", dir.display()))
+    })
+    .await
+    .map_err(|e| fail(e.to_string()))?
+    .map_err(fail)
+}
+
+pub(super) async fn build(d: &DockerBackend, build: &Build, tag: &str) -> Result<String> {
+    let tar = context_tar(build, tag).await?;
+    let args: HashMap<String, String> = build.args.clone().into_iter().collect();
+    let options = BuildImageOptionsBuilder::new()
+        .dockerfile(&build.dockerfile)
+        .t(tag)
+        .rm(true)
+        .forcerm(true)
+        .buildargs(&args)
+        .build();
+    let run = async {
+        let mut log: Vec<String> = Vec::new();
+        let mut id = None;
+        let mut stream = d.docker.build_image(options, None, Some(bollard::body_full(Bytes::from(tar))));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| Error::ImageBuild { tag: tag.to_string(), message: engine_message(&e), log: last(&log) })?;
+            if let Some(line) = info.stream.as_deref() {
+                log.extend(line.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+            }
+            if let Some(detail) = info.error_detail {
+                let message = detail.message.unwrap_or_else(|| "build failed".to_string());
+                return Err(Error::ImageBuild { tag: tag.to_string(), message, log: last(&log) });
+            }
+            if let Some(img) = info.aux {
+                id = img.id.or(id);
+            }
+        }
+        tracing::debug!(tag, "image built");
+        match id {
+            Some(id) => Ok(id),
+            None => image_id(d, tag).await?.ok_or_else(|| Error::ImageBuild {
+                tag: tag.to_string(),
+                message: "the engine reported no image".into(),
+                log: last(&log),
+            }),
+        }
+    };
+    match tokio::time::timeout(BUILD_DEADLINE, run).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::ImageBuild {
+            tag: tag.to_string(),
+            message: format!("not finished within {BUILD_DEADLINE:?}"),
+            log: Vec::new(),
+        }),
+    }
+}
+
+fn last(log: &[String]) -> Vec<String> {
+    log[log.len().saturating_sub(20)..].to_vec()
+}

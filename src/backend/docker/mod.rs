@@ -1,0 +1,293 @@
+//! The Docker Engine backend, on the local socket, `DOCKER_HOST`, or an explicit address.
+//!
+//! - [`connect`](DockerBackend::connect) / [`builder`](DockerBackend::builder): connecting and API
+//!   version negotiation (the engine may speak an older API than bollard's default, e.g. 1.41).
+//! - `containers.rs`: where containers are created (`create_body`), started, stopped and inspected.
+//! - `images.rs`: image look-up and builds through the engine's build API.
+//! - `network.rs`: the environment's network and named volumes.
+//!
+//! Every call is bounded by the backend's call timeout (default 60 s); a call that exceeds it fails
+//! with an error naming the operation and its target.
+
+mod containers;
+mod images;
+mod network;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::Docker;
+use futures::stream::BoxStream;
+
+use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, Scope};
+use crate::error::{Error, Result};
+use crate::model::Build;
+
+/// How HTTP and TCP probes reach a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeRoute {
+    /// Through the container's address on the environment network (a local engine on Linux).
+    ContainerIp,
+    /// Through a published host port (remote engines, Docker Desktop); ports must be published.
+    PublishedPort,
+}
+
+/// A [`Backend`] on a Docker Engine.
+///
+/// ```no_run
+/// # async fn f() -> harbormaster::Result<()> {
+/// use harbormaster::DockerBackend;
+/// let docker = DockerBackend::connect().await?; // DOCKER_HOST or the local socket
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct DockerBackend {
+    docker: Docker,
+    endpoint: String,
+    route: ProbeRoute,
+    published_host: String,
+    call_timeout: Duration,
+}
+
+/// Builder for [`DockerBackend`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct DockerBackendBuilder {
+    host: Option<String>,
+    call_timeout: Duration,
+    route: Option<ProbeRoute>,
+    published_host: Option<String>,
+}
+
+impl DockerBackendBuilder {
+    /// The engine address: `unix:///path`, `tcp://host:port` or `http://host:port`
+    /// (default: `DOCKER_HOST`, else the local socket).
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = Some(host.into());
+        self
+    }
+
+    /// Upper bound of each engine call (default 60 s).
+    pub fn call_timeout(mut self, d: Duration) -> Self {
+        self.call_timeout = d;
+        self
+    }
+
+    /// How probes reach containers (default: container IP for a local socket, else published ports).
+    pub fn probe_route(mut self, route: ProbeRoute) -> Self {
+        self.route = Some(route);
+        self
+    }
+
+    /// The host name at which published ports are reached (default `127.0.0.1` for a local socket,
+    /// the engine's host otherwise).
+    pub fn published_host(mut self, host: impl Into<String>) -> Self {
+        self.published_host = Some(host.into());
+        self
+    }
+
+    /// Connects, negotiates the API version and pings the engine.
+    pub async fn connect(self) -> Result<DockerBackend> {
+        let endpoint = self
+            .host
+            .clone()
+            .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        let connect_err = |message: String| Error::Connect { endpoint: endpoint.clone(), message };
+        let secs = self.call_timeout.as_secs().max(1);
+        let docker = if let Some(path) = endpoint.strip_prefix("unix://") {
+            Docker::connect_with_unix(path, secs, bollard::API_DEFAULT_VERSION)
+        } else if endpoint.starts_with("tcp://") || endpoint.starts_with("http://") {
+            Docker::connect_with_http(&endpoint, secs, bollard::API_DEFAULT_VERSION)
+        } else {
+            return Err(connect_err("unsupported address; use unix://, tcp:// or http://".into()));
+        }
+        .map_err(|e| connect_err(e.to_string()))?;
+        let docker = tokio::time::timeout(self.call_timeout, docker.negotiate_version())
+            .await
+            .map_err(|_| connect_err(format!("no answer within {:?}", self.call_timeout)))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        tokio::time::timeout(self.call_timeout, docker.ping())
+            .await
+            .map_err(|_| connect_err(format!("no answer within {:?}", self.call_timeout)))?
+            .map_err(|e| connect_err(e.to_string()))?;
+        let local = endpoint.starts_with("unix://");
+        let route = self.route.unwrap_or(if local && cfg!(target_os = "linux") {
+            ProbeRoute::ContainerIp
+        } else {
+            ProbeRoute::PublishedPort
+        });
+        let published_host = self.published_host.unwrap_or_else(|| {
+            if local {
+                "127.0.0.1".to_string()
+            } else {
+                host_of(&endpoint)
+            }
+        });
+        tracing::debug!(%endpoint, api = %docker.client_version(), "connected to docker");
+        Ok(DockerBackend { docker, endpoint, route, published_host, call_timeout: self.call_timeout })
+    }
+}
+
+fn host_of(endpoint: &str) -> String {
+    let rest = endpoint.split("://").nth(1).unwrap_or(endpoint);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    match hostport.rsplit_once(':') {
+        Some((h, _)) => h.to_string(),
+        None => hostport.to_string(),
+    }
+}
+
+impl DockerBackend {
+    /// Connects to `DOCKER_HOST`, or the local socket, with default settings.
+    pub async fn connect() -> Result<Self> {
+        Self::builder().connect().await
+    }
+
+    /// A builder for other settings.
+    pub fn builder() -> DockerBackendBuilder {
+        DockerBackendBuilder { host: None, call_timeout: Duration::from_secs(60), route: None, published_host: None }
+    }
+
+    /// The underlying bollard client, for what this crate does not cover.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The API version in use after negotiation (e.g. `1.41`).
+    pub fn api_version(&self) -> String {
+        self.docker.client_version().to_string()
+    }
+
+    /// Builds an image through the engine and tags it; returns its ID. The same as a service's
+    /// [`build_from`](crate::ServiceBuilder::build_from), for images shared by several services.
+    pub async fn build(&self, build: &Build, tag: &str) -> Result<String> {
+        images::build(self, build, tag).await
+    }
+
+    /// Runs one engine call under the call timeout, naming the operation and target on failure.
+    pub(crate) async fn call<T>(
+        &self,
+        operation: &'static str,
+        target: &str,
+        fut: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.call_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Error::backend(operation, target, engine_message(&e))),
+            Err(_) => Err(Error::backend(operation, target, format!("no answer from the engine within {:?}", self.call_timeout))),
+        }
+    }
+}
+
+pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+pub(crate) fn engine_message(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, message } => {
+            format!("engine answered {status_code}: {message}")
+        }
+        other => other.to_string(),
+    }
+}
+
+#[async_trait]
+impl Backend for DockerBackend {
+    fn describe(&self) -> String {
+        format!("docker {}", self.endpoint)
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        images::image_id(self, reference).await
+    }
+
+    async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
+        images::build(self, build, tag).await
+    }
+
+    async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
+        containers::list(self, scope).await
+    }
+
+    async fn inspect_instance(&self, id: &str) -> Result<Instance> {
+        containers::inspect(self, id).await
+    }
+
+    async fn ensure_network(&self, scope: &Scope) -> Result<bool> {
+        network::ensure_network(self, scope).await
+    }
+
+    async fn remove_network(&self, scope: &Scope) -> Result<bool> {
+        network::remove_network(self, scope).await
+    }
+
+    async fn ensure_volume(&self, scope: &Scope, volume: &str) -> Result<bool> {
+        network::ensure_volume(self, scope, volume).await
+    }
+
+    async fn list_volumes(&self, scope: &Scope) -> Result<Vec<String>> {
+        network::list_volumes(self, scope).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        network::remove_volume(self, name).await
+    }
+
+    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
+        containers::create(self, spec).await
+    }
+
+    async fn start_instance(&self, id: &str) -> Result<()> {
+        self.call("start container", id, self.docker.start_container(id, None)).await
+    }
+
+    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
+        containers::stop(self, id, grace).await
+    }
+
+    async fn remove_instance(&self, id: &str) -> Result<()> {
+        containers::remove(self, id).await
+    }
+
+    async fn wait_exit(&self, id: &str) -> Result<i64> {
+        containers::wait_exit(self, id).await
+    }
+
+    async fn logs_tail(&self, id: &str, lines: usize) -> Result<Vec<String>> {
+        containers::logs_tail(self, id, lines).await
+    }
+
+    fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<LogLine>> {
+        containers::logs(self, id, follow, tail)
+    }
+
+    async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput> {
+        containers::exec(self, id, command, timeout).await
+    }
+
+    fn probe_address(&self, instance: &Instance, port: u16) -> Option<SocketAddr> {
+        match self.route {
+            ProbeRoute::ContainerIp => instance.ip.map(|ip| SocketAddr::new(ip, port)),
+            ProbeRoute::PublishedPort => instance
+                .published
+                .iter()
+                .find(|p| p.container_port == port && p.protocol == "tcp")
+                .and_then(|p| {
+                    let host = if p.host_ip.is_empty() || p.host_ip == "0.0.0.0" || p.host_ip == "::" {
+                        self.published_host.as_str()
+                    } else {
+                        p.host_ip.as_str()
+                    };
+                    format!("{host}:{}", p.host_port).parse().ok()
+                }),
+        }
+    }
+
+    fn published_host(&self) -> String {
+        self.published_host.clone()
+    }
+}

@@ -1,0 +1,314 @@
+//! Backends: where environments run. The engine talks to every target through the one
+//! [`Backend`] trait; [`docker`] implements it for a Docker Engine (local socket or `DOCKER_HOST`).
+//!
+//! A backend only does single, concrete operations (create this container, list those); the
+//! decisions (what to create, in which order, when to stop the old one) are made by the
+//! [`planner`](crate::plan) and the [`engine`](crate::engine), once for all backends.
+//!
+//! Everything a backend owns carries labels under [`LABEL_PREFIX`]; that is how `plan` finds what runs.
+
+pub mod docker;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::error::Result;
+use crate::model::{Build, Port, Resources, RestartPolicy, Secret, ServiceKind, Volume};
+
+/// Prefix of every label the library puts on what it owns. Users' labels may not use it.
+pub const LABEL_PREFIX: &str = "io.harbormaster.";
+
+/// Label keys.
+pub(crate) mod label {
+    pub const MANAGED: &str = "io.harbormaster.managed";
+    pub const PROJECT: &str = "io.harbormaster.project";
+    pub const ENVIRONMENT: &str = "io.harbormaster.environment";
+    pub const SERVICE: &str = "io.harbormaster.service";
+    pub const SLOT: &str = "io.harbormaster.slot";
+    pub const KIND: &str = "io.harbormaster.kind";
+    pub const SPEC_HASH: &str = "io.harbormaster.spec-hash";
+    pub const SPEC: &str = "io.harbormaster.spec";
+    pub const SECRET_KEYS: &str = "io.harbormaster.secret-keys";
+    pub const VOLUME: &str = "io.harbormaster.volume";
+}
+
+/// Which environment an operation concerns: the owner of containers, network and volumes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// Project name.
+    pub project: String,
+    /// Environment name.
+    pub environment: String,
+}
+
+impl Scope {
+    /// `project-environment`.
+    pub fn qualified(&self) -> String {
+        format!("{}-{}", self.project, self.environment)
+    }
+
+    /// The environment's network name.
+    pub fn network_name(&self) -> String {
+        self.qualified()
+    }
+
+    /// The engine-side name of a named volume of the environment.
+    pub fn volume_name(&self, volume: &str) -> String {
+        format!("{}-{}", self.qualified(), volume)
+    }
+
+    /// Labels that mark something as owned by this environment.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (label::MANAGED.to_string(), "true".to_string()),
+            (label::PROJECT.to_string(), self.project.clone()),
+            (label::ENVIRONMENT.to_string(), self.environment.clone()),
+        ])
+    }
+}
+
+/// Everything needed to create one instance (container) of a service.
+#[derive(Clone, Debug)]
+pub struct InstanceSpec {
+    /// Container name.
+    pub name: String,
+    /// The owning environment.
+    pub scope: Scope,
+    /// The service name, also its DNS alias on the environment network.
+    pub service: String,
+    /// Image ID to run.
+    pub image_id: String,
+    /// Entrypoint override.
+    pub entrypoint: Option<Vec<String>>,
+    /// Command override.
+    pub command: Option<Vec<String>>,
+    /// Plain environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Secret environment variables (values are redacted in `Debug`).
+    pub secrets: BTreeMap<String, Secret>,
+    /// Ports.
+    pub ports: Vec<Port>,
+    /// Mounts (named volumes are the environment's).
+    pub volumes: Vec<Volume>,
+    /// Limits.
+    pub resources: Resources,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// All labels, the library's included.
+    pub labels: BTreeMap<String, String>,
+    /// User.
+    pub user: Option<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// Grace time between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+}
+
+/// The state of an observed instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InstanceState {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Being restarted by its restart policy.
+    Restarting,
+    /// Paused.
+    Paused,
+    /// Exited (see the exit code).
+    Exited,
+    /// Dead or being removed.
+    Dead,
+    /// Anything else the engine reports.
+    Unknown,
+}
+
+/// The engine's own health status (from an image `HEALTHCHECK`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineHealth {
+    /// No `HEALTHCHECK`.
+    None,
+    /// Within its start period.
+    Starting,
+    /// Healthy.
+    Healthy,
+    /// Unhealthy, with the last check's output.
+    Unhealthy(String),
+}
+
+/// A published port of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// Port inside the container.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Host address it is bound to.
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: u16,
+}
+
+/// An instance found on the target, with what the library recorded on it.
+#[derive(Clone)]
+pub struct Instance {
+    /// Engine ID.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// Its service.
+    pub service: String,
+    /// Replica slot (0-based).
+    pub slot: u32,
+    /// Service or job.
+    pub kind: ServiceKind,
+    /// Hash of the configuration it was created from.
+    pub spec_hash: String,
+    /// The configuration it was created from (JSON, no secret values).
+    pub spec_json: Option<String>,
+    /// Image ID it runs.
+    pub image_id: String,
+    /// State.
+    pub state: InstanceState,
+    /// Exit code, once exited.
+    pub exit_code: Option<i64>,
+    /// The engine's health status.
+    pub engine_health: EngineHealth,
+    /// Published ports.
+    pub published: Vec<PublishedPort>,
+    /// Its address on the environment network.
+    pub ip: Option<IpAddr>,
+    /// Values of its secret variables, for change detection only. Never printed.
+    pub(crate) secret_env: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instance")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("service", &self.service)
+            .field("slot", &self.slot)
+            .field("kind", &self.kind)
+            .field("spec_hash", &self.spec_hash)
+            .field("image_id", &self.image_id)
+            .field("state", &self.state)
+            .field("exit_code", &self.exit_code)
+            .field("engine_health", &self.engine_health)
+            .field("published", &self.published)
+            .field("ip", &self.ip)
+            .field("secret_env", &format_args!("<{} redacted>", self.secret_env.len()))
+            .finish()
+    }
+}
+
+impl Instance {
+    /// Whether it is running (or being restarted).
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, InstanceState::Running | InstanceState::Restarting)
+    }
+}
+
+/// Which output stream a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line of a container's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// The container it came from.
+    pub instance: String,
+    /// Stdout or stderr.
+    pub stream: LogStream,
+    /// The line, without its newline.
+    pub text: String,
+}
+
+/// What a command run with `exec` produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code.
+    pub exit_code: i64,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// A target that runs containers: the local Docker engine, a remote one, a cloud API.
+///
+/// Implementations enforce a deadline on every call they make (none may hang forever) and
+/// return [`Error`](crate::Error)s that name what they were doing and to what.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// A short description for messages, such as `docker unix:///var/run/docker.sock`.
+    fn describe(&self) -> String;
+
+    /// The ID of a local image reference, or `None` if the engine does not have it.
+    async fn image_id(&self, reference: &str) -> Result<Option<String>>;
+
+    /// Builds an image and tags it; returns its ID.
+    async fn build_image(&self, build: &Build, tag: &str) -> Result<String>;
+
+    /// Every instance the environment owns, in any state.
+    async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>>;
+
+    /// One instance, freshly read.
+    async fn inspect_instance(&self, id: &str) -> Result<Instance>;
+
+    /// Creates the environment's network if missing; `true` if it was created.
+    async fn ensure_network(&self, scope: &Scope) -> Result<bool>;
+
+    /// Removes the environment's network; `true` if it existed.
+    async fn remove_network(&self, scope: &Scope) -> Result<bool>;
+
+    /// Creates a named volume of the environment if missing; `true` if it was created.
+    async fn ensure_volume(&self, scope: &Scope, volume: &str) -> Result<bool>;
+
+    /// The engine-side names of the environment's volumes.
+    async fn list_volumes(&self, scope: &Scope) -> Result<Vec<String>>;
+
+    /// Removes a volume by its engine-side name.
+    async fn remove_volume(&self, name: &str) -> Result<()>;
+
+    /// Creates an instance (not started); returns its ID.
+    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String>;
+
+    /// Starts a created instance.
+    async fn start_instance(&self, id: &str) -> Result<()>;
+
+    /// Stops an instance: SIGTERM, then SIGKILL after `grace`.
+    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()>;
+
+    /// Removes an instance (stopping it if needed). Removing a missing one is not an error.
+    async fn remove_instance(&self, id: &str) -> Result<()>;
+
+    /// Resolves when the instance is not running any more, with its exit code.
+    async fn wait_exit(&self, id: &str) -> Result<i64>;
+
+    /// The last `lines` lines of its log.
+    async fn logs_tail(&self, id: &str, lines: usize) -> Result<Vec<String>>;
+
+    /// Its log as a stream; with `follow`, new lines as they are written.
+    fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<LogLine>>;
+
+    /// Runs a command inside the instance, bounded by `timeout`.
+    async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput>;
+
+    /// Where the library reaches a container port of an instance for HTTP and TCP probes.
+    fn probe_address(&self, instance: &Instance, port: u16) -> Option<SocketAddr>;
+
+    /// The host name at which published ports are reached (`127.0.0.1` for a local engine).
+    fn published_host(&self) -> String;
+}

@@ -1,0 +1,398 @@
+//! Carrying out a plan. [`apply`] resolves images, observes, plans, then runs one task per service.
+//! Each task waits for its dependencies' conditions (a `watch` channel per service), so independent
+//! services start concurrently and a dependent starts the moment its conditions hold.
+//!
+//! Where a rollout decides its next step: [`ServiceRun::run_service`] (long-running services) and
+//! [`ServiceRun::run_job`] (jobs).
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::deployment::Deployment;
+use super::events::{EventKind, EventSink};
+use crate::backend::{Backend, Instance, Scope};
+use crate::error::{ApplyFailure, Error, Result};
+use crate::health::gate::Gate;
+use crate::health::probe;
+use crate::model::{Condition, Environment, ImageSource, ServiceKind, Strategy};
+use crate::plan::spec::Template;
+use crate::plan::{self, Action, Plan, ServicePlan};
+
+/// How far a service has got in this apply; dependents watch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Pending,
+    Started,
+    Ready,
+    Completed,
+    Failed,
+}
+
+impl Phase {
+    fn satisfies(self, c: Condition) -> bool {
+        match c {
+            Condition::Started => matches!(self, Phase::Started | Phase::Ready | Phase::Completed),
+            Condition::Healthy => self == Phase::Ready,
+            Condition::CompletedSuccessfully => self == Phase::Completed,
+        }
+    }
+}
+
+enum ServiceOutcome {
+    Done,
+    Failed(Error),
+    Skipped,
+}
+
+/// Resolves every service's image (building where asked) into a [`Template`].
+pub(crate) async fn templates(env: &Environment, backend: &dyn Backend, sink: &EventSink) -> Result<HashMap<String, Template>> {
+    let mut built: HashMap<String, String> = HashMap::new();
+    let mut out = HashMap::new();
+    for svc in &env.services {
+        let image_id = match &svc.image {
+            ImageSource::Reference(r) => backend.image_id(r).await?.ok_or_else(|| Error::ImageNotFound {
+                service: svc.name.clone(),
+                reference: r.clone(),
+                backend: backend.describe(),
+            })?,
+            ImageSource::Build(b) => {
+                let tag = b.tag.clone().unwrap_or_else(|| format!("harbormaster/{}-{}:latest", env.project, svc.name));
+                let key = format!("{}|{}|{tag}|{:?}", b.context.display(), b.dockerfile, b.args);
+                match built.get(&key) {
+                    Some(id) => id.clone(),
+                    None => {
+                        let id = backend.build_image(b, &tag).await?;
+                        sink.emit(EventKind::ImageBuilt { service: svc.name.clone(), tag, image_id: id.clone() });
+                        built.insert(key, id.clone());
+                        id
+                    }
+                }
+            }
+        };
+        out.insert(svc.name.clone(), Template::new(env, svc, &image_id));
+    }
+    Ok(out)
+}
+
+/// Observes the target and computes the plan.
+pub(crate) async fn plan(env: &Environment, backend: &dyn Backend, sink: &EventSink) -> Result<(Plan, HashMap<String, Template>)> {
+    let templates = templates(env, backend, sink).await?;
+    let observed = backend.list_instances(&scope_of(env)).await?;
+    Ok((plan::compute(env, &templates, &observed), templates))
+}
+
+pub(crate) fn scope_of(env: &Environment) -> Scope {
+    Scope { project: env.project.clone(), environment: env.name.clone() }
+}
+
+/// Applies the environment: the whole of it bounded by its deadline.
+pub(crate) async fn apply(env: &Environment, backend: &dyn Backend, sink: EventSink) -> Result<Deployment> {
+    let span = tracing::info_span!("apply", environment = %env.qualified_name());
+    let started = Instant::now();
+    let phases: BTreeMap<String, watch::Sender<Phase>> =
+        env.services.iter().map(|s| (s.name.clone(), watch::channel(Phase::Pending).0)).collect();
+    let run = run(env, backend, &sink, &phases).instrument(span);
+    match tokio::time::timeout(env.deadline, run).await {
+        Ok(Ok(deployment)) => {
+            sink.emit(EventKind::Applied { took: started.elapsed() });
+            Ok(deployment)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            let pending = phases
+                .iter()
+                .filter(|(_, p)| matches!(*p.borrow(), Phase::Pending | Phase::Started))
+                .map(|(n, _)| n.clone())
+                .collect();
+            Err(Error::Deadline { what: format!("apply of {}", env.qualified_name()), deadline: env.deadline, pending })
+        }
+    }
+}
+
+async fn run(
+    env: &Environment,
+    backend: &dyn Backend,
+    sink: &EventSink,
+    phases: &BTreeMap<String, watch::Sender<Phase>>,
+) -> Result<Deployment> {
+    let scope = scope_of(env);
+    let (plan, templates) = plan(env, backend, sink).await?;
+    let count = |f: fn(&Action) -> bool| plan.services.iter().filter(|s| f(&s.action)).count();
+    sink.emit(EventKind::Planned {
+        create: count(|a| matches!(a, Action::Create { .. })),
+        replace: count(|a| matches!(a, Action::Replace { .. })),
+        scale: count(|a| matches!(a, Action::Scale { .. })),
+        remove: count(|a| matches!(a, Action::Remove { .. })),
+        unchanged: count(|a| matches!(a, Action::Unchanged)),
+    });
+    tracing::debug!(%plan);
+
+    if backend.ensure_network(&scope).await? {
+        sink.emit(EventKind::NetworkCreated { name: scope.network_name() });
+    }
+    for v in env.volume_names() {
+        if backend.ensure_volume(&scope, &v).await? {
+            sink.emit(EventKind::VolumeCreated { name: scope.volume_name(&v) });
+        }
+    }
+
+    let http = probe::http_client();
+    let runs = plan.services.iter().filter_map(|sp| {
+        let t = templates.get(&sp.service)?;
+        let phase = phases.get(&sp.service)?;
+        let run = ServiceRun { backend, sink, scope: &scope, http: &http, template: t, plan: sp, phases };
+        let span = tracing::info_span!("service", service = %sp.service);
+        Some(async move { (sp.service.clone(), run.run(phase).instrument(span).await) })
+    });
+    let outcomes = join_all(runs).await;
+
+    // Services no longer described go last, once their replacements (if any) are up.
+    let orphans: Vec<&ServicePlan> = plan.services.iter().filter(|s| matches!(s.action, Action::Remove { .. })).collect();
+    for o in orphans {
+        retire(backend, sink, &o.service, &o.retire, Duration::from_secs(10)).await?;
+        sink.emit(EventKind::ServiceRemoved { service: o.service.clone() });
+    }
+
+    let mut failed = Vec::new();
+    let mut not_started = Vec::new();
+    for (service, outcome) in outcomes {
+        match outcome {
+            ServiceOutcome::Done => {}
+            ServiceOutcome::Failed(e) => failed.push((service, e)),
+            ServiceOutcome::Skipped => not_started.push(service),
+        }
+    }
+    if !failed.is_empty() || !not_started.is_empty() {
+        return Err(Error::Apply(Box::new(ApplyFailure { environment: env.qualified_name(), failed, not_started })));
+    }
+    let instances = backend.list_instances(&scope).await?;
+    Ok(Deployment::new(env, backend.published_host(), instances))
+}
+
+/// Stops and removes instances, concurrently.
+pub(crate) async fn retire(backend: &dyn Backend, sink: &EventSink, service: &str, instances: &[Instance], grace: Duration) -> Result<()> {
+    let results = join_all(instances.iter().map(|i| async move {
+        if i.is_running() {
+            backend.stop_instance(&i.id, grace).await?;
+            sink.emit(EventKind::InstanceStopped { service: service.to_string(), instance: i.name.clone() });
+        }
+        backend.remove_instance(&i.id).await?;
+        sink.emit(EventKind::InstanceRemoved { service: service.to_string(), instance: i.name.clone() });
+        Ok::<_, Error>(())
+    }))
+    .await;
+    results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+}
+
+/// A unique container name: `project-env-service-slot-nonce`.
+fn instance_name(scope: &Scope, service: &str, slot: u32) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    format!("{}-{service}-{slot}-{:06x}", scope.qualified(), h.finish() & 0xff_ffff)
+}
+
+/// One service's part of an apply.
+struct ServiceRun<'a> {
+    backend: &'a dyn Backend,
+    sink: &'a EventSink,
+    scope: &'a Scope,
+    http: &'a reqwest::Client,
+    template: &'a Template,
+    plan: &'a ServicePlan,
+    phases: &'a BTreeMap<String, watch::Sender<Phase>>,
+}
+
+impl ServiceRun<'_> {
+    fn name(&self) -> &str {
+        &self.template.service.name
+    }
+
+    async fn run(&self, phase: &watch::Sender<Phase>) -> ServiceOutcome {
+        if let Err(dep) = self.wait_for_dependencies().await {
+            phase.send_replace(Phase::Failed);
+            self.sink.emit(EventKind::ServiceSkipped { service: self.name().to_string(), because: dep.clone() });
+            return ServiceOutcome::Skipped;
+        }
+        let result = match self.template.service.kind {
+            ServiceKind::Job => self.run_job(phase).await,
+            ServiceKind::Service => self.run_service(phase).await,
+        };
+        match result {
+            Ok(()) => ServiceOutcome::Done,
+            Err(e) => {
+                phase.send_replace(Phase::Failed);
+                self.sink.emit(EventKind::ServiceFailed { service: self.name().to_string(), error: e.to_string() });
+                ServiceOutcome::Failed(e)
+            }
+        }
+    }
+
+    /// Waits until every dependency meets its condition; `Err(name)` if one failed.
+    async fn wait_for_dependencies(&self) -> std::result::Result<(), String> {
+        let waits = self.template.service.depends_on.iter().map(|d| async move {
+            let Some(tx) = self.phases.get(&d.service) else { return Ok(()) };
+            let mut rx = tx.subscribe();
+            let outcome = rx.wait_for(|p| p.satisfies(d.condition) || *p == Phase::Failed).await;
+            match outcome.map(|p| *p) {
+                Ok(p) if p.satisfies(d.condition) => Ok(()),
+                _ => Err(d.service.clone()),
+            }
+        });
+        join_all(waits).await.into_iter().collect::<std::result::Result<Vec<()>, String>>().map(|_| ())
+    }
+
+    fn gate(&self) -> Gate<'_> {
+        Gate { backend: self.backend, http: self.http, events: self.sink, service: self.name() }
+    }
+
+    /// Creates and starts one instance in `slot`.
+    async fn launch(&self, slot: u32) -> Result<(Instance, Instant)> {
+        let name = instance_name(self.scope, self.name(), slot);
+        let spec = self.template.instance(self.scope, slot, name.clone());
+        let id = self.backend.create_instance(&spec).await?;
+        self.sink.emit(EventKind::InstanceCreated { service: self.name().to_string(), instance: name.clone() });
+        if let Err(e) = self.backend.start_instance(&id).await {
+            let _ = self.backend.remove_instance(&id).await;
+            return Err(e);
+        }
+        let started = Instant::now();
+        self.sink.emit(EventKind::InstanceStarted { service: self.name().to_string(), instance: name });
+        let instance = self.backend.inspect_instance(&id).await?;
+        Ok((instance, started))
+    }
+
+    /// Launches instances in `slots` and waits for each to pass its gate. On any failure, the
+    /// instances launched here are removed again and the first error is returned.
+    async fn launch_ready(&self, slots: &[u32], phase: &watch::Sender<Phase>) -> Result<Vec<Instance>> {
+        let svc = &self.template.service;
+        let launched = join_all(slots.iter().map(|s| self.launch(*s))).await;
+        let mut fresh = Vec::new();
+        let mut first_err = None;
+        for r in launched {
+            match r {
+                Ok(x) => fresh.push(x),
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        if first_err.is_none() {
+            phase.send_if_modified(|p| {
+                let was = *p == Phase::Pending;
+                if was {
+                    *p = Phase::Started;
+                }
+                was
+            });
+            let gate = self.gate();
+            let gates = join_all(fresh.iter().map(|(i, started)| {
+                gate.wait_ready(svc.health.as_ref(), i, *started, svc.deadline(), svc.rollout.min_ready)
+            }))
+            .await;
+            first_err = gates.into_iter().find_map(|r| r.err());
+        }
+        let fresh: Vec<Instance> = fresh.into_iter().map(|(i, _)| i).collect();
+        if let Some(e) = first_err {
+            let _ = retire(self.backend, self.sink, self.name(), &fresh, Duration::from_secs(2)).await;
+            return Err(e);
+        }
+        Ok(fresh)
+    }
+
+    /// A long-running service: verify what is kept, launch what is missing, replace what is stale
+    /// (by the rollout strategy), retire the surplus.
+    async fn run_service(&self, phase: &watch::Sender<Phase>) -> Result<()> {
+        let svc = &self.template.service;
+        let p = self.plan;
+        let grace = self.template.stop_grace();
+
+        // Kept instances are only checked, never touched.
+        let gate = self.gate();
+        let verified = join_all(p.keep.iter().map(|i| {
+            gate.wait_ready(svc.health.as_ref(), i, Instant::now(), svc.deadline(), Duration::ZERO)
+        }))
+        .await;
+        if let Some(e) = verified.into_iter().find_map(|r| r.err()) {
+            return Err(e);
+        }
+
+        let replaced_slots: Vec<u32> = p.replace.iter().map(|(s, _)| *s).collect();
+        let old: Vec<Instance> = p.replace.iter().map(|(_, i)| i.clone()).collect();
+        let mut slots = replaced_slots.clone();
+        slots.extend(&p.create);
+
+        let new = match svc.rollout.strategy {
+            Strategy::Recreate => {
+                retire(self.backend, self.sink, self.name(), &old, grace).await?;
+                self.launch_ready(&slots, phase).await?
+            }
+            // Start-first (the default): the old instances keep serving until every new one is ready.
+            _ => self.launch_ready(&slots, phase).await?,
+        };
+        if svc.rollout.strategy != Strategy::Recreate {
+            retire(self.backend, self.sink, self.name(), &old, grace).await?;
+        }
+        if !old.is_empty() {
+            self.sink.emit(EventKind::ServiceReplaced {
+                service: self.name().to_string(),
+                old: old.iter().map(|i| i.name.clone()).collect(),
+                new: new.iter().map(|i| i.name.clone()).collect(),
+            });
+        }
+        retire(self.backend, self.sink, self.name(), &p.retire, grace).await?;
+        if p.action == Action::Unchanged {
+            self.sink.emit(EventKind::ServiceUnchanged { service: self.name().to_string() });
+        }
+        phase.send_replace(Phase::Ready);
+        self.sink.emit(EventKind::ServiceReady { service: self.name().to_string() });
+        Ok(())
+    }
+
+    /// A job: run it (unless its last run of the same spec succeeded) and require exit code 0.
+    async fn run_job(&self, phase: &watch::Sender<Phase>) -> Result<()> {
+        let svc = &self.template.service;
+        let p = self.plan;
+        retire(self.backend, self.sink, self.name(), &p.retire, Duration::from_secs(2)).await?;
+        let instance = match p.keep.first() {
+            Some(kept) if !kept.is_running() => {
+                self.sink.emit(EventKind::ServiceUnchanged { service: self.name().to_string() });
+                phase.send_replace(Phase::Completed);
+                return Ok(());
+            }
+            // Still running from an interrupted apply: wait for it.
+            Some(kept) => kept.clone(),
+            None => {
+                let old: Vec<Instance> = p.replace.iter().map(|(_, i)| i.clone()).collect();
+                retire(self.backend, self.sink, self.name(), &old, Duration::from_secs(2)).await?;
+                self.launch(0).await?.0
+            }
+        };
+        phase.send_replace(Phase::Started);
+        let deadline = svc.deadline();
+        let code = match tokio::time::timeout(deadline, self.backend.wait_exit(&instance.id)).await {
+            Ok(r) => r?,
+            Err(_) => {
+                let _ = self.backend.stop_instance(&instance.id, Duration::from_secs(2)).await;
+                return Err(Error::Deadline {
+                    what: format!("job `{}`", svc.name),
+                    deadline,
+                    pending: vec![instance.name.clone()],
+                });
+            }
+        };
+        self.sink.emit(EventKind::JobExited { service: self.name().to_string(), instance: instance.name.clone(), exit_code: code });
+        if code != 0 {
+            let logs = self.backend.logs_tail(&instance.id, 20).await.unwrap_or_default();
+            return Err(Error::JobFailed { service: svc.name.clone(), instance: instance.name.clone(), exit_code: code, logs });
+        }
+        phase.send_replace(Phase::Completed);
+        Ok(())
+    }
+}

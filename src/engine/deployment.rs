@@ -1,0 +1,92 @@
+//! [`Deployment`]: what an apply leaves running, and where to reach it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::backend::Instance;
+use crate::error::{Error, Result};
+use crate::model::Environment;
+
+/// The running instances after an apply, by service, with their published endpoints.
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    environment: String,
+    host: String,
+    services: BTreeMap<String, Vec<Instance>>,
+}
+
+/// A published address of a service: host and port.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Host name or address.
+    pub host: String,
+    /// Host port.
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// `http://host:port`.
+    pub fn http_url(&self) -> String {
+        format!("http://{self}")
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Deployment {
+    pub(crate) fn new(env: &Environment, host: String, instances: Vec<Instance>) -> Self {
+        let mut services: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+        for i in instances {
+            if env.service(&i.service).is_some() {
+                services.entry(i.service.clone()).or_default().push(i);
+            }
+        }
+        Deployment { environment: env.qualified_name(), host, services }
+    }
+
+    /// `project-environment`.
+    pub fn environment(&self) -> &str {
+        &self.environment
+    }
+
+    /// The instances of a service (jobs: their last run), ordered by slot.
+    pub fn instances(&self, service: &str) -> &[Instance] {
+        self.services.get(service).map(Vec::as_slice).unwrap_or_default()
+    }
+
+    /// Where the first running instance of `service` publishes `container_port`.
+    pub fn endpoint(&self, service: &str, container_port: u16) -> Result<Endpoint> {
+        self.endpoints(service, container_port)?
+            .into_iter()
+            .next()
+            .ok_or(Error::NoEndpoint { service: service.to_string(), port: container_port })
+    }
+
+    /// Where each running instance of `service` publishes `container_port`, by slot.
+    pub fn endpoints(&self, service: &str, container_port: u16) -> Result<Vec<Endpoint>> {
+        let instances = self.services.get(service).ok_or_else(|| Error::UnknownService {
+            environment: self.environment.clone(),
+            service: service.to_string(),
+        })?;
+        Ok(instances
+            .iter()
+            .filter(|i| i.is_running())
+            .filter_map(|i| {
+                let p = i.published.iter().find(|p| p.container_port == container_port && p.protocol == "tcp")?;
+                let host = match p.host_ip.as_str() {
+                    "" | "0.0.0.0" | "::" => self.host.clone(),
+                    ip => ip.to_string(),
+                };
+                Some(Endpoint { host, port: p.host_port })
+            })
+            .collect())
+    }
+}

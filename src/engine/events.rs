@@ -1,0 +1,185 @@
+//! Progress events: every step of an apply, as typed values the caller can consume as a stream.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+
+/// One step of an apply or down, with when it happened and in which environment.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// When it happened.
+    pub at: SystemTime,
+    /// `project-environment`.
+    pub environment: String,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened. Never contains a secret value.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The plan was computed.
+    Planned {
+        /// Services to create.
+        create: usize,
+        /// Services to replace.
+        replace: usize,
+        /// Services to scale.
+        scale: usize,
+        /// Services (or orphans) to remove.
+        remove: usize,
+        /// Services left as they are.
+        unchanged: usize,
+    },
+    /// An image was built for a service.
+    ImageBuilt {
+        /// The service.
+        service: String,
+        /// The tag.
+        tag: String,
+        /// The image ID.
+        image_id: String,
+    },
+    /// The environment network was created.
+    NetworkCreated {
+        /// Its name.
+        name: String,
+    },
+    /// A named volume was created.
+    VolumeCreated {
+        /// Its engine-side name.
+        name: String,
+    },
+    /// An instance was created.
+    InstanceCreated {
+        /// The service.
+        service: String,
+        /// The container name.
+        instance: String,
+    },
+    /// An instance was started.
+    InstanceStarted {
+        /// The service.
+        service: String,
+        /// The container name.
+        instance: String,
+    },
+    /// A probe failed (reported on the first failure and when what it sees changes).
+    ProbeFailed {
+        /// The service.
+        service: String,
+        /// The container name.
+        instance: String,
+        /// What the probe saw.
+        detail: String,
+    },
+    /// A probe passed.
+    ProbePassed {
+        /// The service.
+        service: String,
+        /// The container name.
+        instance: String,
+        /// What the probe saw.
+        detail: String,
+    },
+    /// An instance passed its health gate.
+    InstanceHealthy {
+        /// The service.
+        service: String,
+        /// The container name.
+        instance: String,
+        /// Time from start to healthy.
+        after: Duration,
+    },
+    /// Every instance of a service meets its gate; dependents waiting for it may start.
+    ServiceReady {
+        /// The service.
+        service: String,
+    },
+    /// A service was already as described; nothing was touched.
+    ServiceUnchanged {
+        /// The service.
+        service: String,
+    },
+    /// A job's container exited.
+    JobExited {
+        /// The job.
+        service: String,
+        /// The container name.
+        instance: String,
+        /// Exit code.
+        exit_code: i64,
+    },
+    /// An instance was stopped.
+    InstanceStopped {
+        /// The service.
+        service: String,
+        /// The container name.
+        instance: String,
+    },
+    /// An instance was removed.
+    InstanceRemoved {
+        /// The service.
+        service: String,
+        /// The container name.
+        instance: String,
+    },
+    /// A service's old instances were replaced by new ones.
+    ServiceReplaced {
+        /// The service.
+        service: String,
+        /// The old containers.
+        old: Vec<String>,
+        /// The new containers.
+        new: Vec<String>,
+    },
+    /// A service no longer in the description was removed.
+    ServiceRemoved {
+        /// The service.
+        service: String,
+    },
+    /// A service failed; the error says why.
+    ServiceFailed {
+        /// The service.
+        service: String,
+        /// The error message.
+        error: String,
+    },
+    /// A service was not started because a dependency failed.
+    ServiceSkipped {
+        /// The service.
+        service: String,
+        /// The dependency that failed.
+        because: String,
+    },
+    /// The apply finished successfully.
+    Applied {
+        /// How long it took.
+        took: Duration,
+    },
+}
+
+/// Where the engine sends events: to tracing always, and to the caller's channel if there is one.
+#[derive(Clone, Debug)]
+pub(crate) struct EventSink {
+    environment: String,
+    tx: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl EventSink {
+    pub(crate) fn new(environment: String, tx: Option<mpsc::UnboundedSender<Event>>) -> Self {
+        EventSink { environment, tx }
+    }
+
+    pub(crate) fn emit(&self, kind: EventKind) {
+        match &kind {
+            EventKind::ProbeFailed { .. } | EventKind::ProbePassed { .. } => tracing::debug!(event = ?kind),
+            EventKind::ServiceFailed { .. } => tracing::warn!(event = ?kind),
+            _ => tracing::info!(event = ?kind),
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Event { at: SystemTime::now(), environment: self.environment.clone(), kind });
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The engine: carries out plans on a [`Backend`] and runs day-two operations.
+//!
+//! Entry points are methods on [`Environment`]: [`plan`](Environment::plan),
+//! [`apply`](Environment::apply), [`apply_streaming`](Environment::apply_streaming),
+//! [`down`](Environment::down), [`status`](Environment::status), [`logs`](Environment::logs) and
+//! [`exec`](Environment::exec).
+//!
+//! - `apply.rs`: the apply itself: image resolution, dependency-ordered concurrent service runs,
+//!   and where a rollout decides its next step (`ServiceRun::run_service`).
+//! - `events.rs`: the typed progress [`Event`]s.
+//! - `deployment.rs`: the [`Deployment`] an apply returns, with endpoints.
+//! - `ops.rs`: down, status, logs, exec.
+
+mod apply;
+mod deployment;
+pub(crate) mod events;
+mod ops;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::Stream;
+use tokio::sync::mpsc;
+
+pub use deployment::{Deployment, Endpoint};
+pub use events::{Event, EventKind};
+pub use ops::{Down, DownReport, Health, InstanceStatus, LogOptions, ServiceStatus, Status};
+
+use crate::backend::{Backend, ExecOutput, LogLine};
+use crate::error::{Error, Result};
+use crate::model::Environment;
+use crate::plan::Plan;
+use events::EventSink;
+
+impl Environment {
+    /// What [`apply`](Self::apply) would do, and why, without changing anything.
+    /// (Services with a build are built, since their image ID decides whether they changed.)
+    pub async fn plan<B: Backend>(&self, backend: &B) -> Result<Plan> {
+        let sink = EventSink::new(self.qualified_name(), None);
+        Ok(apply::plan(self, backend, &sink).await?.0)
+    }
+
+    /// Makes the target match the description: creates, replaces (health-gated), scales and removes,
+    /// in dependency order, within the environment's deadline. Re-applying an unchanged environment
+    /// touches nothing.
+    ///
+    /// ```no_run
+    /// # async fn f() -> harbormaster::Result<()> {
+    /// use harbormaster::{DockerBackend, Environment, Service, Port};
+    /// let web = Service::builder("web").image("local/web:1").port(Port::tcp(80).publish_ephemeral()).build()?;
+    /// let env = Environment::builder("shop", "staging").service(web).build()?;
+    /// let docker = DockerBackend::connect().await?;
+    /// let deployed = env.apply(&docker).await?;
+    /// println!("web is at {}", deployed.endpoint("web", 80)?.http_url());
+    /// # Ok(()) }
+    /// ```
+    pub async fn apply<B: Backend>(&self, backend: &B) -> Result<Deployment> {
+        apply::apply(self, backend, EventSink::new(self.qualified_name(), None)).await
+    }
+
+    /// Like [`apply`](Self::apply), as a stream of progress [`Event`]s; the result comes from
+    /// [`ApplyRun::finish`]. The apply runs on its own task and finishes even if the stream is dropped.
+    ///
+    /// ```no_run
+    /// # async fn f(env: harbormaster::Environment, docker: harbormaster::DockerBackend) -> harbormaster::Result<()> {
+    /// use futures::StreamExt;
+    /// let mut run = env.apply_streaming(&docker);
+    /// while let Some(event) = run.next().await {
+    ///     println!("{:?}", event.kind);
+    /// }
+    /// let deployed = run.finish().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn apply_streaming<B: Backend + Clone>(&self, backend: &B) -> ApplyRun {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let env = self.clone();
+        let backend = backend.clone();
+        let handle = tokio::spawn(async move {
+            let sink = EventSink::new(env.qualified_name(), Some(tx));
+            apply::apply(&env, &backend, sink).await
+        });
+        ApplyRun { events: rx, handle }
+    }
+
+    /// Stops and removes every container and the network the environment owns. Named volumes are
+    /// kept unless [`Down::with_volumes`] is given.
+    pub async fn down<B: Backend>(&self, backend: &B, options: Down) -> Result<DownReport> {
+        ops::down(self, backend, options, &EventSink::new(self.qualified_name(), None)).await
+    }
+
+    /// Each service's instances, their state, and their health as one probe sees it now.
+    pub async fn status<B: Backend>(&self, backend: &B) -> Result<Status> {
+        ops::status(self, backend).await
+    }
+
+    /// The log lines of every instance of `service`, merged; with [`LogOptions::follow`], new lines
+    /// as they come.
+    pub async fn logs<B: Backend>(&self, backend: &B, service: &str, options: LogOptions) -> Result<BoxStream<'static, Result<LogLine>>> {
+        ops::logs(self, backend, service, options).await
+    }
+
+    /// Runs a command in the first running instance of `service` (bounded by 60 s).
+    pub async fn exec<B, I, S>(&self, backend: &B, service: &str, command: I) -> Result<ExecOutput>
+    where
+        B: Backend,
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let command: Vec<String> = command.into_iter().map(Into::into).collect();
+        ops::exec(self, backend, service, &command, Duration::from_secs(60)).await
+    }
+}
+
+/// An apply in progress: a stream of [`Event`]s, then its result from [`finish`](Self::finish).
+#[derive(Debug)]
+pub struct ApplyRun {
+    events: mpsc::UnboundedReceiver<Event>,
+    handle: tokio::task::JoinHandle<Result<Deployment>>,
+}
+
+impl ApplyRun {
+    /// Waits for the apply to end and returns its result (remaining events are discarded).
+    pub async fn finish(self) -> Result<Deployment> {
+        match self.handle.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Backend { operation: "apply", target: "apply task".into(), message: e.to_string() }),
+        }
+    }
+}
+
+impl Stream for ApplyRun {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.events.poll_recv(cx)
+    }
+}

@@ -1,0 +1,224 @@
+//! Day-two operations on an environment: [`down`], [`status`], [`logs`], [`exec`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream, StreamExt};
+
+use super::apply::{retire, scope_of};
+use super::events::EventSink;
+use crate::backend::{Backend, ExecOutput, Instance, InstanceState, LogLine};
+use crate::error::{Error, Result};
+use crate::health::probe;
+use crate::model::Environment;
+
+/// Options of [`Environment::down`](crate::Environment::down). Volumes are kept unless asked.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Down {
+    /// Also remove the environment's named volumes (their data is lost).
+    pub remove_volumes: bool,
+}
+
+impl Down {
+    /// Also remove the named volumes.
+    pub fn with_volumes(mut self) -> Self {
+        self.remove_volumes = true;
+        self
+    }
+}
+
+/// What [`down`] removed and kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DownReport {
+    /// Containers removed.
+    pub removed_instances: Vec<String>,
+    /// Whether the network was removed.
+    pub removed_network: bool,
+    /// Volumes removed.
+    pub removed_volumes: Vec<String>,
+    /// Volumes kept.
+    pub kept_volumes: Vec<String>,
+}
+
+pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, sink: &EventSink) -> Result<DownReport> {
+    let scope = scope_of(env);
+    let instances = backend.list_instances(&scope).await?;
+    let mut by_service: BTreeMap<&str, Vec<Instance>> = BTreeMap::new();
+    for i in &instances {
+        by_service.entry(i.service.as_str()).or_default().push(i.clone());
+    }
+    let removals = by_service.iter().map(|(service, list)| {
+        let grace = env.service(service).map(|s| s.stop_grace).unwrap_or(Duration::from_secs(10));
+        retire(backend, sink, service, list, grace)
+    });
+    futures::future::join_all(removals).await.into_iter().collect::<Result<Vec<()>>>()?;
+    let removed_network = backend.remove_network(&scope).await?;
+    let volumes = backend.list_volumes(&scope).await?;
+    let mut report = DownReport {
+        removed_instances: instances.iter().map(|i| i.name.clone()).collect(),
+        removed_network,
+        ..Default::default()
+    };
+    for v in volumes {
+        if opts.remove_volumes {
+            backend.remove_volume(&v).await?;
+            report.removed_volumes.push(v);
+        } else {
+            report.kept_volumes.push(v);
+        }
+    }
+    Ok(report)
+}
+
+/// The state of an environment on a target.
+#[derive(Clone, Debug)]
+pub struct Status {
+    /// `project-environment`.
+    pub environment: String,
+    /// Described services, then any found running but no longer described.
+    pub services: Vec<ServiceStatus>,
+}
+
+/// The state of one service.
+#[derive(Clone, Debug)]
+pub struct ServiceStatus {
+    /// The service.
+    pub name: String,
+    /// Whether it is in the description.
+    pub described: bool,
+    /// Replicas asked for (0 when not described).
+    pub desired: u32,
+    /// Instances running.
+    pub running: u32,
+    /// Each instance.
+    pub instances: Vec<InstanceStatus>,
+}
+
+/// The state of one instance.
+#[derive(Clone, Debug)]
+pub struct InstanceStatus {
+    /// Container name.
+    pub name: String,
+    /// Replica slot.
+    pub slot: u32,
+    /// Engine state.
+    pub state: InstanceState,
+    /// Exit code, if exited.
+    pub exit_code: Option<i64>,
+    /// Result of one probe of its health check.
+    pub health: Health,
+}
+
+/// Health of an instance, as one probe just saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// The probe passed.
+    Healthy,
+    /// The probe failed; what it saw.
+    Unhealthy(String),
+    /// The service has no health check.
+    NoCheck,
+    /// Not running.
+    NotRunning,
+}
+
+pub(crate) async fn status(env: &Environment, backend: &dyn Backend) -> Result<Status> {
+    let instances = backend.list_instances(&scope_of(env)).await?;
+    let mut names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
+    for i in &instances {
+        if !names.contains(&i.service) {
+            names.push(i.service.clone());
+        }
+    }
+    let mut services = Vec::new();
+    for name in names {
+        let svc = env.service(&name);
+        let mine: Vec<&Instance> = instances.iter().filter(|i| i.service == name).collect();
+        let checks = mine.iter().map(|i| async move {
+            let health = match (i.is_running(), svc.and_then(|s| s.health.as_ref())) {
+                (false, _) => Health::NotRunning,
+                (true, None) => Health::NoCheck,
+                (true, Some(check)) => {
+                    let r = probe::check_once(backend, check, i).await;
+                    if r.passed {
+                        Health::Healthy
+                    } else {
+                        Health::Unhealthy(r.detail)
+                    }
+                }
+            };
+            InstanceStatus { name: i.name.clone(), slot: i.slot, state: i.state, exit_code: i.exit_code, health }
+        });
+        let statuses = futures::future::join_all(checks).await;
+        services.push(ServiceStatus {
+            name: name.clone(),
+            described: svc.is_some(),
+            desired: svc.map(|s| s.replicas).unwrap_or(0),
+            running: mine.iter().filter(|i| i.is_running()).count() as u32,
+            instances: statuses,
+        });
+    }
+    Ok(Status { environment: env.qualified_name(), services })
+}
+
+/// Options of [`Environment::logs`](crate::Environment::logs).
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct LogOptions {
+    /// Keep streaming new lines.
+    pub follow: bool,
+    /// Only the last N lines of each instance (all when `None`).
+    pub tail: Option<usize>,
+}
+
+impl LogOptions {
+    /// Keep streaming new lines.
+    pub fn follow(mut self) -> Self {
+        self.follow = true;
+        self
+    }
+
+    /// Start from the last `n` lines of each instance.
+    pub fn tail(mut self, n: usize) -> Self {
+        self.tail = Some(n);
+        self
+    }
+}
+
+async fn instances_of(env: &Environment, backend: &dyn Backend, service: &str) -> Result<Vec<Instance>> {
+    if env.service(service).is_none() {
+        return Err(Error::UnknownService { environment: env.qualified_name(), service: service.to_string() });
+    }
+    let mut all: Vec<Instance> = backend.list_instances(&scope_of(env)).await?.into_iter().filter(|i| i.service == service).collect();
+    all.sort_by_key(|i| (!i.is_running(), i.slot));
+    Ok(all)
+}
+
+pub(crate) async fn logs(
+    env: &Environment,
+    backend: &dyn Backend,
+    service: &str,
+    opts: LogOptions,
+) -> Result<BoxStream<'static, Result<LogLine>>> {
+    let instances = instances_of(env, backend, service).await?;
+    let streams: Vec<_> = instances.iter().map(|i| backend.logs(&i.id, opts.follow, opts.tail)).collect();
+    Ok(stream::select_all(streams).boxed())
+}
+
+pub(crate) async fn exec(
+    env: &Environment,
+    backend: &dyn Backend,
+    service: &str,
+    command: &[String],
+    timeout: Duration,
+) -> Result<ExecOutput> {
+    let instances = instances_of(env, backend, service).await?;
+    let target = instances.iter().find(|i| i.is_running()).ok_or_else(|| Error::Backend {
+        operation: "exec",
+        target: service.to_string(),
+        message: "no running instance".into(),
+    })?;
+    backend.exec(&target.id, command, timeout).await
+}
+

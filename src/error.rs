@@ -1,0 +1,294 @@
+//! Errors: one [`Error`] for everything an operation can hit, and [`ValidationError`] for what
+//! building a [`Service`](crate::Service) or [`Environment`](crate::Environment) rejects.
+//!
+//! Every message says what failed, where (which service, instance, host or file) and, where there is
+//! one, what to do about it. No message ever contains a secret's value.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::health::ProbeRecord;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Anything that can go wrong while planning, applying or operating an environment.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The description of the environment is invalid; nothing was changed.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+
+    /// The backend (container engine) could not be reached at all.
+    #[error("cannot reach the container engine at {endpoint}: {message}. Is the engine running, and is DOCKER_HOST (if set) right?")]
+    Connect {
+        /// Where the library tried to connect.
+        endpoint: String,
+        /// What the engine or the transport said.
+        message: String,
+    },
+
+    /// A call to the backend failed.
+    #[error("{operation} failed for {target}: {message}")]
+    Backend {
+        /// What the library was doing (for example `create container`).
+        operation: &'static str,
+        /// What it was done to (a container, network, volume or image name).
+        target: String,
+        /// What the engine said.
+        message: String,
+    },
+
+    /// A service's image reference is not present on the engine.
+    #[error("image `{reference}` of service `{service}` is not on the engine ({backend}); build or load it first, or give the service a build with `ServiceBuilder::build_from`")]
+    ImageNotFound {
+        /// The service that uses the image.
+        service: String,
+        /// The image reference as given.
+        reference: String,
+        /// The backend that was asked.
+        backend: String,
+    },
+
+    /// Building an image failed.
+    #[error("building image `{tag}` failed: {message}{}", render_lines("build output", log))]
+    ImageBuild {
+        /// The tag that was being built.
+        tag: String,
+        /// The builder's error message.
+        message: String,
+        /// The last lines of build output.
+        log: Vec<String>,
+    },
+
+    /// An instance did not become healthy, or exited while starting.
+    #[error(transparent)]
+    Unhealthy(Box<HealthFailure>),
+
+    /// A one-shot job exited with a non-zero code.
+    #[error("job `{service}` (container {instance}) exited with code {exit_code}; its dependents were not started{}", render_lines("last log lines", logs))]
+    JobFailed {
+        /// The job's service name.
+        service: String,
+        /// The container that ran it.
+        instance: String,
+        /// Its exit code.
+        exit_code: i64,
+        /// The last lines it logged.
+        logs: Vec<String>,
+    },
+
+    /// A deadline enforced by the library expired.
+    #[error("{what} did not finish within its deadline of {deadline:?}; still pending: {}", pending.join(", "))]
+    Deadline {
+        /// What was being waited for.
+        what: String,
+        /// The deadline that expired.
+        deadline: Duration,
+        /// What had not finished.
+        pending: Vec<String>,
+    },
+
+    /// Applying an environment failed for one or more services.
+    #[error(transparent)]
+    Apply(Box<ApplyFailure>),
+
+    /// The environment has no service of that name.
+    #[error("environment `{environment}` has no service `{service}`")]
+    UnknownService {
+        /// `project/environment`.
+        environment: String,
+        /// The name asked for.
+        service: String,
+    },
+
+    /// No published endpoint matches the request.
+    #[error("service `{service}` has no running instance publishing container port {port}; publish it with `Port::tcp({port}).publish_ephemeral()` (or a fixed host port)")]
+    NoEndpoint {
+        /// The service asked for.
+        service: String,
+        /// The container port asked for.
+        port: u16,
+    },
+}
+
+impl Error {
+    pub(crate) fn backend(operation: &'static str, target: impl Into<String>, message: impl fmt::Display) -> Self {
+        Error::Backend { operation, target: target.into(), message: message.to_string() }
+    }
+}
+
+/// Why an instance failed its health gate: which service and instance, the last probe results and the
+/// container's last log lines.
+#[derive(Debug, Clone)]
+pub struct HealthFailure {
+    /// The service.
+    pub service: String,
+    /// The container name.
+    pub instance: String,
+    /// What ended the wait (threshold reached, container exited, deadline).
+    pub reason: String,
+    /// The most recent probe results, oldest first.
+    pub last_probes: Vec<ProbeRecord>,
+    /// The container's last log lines.
+    pub last_logs: Vec<String>,
+}
+
+impl fmt::Display for HealthFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "service `{}` (container {}) is not healthy: {}", self.service, self.instance, self.reason)?;
+        if self.last_probes.is_empty() {
+            write!(f, "\n  last probes: none ran")?;
+        } else {
+            write!(f, "\n  last probes:")?;
+            for p in &self.last_probes {
+                write!(f, "\n    - {p}")?;
+            }
+        }
+        f.write_str(&render_lines("last log lines", &self.last_logs))
+    }
+}
+
+impl std::error::Error for HealthFailure {}
+
+/// Several services failed during one apply; the rest of the environment was left as it was reached.
+#[derive(Debug)]
+pub struct ApplyFailure {
+    /// `project/environment`.
+    pub environment: String,
+    /// Each failed service with its error.
+    pub failed: Vec<(String, Error)>,
+    /// Services not started because something they depend on failed.
+    pub not_started: Vec<String>,
+}
+
+impl fmt::Display for ApplyFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "apply of `{}` failed: {} service(s) failed", self.environment, self.failed.len())?;
+        if !self.not_started.is_empty() {
+            write!(f, ", not started because a dependency failed: {}", self.not_started.join(", "))?;
+        }
+        for (service, err) in &self.failed {
+            write!(f, "\n- {service}: {}", indent(&err.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApplyFailure {}
+
+impl ApplyFailure {
+    /// The error of one failed service, if it failed.
+    pub fn error_of(&self, service: &str) -> Option<&Error> {
+        self.failed.iter().find(|(s, _)| s == service).map(|(_, e)| e)
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.replace('\n', "\n  ")
+}
+
+fn render_lines(title: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return format!("\n  {title}: (none)");
+    }
+    let mut out = format!("\n  {title}:");
+    for l in lines {
+        out.push_str("\n    | ");
+        out.push_str(l);
+    }
+    out
+}
+
+/// What building a service or an environment rejects. Each variant names the offending service
+/// (or environment) and says what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidationError {
+    /// A name that cannot be used as a container or DNS name.
+    #[error("invalid {kind} name `{name}`: {reason} (names are 1-63 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-')")]
+    InvalidName {
+        /// What the name is for (`service`, `project`, `environment`, `volume`).
+        kind: &'static str,
+        /// The name as given.
+        name: String,
+        /// What rule it breaks.
+        reason: String,
+    },
+    /// Two services with the same name.
+    #[error("service `{0}` is defined twice in the environment")]
+    DuplicateService(String),
+    /// A dependency on a service that is not in the environment.
+    #[error("service `{service}` depends on `{dependency}`, which is not in the environment")]
+    UnknownDependency {
+        /// The dependent service.
+        service: String,
+        /// The missing dependency.
+        dependency: String,
+    },
+    /// Services that depend on each other in a circle.
+    #[error("dependency cycle: {}", cycle.join(" -> "))]
+    DependencyCycle {
+        /// The cycle, first service repeated at the end.
+        cycle: Vec<String>,
+    },
+    /// Two services (or two replicas of one) would publish the same host port.
+    #[error("host port {port} is published by both `{first}` and `{second}`; use distinct host ports or `publish_ephemeral()`")]
+    HostPortConflict {
+        /// The host port.
+        port: u16,
+        /// The first publisher.
+        first: String,
+        /// The second publisher.
+        second: String,
+    },
+    /// A job (one-shot service) with more than one replica.
+    #[error("job `{service}` asks for {replicas} replicas; a job runs exactly once per apply")]
+    JobWithReplicas {
+        /// The job.
+        service: String,
+        /// The replica count asked for.
+        replicas: u32,
+    },
+    /// A deadline too short for the health check to ever declare the service unhealthy.
+    #[error("service `{service}`: deadline {deadline:?} is shorter than its health check needs ({needed:?} = start period + interval x failure threshold); raise the deadline or shorten the check")]
+    DeadlineTooShort {
+        /// The service.
+        service: String,
+        /// The deadline given.
+        deadline: Duration,
+        /// What the health check needs at least.
+        needed: Duration,
+    },
+    /// A dependency condition that cannot hold for that dependency.
+    #[error("service `{service}` waits for `{dependency}` to be {condition}, but {reason}")]
+    ImpossibleCondition {
+        /// The dependent.
+        service: String,
+        /// The dependency.
+        dependency: String,
+        /// The condition asked for.
+        condition: String,
+        /// Why it cannot hold.
+        reason: String,
+    },
+    /// A secret whose source cannot be read.
+    #[error("secret from {source_ref} is unavailable: {reason}")]
+    SecretUnavailable {
+        /// Where the secret was to come from (never its value).
+        source_ref: String,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// Any other invalid value: which service, which field, what is wrong.
+    #[error("{owner}: invalid {field}: {reason}")]
+    InvalidValue {
+        /// The service or environment.
+        owner: String,
+        /// The field.
+        field: &'static str,
+        /// What is wrong and what would be right.
+        reason: String,
+    },
+}

@@ -1,0 +1,232 @@
+//! The health gate: waits until a started instance passes its check, exits, or runs out of time.
+//!
+//! Until the instance is healthy, probes run every `start_interval`, so readiness is reported within
+//! one short interval of happening. The gate fails when the container exits (at once), when
+//! `start_period + interval × failure_threshold` has passed without `success_threshold` consecutive
+//! passes, or when the instance's deadline passes. After it passes, the instance must stay healthy
+//! for `min_ready` (probed every `interval`), if one is set.
+
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use tokio::time::Instant;
+
+use super::probe::{self, Outcome};
+use super::{ProbeHistory, ProbeRecord};
+use crate::backend::{Backend, Instance};
+use crate::engine::events::{EventKind, EventSink};
+use crate::error::{Error, HealthFailure};
+use crate::model::{HealthCheck, Probe};
+
+/// What the gate needs from the engine.
+pub(crate) struct Gate<'a> {
+    pub backend: &'a dyn Backend,
+    pub http: &'a reqwest::Client,
+    pub events: &'a EventSink,
+    pub service: &'a str,
+}
+
+enum Step {
+    Exited(i64),
+    Probed(Outcome),
+    Expired,
+}
+
+impl Gate<'_> {
+    /// Waits for `instance` (started at `started`) to pass `check`, then to stay healthy for
+    /// `min_ready`. Returns the time from start to healthy.
+    pub(crate) async fn wait_ready(
+        &self,
+        check: Option<&HealthCheck>,
+        instance: &Instance,
+        started: Instant,
+        deadline: Duration,
+        min_ready: Duration,
+    ) -> Result<Duration, Error> {
+        let mut exit = self.backend.wait_exit(&instance.id).boxed().fuse();
+        let mut history = ProbeHistory::default();
+        let hard_end = started + deadline;
+        let after = match check {
+            None => started.elapsed(),
+            Some(check) => {
+                let budget_end = (started + check.startup_budget()).min(hard_end);
+                let mut logs = match &check.probe {
+                    Probe::LogLine { .. } => Some(self.backend.logs(&instance.id, true, None)),
+                    _ => None,
+                };
+                let mut successes = 0u32;
+                let mut next = Instant::now();
+                let mut last_failure: Option<String> = None;
+                loop {
+                    let step = tokio::select! {
+                        code = &mut exit => match code {
+                            Ok(code) => Step::Exited(code),
+                            // Could not watch for exit: keep probing; the deadlines still bound the wait.
+                            Err(_) => { exit = futures::future::pending().boxed().fuse(); continue; }
+                        },
+                        _ = tokio::time::sleep_until(budget_end) => Step::Expired,
+                        outcome = next_log_outcome(&mut logs, check), if logs.is_some() => Step::Probed(outcome),
+                        _ = tokio::time::sleep_until(next), if logs.is_none() => {
+                            Step::Probed(probe::run(self.backend, self.http, check, instance).await)
+                        }
+                    };
+                    match step {
+                        Step::Exited(code) => {
+                            return Err(self
+                                .failure(instance, format!("the container exited with code {code} while starting"), &history)
+                                .await)
+                        }
+                        Step::Expired => {
+                            let reason = format!(
+                                "not healthy within {:?} (start period {:?} + interval {:?} x {} retries)",
+                                check.startup_budget().min(deadline),
+                                check.start_period,
+                                check.interval,
+                                check.failure_threshold
+                            );
+                            return Err(self.failure(instance, reason, &history).await);
+                        }
+                        Step::Probed(out) => {
+                            let passed = out.record.passed;
+                            self.report(instance, &out.record, &mut last_failure);
+                            history.push(out.record);
+                            if passed {
+                                successes += 1;
+                                if successes >= check.success_threshold {
+                                    break;
+                                }
+                            } else {
+                                successes = 0;
+                                if out.hopeless {
+                                    return Err(self.failure(instance, "the probe cannot succeed".into(), &history).await);
+                                }
+                            }
+                            next = Instant::now() + check.start_interval;
+                        }
+                    }
+                }
+                started.elapsed()
+            }
+        };
+        self.events.emit(EventKind::InstanceHealthy {
+            service: self.service.to_string(),
+            instance: instance.name.clone(),
+            after,
+        });
+        if !min_ready.is_zero() {
+            self.soak(check, instance, min_ready, &mut exit, &mut history).await?;
+        }
+        Ok(after)
+    }
+
+    /// Keeps probing for `min_ready`; fails on exit or on `failure_threshold` consecutive failures.
+    async fn soak(
+        &self,
+        check: Option<&HealthCheck>,
+        instance: &Instance,
+        min_ready: Duration,
+        exit: &mut (impl futures::Future<Output = crate::Result<i64>> + Unpin + futures::future::FusedFuture),
+        history: &mut ProbeHistory,
+    ) -> Result<(), Error> {
+        let end = Instant::now() + min_ready;
+        let mut failures = 0u32;
+        let mut last_failure = None;
+        loop {
+            let interval = check.map(|c| c.interval).unwrap_or(min_ready);
+            let next = (Instant::now() + interval).min(end);
+            tokio::select! {
+                code = &mut *exit => {
+                    if let Ok(code) = code {
+                        let reason = format!("the container exited with code {code} during its min_ready period of {min_ready:?}");
+                        return Err(self.failure(instance, reason, history).await);
+                    }
+                }
+                _ = tokio::time::sleep_until(next) => {}
+            }
+            if Instant::now() >= end {
+                return Ok(());
+            }
+            let Some(check) = check else { continue };
+            if matches!(check.probe, Probe::LogLine { .. }) {
+                continue;
+            }
+            let out = probe::run(self.backend, self.http, check, instance).await;
+            self.report(instance, &out.record, &mut last_failure);
+            let passed = out.record.passed;
+            history.push(out.record);
+            failures = if passed { 0 } else { failures + 1 };
+            if failures >= check.failure_threshold {
+                let reason = format!("{failures} consecutive probe failures during its min_ready period of {min_ready:?}");
+                return Err(self.failure(instance, reason, history).await);
+            }
+        }
+    }
+
+    fn report(&self, instance: &Instance, record: &ProbeRecord, last_failure: &mut Option<String>) {
+        let service = self.service.to_string();
+        let name = instance.name.clone();
+        if record.passed {
+            *last_failure = None;
+            self.events.emit(EventKind::ProbePassed { service, instance: name, detail: record.detail.clone() });
+        } else if last_failure.as_deref() != Some(record.detail.as_str()) {
+            *last_failure = Some(record.detail.clone());
+            self.events.emit(EventKind::ProbeFailed { service, instance: name, detail: record.detail.clone() });
+        }
+    }
+
+    async fn failure(&self, instance: &Instance, reason: String, history: &ProbeHistory) -> Error {
+        let last_logs = match tokio::time::timeout(Duration::from_secs(5), self.backend.logs_tail(&instance.id, 20)).await {
+            Ok(Ok(lines)) => lines,
+            Ok(Err(e)) => vec![format!("(could not read logs: {e})")],
+            Err(_) => vec!["(could not read logs in time)".to_string()],
+        };
+        Error::Unhealthy(Box::new(HealthFailure {
+            service: self.service.to_string(),
+            instance: instance.name.clone(),
+            reason,
+            last_probes: history.to_vec(),
+            last_logs,
+        }))
+    }
+}
+
+/// Reads the followed log until a line contains the text; each line read counts as a probe result
+/// only when it matches (non-matching lines are not failures).
+async fn next_log_outcome(
+    logs: &mut Option<futures::stream::BoxStream<'static, crate::Result<crate::backend::LogLine>>>,
+    check: &HealthCheck,
+) -> Outcome {
+    let Probe::LogLine { contains } = &check.probe else { return futures::future::pending().await };
+    let Some(stream) = logs.as_mut() else { return futures::future::pending().await };
+    let at = std::time::SystemTime::now();
+    loop {
+        match stream.next().await {
+            Some(Ok(line)) if line.text.contains(contains.as_str()) => {
+                return Outcome {
+                    record: ProbeRecord { at, passed: true, detail: format!("log line {:?}", line.text), took: Duration::ZERO },
+                    hopeless: false,
+                }
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                *logs = None;
+                return Outcome {
+                    record: ProbeRecord { at, passed: false, detail: format!("reading the log failed: {e}"), took: Duration::ZERO },
+                    hopeless: true,
+                };
+            }
+            None => {
+                *logs = None;
+                return Outcome {
+                    record: ProbeRecord {
+                        at,
+                        passed: false,
+                        detail: format!("the log ended without a line containing {contains:?}"),
+                        took: Duration::ZERO,
+                    },
+                    hopeless: true,
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! [`Environment`]: a project's named deployment (staging, production, a test's own) of services.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use super::{name, Condition, Publish, Service, ServiceKind};
+use crate::error::ValidationError;
+
+/// A set of services deployed together under `project` + `name`, on their own network, where they
+/// reach each other by service name.
+///
+/// ```
+/// use harbormaster::{Environment, Service};
+/// let env = Environment::builder("shop", "staging")
+///     .service(Service::builder("web").image("local/web:1").build()?)
+///     .env("TZ", "UTC")
+///     .build()?;
+/// assert_eq!(env.qualified_name(), "shop-staging");
+/// # Ok::<_, harbormaster::ValidationError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Environment {
+    pub(crate) project: String,
+    pub(crate) name: String,
+    pub(crate) services: Vec<Service>,
+    pub(crate) shared_env: BTreeMap<String, String>,
+    pub(crate) deadline: Duration,
+}
+
+impl Environment {
+    /// Starts describing environment `name` (such as `staging`) of `project`.
+    pub fn builder(project: impl Into<String>, name: impl Into<String>) -> EnvironmentBuilder {
+        EnvironmentBuilder {
+            env: Environment {
+                project: project.into(),
+                name: name.into(),
+                services: Vec::new(),
+                shared_env: BTreeMap::new(),
+                deadline: Duration::from_secs(15 * 60),
+            },
+            errors: Vec::new(),
+        }
+    }
+
+    /// The project name.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The environment name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `project-name`: the prefix of every container, network and volume it owns.
+    pub fn qualified_name(&self) -> String {
+        format!("{}-{}", self.project, self.name)
+    }
+
+    /// The services, in the order given.
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    /// One service by name.
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The deadline for a whole apply.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// Named volumes used by the services.
+    pub fn volume_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .services
+            .iter()
+            .flat_map(|s| s.volumes.iter().filter_map(|v| v.volume_name().map(str::to_string)))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Builder for [`Environment`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct EnvironmentBuilder {
+    env: Environment,
+    errors: Vec<ValidationError>,
+}
+
+impl EnvironmentBuilder {
+    /// Adds a service.
+    pub fn service(mut self, service: Service) -> Self {
+        self.env.services.push(service);
+        self
+    }
+
+    /// Adds several services.
+    pub fn services(mut self, services: impl IntoIterator<Item = Service>) -> Self {
+        self.env.services.extend(services);
+        self
+    }
+
+    /// An environment variable given to every service (a service's own value wins).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.shared_env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Deadline for a whole apply (default 15 minutes).
+    pub fn deadline(mut self, d: Duration) -> Self {
+        if d.is_zero() {
+            self.errors.push(ValidationError::InvalidValue {
+                owner: format!("environment `{}`", self.env.name),
+                field: "deadline",
+                reason: "must be greater than zero".into(),
+            });
+        }
+        self.env.deadline = d;
+        self
+    }
+
+    /// Validates the whole environment: names, duplicates, dependencies, cycles, host ports.
+    pub fn build(self) -> Result<Environment, ValidationError> {
+        let env = self.env;
+        if let Some(e) = self.errors.into_iter().next() {
+            return Err(e);
+        }
+        name::check("project", &env.project)?;
+        name::check("environment", &env.name)?;
+        let by_name = index(&env.services)?;
+        check_dependencies(&env.services, &by_name)?;
+        check_cycles(&env.services, &by_name)?;
+        check_host_ports(&env.services)?;
+        for k in env.shared_env.keys() {
+            if k.is_empty() || k.contains('=') {
+                return Err(ValidationError::InvalidValue {
+                    owner: format!("environment `{}`", env.name),
+                    field: "env",
+                    reason: format!("variable name {k:?} must be non-empty and contain no '='"),
+                });
+            }
+        }
+        Ok(env)
+    }
+}
+
+fn index(services: &[Service]) -> Result<HashMap<&str, usize>, ValidationError> {
+    let mut by_name = HashMap::new();
+    for (i, s) in services.iter().enumerate() {
+        if by_name.insert(s.name.as_str(), i).is_some() {
+            return Err(ValidationError::DuplicateService(s.name.clone()));
+        }
+    }
+    Ok(by_name)
+}
+
+fn check_dependencies(services: &[Service], by_name: &HashMap<&str, usize>) -> Result<(), ValidationError> {
+    for s in services {
+        for d in &s.depends_on {
+            let Some(&di) = by_name.get(d.service.as_str()) else {
+                return Err(ValidationError::UnknownDependency { service: s.name.clone(), dependency: d.service.clone() });
+            };
+            let dep = &services[di];
+            let impossible = |reason: &str| ValidationError::ImpossibleCondition {
+                service: s.name.clone(),
+                dependency: dep.name.clone(),
+                condition: d.condition.to_string(),
+                reason: reason.to_string(),
+            };
+            match (d.condition, dep.kind) {
+                (Condition::CompletedSuccessfully, ServiceKind::Service) => {
+                    return Err(impossible("it is a long-running service, not a job (use Condition::Healthy or Started)"));
+                }
+                (Condition::Healthy, ServiceKind::Job) => {
+                    return Err(impossible("it is a job; use Condition::CompletedSuccessfully"));
+                }
+                (Condition::Healthy, ServiceKind::Service) if dep.health.is_none() => {
+                    return Err(impossible("it has no health check; give it one with .health(..) or wait for Condition::Started"));
+                }
+                (_, ServiceKind::Service) if dep.replicas == 0 => {
+                    return Err(impossible("it has 0 replicas"));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Depth-first search; reports the first cycle found as `a -> b -> a`.
+fn check_cycles(services: &[Service], by_name: &HashMap<&str, usize>) -> Result<(), ValidationError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(
+        i: usize,
+        services: &[Service],
+        by_name: &HashMap<&str, usize>,
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<String>> {
+        marks[i] = Mark::Active;
+        stack.push(i);
+        for d in &services[i].depends_on {
+            let Some(&j) = by_name.get(d.service.as_str()) else { continue };
+            match marks[j] {
+                Mark::Active => {
+                    let start = stack.iter().position(|&k| k == j).unwrap_or(0);
+                    let mut cycle: Vec<String> = stack[start..].iter().map(|&k| services[k].name.clone()).collect();
+                    cycle.push(services[j].name.clone());
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    if let Some(c) = visit(j, services, by_name, marks, stack) {
+                        return Some(c);
+                    }
+                }
+                Mark::Done => {}
+            }
+        }
+        stack.pop();
+        marks[i] = Mark::Done;
+        None
+    }
+    let mut marks = vec![Mark::New; services.len()];
+    for i in 0..services.len() {
+        if marks[i] == Mark::New {
+            if let Some(cycle) = visit(i, services, by_name, &mut marks, &mut Vec::new()) {
+                return Err(ValidationError::DependencyCycle { cycle });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_host_ports(services: &[Service]) -> Result<(), ValidationError> {
+    let mut used: HashMap<(u16, &'static str), &str> = HashMap::new();
+    for s in services {
+        for p in &s.ports {
+            if let Publish::Fixed(h) = p.publish {
+                if let Some(first) = used.insert((h, p.protocol.as_str()), &s.name) {
+                    return Err(ValidationError::HostPortConflict { port: h, first: first.to_string(), second: s.name.clone() });
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! The typed model: what a user describes. Plain data with builders and validation; nothing here talks
+//! to an engine.
+//!
+//! - [`Service`] / [`ServiceBuilder`]: one service or job, its image, config, ports, volumes, health check,
+//!   dependencies and rollout.
+//! - [`Environment`] / [`EnvironmentBuilder`]: the services deployed together under one project and name.
+//! - [`HealthCheck`], [`Rollout`], [`Port`], [`Volume`], [`Resources`], [`Secret`]: their parts.
+
+mod dependency;
+mod environment;
+mod health;
+mod image;
+pub(crate) mod name;
+mod port;
+mod resources;
+mod rollout;
+mod secret;
+mod service;
+mod volume;
+
+pub use dependency::{Condition, Dependency};
+pub use environment::{Environment, EnvironmentBuilder};
+pub use health::{HealthCheck, Probe};
+pub use image::{Build, ImageSource};
+pub use port::{Port, Protocol, Publish};
+pub use resources::{Resources, RestartPolicy};
+pub use rollout::{OnFailure, Rollout, Strategy};
+pub use secret::{Secret, SecretSource};
+pub use service::{Service, ServiceBuilder, ServiceKind};
+pub use volume::{Volume, VolumeSource};

@@ -1,0 +1,132 @@
+//! Secrets: values that reach a container's environment and nowhere else.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::ValidationError;
+
+/// A secret value, such as a database password, with a record of where it came from.
+///
+/// Its `Debug` output, the plan, events, errors, labels and revisions show only where it came from
+/// (`env:DB_PASSWORD`), never the value. The value reaches the container's environment only.
+///
+/// ```
+/// use harbormaster::Secret;
+/// let s = Secret::new("hunter2");
+/// assert_eq!(format!("{s:?}"), "Secret(inline, <redacted>)");
+/// ```
+#[derive(Clone)]
+pub struct Secret {
+    source: SecretSource,
+    value: Arc<str>,
+}
+
+/// Where a [`Secret`] was read from. This is what revisions and plans record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretSource {
+    /// Given in code.
+    Inline,
+    /// Read from the caller's environment variable of this name.
+    Env(String),
+    /// Read from this file (trailing newline removed).
+    File(PathBuf),
+}
+
+impl fmt::Display for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Inline => f.write_str("inline"),
+            SecretSource::Env(v) => write!(f, "env:{v}"),
+            SecretSource::File(p) => write!(f, "file:{}", p.display()),
+        }
+    }
+}
+
+impl Secret {
+    /// A secret given in code.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret { source: SecretSource::Inline, value: Arc::from(value.into()) }
+    }
+
+    /// Reads the secret from the caller's environment variable `var`.
+    ///
+    /// Fails with [`ValidationError::SecretUnavailable`] if the variable is unset or not UTF-8.
+    pub fn from_env(var: &str) -> Result<Self, ValidationError> {
+        let source = SecretSource::Env(var.to_string());
+        match std::env::var(var) {
+            Ok(v) => Ok(Secret { source, value: Arc::from(v) }),
+            Err(e) => Err(ValidationError::SecretUnavailable { source_ref: source.to_string(), reason: e.to_string() }),
+        }
+    }
+
+    /// Reads the secret from a file (a trailing newline is removed).
+    pub fn from_file(path: impl Into<PathBuf>) -> Result<Self, ValidationError> {
+        let path = path.into();
+        let source = SecretSource::File(path.clone());
+        match std::fs::read_to_string(&path) {
+            Ok(v) => Ok(Secret { source, value: Arc::from(v.trim_end_matches(['\n', '\r'])) }),
+            Err(e) => Err(ValidationError::SecretUnavailable { source_ref: source.to_string(), reason: e.to_string() }),
+        }
+    }
+
+    /// Where this secret came from.
+    pub fn source(&self) -> &SecretSource {
+        &self.source
+    }
+
+    /// The value, for the backend that hands it to the container. Never log it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({}, <redacted>)", self.source)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.source.serialize(s)
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source && self.value == other.value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_serialize_never_show_the_value() {
+        let s = Secret::new("p4ss-w0rd");
+        assert!(!format!("{s:?}").contains("p4ss"));
+        assert!(!serde_json::to_string(&s).unwrap().contains("p4ss"));
+        assert_eq!(s.expose(), "p4ss-w0rd");
+    }
+
+    #[test]
+    fn from_env_missing_names_the_variable() {
+        let err = Secret::from_env("HARBORMASTER_SURELY_UNSET_VAR").unwrap_err();
+        assert!(err.to_string().contains("env:HARBORMASTER_SURELY_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn from_file_trims_newline() {
+        let dir = std::env::temp_dir().join(format!("hm-secret-{}", std::process::id()));
+        std::fs::write(&dir, "abc\n").unwrap();
+        let s = Secret::from_file(&dir).unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(s.expose(), "abc");
+        assert!(format!("{s:?}").contains("file:"));
+    }
+}

@@ -1,0 +1,431 @@
+//! [`Service`]: one long-running service or one-shot job, built with [`ServiceBuilder`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{
+    name, Build, Condition, Dependency, HealthCheck, ImageSource, Port, Publish, Resources, RestartPolicy, Rollout,
+    Secret, Strategy, Volume, VolumeSource,
+};
+use crate::error::ValidationError;
+
+/// Whether a service runs continuously or once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceKind {
+    /// Runs continuously, with replicas.
+    Service,
+    /// Runs once per change and must exit 0 (migrations, seeding).
+    Job,
+}
+
+/// A validated service description. Build one with [`Service::builder`] or [`Service::job`].
+///
+/// ```
+/// use std::time::Duration;
+/// use harbormaster::{Service, HealthCheck, Port, Condition};
+/// let api = Service::builder("api")
+///     .image("local/api:2")
+///     .port(Port::tcp(8080).publish_ephemeral())
+///     .depends_on("db", Condition::Healthy)
+///     .health(HealthCheck::http(8080, "/health"))
+///     .replicas(2)
+///     .build()?;
+/// assert_eq!(api.name(), "api");
+/// # Ok::<_, harbormaster::ValidationError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Service {
+    pub(crate) name: String,
+    pub(crate) kind: ServiceKind,
+    pub(crate) image: ImageSource,
+    pub(crate) entrypoint: Option<Vec<String>>,
+    pub(crate) command: Option<Vec<String>>,
+    pub(crate) env: BTreeMap<String, String>,
+    pub(crate) secrets: BTreeMap<String, Secret>,
+    pub(crate) ports: Vec<Port>,
+    pub(crate) volumes: Vec<Volume>,
+    pub(crate) resources: Resources,
+    pub(crate) restart: RestartPolicy,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) user: Option<String>,
+    pub(crate) workdir: Option<String>,
+    pub(crate) replicas: u32,
+    pub(crate) stop_grace: Duration,
+    pub(crate) health: Option<HealthCheck>,
+    pub(crate) depends_on: Vec<Dependency>,
+    pub(crate) rollout: Rollout,
+    pub(crate) deadline: Option<Duration>,
+}
+
+impl Service {
+    /// Starts describing a long-running service.
+    pub fn builder(name: impl Into<String>) -> ServiceBuilder {
+        ServiceBuilder::new(name.into(), ServiceKind::Service)
+    }
+
+    /// Starts describing a one-shot job that must exit 0 (a migration, a seed).
+    pub fn job(name: impl Into<String>) -> ServiceBuilder {
+        ServiceBuilder::new(name.into(), ServiceKind::Job)
+    }
+
+    /// The service name (also its DNS name inside the environment).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Service or job.
+    pub fn kind(&self) -> ServiceKind {
+        self.kind
+    }
+
+    /// The image source.
+    pub fn image(&self) -> &ImageSource {
+        &self.image
+    }
+
+    /// Number of instances.
+    pub fn replicas(&self) -> u32 {
+        self.replicas
+    }
+
+    /// The health check, if any.
+    pub fn health(&self) -> Option<&HealthCheck> {
+        self.health.as_ref()
+    }
+
+    /// The dependencies.
+    pub fn dependencies(&self) -> &[Dependency] {
+        &self.depends_on
+    }
+
+    /// The ports.
+    pub fn ports(&self) -> &[Port] {
+        &self.ports
+    }
+
+    /// The rollout used when it changes.
+    pub fn rollout(&self) -> &Rollout {
+        &self.rollout
+    }
+
+    /// How long one instance may take from creation until it is healthy (or, for a job, until it
+    /// exits). Defaults to the health check's budget plus 30 s, and to 10 minutes for jobs.
+    pub fn deadline(&self) -> Duration {
+        if let Some(d) = self.deadline {
+            return d;
+        }
+        match (self.kind, &self.health) {
+            (ServiceKind::Job, _) => Duration::from_secs(600),
+            (_, Some(h)) => h.startup_budget() + Duration::from_secs(30),
+            (_, None) => Duration::from_secs(60),
+        }
+    }
+}
+
+/// Builder for [`Service`]. Errors are collected and reported by [`build`](Self::build).
+#[derive(Debug)]
+#[must_use = "a builder does nothing until .build() is called"]
+pub struct ServiceBuilder {
+    svc: Service,
+    image_set: bool,
+    replicas_set: Option<u32>,
+    rollout_set: bool,
+    errors: Vec<ValidationError>,
+}
+
+impl ServiceBuilder {
+    fn new(name: String, kind: ServiceKind) -> Self {
+        let restart = match kind {
+            ServiceKind::Service => RestartPolicy::UnlessStopped,
+            ServiceKind::Job => RestartPolicy::No,
+        };
+        ServiceBuilder {
+            svc: Service {
+                name,
+                kind,
+                image: ImageSource::Reference(String::new()),
+                entrypoint: None,
+                command: None,
+                env: BTreeMap::new(),
+                secrets: BTreeMap::new(),
+                ports: Vec::new(),
+                volumes: Vec::new(),
+                resources: Resources::default(),
+                restart,
+                labels: BTreeMap::new(),
+                user: None,
+                workdir: None,
+                replicas: 1,
+                stop_grace: Duration::from_secs(10),
+                health: None,
+                depends_on: Vec::new(),
+                rollout: Rollout::default(),
+                deadline: None,
+            },
+            image_set: false,
+            replicas_set: None,
+            rollout_set: false,
+            errors: Vec::new(),
+        }
+    }
+
+    fn invalid(&mut self, field: &'static str, reason: impl Into<String>) {
+        self.errors.push(ValidationError::InvalidValue {
+            owner: format!("service `{}`", self.svc.name),
+            field,
+            reason: reason.into(),
+        });
+    }
+
+    /// The image reference (must be present on the engine; nothing is pulled).
+    pub fn image(mut self, reference: impl Into<String>) -> Self {
+        self.svc.image = ImageSource::Reference(reference.into());
+        self.image_set = true;
+        self
+    }
+
+    /// Builds the image from a context directory instead.
+    pub fn build_from(mut self, build: Build) -> Self {
+        self.svc.image = ImageSource::Build(build);
+        self.image_set = true;
+        self
+    }
+
+    /// Replaces the image's `CMD`.
+    pub fn command<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.svc.command = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Replaces the image's `ENTRYPOINT`.
+    pub fn entrypoint<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.svc.entrypoint = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// An environment variable (shown in plans and revisions; use [`secret`](Self::secret) for secrets).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.svc.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// An environment variable whose value is secret: it reaches the container and nothing else.
+    pub fn secret(mut self, key: impl Into<String>, secret: Secret) -> Self {
+        self.svc.secrets.insert(key.into(), secret);
+        self
+    }
+
+    /// A port (see [`Port`]).
+    pub fn port(mut self, port: Port) -> Self {
+        self.svc.ports.push(port);
+        self
+    }
+
+    /// A volume (see [`Volume`]).
+    pub fn volume(mut self, volume: Volume) -> Self {
+        self.svc.volumes.push(volume);
+        self
+    }
+
+    /// CPU and memory limits.
+    pub fn resources(mut self, resources: Resources) -> Self {
+        self.svc.resources = resources;
+        self
+    }
+
+    /// Restart policy (services default to `UnlessStopped`, jobs to `No`).
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.svc.restart = policy;
+        self
+    }
+
+    /// A label on every container of the service (keys starting `io.harbormaster.` are reserved).
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.svc.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// The user (and group) the process runs as, e.g. `1000:1000`.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.svc.user = Some(user.into());
+        self
+    }
+
+    /// The working directory.
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.svc.workdir = Some(dir.into());
+        self
+    }
+
+    /// Number of instances (default 1; 0 keeps the service defined but stopped).
+    pub fn replicas(mut self, n: u32) -> Self {
+        self.svc.replicas = n;
+        self.replicas_set = Some(n);
+        self
+    }
+
+    /// Time between SIGTERM and SIGKILL when an instance stops (default 10 s).
+    pub fn stop_grace_period(mut self, d: Duration) -> Self {
+        self.svc.stop_grace = d;
+        self
+    }
+
+    /// The readiness check.
+    pub fn health(mut self, check: HealthCheck) -> Self {
+        self.svc.health = Some(check);
+        self
+    }
+
+    /// Waits for `service` to reach `condition` before starting.
+    pub fn depends_on(mut self, service: impl Into<String>, condition: Condition) -> Self {
+        self.svc.depends_on.push(Dependency { service: service.into(), condition });
+        self
+    }
+
+    /// How instances are replaced when the service changes.
+    pub fn rollout(mut self, rollout: Rollout) -> Self {
+        self.svc.rollout = rollout;
+        self.rollout_set = true;
+        self
+    }
+
+    /// How long one instance may take from creation until healthy (or a job until it exits).
+    /// Must cover the health check's `start_period + interval × retries`.
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.svc.deadline = Some(d);
+        self
+    }
+
+    /// Validates and returns the service; the first problem found is the error.
+    pub fn build(mut self) -> Result<Service, ValidationError> {
+        if let Err(e) = name::check("service", &self.svc.name) {
+            return Err(e);
+        }
+        self.check_fields();
+        if let Some(e) = self.errors.into_iter().next() {
+            return Err(e);
+        }
+        Ok(self.svc)
+    }
+
+    fn check_fields(&mut self) {
+        let svc = self.svc.clone();
+        match (&svc.image, self.image_set) {
+            (_, false) => self.invalid("image", "no image given; use .image(\"name:tag\") or .build_from(Build::context(dir))"),
+            (ImageSource::Reference(r), true) if r.trim().is_empty() => self.invalid("image", "the image reference is empty"),
+            (ImageSource::Build(b), true) if b.dockerfile.is_empty() => self.invalid("image", "the Dockerfile path is empty"),
+            _ => {}
+        }
+        if svc.kind == ServiceKind::Job {
+            if let Some(n) = self.replicas_set.filter(|n| *n != 1) {
+                self.errors.push(ValidationError::JobWithReplicas { service: svc.name.clone(), replicas: n });
+            }
+            if svc.health.is_some() {
+                self.invalid("health", "a job has no health check: it succeeds by exiting 0");
+            }
+        }
+        for key in svc.env.keys().chain(svc.secrets.keys()) {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                self.invalid("env", format!("variable name {key:?} must be non-empty and contain no '=' or NUL"));
+            }
+        }
+        if let Some(k) = svc.env.keys().find(|k| svc.secrets.contains_key(*k)) {
+            self.invalid("env", format!("{k} is set both as a plain variable and as a secret"));
+        }
+        if let Some(k) = svc.labels.keys().find(|k| k.starts_with(crate::backend::LABEL_PREFIX)) {
+            self.invalid("labels", format!("label {k} uses the reserved prefix {}", crate::backend::LABEL_PREFIX));
+        }
+        let mut seen = Vec::new();
+        for p in &svc.ports {
+            if p.container == 0 {
+                self.invalid("ports", "container port 0 is not a port");
+            }
+            if p.publish == Publish::Fixed(0) {
+                self.invalid("ports", format!("host port 0 for container port {}; use publish_ephemeral()", p.container));
+            }
+            if seen.contains(&(p.container, p.protocol)) {
+                self.invalid("ports", format!("container port {}/{} is listed twice", p.container, p.protocol.as_str()));
+            }
+            seen.push((p.container, p.protocol));
+        }
+        let fixed_port = svc.ports.iter().find_map(|p| match p.publish {
+            Publish::Fixed(h) => Some(h),
+            _ => None,
+        });
+        if let Some(host) = fixed_port {
+            if svc.replicas > 1 {
+                self.errors.push(ValidationError::HostPortConflict {
+                    port: host,
+                    first: format!("{} replica 0", svc.name),
+                    second: format!("{} replica 1", svc.name),
+                });
+            }
+            if svc.rollout.strategy == Strategy::StartFirst {
+                if self.rollout_set {
+                    self.invalid(
+                        "rollout",
+                        format!("start-first needs old and new instances side by side, but host port {host} can be bound once; use Rollout::recreate() or publish_ephemeral()"),
+                    );
+                } else {
+                    self.svc.rollout.strategy = Strategy::Recreate;
+                }
+            }
+        }
+        for v in &svc.volumes {
+            if !v.target.starts_with('/') {
+                self.invalid("volumes", format!("mount target {:?} must be an absolute path; use .at(\"/path\")", v.target));
+            }
+            if let VolumeSource::Named(n) = &v.source {
+                if let Err(e) = name::check("volume", n) {
+                    self.errors.push(e);
+                }
+            }
+        }
+        if let Some(p) = svc.resources.problems() {
+            self.invalid("resources", p);
+        }
+        if let Some(h) = &svc.health {
+            if let Some(p) = h.problems() {
+                self.invalid("health", p);
+            }
+            if let Some(d) = svc.deadline {
+                if d < h.startup_budget() {
+                    self.errors.push(ValidationError::DeadlineTooShort {
+                        service: svc.name.clone(),
+                        deadline: d,
+                        needed: h.startup_budget(),
+                    });
+                }
+            }
+        }
+        if svc.deadline == Some(Duration::ZERO) {
+            self.invalid("deadline", "must be greater than zero");
+        }
+        if let (Some(rd), Some(h)) = (svc.rollout.deadline, &svc.health) {
+            if rd < h.startup_budget() + svc.rollout.min_ready {
+                self.errors.push(ValidationError::DeadlineTooShort {
+                    service: svc.name.clone(),
+                    deadline: rd,
+                    needed: h.startup_budget() + svc.rollout.min_ready,
+                });
+            }
+        }
+        if svc.command.as_ref().is_some_and(Vec::is_empty) || svc.entrypoint.as_ref().is_some_and(Vec::is_empty) {
+            self.invalid("command", "an empty command or entrypoint; leave it unset to use the image's");
+        }
+        if svc.depends_on.iter().any(|d| d.service == svc.name) {
+            self.errors.push(ValidationError::DependencyCycle { cycle: vec![svc.name.clone(), svc.name.clone()] });
+        }
+    }
+}

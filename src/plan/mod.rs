@@ -1,0 +1,260 @@
+//! The planner: compares the desired [`Environment`](crate::Environment) with what runs and decides,
+//! per service, what to create, replace, scale, remove or leave alone, and why.
+//!
+//! [`compute`] is a pure function of the description, the resolved image IDs and the observed
+//! instances, so every decision is unit-tested without an engine. The [`engine`](crate::engine)
+//! carries a [`Plan`] out.
+
+pub(crate) mod spec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use crate::backend::{Instance, InstanceState};
+use crate::model::{Environment, ServiceKind, Strategy};
+use spec::{describe_changes, Template};
+
+/// What applying the environment would do, service by service, with the reasons.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// `project-environment`.
+    pub environment: String,
+    /// One entry per described service, then one per service found running but no longer described.
+    pub services: Vec<ServicePlan>,
+}
+
+/// What happens to one service.
+#[derive(Clone, Debug)]
+pub struct ServicePlan {
+    /// The service.
+    pub service: String,
+    /// The action.
+    pub action: Action,
+    /// Why (empty when unchanged).
+    pub reasons: Vec<String>,
+    pub(crate) keep: Vec<Instance>,
+    pub(crate) replace: Vec<(u32, Instance)>,
+    pub(crate) create: Vec<u32>,
+    pub(crate) retire: Vec<Instance>,
+}
+
+/// The kind of change for one service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Nothing runs yet: create this many instances (a job: run it).
+    Create {
+        /// Instances to create.
+        replicas: u32,
+    },
+    /// Instances are out of date: replace them with this strategy.
+    Replace {
+        /// Instances to replace.
+        instances: u32,
+        /// The strategy that will be used.
+        strategy: Strategy,
+    },
+    /// Only the number of instances changes.
+    Scale {
+        /// Running now.
+        from: u32,
+        /// Wanted.
+        to: u32,
+    },
+    /// Not described any more: remove every instance.
+    Remove {
+        /// Instances to remove.
+        instances: u32,
+    },
+    /// Already as described.
+    Unchanged,
+}
+
+impl ServicePlan {
+    /// Whether applying would touch this service.
+    pub fn changes_anything(&self) -> bool {
+        self.action != Action::Unchanged
+    }
+
+    /// Names of the instances that would be stopped and removed (replaced, surplus or orphaned).
+    pub fn instances_to_remove(&self) -> Vec<String> {
+        self.replace.iter().map(|(_, i)| i.name.clone()).chain(self.retire.iter().map(|i| i.name.clone())).collect()
+    }
+}
+
+impl Plan {
+    /// Whether applying would change anything.
+    pub fn is_noop(&self) -> bool {
+        self.services.iter().all(|s| !s.changes_anything())
+    }
+
+    /// The plan of one service.
+    pub fn service(&self, name: &str) -> Option<&ServicePlan> {
+        self.services.iter().find(|s| s.service == name)
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "plan for {}:", self.environment)?;
+        let width = self.services.iter().map(|s| s.service.len()).max().unwrap_or(0);
+        for s in &self.services {
+            let (sign, what) = match &s.action {
+                Action::Create { replicas } => ('+', format!("create {replicas} instance(s)")),
+                Action::Replace { instances, strategy } => ('~', format!("replace {instances} instance(s) ({strategy:?})")),
+                Action::Scale { from, to } => ('^', format!("scale {from} -> {to}")),
+                Action::Remove { instances } => ('-', format!("remove {instances} instance(s)")),
+                Action::Unchanged => ('=', "unchanged".to_string()),
+            };
+            write!(f, "\n  {sign} {:width$}  {what}", s.service)?;
+            if !s.reasons.is_empty() {
+                write!(f, ": {}", s.reasons.join("; "))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decides what to do. `templates` holds the desired state of every described service.
+pub(crate) fn compute(env: &Environment, templates: &HashMap<String, Template>, observed: &[Instance]) -> Plan {
+    let mut by_service: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
+    for i in observed {
+        by_service.entry(i.service.as_str()).or_default().push(i);
+    }
+    let mut services = Vec::new();
+    for svc in &env.services {
+        let Some(t) = templates.get(&svc.name) else { continue };
+        let found = by_service.remove(svc.name.as_str()).unwrap_or_default();
+        services.push(match svc.kind {
+            ServiceKind::Job => plan_job(t, &found),
+            ServiceKind::Service => plan_service(t, &found),
+        });
+    }
+    for (name, found) in by_service {
+        services.push(ServicePlan {
+            service: name.to_string(),
+            action: Action::Remove { instances: found.len() as u32 },
+            reasons: vec!["not in the description any more".into()],
+            keep: Vec::new(),
+            replace: Vec::new(),
+            create: Vec::new(),
+            retire: found.into_iter().cloned().collect(),
+        });
+    }
+    Plan { environment: env.qualified_name(), services }
+}
+
+/// Why an instance does not match its template, if it does not.
+fn staleness(t: &Template, i: &Instance) -> Vec<String> {
+    let mut why = Vec::new();
+    if i.image_id != t.image_id {
+        why.push(format!("image changed ({} -> {})", short_id(&i.image_id), short_id(&t.image_id)));
+    }
+    if i.spec_hash != t.spec_hash {
+        why.extend(describe_changes(i.spec_json.as_deref(), &t.spec_json));
+    }
+    for (k, secret) in &t.service.secrets {
+        if i.secret_env.get(k).map(String::as_str) != Some(secret.expose()) {
+            why.push(format!("secret {k} changed"));
+        }
+    }
+    why.dedup();
+    why
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {
+    let wanted = t.service.replicas;
+    let mut plan = empty(&t.service.name);
+    // Newest first, so a duplicate left in a slot by an interrupted apply is the one retired.
+    let mut found: Vec<&Instance> = found.to_vec();
+    found.sort_by(|a, b| a.slot.cmp(&b.slot).then_with(|| b.name.cmp(&a.name)));
+    let mut taken: HashMap<u32, ()> = HashMap::new();
+    let mut reasons: Vec<String> = Vec::new();
+    for i in found {
+        if i.slot >= wanted || taken.contains_key(&i.slot) {
+            plan.retire.push(i.clone());
+            continue;
+        }
+        let mut why = staleness(t, i);
+        if !i.is_running() {
+            let code = i.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
+            why.push(format!("instance {} is {:?}{code}", i.name, i.state).to_lowercase());
+        }
+        taken.insert(i.slot, ());
+        if why.is_empty() {
+            plan.keep.push(i.clone());
+        } else {
+            for w in why {
+                if !reasons.contains(&w) {
+                    reasons.push(w);
+                }
+            }
+            plan.replace.push((i.slot, i.clone()));
+        }
+    }
+    plan.create = (0..wanted).filter(|s| !taken.contains_key(s)).collect();
+    let running = (plan.keep.len() + plan.replace.len()) as u32;
+    plan.action = if running == 0 && plan.retire.is_empty() && !plan.create.is_empty() {
+        Action::Create { replicas: plan.create.len() as u32 }
+    } else if !plan.replace.is_empty() {
+        Action::Replace { instances: plan.replace.len() as u32, strategy: t.service.rollout.strategy.clone() }
+    } else if !plan.create.is_empty() || !plan.retire.is_empty() {
+        let extra: Vec<String> = plan.retire.iter().filter(|i| i.slot < wanted).map(|i| format!("duplicate instance {}", i.name)).collect();
+        reasons.extend(extra);
+        Action::Scale { from: running + plan.retire.iter().filter(|i| i.slot >= wanted).count() as u32, to: wanted }
+    } else {
+        Action::Unchanged
+    };
+    if matches!(plan.action, Action::Replace { .. }) && (!plan.create.is_empty() || !plan.retire.is_empty()) {
+        reasons.push(format!("and scale to {wanted}"));
+    }
+    plan.reasons = reasons;
+    plan
+}
+
+fn plan_job(t: &Template, found: &[&Instance]) -> ServicePlan {
+    let mut plan = empty(&t.service.name);
+    let mut found: Vec<&Instance> = found.to_vec();
+    found.sort_by(|a, b| b.name.cmp(&a.name));
+    let Some((latest, older)) = found.split_first() else {
+        plan.action = Action::Create { replicas: 1 };
+        plan.create = vec![0];
+        return plan;
+    };
+    plan.retire = older.iter().map(|i| (*i).clone()).collect();
+    let mut why = staleness(t, latest);
+    match (latest.state, latest.exit_code) {
+        (InstanceState::Exited, Some(0)) => {}
+        (InstanceState::Running | InstanceState::Restarting | InstanceState::Created, _) if why.is_empty() => {}
+        (_, code) => why.push(format!("its last run did not succeed (exit code {})", code.map_or("none".into(), |c| c.to_string()))),
+    }
+    if why.is_empty() {
+        plan.keep.push((*latest).clone());
+        plan.action = Action::Unchanged;
+    } else {
+        plan.replace.push((0, (*latest).clone()));
+        plan.action = Action::Replace { instances: 1, strategy: Strategy::Recreate };
+        plan.reasons = why;
+    }
+    plan
+}
+
+fn empty(service: &str) -> ServicePlan {
+    ServicePlan {
+        service: service.to_string(),
+        action: Action::Unchanged,
+        reasons: Vec::new(),
+        keep: Vec::new(),
+        replace: Vec::new(),
+        create: Vec::new(),
+        retire: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
