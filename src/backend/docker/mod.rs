@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::Docker;
 use futures::stream::BoxStream;
+use tracing::instrument::WithSubscriber;
 
 use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, Scope};
 use crate::error::{Error, Result};
@@ -182,6 +183,12 @@ impl DockerBackend {
     }
 }
 
+/// Runs an engine call with tracing silenced: bollard logs request payloads and decoded responses
+/// (which hold containers' environment, secrets included) at debug and trace level.
+async fn quiet<T>(fut: impl Future<Output = T>) -> T {
+    fut.with_subscriber(tracing::subscriber::NoSubscriber::default()).await
+}
+
 pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
@@ -202,63 +209,63 @@ impl Backend for DockerBackend {
     }
 
     async fn image_id(&self, reference: &str) -> Result<Option<String>> {
-        images::image_id(self, reference).await
+        quiet(images::image_id(self, reference)).await
     }
 
     async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
-        images::build(self, build, tag).await
+        quiet(images::build(self, build, tag)).await
     }
 
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
-        containers::list(self, scope).await
+        quiet(containers::list(self, scope)).await
     }
 
     async fn inspect_instance(&self, id: &str) -> Result<Instance> {
-        containers::inspect(self, id).await
+        quiet(containers::inspect(self, id)).await
     }
 
     async fn ensure_network(&self, scope: &Scope) -> Result<bool> {
-        network::ensure_network(self, scope).await
+        quiet(network::ensure_network(self, scope)).await
     }
 
     async fn remove_network(&self, scope: &Scope) -> Result<bool> {
-        network::remove_network(self, scope).await
+        quiet(network::remove_network(self, scope)).await
     }
 
     async fn ensure_volume(&self, scope: &Scope, volume: &str) -> Result<bool> {
-        network::ensure_volume(self, scope, volume).await
+        quiet(network::ensure_volume(self, scope, volume)).await
     }
 
     async fn list_volumes(&self, scope: &Scope) -> Result<Vec<String>> {
-        network::list_volumes(self, scope).await
+        quiet(network::list_volumes(self, scope)).await
     }
 
     async fn remove_volume(&self, name: &str) -> Result<()> {
-        network::remove_volume(self, name).await
+        quiet(network::remove_volume(self, name)).await
     }
 
     async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
-        containers::create(self, spec).await
+        quiet(containers::create(self, spec)).await
     }
 
     async fn start_instance(&self, id: &str) -> Result<()> {
-        self.call("start container", id, self.docker.start_container(id, None)).await
+        quiet(self.call("start container", id, self.docker.start_container(id, None))).await
     }
 
     async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
-        containers::stop(self, id, grace).await
+        quiet(containers::stop(self, id, grace)).await
     }
 
     async fn remove_instance(&self, id: &str) -> Result<()> {
-        containers::remove(self, id).await
+        quiet(containers::remove(self, id)).await
     }
 
     async fn wait_exit(&self, id: &str) -> Result<i64> {
-        containers::wait_exit(self, id).await
+        quiet(containers::wait_exit(self, id)).await
     }
 
     async fn logs_tail(&self, id: &str, lines: usize) -> Result<Vec<String>> {
-        containers::logs_tail(self, id, lines).await
+        quiet(containers::logs_tail(self, id, lines)).await
     }
 
     fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<LogLine>> {
@@ -266,7 +273,7 @@ impl Backend for DockerBackend {
     }
 
     async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput> {
-        containers::exec(self, id, command, timeout).await
+        quiet(containers::exec(self, id, command, timeout)).await
     }
 
     fn probe_address(&self, instance: &Instance, port: u16) -> Option<SocketAddr> {

@@ -1,0 +1,257 @@
+//! End-to-end tests of apply, plan, replace, scale, orphans, jobs and down on the real Docker engine.
+//! Each test has its own environment name and tears it down even when it fails.
+
+mod support;
+
+use std::time::Duration;
+
+use harbormaster::{Action, Condition, Down, Error, EventKind, Port, Volume};
+use support::{apply_collect, get, http_check, position, Harness};
+
+#[tokio::test]
+async fn dependency_order_with_all_three_conditions() {
+    let h = Harness::new("deps").await;
+    let db = h.svc("db").env("READY_DELAY_MS", "400").health(http_check()).build().unwrap();
+    // The workload exits 3 at start when REQUIRE is not reachable, so ordering is checked for real.
+    let migrate = h.job("migrate", 0).env("REQUIRE", "db:8080").depends_on("db", Condition::Healthy).build().unwrap();
+    let api = h
+        .svc("api")
+        .env("REQUIRE", "db:8080")
+        .health(http_check())
+        .port(Port::tcp(8080).publish_ephemeral())
+        .depends_on("migrate", Condition::CompletedSuccessfully)
+        .build()
+        .unwrap();
+    let web = h.svc("web").env("READY_DELAY_MS", "300").depends_on("api", Condition::Started).build().unwrap();
+    let env = h.env().service(web).service(api).service(migrate).service(db).build().unwrap();
+
+    let (result, events) = apply_collect(&env, &h.docker).await;
+    let deployed = result.unwrap();
+
+    let db_healthy = position(&events, |k| matches!(k, EventKind::InstanceHealthy { service, .. } if service == "db")).unwrap();
+    let migrate_created = position(&events, |k| matches!(k, EventKind::InstanceCreated { service, .. } if service == "migrate")).unwrap();
+    let migrate_exit = position(&events, |k| matches!(k, EventKind::JobExited { service, exit_code: 0, .. } if service == "migrate")).unwrap();
+    let api_created = position(&events, |k| matches!(k, EventKind::InstanceCreated { service, .. } if service == "api")).unwrap();
+    let api_started = position(&events, |k| matches!(k, EventKind::InstanceStarted { service, .. } if service == "api")).unwrap();
+    let api_healthy = position(&events, |k| matches!(k, EventKind::InstanceHealthy { service, .. } if service == "api")).unwrap();
+    let web_created = position(&events, |k| matches!(k, EventKind::InstanceCreated { service, .. } if service == "web")).unwrap();
+    assert!(db_healthy < migrate_created, "migrate must wait for db healthy");
+    assert!(migrate_exit < api_created, "api must wait for migrate to complete");
+    assert!(api_started < web_created, "web must wait for api started");
+    // `Started` does not wait for health: web is created before api is healthy or soon after, never blocked by it.
+    let _ = api_healthy;
+
+    let url = deployed.endpoint("api", 8080).unwrap().http_url();
+    assert_eq!(get(&format!("{url}/call/db/8080/version")).await, (200, "v0".to_string()));
+}
+
+#[tokio::test]
+async fn independent_services_start_concurrently() {
+    let h = Harness::new("conc").await;
+    let services: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| h.svc(n).env("READY_DELAY_MS", "1500").health(http_check()).build().unwrap())
+        .collect();
+    let env = h.env().services(services).build().unwrap();
+    let (result, events) = apply_collect(&env, &h.docker).await;
+    result.unwrap();
+    let last_started = events.iter().rposition(|e| matches!(e.kind, EventKind::InstanceStarted { .. })).unwrap();
+    let first_healthy = position(&events, |k| matches!(k, EventKind::InstanceHealthy { .. })).unwrap();
+    assert!(last_started < first_healthy, "all three must be started before the first is ready (1.5 s each)");
+}
+
+#[tokio::test]
+async fn reapply_unchanged_touches_nothing() {
+    let h = Harness::new("idem").await;
+    let env = h.env().service(h.svc("api").replicas(2).health(http_check()).build().unwrap()).build().unwrap();
+    let first = env.apply(&h.docker).await.unwrap();
+    let ids: Vec<String> = first.instances("api").iter().map(|i| i.id.clone()).collect();
+    assert_eq!(ids.len(), 2);
+
+    let plan = env.plan(&h.docker).await.unwrap();
+    assert!(plan.is_noop(), "{plan}");
+    let (second, events) = apply_collect(&env, &h.docker).await;
+    let again: Vec<String> = second.unwrap().instances("api").iter().map(|i| i.id.clone()).collect();
+    assert_eq!(ids, again);
+    assert!(
+        !events.iter().any(|e| matches!(
+            e.kind,
+            EventKind::InstanceCreated { .. } | EventKind::InstanceRemoved { .. } | EventKind::InstanceStopped { .. } | EventKind::NetworkCreated { .. }
+        )),
+        "{events:#?}"
+    );
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::ServiceUnchanged { service } if service == "api")));
+}
+
+#[tokio::test]
+async fn changed_service_is_replaced_health_gated() {
+    let h = Harness::new("replace").await;
+    let make = |v: &str| {
+        let svc = h.svc("api").env("VERSION", v).port(Port::tcp(8080).publish_ephemeral()).health(http_check()).build().unwrap();
+        h.env().service(svc).build().unwrap()
+    };
+    let v1 = make("v1").apply(&h.docker).await.unwrap();
+    let old = v1.instances("api")[0].name.clone();
+    assert_eq!(get(&v1.endpoint("api", 8080).unwrap().http_url()).await.1, "v1");
+
+    let env2 = make("v2");
+    let plan = env2.plan(&h.docker).await.unwrap();
+    let sp = plan.service("api").unwrap();
+    assert!(matches!(sp.action, Action::Replace { instances: 1, .. }), "{plan}");
+    assert!(sp.reasons.iter().any(|r| r == "env VERSION changed"), "{plan}");
+
+    let (result, events) = apply_collect(&env2, &h.docker).await;
+    let v2 = result.unwrap();
+    assert_eq!(get(&v2.endpoint("api", 8080).unwrap().http_url()).await.1, "v2");
+    assert_eq!(v2.instances("api").len(), 1);
+    assert_ne!(v2.instances("api")[0].name, old);
+    // Start-first: the new one is healthy before the old one is stopped.
+    let healthy = position(&events, |k| matches!(k, EventKind::InstanceHealthy { .. })).unwrap();
+    let stopped = position(&events, |k| matches!(k, EventKind::InstanceStopped { instance, .. } if *instance == old)).unwrap();
+    assert!(healthy < stopped);
+}
+
+#[tokio::test]
+async fn failed_replacement_keeps_the_old_instance() {
+    let h = Harness::new("badnew").await;
+    let check = || harbormaster::HealthCheck::http(8080, "/health").interval(Duration::from_millis(200)).retries(5);
+    let v1 = h.env().service(h.svc("api").env("VERSION", "v1").port(Port::tcp(8080).publish_ephemeral()).health(check()).build().unwrap());
+    let v1 = v1.build().unwrap().apply(&h.docker).await.unwrap();
+    let old = v1.instances("api")[0].clone();
+
+    let bad = h
+        .svc("api")
+        .env("VERSION", "v2")
+        .env("HEALTH_STATUS", "503")
+        .env("LOG_LINES", "v2 booting|config loaded")
+        .port(Port::tcp(8080).publish_ephemeral())
+        .health(check())
+        .build()
+        .unwrap();
+    let env2 = h.env().service(bad).build().unwrap();
+    let err = env2.apply(&h.docker).await.unwrap_err();
+    let Error::Apply(failure) = &err else { panic!("expected an apply failure, got {err}") };
+    let Some(Error::Unhealthy(hf)) = failure.error_of("api") else { panic!("expected unhealthy: {err}") };
+    assert_eq!(hf.service, "api");
+    assert!(!hf.last_probes.is_empty() && hf.last_probes.iter().all(|p| !p.passed));
+    assert!(hf.last_probes.iter().any(|p| p.detail.contains("503")), "{err}");
+    assert!(hf.last_logs.iter().any(|l| l.contains("config loaded")), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("api") && message.contains("503") && message.contains("config loaded"), "{message}");
+
+    // The old instance still runs and serves v1; the failed new one is gone.
+    let status = env2.status(&h.docker).await.unwrap();
+    let api = status.services.iter().find(|s| s.name == "api").unwrap();
+    assert_eq!(api.instances.len(), 1, "{status:?}");
+    assert_eq!(api.instances[0].name, old.name);
+    let url = format!("http://127.0.0.1:{}/version", old.published[0].host_port);
+    assert_eq!(get(&url).await.1, "v1");
+}
+
+#[tokio::test]
+async fn scale_up_and_down() {
+    let h = Harness::new("scale").await;
+    let with = |n: u32| h.env().service(h.svc("w").replicas(n).health(http_check()).build().unwrap()).build().unwrap();
+    assert_eq!(with(1).apply(&h.docker).await.unwrap().instances("w").len(), 1);
+    let plan = with(3).plan(&h.docker).await.unwrap();
+    assert_eq!(plan.service("w").unwrap().action, Action::Scale { from: 1, to: 3 });
+    let three = with(3).apply(&h.docker).await.unwrap();
+    let mut slots: Vec<u32> = three.instances("w").iter().map(|i| i.slot).collect();
+    slots.sort();
+    assert_eq!(slots, [0, 1, 2]);
+    let one = with(1).apply(&h.docker).await.unwrap();
+    assert_eq!(one.instances("w").len(), 1);
+    assert_eq!(one.instances("w")[0].slot, 0);
+}
+
+#[tokio::test]
+async fn services_removed_from_the_spec_are_removed() {
+    let h = Harness::new("orphan").await;
+    let a = || h.svc("a").build().unwrap();
+    h.env().service(a()).service(h.svc("b").build().unwrap()).build().unwrap().apply(&h.docker).await.unwrap();
+    let only_a = h.env().service(a()).build().unwrap();
+    let plan = only_a.plan(&h.docker).await.unwrap();
+    assert_eq!(plan.service("b").unwrap().action, Action::Remove { instances: 1 });
+    assert_eq!(plan.service("a").unwrap().action, Action::Unchanged);
+    let (result, events) = apply_collect(&only_a, &h.docker).await;
+    result.unwrap();
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::ServiceRemoved { service } if service == "b")));
+    let status = only_a.status(&h.docker).await.unwrap();
+    assert_eq!(status.services.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["a"]);
+}
+
+#[tokio::test]
+async fn failed_job_stops_its_dependents() {
+    let h = Harness::new("jobfail").await;
+    let job = h.job("migrate", 3).env("LOG_LINES", "applying 0042_add_orders").build().unwrap();
+    let api = h.svc("api").depends_on("migrate", Condition::CompletedSuccessfully).build().unwrap();
+    let other = h.svc("other").build().unwrap();
+    let env = h.env().service(job).service(api).service(other).build().unwrap();
+    let err = env.apply(&h.docker).await.unwrap_err();
+    let Error::Apply(failure) = &err else { panic!("{err}") };
+    assert_eq!(failure.not_started, ["api"]);
+    match failure.error_of("migrate") {
+        Some(Error::JobFailed { exit_code: 3, logs, .. }) => assert!(logs.iter().any(|l| l.contains("0042_add_orders"))),
+        other => panic!("{other:?}"),
+    }
+    let status = env.status(&h.docker).await.unwrap();
+    let find = |n: &str| status.services.iter().find(|s| s.name == n).unwrap().clone();
+    assert_eq!(find("api").instances.len(), 0, "api must not have been created");
+    assert_eq!(find("other").running, 1, "independent services still come up");
+}
+
+#[tokio::test]
+async fn successful_job_is_not_rerun_until_it_changes() {
+    let h = Harness::new("jobok").await;
+    let env = |tag: &str| h.env().service(h.job("seed", 0).env("TAG", tag).build().unwrap()).build().unwrap();
+    env("a").apply(&h.docker).await.unwrap();
+    assert!(env("a").plan(&h.docker).await.unwrap().is_noop());
+    let plan = env("b").plan(&h.docker).await.unwrap();
+    assert!(matches!(plan.service("seed").unwrap().action, Action::Replace { .. }), "{plan}");
+    let (r, events) = apply_collect(&env("b"), &h.docker).await;
+    r.unwrap();
+    assert!(events.iter().any(|e| matches!(e.kind, EventKind::JobExited { exit_code: 0, .. })));
+}
+
+#[tokio::test]
+async fn down_removes_everything_but_kept_volumes() {
+    let h = Harness::new("down").await;
+    let svc = h.svc("db").volume(Volume::named("data").at("/data")).build().unwrap();
+    let env = h.env().service(svc).build().unwrap();
+    env.apply(&h.docker).await.unwrap();
+    let report = env.down(&h.docker, Down::default()).await.unwrap();
+    assert_eq!(report.removed_instances.len(), 1);
+    assert!(report.removed_network);
+    assert_eq!(report.kept_volumes, [format!("{}-{}-data", support::PROJECT, h.name)]);
+
+    let client = h.docker.client();
+    let label = format!("io.harbormaster.environment={}", h.name);
+    let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
+    let containers = client
+        .list_containers(Some(bollard::query_parameters::ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+        .await
+        .unwrap();
+    assert!(containers.is_empty());
+    let networks = client
+        .list_networks(Some(bollard::query_parameters::ListNetworksOptionsBuilder::new().filters(&filters).build()))
+        .await
+        .unwrap();
+    assert!(networks.is_empty());
+
+    let report = env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
+    assert_eq!(report.removed_volumes.len(), 1);
+    assert!(report.kept_volumes.is_empty());
+}
+
+#[tokio::test]
+async fn missing_image_is_a_clear_error() {
+    let h = Harness::new("noimg").await;
+    let env = h
+        .env()
+        .service(harbormaster::Service::builder("x").image("harbormaster-test/does-not-exist:1").build().unwrap())
+        .build()
+        .unwrap();
+    let err = env.apply(&h.docker).await.unwrap_err();
+    assert!(matches!(err, Error::ImageNotFound { .. }), "{err}");
+    assert!(err.to_string().contains("harbormaster-test/does-not-exist:1"));
+}

@@ -1,0 +1,101 @@
+//! Shared test support: a Docker connection that fails loudly, unique environment names, the workload
+//! image, and a guard that tears the environment down even when the test fails.
+#![allow(dead_code)]
+
+pub mod workload;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use harbormaster::{Down, DockerBackend, Environment, EnvironmentBuilder, Event, EventKind, HealthCheck, Service, ServiceBuilder};
+
+/// Project name of every test environment (CI checks nothing with it is left behind).
+pub const PROJECT: &str = "hmtest";
+
+/// One test's environment name, Docker connection and cleanup.
+pub struct Harness {
+    pub docker: DockerBackend,
+    pub name: String,
+}
+
+/// Connects to the engine; a test that needs Docker fails here, loudly, if there is none.
+pub async fn docker() -> DockerBackend {
+    match DockerBackend::connect().await {
+        Ok(d) => d,
+        Err(e) => panic!("this test needs a reachable Docker engine: {e}"),
+    }
+}
+
+fn unique(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let salt = (std::process::id() ^ nanos ^ N.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9)) & 0xff_ffff;
+    format!("{tag}-{salt:06x}")
+}
+
+impl Harness {
+    pub async fn new(tag: &str) -> Harness {
+        workload::ensure_images();
+        Harness { docker: docker().await, name: unique(tag) }
+    }
+
+    pub fn env(&self) -> EnvironmentBuilder {
+        Environment::builder(PROJECT, &self.name)
+    }
+
+    /// A service running the workload.
+    pub fn svc(&self, name: &str) -> ServiceBuilder {
+        Service::builder(name).image(workload::IMAGE).stop_grace_period(Duration::from_secs(2))
+    }
+
+    /// A job running the workload, exiting with `code`.
+    pub fn job(&self, name: &str, code: i32) -> ServiceBuilder {
+        Service::job(name).image(workload::IMAGE).env("JOB_EXIT_CODE", code.to_string())
+    }
+}
+
+/// A quick HTTP health check on the workload's port.
+pub fn http_check() -> HealthCheck {
+    HealthCheck::http(8080, "/health").interval(Duration::from_millis(500)).retries(20)
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // A runtime of its own: Drop may run while the test's runtime is shutting down (a panic).
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                let Ok(docker) = DockerBackend::connect().await else { return };
+                if let Ok(env) = Environment::builder(PROJECT, &name).build() {
+                    let _ = env.down(&docker, Down::default().with_volumes()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Applies with events and returns both.
+pub async fn apply_collect(env: &Environment, docker: &DockerBackend) -> (harbormaster::Result<harbormaster::Deployment>, Vec<Event>) {
+    use futures::StreamExt;
+    let mut run = env.apply_streaming(docker);
+    let mut events = Vec::new();
+    while let Some(e) = run.next().await {
+        events.push(e);
+    }
+    (run.finish().await, events)
+}
+
+/// Index of the first event matching `f`.
+pub fn position(events: &[Event], f: impl Fn(&EventKind) -> bool) -> Option<usize> {
+    events.iter().position(|e| f(&e.kind))
+}
+
+/// GET over plain HTTP/1.1 with a 5 s bound; returns status and body.
+pub async fn get(url: &str) -> (u16, String) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let resp = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
+}

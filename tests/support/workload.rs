@@ -1,0 +1,80 @@
+//! Builds the test workload (tests/workload) as a static binary and packages it `FROM scratch`
+//! through harbormaster's own image build. Shared by tests, examples and benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use harbormaster::{Build, DockerBackend};
+
+/// The workload image tag.
+pub const IMAGE: &str = "harbormaster-test/workload:latest";
+/// The same image with a Docker `HEALTHCHECK` (`/workload probe`, every 200 ms).
+pub const IMAGE_WITH_HEALTHCHECK: &str = "harbormaster-test/workload-hc:latest";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Compiles the workload statically (glibc, crt-static) and returns the binary's path.
+fn compile() -> Result<PathBuf, String> {
+    let triple = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    let target_dir = root().join("target").join("workload");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "--release", "--quiet", "--target", &triple, "--manifest-path"])
+        .arg(root().join("tests/workload/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .map_err(|e| format!("running cargo to build the workload: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("building the workload failed:\n{}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(target_dir.join(triple).join("release").join("harbormaster-workload"))
+}
+
+fn context(binary: &Path) -> Result<PathBuf, String> {
+    let dir = root().join("target").join("workload").join("context");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    std::fs::copy(binary, dir.join("workload")).map_err(|e| format!("copying the workload: {e}"))?;
+    let base = "FROM scratch\nCOPY workload /workload\nENTRYPOINT [\"/workload\"]\n";
+    std::fs::write(dir.join("Dockerfile"), base).map_err(|e| e.to_string())?;
+    let hc = format!("{base}HEALTHCHECK --interval=200ms --timeout=1s --retries=50 CMD [\"/workload\", \"probe\"]\n");
+    std::fs::write(dir.join("Dockerfile.healthcheck"), hc).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+async fn build_images(docker: &DockerBackend) -> Result<(), String> {
+    let binary = tokio::task::spawn_blocking(compile).await.map_err(|e| e.to_string())??;
+    let dir = context(&binary)?;
+    docker.build(&Build::context(&dir), IMAGE).await.map_err(|e| e.to_string())?;
+    docker
+        .build(&Build::context(&dir).dockerfile("Dockerfile.healthcheck"), IMAGE_WITH_HEALTHCHECK)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Builds both workload images once per process (on a thread of its own, so it works from any runtime).
+pub fn ensure_images() -> &'static str {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = BUILT.get_or_init(|| {
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+            rt.block_on(async {
+                let docker = DockerBackend::connect().await.map_err(|e| e.to_string())?;
+                build_images(&docker).await
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the image build thread panicked".into()))
+    });
+    if let Err(e) = r {
+        panic!("cannot build the test workload image: {e}");
+    }
+    IMAGE
+}
