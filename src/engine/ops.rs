@@ -202,7 +202,18 @@ pub(crate) async fn logs(
     opts: LogOptions,
 ) -> Result<BoxStream<'static, Result<LogLine>>> {
     let instances = instances_of(env, backend, service).await?;
-    let streams: Vec<_> = instances.iter().map(|i| backend.logs(&i.id, opts.follow, opts.tail)).collect();
+    let streams: Vec<_> = instances
+        .iter()
+        .map(|i| {
+            let name = i.name.clone();
+            backend.logs(&i.id, opts.follow, opts.tail).map(move |line| {
+                line.map(|mut l| {
+                    l.instance = name.clone();
+                    l
+                })
+            })
+        })
+        .collect();
     Ok(stream::select_all(streams).boxed())
 }
 

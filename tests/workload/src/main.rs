@@ -11,6 +11,7 @@
 //! | `LOG_LINES` | lines printed at start, separated by `|` |
 //! | `REQUIRE` | `host:port` list (comma separated) that must accept TCP at start, else exit 3 |
 //! | `STOP_DELAY_MS` | delay between SIGTERM and exit (a slow shutdown) |
+//! | `LOG_REQUESTS` | log each request's method and path |
 //!
 //! Routes: `/health`, `/version`, `/env/NAME` (value of an env var),
 //! `/call/HOST/PORT/PATH` (GET on another service, answers its body).
@@ -142,7 +143,10 @@ fn serve(mut stream: TcpStream, health: u16, version: &str) {
         let head = String::from_utf8_lossy(&buf).to_string();
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         let close = head.to_ascii_lowercase().contains("connection: close");
-        let (status, body) = route(&path, health, version);
+        if std::env::var_os("LOG_REQUESTS").is_some() {
+            log(&format!("request {}", head.lines().next().unwrap_or("")));
+        }
+        let (status, body) = route(path.split('?').next().unwrap_or("/"), health, version);
         let reason = if (200..300).contains(&status) { "OK" } else { "Error" };
         let resp = format!(
             "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-version: {version}\r\n{}\r\n{body}",

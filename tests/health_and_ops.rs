@@ -1,0 +1,225 @@
+//! Probe kinds, failure reporting, secrets, and status/logs/exec, on the real Docker engine.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use harbormaster::{Build, Error, EventKind, Health, HealthCheck, LogOptions, Port, Secret, Service};
+use support::{apply_collect, get, workload, Harness};
+
+#[tokio::test]
+async fn every_probe_kind_reaches_ready() {
+    let h = Harness::new("probes").await;
+    let fast = |c: HealthCheck| c.interval(Duration::from_millis(300)).retries(20);
+    let env = h
+        .env()
+        .service(h.svc("http").env("READY_DELAY_MS", "300").health(fast(HealthCheck::http(8080, "/version").body_contains("v0"))).build().unwrap())
+        .service(h.svc("tcp").env("PORT", "5432").env("READY_DELAY_MS", "300").health(fast(HealthCheck::tcp(5432))).build().unwrap())
+        .service(h.svc("exec").health(fast(HealthCheck::exec(["/workload", "probe"]))).build().unwrap())
+        .service(
+            Service::builder("docker")
+                .image(workload::IMAGE_WITH_HEALTHCHECK)
+                .health(fast(HealthCheck::docker()))
+                .stop_grace_period(Duration::from_secs(2))
+                .build()
+                .unwrap(),
+        )
+        .service(h.svc("log").env("READY_DELAY_MS", "200").health(fast(HealthCheck::log_line("ready: listening"))).build().unwrap())
+        .build()
+        .unwrap();
+    let (result, events) = apply_collect(&env, &h.docker).await;
+    result.unwrap();
+    for s in ["http", "tcp", "exec", "docker", "log"] {
+        let reported = events
+            .iter()
+            .find(|e| matches!(&e.kind, EventKind::InstanceHealthy { service, .. } if service == s))
+            .unwrap_or_else(|| panic!("{s} never reported healthy"))
+            .at;
+        // Never reported before the workload itself says it is ready (same clock: this machine's).
+        let lines: Vec<_> = env.logs(&h.docker, s, LogOptions::default()).await.unwrap().collect().await;
+        let ready_ns: u128 = lines
+            .iter()
+            .filter_map(|l| l.as_ref().ok()?.text.split("ready_at_unix_ns=").nth(1)?.trim().parse().ok())
+            .next()
+            .unwrap_or_else(|| panic!("{s}: no ready line in {lines:?}"));
+        let reported_ns = reported.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        assert!(reported_ns >= ready_ns, "{s} was reported ready {} µs before it was", (ready_ns - reported_ns) / 1000);
+    }
+    let passed = |s: &str| events.iter().any(|e| matches!(&e.kind, EventKind::ProbePassed { service, .. } if service == s));
+    assert!(["http", "tcp", "exec", "docker", "log"].iter().all(|s| passed(s)));
+}
+
+#[tokio::test]
+async fn a_container_that_exits_while_starting_fails_at_once() {
+    let h = Harness::new("crash").await;
+    let svc = h
+        .svc("api")
+        .env("READY_DELAY_MS", "60000")
+        .env("CRASH_AFTER_MS", "300")
+        .env("CRASH_CODE", "7")
+        .restart(harbormaster::RestartPolicy::No)
+        .health(HealthCheck::http(8080, "/health").interval(Duration::from_secs(10)).retries(6))
+        .build()
+        .unwrap();
+    let env = h.env().service(svc).build().unwrap();
+    let started = std::time::Instant::now();
+    let err = env.apply(&h.docker).await.unwrap_err();
+    // The budget is 60 s; an exit must end the wait long before that.
+    assert!(started.elapsed() < Duration::from_secs(30), "waited {:?}", started.elapsed());
+    let Error::Apply(f) = &err else { panic!("{err}") };
+    let Some(Error::Unhealthy(hf)) = f.error_of("api") else { panic!("{err}") };
+    assert!(hf.reason.contains("exited with code 7"), "{}", hf.reason);
+    assert!(hf.last_logs.iter().any(|l| l.contains("crashing with exit code 7")), "{err}");
+}
+
+/// Collects everything tracing emits, at every level, from every crate.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn secret_values_never_leak() {
+    const VALUE: &str = "s3cr3t-Zebra-4417";
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let h = Harness::new("secret").await;
+    std::env::set_var("HM_TEST_DB_PASSWORD", VALUE);
+    let make = |fail: bool| {
+        let mut b = h
+            .svc("db")
+            .secret("DB_PASSWORD", Secret::from_env("HM_TEST_DB_PASSWORD").unwrap())
+            .port(Port::tcp(8080).publish_ephemeral())
+            .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(200)).retries(5));
+        if fail {
+            b = b.env("HEALTH_STATUS", "500");
+        }
+        h.env().service(b.build().unwrap()).build().unwrap()
+    };
+    let env = make(false);
+    let mut seen = format!("{env:?}");
+    let (result, events) = apply_collect(&env, &h.docker).await;
+    let deployed = result.unwrap();
+    seen += &format!("{events:?}{deployed:?}");
+    seen += &format!("{}", env.plan(&h.docker).await.unwrap());
+    seen += &format!("{:?}", env.status(&h.docker).await.unwrap());
+
+    // The container does get the value.
+    let url = deployed.endpoint("db", 8080).unwrap().http_url();
+    assert_eq!(get(&format!("{url}/env/DB_PASSWORD")).await.1, VALUE);
+
+    // A failing deploy: the error and its Debug.
+    let err = make(true).apply(&h.docker).await.unwrap_err();
+    seen += &format!("{err}{err:?}");
+
+    // Labels of the container.
+    let inspect = h.docker.client().inspect_container(&deployed.instances("db")[0].id, None).await.unwrap();
+    let labels = inspect.config.unwrap().labels.unwrap();
+    assert!(labels.contains_key("io.harbormaster.spec"));
+    seen += &format!("{labels:?}");
+
+    let traced = String::from_utf8_lossy(&capture.0.lock().unwrap()).to_string();
+    assert!(traced.len() > 1000, "tracing captured too little to mean anything ({} bytes)", traced.len());
+    assert!(traced.contains("InstanceCreated"), "library events are traced");
+    assert!(!traced.contains(VALUE), "secret found in tracing output");
+    assert!(!seen.contains(VALUE), "secret found in Debug/Display/labels/errors");
+    assert!(seen.contains("env:HM_TEST_DB_PASSWORD"), "the secret's reference is recorded");
+}
+
+#[tokio::test]
+async fn status_logs_and_exec() {
+    let h = Harness::new("ops").await;
+    let env = h
+        .env()
+        .service(
+            h.svc("api")
+                .replicas(2)
+                .env("LOG_LINES", "hello from api")
+                .env("LOG_REQUESTS", "1")
+                .port(Port::tcp(8080).publish_ephemeral())
+                .health(support::http_check())
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let deployed = env.apply(&h.docker).await.unwrap();
+
+    let status = env.status(&h.docker).await.unwrap();
+    let api = &status.services[0];
+    assert_eq!((api.desired, api.running), (2, 2));
+    assert!(api.instances.iter().all(|i| i.health == Health::Healthy), "{status:?}");
+
+    let lines: Vec<_> = env.logs(&h.docker, "api", LogOptions::default()).await.unwrap().collect().await;
+    let lines: Vec<String> = lines.into_iter().map(|l| l.unwrap().text).collect();
+    assert_eq!(lines.iter().filter(|l| l.contains("hello from api")).count(), 2, "{lines:?}");
+
+    // Following: a line written after the stream was opened arrives.
+    let mut follow = env.logs(&h.docker, "api", LogOptions::default().follow().tail(0)).await.unwrap();
+    // The stream is lazy (the request goes out on first poll), so keep making marked requests
+    // while reading until one shows up.
+    let url = deployed.endpoint("api", 8080).unwrap().http_url();
+    let line = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            assert_eq!(get(&format!("{url}/version?marker-4711")).await.0, 200);
+            if let Ok(Some(l)) = tokio::time::timeout(Duration::from_millis(300), follow.next()).await {
+                let l = l.unwrap();
+                if l.text.contains("marker-4711") {
+                    return l;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the new log line did not arrive within 10 s");
+    assert!(line.instance.starts_with(&format!("{}-{}-api-", support::PROJECT, h.name)));
+
+    let out = env.exec(&h.docker, "api", ["/workload", "probe", "8080", "/nope"]).await.unwrap();
+    assert_eq!(out.exit_code, 1);
+    let ok = env.exec(&h.docker, "api", ["/workload", "probe"]).await.unwrap();
+    assert_eq!(ok.exit_code, 0);
+
+    let err = env.logs(&h.docker, "nope", LogOptions::default()).await.err().unwrap();
+    assert!(matches!(err, Error::UnknownService { .. }));
+}
+
+#[tokio::test]
+async fn a_service_can_be_built_from_a_context() {
+    let h = Harness::new("build").await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/workload/context");
+    let tag = format!("harbormaster-test/built-{}:latest", h.name);
+    let svc = Service::builder("api")
+        .build_from(Build::context(&dir).tag(&tag))
+        .port(Port::tcp(8080).publish_ephemeral())
+        .health(support::http_check())
+        .build()
+        .unwrap();
+    let env = h.env().service(svc).build().unwrap();
+    let (r, events) = apply_collect(&env, &h.docker).await;
+    let deployed = r.unwrap();
+    assert!(events.iter().any(|e| matches!(&e.kind, EventKind::ImageBuilt { tag: t, .. } if *t == tag)));
+    assert_eq!(get(&deployed.endpoint("api", 8080).unwrap().http_url()).await.0, 200);
+    env.down(&h.docker, harbormaster::Down::default()).await.unwrap();
+    let _ = h
+        .docker
+        .client()
+        .remove_image(&tag, None::<bollard::query_parameters::RemoveImageOptions>, None)
+        .await;
+}
