@@ -1,0 +1,173 @@
+//! The planner's decisions, on hand-made observations.
+
+use std::collections::HashMap;
+
+use super::spec::Template;
+use super::*;
+use crate::backend::{EngineHealth, Instance, InstanceState};
+use crate::model::{Environment, Secret, Service};
+
+const IMG: &str = "sha256:aaaaaaaaaaaaaaaa";
+
+fn env_with(services: Vec<Service>) -> (Environment, HashMap<String, Template>) {
+    let env = Environment::builder("p", "e").services(services).build().unwrap();
+    let t = env.services.iter().map(|s| (s.name.clone(), Template::new(&env, s, IMG))).collect();
+    (env, t)
+}
+
+fn observed(t: &Template, slot: u32, name: &str) -> Instance {
+    Instance {
+        id: format!("id-{name}"),
+        name: name.into(),
+        service: t.service.name.clone(),
+        slot,
+        kind: t.service.kind,
+        spec_hash: t.spec_hash.clone(),
+        spec_json: Some(t.spec_json.clone()),
+        image_id: t.image_id.clone(),
+        state: InstanceState::Running,
+        exit_code: None,
+        engine_health: EngineHealth::None,
+        published: Vec::new(),
+        ip: None,
+        secret_env: t.service.secrets.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect(),
+    }
+}
+
+fn api(replicas: u32, version: &str) -> Service {
+    Service::builder("api").image("x").env("VERSION", version).replicas(replicas).build().unwrap()
+}
+
+#[test]
+fn nothing_running_means_create() {
+    let (env, t) = env_with(vec![api(2, "1")]);
+    let plan = compute(&env, &t, &[]);
+    assert_eq!(plan.services[0].action, Action::Create { replicas: 2 });
+    assert_eq!(plan.services[0].create, [0, 1]);
+}
+
+#[test]
+fn matching_instances_are_unchanged() {
+    let (env, t) = env_with(vec![api(2, "1")]);
+    let obs = [observed(&t["api"], 0, "a0"), observed(&t["api"], 1, "a1")];
+    let plan = compute(&env, &t, &obs);
+    assert!(plan.is_noop(), "{plan}");
+    assert_eq!(plan.services[0].keep.len(), 2);
+}
+
+#[test]
+fn env_change_is_a_replace_with_the_key_named() {
+    let (_, old) = env_with(vec![api(1, "1")]);
+    let (env, t) = env_with(vec![api(1, "2")]);
+    let plan = compute(&env, &t, &[observed(&old["api"], 0, "a0")]);
+    let sp = &plan.services[0];
+    assert!(matches!(sp.action, Action::Replace { instances: 1, strategy: Strategy::StartFirst }));
+    assert_eq!(sp.reasons, ["env VERSION changed"]);
+    assert_eq!(sp.instances_to_remove(), ["a0"]);
+}
+
+#[test]
+fn image_change_is_a_replace() {
+    let (env, t) = env_with(vec![api(1, "1")]);
+    let mut i = observed(&t["api"], 0, "a0");
+    i.image_id = "sha256:bbbbbbbbbbbbbbbbbbbb".into();
+    let plan = compute(&env, &t, &[i]);
+    assert_eq!(plan.services[0].reasons, ["image changed (bbbbbbbbbbbb -> aaaaaaaaaaaa)"]);
+}
+
+#[test]
+fn secret_value_change_is_detected_and_not_shown() {
+    let svc = |v: &str| Service::builder("db").image("x").secret("PW", Secret::new(v)).build().unwrap();
+    let (_, old) = env_with(vec![svc("old-value-123")]);
+    let (env, t) = env_with(vec![svc("new-value-456")]);
+    let plan = compute(&env, &t, &[observed(&old["db"], 0, "d0")]);
+    assert_eq!(plan.services[0].reasons, ["secret PW changed"]);
+    let shown = format!("{plan}{plan:?}");
+    assert!(!shown.contains("value-123") && !shown.contains("value-456"), "{shown}");
+}
+
+#[test]
+fn exited_instance_is_replaced() {
+    let (env, t) = env_with(vec![api(1, "1")]);
+    let mut i = observed(&t["api"], 0, "a0");
+    i.state = InstanceState::Exited;
+    i.exit_code = Some(137);
+    let plan = compute(&env, &t, &[i]);
+    assert!(matches!(plan.services[0].action, Action::Replace { .. }));
+    assert!(plan.services[0].reasons[0].contains("exit code 137"), "{plan}");
+}
+
+#[test]
+fn scaling_up_and_down() {
+    let (env, t) = env_with(vec![api(3, "1")]);
+    let plan = compute(&env, &t, &[observed(&t["api"], 0, "a0")]);
+    assert_eq!(plan.services[0].action, Action::Scale { from: 1, to: 3 });
+    assert_eq!(plan.services[0].create, [1, 2]);
+
+    let (env, t) = env_with(vec![api(1, "1")]);
+    let obs: Vec<_> = (0..3).map(|s| observed(&t["api"], s, &format!("a{s}"))).collect();
+    let plan = compute(&env, &t, &obs);
+    assert_eq!(plan.services[0].action, Action::Scale { from: 3, to: 1 });
+    assert_eq!(plan.services[0].instances_to_remove(), ["a1", "a2"]);
+}
+
+#[test]
+fn duplicate_in_a_slot_is_retired() {
+    let (env, t) = env_with(vec![api(1, "1")]);
+    let plan = compute(&env, &t, &[observed(&t["api"], 0, "p-e-api-0-aaaaaa"), observed(&t["api"], 0, "p-e-api-0-bbbbbb")]);
+    assert_eq!(plan.services[0].retire.len(), 1);
+    assert_eq!(plan.services[0].keep.len(), 1);
+}
+
+#[test]
+fn orphans_are_removed() {
+    let (env, t) = env_with(vec![api(1, "1")]);
+    let (_, other) = env_with(vec![Service::builder("old").image("x").build().unwrap()]);
+    let plan = compute(&env, &t, &[observed(&t["api"], 0, "a0"), observed(&other["old"], 0, "o0")]);
+    let o = plan.service("old").unwrap();
+    assert_eq!(o.action, Action::Remove { instances: 1 });
+    assert_eq!(o.reasons, ["not in the description any more"]);
+}
+
+#[test]
+fn jobs_rerun_only_when_changed_or_failed() {
+    let job = |tag: &str| Service::job("seed").image("x").env("T", tag).build().unwrap();
+    let (env, t) = env_with(vec![job("a")]);
+    let mut done = observed(&t["seed"], 0, "s0");
+    done.state = InstanceState::Exited;
+    done.exit_code = Some(0);
+    assert!(compute(&env, &t, &[done.clone()]).is_noop());
+
+    let mut failed = done.clone();
+    failed.exit_code = Some(2);
+    let plan = compute(&env, &t, &[failed]);
+    assert!(plan.services[0].reasons[0].contains("exit code 2"), "{plan}");
+
+    let (env2, t2) = env_with(vec![job("b")]);
+    let plan = compute(&env2, &t2, &[done]);
+    assert_eq!(plan.services[0].reasons, ["env T changed"]);
+}
+
+#[test]
+fn health_and_replicas_do_not_change_the_spec() {
+    let a = Service::builder("api").image("x").build().unwrap();
+    let b = Service::builder("api")
+        .image("x")
+        .replicas(3)
+        .health(crate::HealthCheck::tcp(80))
+        .rollout(crate::Rollout::recreate())
+        .build()
+        .unwrap();
+    let (_, ta) = env_with(vec![a]);
+    let (_, tb) = env_with(vec![b]);
+    assert_eq!(ta["api"].spec_hash, tb["api"].spec_hash);
+}
+
+#[test]
+fn display_lists_every_service_with_reasons() {
+    let (_, old) = env_with(vec![api(1, "1")]);
+    let (env, t) = env_with(vec![api(1, "2"), Service::builder("web").image("x").build().unwrap()]);
+    let text = compute(&env, &t, &[observed(&old["api"], 0, "a0")]).to_string();
+    assert!(text.contains("~ api") && text.contains("env VERSION changed"), "{text}");
+    assert!(text.contains("+ web") && text.contains("create 1"), "{text}");
+}

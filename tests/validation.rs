@@ -1,0 +1,146 @@
+//! Every validation error, without an engine: each is typed and names what is wrong and where.
+
+use std::time::Duration;
+
+use harbormaster::{Condition, Environment, HealthCheck, Port, Resources, Rollout, Service, ValidationError, Volume};
+
+fn svc(name: &str) -> harbormaster::ServiceBuilder {
+    Service::builder(name).image("local/x:1")
+}
+
+fn env_of(services: Vec<Service>) -> Result<Environment, ValidationError> {
+    Environment::builder("shop", "staging").services(services).build()
+}
+
+#[test]
+fn invalid_names_are_rejected_with_the_rule() {
+    for bad in ["", "API", "1api", "api-", "my_api", "api.v2", &"a".repeat(64)] {
+        let err = svc(bad).build().unwrap_err();
+        assert!(matches!(err, ValidationError::InvalidName { kind: "service", .. }), "{bad:?}: {err}");
+    }
+    let err = Environment::builder("Shop", "staging").build().unwrap_err();
+    assert!(matches!(err, ValidationError::InvalidName { kind: "project", .. }));
+    let err = Environment::builder("shop", "stag ing").build().unwrap_err();
+    assert!(matches!(err, ValidationError::InvalidName { kind: "environment", .. }));
+    let err = svc("db").volume(Volume::named("PG").at("/data")).build().unwrap_err();
+    assert!(matches!(err, ValidationError::InvalidName { kind: "volume", .. }));
+}
+
+#[test]
+fn duplicate_services() {
+    let err = env_of(vec![svc("a").build().unwrap(), svc("a").build().unwrap()]).unwrap_err();
+    assert_eq!(err, ValidationError::DuplicateService("a".into()));
+}
+
+#[test]
+fn unknown_dependency() {
+    let err = env_of(vec![svc("api").depends_on("db", Condition::Started).build().unwrap()]).unwrap_err();
+    assert_eq!(err, ValidationError::UnknownDependency { service: "api".into(), dependency: "db".into() });
+    assert!(err.to_string().contains("`api` depends on `db`"));
+}
+
+#[test]
+fn dependency_cycles_are_named() {
+    let a = svc("a").depends_on("b", Condition::Started).build().unwrap();
+    let b = svc("b").depends_on("c", Condition::Started).build().unwrap();
+    let c = svc("c").depends_on("a", Condition::Started).build().unwrap();
+    let d = svc("d").depends_on("a", Condition::Started).build().unwrap();
+    let err = env_of(vec![d, a, b, c]).unwrap_err();
+    assert_eq!(err.to_string(), "dependency cycle: a -> b -> c -> a");
+    let err = svc("x").depends_on("x", Condition::Started).build().unwrap_err();
+    assert_eq!(err.to_string(), "dependency cycle: x -> x");
+}
+
+#[test]
+fn host_port_conflicts() {
+    let a = svc("a").port(Port::tcp(80).publish(8080)).build().unwrap();
+    let b = svc("b").port(Port::tcp(81).publish(8080)).build().unwrap();
+    let err = env_of(vec![a, b]).unwrap_err();
+    assert_eq!(err, ValidationError::HostPortConflict { port: 8080, first: "a".into(), second: "b".into() });
+    // UDP and TCP on the same number do not conflict.
+    let a = svc("a").port(Port::tcp(53).publish(5353)).build().unwrap();
+    let b = svc("b").port(Port::udp(53).publish(5353)).build().unwrap();
+    assert!(env_of(vec![a, b]).is_ok());
+    // Replicas of one service cannot share a fixed host port.
+    let err = svc("a").port(Port::tcp(80).publish(8080)).replicas(2).build().unwrap_err();
+    assert!(matches!(err, ValidationError::HostPortConflict { port: 8080, .. }));
+}
+
+#[test]
+fn fixed_host_port_and_start_first() {
+    // Default rollout falls back to recreate; asking for start-first explicitly is an error.
+    let s = svc("a").port(Port::tcp(80).publish(8080)).build().unwrap();
+    assert_eq!(s.rollout().strategy(), &harbormaster::Strategy::Recreate);
+    let err = svc("a").port(Port::tcp(80).publish(8080)).rollout(Rollout::start_first()).build().unwrap_err();
+    assert!(err.to_string().contains("Rollout::recreate()"), "{err}");
+}
+
+#[test]
+fn job_with_replicas() {
+    let err = Service::job("migrate").image("x").replicas(3).build().unwrap_err();
+    assert_eq!(err, ValidationError::JobWithReplicas { service: "migrate".into(), replicas: 3 });
+    assert!(Service::job("migrate").image("x").replicas(1).build().is_ok());
+}
+
+#[test]
+fn deadline_shorter_than_the_health_budget() {
+    let check = HealthCheck::http(80, "/").interval(Duration::from_secs(2)).retries(5).start_period(Duration::from_secs(10));
+    let err = svc("api").health(check.clone()).deadline(Duration::from_secs(15)).build().unwrap_err();
+    assert_eq!(
+        err,
+        ValidationError::DeadlineTooShort { service: "api".into(), deadline: Duration::from_secs(15), needed: Duration::from_secs(20) }
+    );
+    assert!(svc("api").health(check.clone()).deadline(Duration::from_secs(20)).build().is_ok());
+    let err = svc("api").health(check).rollout(Rollout::start_first().deadline(Duration::from_secs(5))).build().unwrap_err();
+    assert!(matches!(err, ValidationError::DeadlineTooShort { .. }));
+}
+
+#[test]
+fn impossible_conditions() {
+    let db = svc("db").build().unwrap();
+    let api = svc("api").depends_on("db", Condition::Healthy).build().unwrap();
+    let err = env_of(vec![db.clone(), api]).unwrap_err();
+    assert!(err.to_string().contains("has no health check"), "{err}");
+    let api = svc("api").depends_on("db", Condition::CompletedSuccessfully).build().unwrap();
+    assert!(env_of(vec![db, api]).unwrap_err().to_string().contains("not a job"));
+    let job = Service::job("seed").image("x").build().unwrap();
+    let api = svc("api").depends_on("seed", Condition::Healthy).build().unwrap();
+    assert!(env_of(vec![job, api]).unwrap_err().to_string().contains("is a job"));
+}
+
+#[test]
+fn field_errors_name_service_and_field() {
+    let cases: Vec<(harbormaster::ServiceBuilder, &str)> = vec![
+        (Service::builder("a"), "image"),
+        (svc("a").port(Port::tcp(0)), "ports"),
+        (svc("a").port(Port::tcp(80)).port(Port::tcp(80)), "ports"),
+        (svc("a").volume(Volume::named("v").at("data")), "volumes"),
+        (svc("a").resources(Resources::new().cpus(0.0)), "resources"),
+        (svc("a").resources(Resources::new().memory_mb(1)), "resources"),
+        (svc("a").health(HealthCheck::tcp(80).retries(0)), "health"),
+        (svc("a").env("A=B", "x"), "env"),
+        (svc("a").env("K", "1").secret("K", harbormaster::Secret::new("2")), "env"),
+        (svc("a").label("io.harbormaster.service", "x"), "labels"),
+        (svc("a").command(Vec::<String>::new()), "command"),
+        (Service::job("j").image("x").health(HealthCheck::tcp(1)), "health"),
+    ];
+    for (builder, field) in cases {
+        match builder.build() {
+            Err(ValidationError::InvalidValue { owner, field: f, .. }) => {
+                assert!(owner == "service `a`" || owner == "service `j`", "{owner}");
+                assert_eq!(f, field);
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn nothing_panics_on_odd_input() {
+    let names = ["", "-", "a", "é", "\0", "a\nb", &"x".repeat(1000)];
+    for n in names {
+        let _ = Service::builder(n).image(n).env(n, n).command([n]).port(Port::tcp(1).publish(0)).build();
+        let _ = Environment::builder(n, n).env(n, n).build();
+        let _ = HealthCheck::http(0, n).expect_status(600..100).retries(0);
+    }
+}
