@@ -17,6 +17,7 @@ async fn dependency_order_with_all_three_conditions() {
     let api = h
         .svc("api")
         .env("REQUIRE", "db:8080")
+        .env("READY_DELAY_MS", "1000")
         .health(http_check())
         .port(Port::tcp(8080).publish_ephemeral())
         .depends_on("migrate", Condition::CompletedSuccessfully)
@@ -29,17 +30,17 @@ async fn dependency_order_with_all_three_conditions() {
     let deployed = result.unwrap();
 
     let db_healthy = position(&events, |k| matches!(k, EventKind::InstanceHealthy { service, .. } if service == "db")).unwrap();
-    let migrate_created = position(&events, |k| matches!(k, EventKind::InstanceCreated { service, .. } if service == "migrate")).unwrap();
+    // Containers are created up front; starting is what waits for dependencies.
+    let migrate_started = position(&events, |k| matches!(k, EventKind::InstanceStarted { service, .. } if service == "migrate")).unwrap();
     let migrate_exit = position(&events, |k| matches!(k, EventKind::JobExited { service, exit_code: 0, .. } if service == "migrate")).unwrap();
-    let api_created = position(&events, |k| matches!(k, EventKind::InstanceCreated { service, .. } if service == "api")).unwrap();
     let api_started = position(&events, |k| matches!(k, EventKind::InstanceStarted { service, .. } if service == "api")).unwrap();
     let api_healthy = position(&events, |k| matches!(k, EventKind::InstanceHealthy { service, .. } if service == "api")).unwrap();
-    let web_created = position(&events, |k| matches!(k, EventKind::InstanceCreated { service, .. } if service == "web")).unwrap();
-    assert!(db_healthy < migrate_created, "migrate must wait for db healthy");
-    assert!(migrate_exit < api_created, "api must wait for migrate to complete");
-    assert!(api_started < web_created, "web must wait for api started");
-    // `Started` does not wait for health: web is created before api is healthy or soon after, never blocked by it.
-    let _ = api_healthy;
+    let web_started = position(&events, |k| matches!(k, EventKind::InstanceStarted { service, .. } if service == "web")).unwrap();
+    assert!(db_healthy < migrate_started, "migrate must wait for db healthy");
+    assert!(migrate_exit < api_started, "api must wait for migrate to complete");
+    assert!(api_started < web_started, "web must wait for api started");
+    // `Started` does not wait for health: web starts before api is healthy (api needs >= one probe).
+    assert!(web_started < api_healthy, "web must not wait for api to be healthy");
 
     let url = deployed.endpoint("api", 8080).unwrap().http_url();
     assert_eq!(get(&format!("{url}/call/db/8080/version")).await, (200, "v0".to_string()));

@@ -200,6 +200,12 @@ fn instance_name(scope: &Scope, service: &str, slot: u32) -> String {
     format!("{}-{service}-{slot}-{:06x}", scope.qualified(), h.finish() & 0xff_ffff)
 }
 
+/// An instance created but not started yet.
+struct Created {
+    id: String,
+    name: String,
+}
+
 /// One service's part of an apply.
 struct ServiceRun<'a> {
     backend: &'a dyn Backend,
@@ -217,14 +223,28 @@ impl ServiceRun<'_> {
     }
 
     async fn run(&self, phase: &watch::Sender<Phase>) -> ServiceOutcome {
-        if let Err(dep) = self.wait_for_dependencies().await {
+        // Creating a container depends on nothing: do it now, so only `start` waits for the
+        // dependencies and a dependent starts the moment its conditions hold.
+        let created = join_all(self.slots_to_launch().into_iter().map(|s| self.create(s))).await;
+        let (created, create_errors): (Vec<_>, Vec<_>) = created.into_iter().partition(|r| r.is_ok());
+        let created: Vec<Created> = created.into_iter().filter_map(|r| r.ok()).collect();
+        let deps = self.wait_for_dependencies().await;
+        let first_create_error = create_errors.into_iter().find_map(|r| r.err());
+        if deps.is_err() || first_create_error.is_some() {
+            let ids: Vec<&str> = created.iter().map(|c| c.id.as_str()).collect();
+            join_all(ids.iter().map(|id| self.backend.remove_instance(id))).await;
+        }
+        if let Err(dep) = deps {
             phase.send_replace(Phase::Failed);
             self.sink.emit(EventKind::ServiceSkipped { service: self.name().to_string(), because: dep.clone() });
             return ServiceOutcome::Skipped;
         }
-        let result = match self.template.service.kind {
-            ServiceKind::Job => self.run_job(phase).await,
-            ServiceKind::Service => self.run_service(phase).await,
+        let result = match first_create_error {
+            Some(e) => Err(e),
+            None => match self.template.service.kind {
+                ServiceKind::Job => self.run_job(phase, created).await,
+                ServiceKind::Service => self.run_service(phase, created).await,
+            },
         };
         match result {
             Ok(()) => ServiceOutcome::Done,
@@ -254,27 +274,39 @@ impl ServiceRun<'_> {
         Gate { backend: self.backend, http: self.http, events: self.sink, service: self.name() }
     }
 
-    /// Creates and starts one instance in `slot`.
-    async fn launch(&self, slot: u32) -> Result<(Instance, Instant)> {
+    /// The slots that get a new instance in this apply: replaced ones, then missing ones.
+    fn slots_to_launch(&self) -> Vec<u32> {
+        let mut slots: Vec<u32> = self.plan.replace.iter().map(|(s, _)| *s).collect();
+        slots.extend(&self.plan.create);
+        slots
+    }
+
+    /// Creates (does not start) one instance in `slot`.
+    async fn create(&self, slot: u32) -> Result<Created> {
         let name = instance_name(self.scope, self.name(), slot);
         let spec = self.template.instance(self.scope, slot, name.clone());
         let id = self.backend.create_instance(&spec).await?;
         self.sink.emit(EventKind::InstanceCreated { service: self.name().to_string(), instance: name.clone() });
-        if let Err(e) = self.backend.start_instance(&id).await {
-            let _ = self.backend.remove_instance(&id).await;
+        Ok(Created { id, name })
+    }
+
+    /// Starts a created instance and reads it back (its address is needed for probes).
+    async fn start(&self, c: &Created) -> Result<(Instance, Instant)> {
+        if let Err(e) = self.backend.start_instance(&c.id).await {
+            let _ = self.backend.remove_instance(&c.id).await;
             return Err(e);
         }
         let started = Instant::now();
-        self.sink.emit(EventKind::InstanceStarted { service: self.name().to_string(), instance: name });
-        let instance = self.backend.inspect_instance(&id).await?;
+        self.sink.emit(EventKind::InstanceStarted { service: self.name().to_string(), instance: c.name.clone() });
+        let instance = self.backend.inspect_instance(&c.id).await?;
         Ok((instance, started))
     }
 
-    /// Launches instances in `slots` and waits for each to pass its gate. On any failure, the
-    /// instances launched here are removed again and the first error is returned.
-    async fn launch_ready(&self, slots: &[u32], phase: &watch::Sender<Phase>) -> Result<Vec<Instance>> {
+    /// Starts the created instances and waits for each to pass its gate. On any failure, these
+    /// instances are removed again and the first error is returned.
+    async fn launch_ready(&self, created: &[Created], phase: &watch::Sender<Phase>) -> Result<Vec<Instance>> {
         let svc = &self.template.service;
-        let launched = join_all(slots.iter().map(|s| self.launch(*s))).await;
+        let launched = join_all(created.iter().map(|c| self.start(c))).await;
         let mut fresh = Vec::new();
         let mut first_err = None;
         for r in launched {
@@ -301,6 +333,8 @@ impl ServiceRun<'_> {
         let fresh: Vec<Instance> = fresh.into_iter().map(|(i, _)| i).collect();
         if let Some(e) = first_err {
             let _ = retire(self.backend, self.sink, self.name(), &fresh, Duration::from_secs(2)).await;
+            // Those that failed to start were never read back: remove them by ID.
+            join_all(created.iter().map(|c| self.backend.remove_instance(&c.id))).await;
             return Err(e);
         }
         Ok(fresh)
@@ -308,7 +342,7 @@ impl ServiceRun<'_> {
 
     /// A long-running service: verify what is kept, launch what is missing, replace what is stale
     /// (by the rollout strategy), retire the surplus.
-    async fn run_service(&self, phase: &watch::Sender<Phase>) -> Result<()> {
+    async fn run_service(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<()> {
         let svc = &self.template.service;
         let p = self.plan;
         let grace = self.template.stop_grace();
@@ -323,18 +357,14 @@ impl ServiceRun<'_> {
             return Err(e);
         }
 
-        let replaced_slots: Vec<u32> = p.replace.iter().map(|(s, _)| *s).collect();
         let old: Vec<Instance> = p.replace.iter().map(|(_, i)| i.clone()).collect();
-        let mut slots = replaced_slots.clone();
-        slots.extend(&p.create);
-
         let new = match svc.rollout.strategy {
             Strategy::Recreate => {
                 retire(self.backend, self.sink, self.name(), &old, grace).await?;
-                self.launch_ready(&slots, phase).await?
+                self.launch_ready(&created, phase).await?
             }
             // Start-first (the default): the old instances keep serving until every new one is ready.
-            _ => self.launch_ready(&slots, phase).await?,
+            _ => self.launch_ready(&created, phase).await?,
         };
         if svc.rollout.strategy != Strategy::Recreate {
             retire(self.backend, self.sink, self.name(), &old, grace).await?;
@@ -356,7 +386,7 @@ impl ServiceRun<'_> {
     }
 
     /// A job: run it (unless its last run of the same spec succeeded) and require exit code 0.
-    async fn run_job(&self, phase: &watch::Sender<Phase>) -> Result<()> {
+    async fn run_job(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<()> {
         let svc = &self.template.service;
         let p = self.plan;
         retire(self.backend, self.sink, self.name(), &p.retire, Duration::from_secs(2)).await?;
@@ -371,7 +401,10 @@ impl ServiceRun<'_> {
             None => {
                 let old: Vec<Instance> = p.replace.iter().map(|(_, i)| i.clone()).collect();
                 retire(self.backend, self.sink, self.name(), &old, Duration::from_secs(2)).await?;
-                self.launch(0).await?.0
+                let Some(c) = created.first() else {
+                    return Err(Error::backend("run job", self.name(), "no instance was created for the job"));
+                };
+                self.start(c).await?.0
             }
         };
         phase.send_replace(Phase::Started);
