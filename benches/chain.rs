@@ -22,7 +22,8 @@ use futures::StreamExt;
 use harbormaster::{Backend, Condition, DockerBackend, Down, Environment, EventKind, HealthCheck, LogOptions, Service};
 
 const READY_MS: u64 = 500;
-const CHAIN: [(&str, &[&str]); 6] = [("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b"]), ("e", &["c"]), ("f", &["d", "e"])];
+const CHAIN: [(&str, &[&str]); 6] =
+    [("a", &[]), ("b", &["a"]), ("c", &["a"]), ("d", &["b"]), ("e", &["c"]), ("f", &["d", "e"])];
 
 fn environment(name: &str) -> Environment {
     let mut b = Environment::builder("hmbench", name);
@@ -107,7 +108,8 @@ fn compose_run(project: &str) -> Duration {
     compose(&dir, project, &["up", "-d"]);
     let last = format!("{project}_f_1");
     loop {
-        let out = Command::new("docker").args(["inspect", "-f", "{{.State.Health.Status}}", &last]).output().expect("docker");
+        let out =
+            Command::new("docker").args(["inspect", "-f", "{{.State.Health.Status}}", &last]).output().expect("docker");
         if String::from_utf8_lossy(&out.stdout).trim() == "healthy" {
             break;
         }
@@ -124,7 +126,13 @@ fn compose_run(project: &str) -> Duration {
 /// the per-level overhead of the chain's floor.
 async fn container_start(docker: &DockerBackend) -> Duration {
     let env = Environment::builder("hmbench", "floor")
-        .service(Service::builder("x").image(workload::IMAGE).stop_grace_period(Duration::from_secs(1)).build().expect("svc"))
+        .service(
+            Service::builder("x")
+                .image(workload::IMAGE)
+                .stop_grace_period(Duration::from_secs(1))
+                .build()
+                .expect("svc"),
+        )
         .build()
         .expect("env");
     // First apply creates the network, so it does not count; the second run measures.
@@ -169,7 +177,9 @@ async fn main() {
         let (t, d) = harbormaster_run(&docker, &format!("r{stamp}x{i}")).await;
         hm.push(t);
         delays.extend(d);
-        dc.push(tokio::task::spawn_blocking(move || compose_run(&format!("hmcompose{stamp}x{i}"))).await.expect("compose"));
+        dc.push(
+            tokio::task::spawn_blocking(move || compose_run(&format!("hmcompose{stamp}x{i}"))).await.expect("compose"),
+        );
         starts.push(container_start(&docker).await);
     }
     let start = median(starts);

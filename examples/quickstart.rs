@@ -11,7 +11,9 @@ mod workload;
 use std::time::Duration;
 
 use futures::StreamExt;
-use harbormaster::{Condition, DockerBackend, Down, Environment, EventKind, HealthCheck, Port, Secret, Service, Volume};
+use harbormaster::{
+    Condition, DockerBackend, Down, Environment, EventKind, HealthCheck, Port, Secret, Service, Volume,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -80,6 +82,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let report = env.down(&docker, Down::default().with_volumes()).await?;
-    println!("\ntorn down: {} containers, network removed: {}, volumes removed: {:?}", report.removed_instances.len(), report.removed_network, report.removed_volumes);
+    println!(
+        "\ntorn down: {} containers, network removed: {}, volumes removed: {:?}",
+        report.removed_instances.len(),
+        report.removed_network,
+        report.removed_volumes
+    );
     Ok(())
 }

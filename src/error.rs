@@ -67,7 +67,10 @@ pub enum Error {
     Unhealthy(Box<HealthFailure>),
 
     /// A one-shot job exited with a non-zero code.
-    #[error("job `{service}` (container {instance}) exited with code {exit_code}; its dependents were not started{}", render_lines("last log lines", logs))]
+    #[error(
+        "job `{service}` (container {instance}) exited with code {exit_code}; its dependents were not started{}",
+        render_lines("last log lines", logs)
+    )]
     JobFailed {
         /// The job's service name.
         service: String,

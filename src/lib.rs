@@ -66,12 +66,13 @@ pub mod plan;
 pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};
 pub use backend::{Backend, ExecOutput, Instance, InstanceState, LogLine, LogStream};
 pub use engine::{
-    ApplyRun, Deployment, Down, DownReport, Endpoint, Event, EventKind, Health, InstanceStatus, LogOptions, ServiceStatus, Status,
+    ApplyRun, Deployment, Down, DownReport, Endpoint, Event, EventKind, Health, InstanceStatus, LogOptions,
+    ServiceStatus, Status,
 };
 pub use error::{ApplyFailure, Error, HealthFailure, Result, ValidationError};
 pub use health::ProbeRecord;
 pub use model::{
-    Build, Condition, Environment, EnvironmentBuilder, HealthCheck, ImageSource, OnFailure, Port, Probe, Publish, Resources,
-    RestartPolicy, Rollout, Secret, Service, ServiceBuilder, ServiceKind, Strategy, Volume,
+    Build, Condition, Environment, EnvironmentBuilder, HealthCheck, ImageSource, OnFailure, Port, Probe, Publish,
+    Resources, RestartPolicy, Rollout, Secret, Service, ServiceBuilder, ServiceKind, Strategy, Volume,
 };
 pub use plan::{Action, Plan, ServicePlan};

@@ -29,13 +29,20 @@ async fn dependency_order_with_all_three_conditions() {
     let (result, events) = apply_collect(&env, &h.docker).await;
     let deployed = result.unwrap();
 
-    let db_healthy = position(&events, |k| matches!(k, EventKind::InstanceHealthy { service, .. } if service == "db")).unwrap();
+    let db_healthy =
+        position(&events, |k| matches!(k, EventKind::InstanceHealthy { service, .. } if service == "db")).unwrap();
     // Containers are created up front; starting is what waits for dependencies.
-    let migrate_started = position(&events, |k| matches!(k, EventKind::InstanceStarted { service, .. } if service == "migrate")).unwrap();
-    let migrate_exit = position(&events, |k| matches!(k, EventKind::JobExited { service, exit_code: 0, .. } if service == "migrate")).unwrap();
-    let api_started = position(&events, |k| matches!(k, EventKind::InstanceStarted { service, .. } if service == "api")).unwrap();
-    let api_healthy = position(&events, |k| matches!(k, EventKind::InstanceHealthy { service, .. } if service == "api")).unwrap();
-    let web_started = position(&events, |k| matches!(k, EventKind::InstanceStarted { service, .. } if service == "web")).unwrap();
+    let migrate_started =
+        position(&events, |k| matches!(k, EventKind::InstanceStarted { service, .. } if service == "migrate")).unwrap();
+    let migrate_exit =
+        position(&events, |k| matches!(k, EventKind::JobExited { service, exit_code: 0, .. } if service == "migrate"))
+            .unwrap();
+    let api_started =
+        position(&events, |k| matches!(k, EventKind::InstanceStarted { service, .. } if service == "api")).unwrap();
+    let api_healthy =
+        position(&events, |k| matches!(k, EventKind::InstanceHealthy { service, .. } if service == "api")).unwrap();
+    let web_started =
+        position(&events, |k| matches!(k, EventKind::InstanceStarted { service, .. } if service == "web")).unwrap();
     assert!(db_healthy < migrate_started, "migrate must wait for db healthy");
     assert!(migrate_exit < api_started, "api must wait for migrate to complete");
     assert!(api_started < web_started, "web must wait for api started");
@@ -77,7 +84,10 @@ async fn reapply_unchanged_touches_nothing() {
     assert!(
         !events.iter().any(|e| matches!(
             e.kind,
-            EventKind::InstanceCreated { .. } | EventKind::InstanceRemoved { .. } | EventKind::InstanceStopped { .. } | EventKind::NetworkCreated { .. }
+            EventKind::InstanceCreated { .. }
+                | EventKind::InstanceRemoved { .. }
+                | EventKind::InstanceStopped { .. }
+                | EventKind::NetworkCreated { .. }
         )),
         "{events:#?}"
     );
@@ -88,7 +98,13 @@ async fn reapply_unchanged_touches_nothing() {
 async fn changed_service_is_replaced_health_gated() {
     let h = Harness::new("replace").await;
     let make = |v: &str| {
-        let svc = h.svc("api").env("VERSION", v).port(Port::tcp(8080).publish_ephemeral()).health(http_check()).build().unwrap();
+        let svc = h
+            .svc("api")
+            .env("VERSION", v)
+            .port(Port::tcp(8080).publish_ephemeral())
+            .health(http_check())
+            .build()
+            .unwrap();
         h.env().service(svc).build().unwrap()
     };
     let v1 = make("v1").apply(&h.docker).await.unwrap();
@@ -108,7 +124,8 @@ async fn changed_service_is_replaced_health_gated() {
     assert_ne!(v2.instances("api")[0].name, old);
     // Start-first: the new one is healthy before the old one is stopped.
     let healthy = position(&events, |k| matches!(k, EventKind::InstanceHealthy { .. })).unwrap();
-    let stopped = position(&events, |k| matches!(k, EventKind::InstanceStopped { instance, .. } if *instance == old)).unwrap();
+    let stopped =
+        position(&events, |k| matches!(k, EventKind::InstanceStopped { instance, .. } if *instance == old)).unwrap();
     assert!(healthy < stopped);
 }
 
@@ -116,7 +133,9 @@ async fn changed_service_is_replaced_health_gated() {
 async fn failed_replacement_keeps_the_old_instance() {
     let h = Harness::new("badnew").await;
     let check = || harbormaster::HealthCheck::http(8080, "/health").interval(Duration::from_millis(200)).retries(5);
-    let v1 = h.env().service(h.svc("api").env("VERSION", "v1").port(Port::tcp(8080).publish_ephemeral()).health(check()).build().unwrap());
+    let v1 = h.env().service(
+        h.svc("api").env("VERSION", "v1").port(Port::tcp(8080).publish_ephemeral()).health(check()).build().unwrap(),
+    );
     let v1 = v1.build().unwrap().apply(&h.docker).await.unwrap();
     let old = v1.instances("api")[0].clone();
 
@@ -192,7 +211,9 @@ async fn failed_job_stops_its_dependents() {
     let Error::Apply(failure) = &err else { panic!("{err}") };
     assert_eq!(failure.not_started, ["api"]);
     match failure.error_of("migrate") {
-        Some(Error::JobFailed { exit_code: 3, logs, .. }) => assert!(logs.iter().any(|l| l.contains("0042_add_orders"))),
+        Some(Error::JobFailed { exit_code: 3, logs, .. }) => {
+            assert!(logs.iter().any(|l| l.contains("0042_add_orders")))
+        }
         other => panic!("{other:?}"),
     }
     let status = env.status(&h.docker).await.unwrap();
@@ -229,7 +250,9 @@ async fn down_removes_everything_but_kept_volumes() {
     let label = format!("io.harbormaster.environment={}", h.name);
     let filters = std::collections::HashMap::from([("label", vec![label.as_str()])]);
     let containers = client
-        .list_containers(Some(bollard::query_parameters::ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+        .list_containers(Some(
+            bollard::query_parameters::ListContainersOptionsBuilder::new().all(true).filters(&filters).build(),
+        ))
         .await
         .unwrap();
     assert!(containers.is_empty());

@@ -15,8 +15,21 @@ async fn every_probe_kind_reaches_ready() {
     let fast = |c: HealthCheck| c.interval(Duration::from_millis(300)).retries(20);
     let env = h
         .env()
-        .service(h.svc("http").env("READY_DELAY_MS", "300").health(fast(HealthCheck::http(8080, "/version").body_contains("v0"))).build().unwrap())
-        .service(h.svc("tcp").env("PORT", "5432").env("READY_DELAY_MS", "300").health(fast(HealthCheck::tcp(5432))).build().unwrap())
+        .service(
+            h.svc("http")
+                .env("READY_DELAY_MS", "300")
+                .health(fast(HealthCheck::http(8080, "/version").body_contains("v0")))
+                .build()
+                .unwrap(),
+        )
+        .service(
+            h.svc("tcp")
+                .env("PORT", "5432")
+                .env("READY_DELAY_MS", "300")
+                .health(fast(HealthCheck::tcp(5432)))
+                .build()
+                .unwrap(),
+        )
         .service(h.svc("exec").health(fast(HealthCheck::exec(["/workload", "probe"]))).build().unwrap())
         .service(
             Service::builder("docker")
@@ -26,7 +39,13 @@ async fn every_probe_kind_reaches_ready() {
                 .build()
                 .unwrap(),
         )
-        .service(h.svc("log").env("READY_DELAY_MS", "200").health(fast(HealthCheck::log_line("ready: listening"))).build().unwrap())
+        .service(
+            h.svc("log")
+                .env("READY_DELAY_MS", "200")
+                .health(fast(HealthCheck::log_line("ready: listening")))
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap();
     let (result, events) = apply_collect(&env, &h.docker).await;
@@ -47,7 +66,8 @@ async fn every_probe_kind_reaches_ready() {
         let reported_ns = reported.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
         assert!(reported_ns >= ready_ns, "{s} was reported ready {} µs before it was", (ready_ns - reported_ns) / 1000);
     }
-    let passed = |s: &str| events.iter().any(|e| matches!(&e.kind, EventKind::ProbePassed { service, .. } if service == s));
+    let passed =
+        |s: &str| events.iter().any(|e| matches!(&e.kind, EventKind::ProbePassed { service, .. } if service == s));
     assert!(["http", "tcp", "exec", "docker", "log"].iter().all(|s| passed(s)));
 }
 
@@ -217,9 +237,5 @@ async fn a_service_can_be_built_from_a_context() {
     assert!(events.iter().any(|e| matches!(&e.kind, EventKind::ImageBuilt { tag: t, .. } if *t == tag)));
     assert_eq!(get(&deployed.endpoint("api", 8080).unwrap().http_url()).await.0, 200);
     env.down(&h.docker, harbormaster::Down::default()).await.unwrap();
-    let _ = h
-        .docker
-        .client()
-        .remove_image(&tag, None::<bollard::query_parameters::RemoveImageOptions>, None)
-        .await;
+    let _ = h.docker.client().remove_image(&tag, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
 }

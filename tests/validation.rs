@@ -84,14 +84,20 @@ fn job_with_replicas() {
 
 #[test]
 fn deadline_shorter_than_the_health_budget() {
-    let check = HealthCheck::http(80, "/").interval(Duration::from_secs(2)).retries(5).start_period(Duration::from_secs(10));
+    let check =
+        HealthCheck::http(80, "/").interval(Duration::from_secs(2)).retries(5).start_period(Duration::from_secs(10));
     let err = svc("api").health(check.clone()).deadline(Duration::from_secs(15)).build().unwrap_err();
     assert_eq!(
         err,
-        ValidationError::DeadlineTooShort { service: "api".into(), deadline: Duration::from_secs(15), needed: Duration::from_secs(20) }
+        ValidationError::DeadlineTooShort {
+            service: "api".into(),
+            deadline: Duration::from_secs(15),
+            needed: Duration::from_secs(20)
+        }
     );
     assert!(svc("api").health(check.clone()).deadline(Duration::from_secs(20)).build().is_ok());
-    let err = svc("api").health(check).rollout(Rollout::start_first().deadline(Duration::from_secs(5))).build().unwrap_err();
+    let err =
+        svc("api").health(check).rollout(Rollout::start_first().deadline(Duration::from_secs(5))).build().unwrap_err();
     assert!(matches!(err, ValidationError::DeadlineTooShort { .. }));
 }
 
@@ -141,6 +147,6 @@ fn nothing_panics_on_odd_input() {
     for n in names {
         let _ = Service::builder(n).image(n).env(n, n).command([n]).port(Port::tcp(1).publish(0)).build();
         let _ = Environment::builder(n, n).env(n, n).build();
-        let _ = HealthCheck::http(0, n).expect_status(600..100).retries(0);
+        let _ = HealthCheck::http(0, n).expect_status(std::ops::Range { start: 600, end: 100 }).retries(0);
     }
 }

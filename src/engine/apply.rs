@@ -52,7 +52,11 @@ enum ServiceOutcome {
 }
 
 /// Resolves every service's image (building where asked) into a [`Template`].
-pub(crate) async fn templates(env: &Environment, backend: &dyn Backend, sink: &EventSink) -> Result<HashMap<String, Template>> {
+pub(crate) async fn templates(
+    env: &Environment,
+    backend: &dyn Backend,
+    sink: &EventSink,
+) -> Result<HashMap<String, Template>> {
     let mut built: HashMap<String, String> = HashMap::new();
     let mut out = HashMap::new();
     for svc in &env.services {
@@ -82,7 +86,11 @@ pub(crate) async fn templates(env: &Environment, backend: &dyn Backend, sink: &E
 }
 
 /// Observes the target and computes the plan.
-pub(crate) async fn plan(env: &Environment, backend: &dyn Backend, sink: &EventSink) -> Result<(Plan, HashMap<String, Template>)> {
+pub(crate) async fn plan(
+    env: &Environment,
+    backend: &dyn Backend,
+    sink: &EventSink,
+) -> Result<(Plan, HashMap<String, Template>)> {
     let templates = templates(env, backend, sink).await?;
     let observed = backend.list_instances(&scope_of(env)).await?;
     Ok((plan::compute(env, &templates, &observed), templates))
@@ -154,7 +162,8 @@ async fn run(
     let outcomes = join_all(runs).await;
 
     // Services no longer described go last, once their replacements (if any) are up.
-    let orphans: Vec<&ServicePlan> = plan.services.iter().filter(|s| matches!(s.action, Action::Remove { .. })).collect();
+    let orphans: Vec<&ServicePlan> =
+        plan.services.iter().filter(|s| matches!(s.action, Action::Remove { .. })).collect();
     for o in orphans {
         retire(backend, sink, &o.service, &o.retire, Duration::from_secs(10)).await?;
         sink.emit(EventKind::ServiceRemoved { service: o.service.clone() });
@@ -177,7 +186,13 @@ async fn run(
 }
 
 /// Stops and removes instances, concurrently.
-pub(crate) async fn retire(backend: &dyn Backend, sink: &EventSink, service: &str, instances: &[Instance], grace: Duration) -> Result<()> {
+pub(crate) async fn retire(
+    backend: &dyn Backend,
+    sink: &EventSink,
+    service: &str,
+    instances: &[Instance],
+    grace: Duration,
+) -> Result<()> {
     let results = join_all(instances.iter().map(|i| async move {
         if i.is_running() {
             backend.stop_instance(&i.id, grace).await?;
@@ -349,9 +364,11 @@ impl ServiceRun<'_> {
 
         // Kept instances are only checked, never touched.
         let gate = self.gate();
-        let verified = join_all(p.keep.iter().map(|i| {
-            gate.wait_ready(svc.health.as_ref(), i, Instant::now(), svc.deadline(), Duration::ZERO)
-        }))
+        let verified = join_all(
+            p.keep
+                .iter()
+                .map(|i| gate.wait_ready(svc.health.as_ref(), i, Instant::now(), svc.deadline(), Duration::ZERO)),
+        )
         .await;
         if let Some(e) = verified.into_iter().find_map(|r| r.err()) {
             return Err(e);
@@ -420,10 +437,19 @@ impl ServiceRun<'_> {
                 });
             }
         };
-        self.sink.emit(EventKind::JobExited { service: self.name().to_string(), instance: instance.name.clone(), exit_code: code });
+        self.sink.emit(EventKind::JobExited {
+            service: self.name().to_string(),
+            instance: instance.name.clone(),
+            exit_code: code,
+        });
         if code != 0 {
             let logs = self.backend.logs_tail(&instance.id, 20).await.unwrap_or_default();
-            return Err(Error::JobFailed { service: svc.name.clone(), instance: instance.name.clone(), exit_code: code, logs });
+            return Err(Error::JobFailed {
+                service: svc.name.clone(),
+                instance: instance.name.clone(),
+                exit_code: code,
+                logs,
+            });
         }
         phase.send_replace(Phase::Completed);
         Ok(())

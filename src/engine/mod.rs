@@ -97,7 +97,12 @@ impl Environment {
 
     /// The log lines of every instance of `service`, merged; with [`LogOptions::follow`], new lines
     /// as they come.
-    pub async fn logs<B: Backend>(&self, backend: &B, service: &str, options: LogOptions) -> Result<BoxStream<'static, Result<LogLine>>> {
+    pub async fn logs<B: Backend>(
+        &self,
+        backend: &B,
+        service: &str,
+        options: LogOptions,
+    ) -> Result<BoxStream<'static, Result<LogLine>>> {
         ops::logs(self, backend, service, options).await
     }
 

@@ -28,7 +28,7 @@ impl Down {
     }
 }
 
-/// What [`down`] removed and kept.
+/// What [`Environment::down`](crate::Environment::down) removed and kept.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DownReport {
     /// Containers removed.
@@ -190,7 +190,8 @@ async fn instances_of(env: &Environment, backend: &dyn Backend, service: &str) -
     if env.service(service).is_none() {
         return Err(Error::UnknownService { environment: env.qualified_name(), service: service.to_string() });
     }
-    let mut all: Vec<Instance> = backend.list_instances(&scope_of(env)).await?.into_iter().filter(|i| i.service == service).collect();
+    let mut all: Vec<Instance> =
+        backend.list_instances(&scope_of(env)).await?.into_iter().filter(|i| i.service == service).collect();
     all.sort_by_key(|i| (!i.is_running(), i.slot));
     Ok(all)
 }
@@ -232,4 +233,3 @@ pub(crate) async fn exec(
     })?;
     backend.exec(&target.id, command, timeout).await
 }
-

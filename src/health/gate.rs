@@ -73,7 +73,11 @@ impl Gate<'_> {
                     match step {
                         Step::Exited(code) => {
                             return Err(self
-                                .failure(instance, format!("the container exited with code {code} while starting"), &history)
+                                .failure(
+                                    instance,
+                                    format!("the container exited with code {code} while starting"),
+                                    &history,
+                                )
                                 .await)
                         }
                         Step::Expired => {
@@ -98,7 +102,9 @@ impl Gate<'_> {
                             } else {
                                 successes = 0;
                                 if out.hopeless {
-                                    return Err(self.failure(instance, "the probe cannot succeed".into(), &history).await);
+                                    return Err(self
+                                        .failure(instance, "the probe cannot succeed".into(), &history)
+                                        .await);
                                 }
                             }
                             next = Instant::now() + check.start_interval;
@@ -125,7 +131,7 @@ impl Gate<'_> {
         check: Option<&HealthCheck>,
         instance: &Instance,
         min_ready: Duration,
-        exit: &mut (impl futures::Future<Output = crate::Result<i64>> + Unpin + futures::future::FusedFuture),
+        exit: &mut (impl futures::future::FusedFuture<Output = crate::Result<i64>> + Unpin),
         history: &mut ProbeHistory,
     ) -> Result<(), Error> {
         let end = Instant::now() + min_ready;
@@ -156,7 +162,8 @@ impl Gate<'_> {
             history.push(out.record);
             failures = if passed { 0 } else { failures + 1 };
             if failures >= check.failure_threshold {
-                let reason = format!("{failures} consecutive probe failures during its min_ready period of {min_ready:?}");
+                let reason =
+                    format!("{failures} consecutive probe failures during its min_ready period of {min_ready:?}");
                 return Err(self.failure(instance, reason, history).await);
             }
         }
@@ -175,11 +182,12 @@ impl Gate<'_> {
     }
 
     async fn failure(&self, instance: &Instance, reason: String, history: &ProbeHistory) -> Error {
-        let last_logs = match tokio::time::timeout(Duration::from_secs(5), self.backend.logs_tail(&instance.id, 20)).await {
-            Ok(Ok(lines)) => lines,
-            Ok(Err(e)) => vec![format!("(could not read logs: {e})")],
-            Err(_) => vec!["(could not read logs in time)".to_string()],
-        };
+        let last_logs =
+            match tokio::time::timeout(Duration::from_secs(5), self.backend.logs_tail(&instance.id, 20)).await {
+                Ok(Ok(lines)) => lines,
+                Ok(Err(e)) => vec![format!("(could not read logs: {e})")],
+                Err(_) => vec!["(could not read logs in time)".to_string()],
+            };
         Error::Unhealthy(Box::new(HealthFailure {
             service: self.service.to_string(),
             instance: instance.name.clone(),
@@ -203,7 +211,12 @@ async fn next_log_outcome(
         match stream.next().await {
             Some(Ok(line)) if line.text.contains(contains.as_str()) => {
                 return Outcome {
-                    record: ProbeRecord { at, passed: true, detail: format!("log line {:?}", line.text), took: Duration::ZERO },
+                    record: ProbeRecord {
+                        at,
+                        passed: true,
+                        detail: format!("log line {:?}", line.text),
+                        took: Duration::ZERO,
+                    },
                     hopeless: false,
                 }
             }
@@ -211,7 +224,12 @@ async fn next_log_outcome(
             Some(Err(e)) => {
                 *logs = None;
                 return Outcome {
-                    record: ProbeRecord { at, passed: false, detail: format!("reading the log failed: {e}"), took: Duration::ZERO },
+                    record: ProbeRecord {
+                        at,
+                        passed: false,
+                        detail: format!("reading the log failed: {e}"),
+                        took: Duration::ZERO,
+                    },
                     hopeless: true,
                 };
             }

@@ -1,5 +1,5 @@
-//! Health probing: running one probe ([`probe`]) and waiting for an instance to pass its
-//! [`HealthCheck`](crate::HealthCheck) gate ([`gate`]).
+//! Health probing: running one probe (`probe.rs`) and waiting for an instance to pass its
+//! [`HealthCheck`](crate::HealthCheck) gate (`gate.rs`).
 //!
 //! HTTP and TCP probes run from the library against the container's address (or a published port
 //! for remote engines), so images need no curl. Exec probes and the image's own `HEALTHCHECK` go
@@ -71,7 +71,12 @@ mod tests {
     fn history_keeps_last_five() {
         let mut h = ProbeHistory::default();
         for i in 0..8 {
-            h.push(ProbeRecord { at: SystemTime::UNIX_EPOCH, passed: false, detail: i.to_string(), took: Duration::ZERO });
+            h.push(ProbeRecord {
+                at: SystemTime::UNIX_EPOCH,
+                passed: false,
+                detail: i.to_string(),
+                took: Duration::ZERO,
+            });
         }
         let v: Vec<String> = h.to_vec().into_iter().map(|r| r.detail).collect();
         assert_eq!(v, ["3", "4", "5", "6", "7"]);

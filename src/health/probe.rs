@@ -23,10 +23,17 @@ pub(crate) fn http_client() -> reqwest::Client {
 
 /// Runs `check`'s probe once against `instance`, bounded by the check's timeout.
 /// Log-line probes are handled by the gate (they follow the log), not here.
-pub(crate) async fn run(backend: &dyn Backend, http: &reqwest::Client, check: &HealthCheck, instance: &Instance) -> Outcome {
+pub(crate) async fn run(
+    backend: &dyn Backend,
+    http: &reqwest::Client,
+    check: &HealthCheck,
+    instance: &Instance,
+) -> Outcome {
     let at = SystemTime::now();
     let started = Instant::now();
-    let (passed, detail, hopeless) = match tokio::time::timeout(check.timeout, attempt(backend, http, check, instance)).await {
+    let (passed, detail, hopeless) = match tokio::time::timeout(check.timeout, attempt(backend, http, check, instance))
+        .await
+    {
         Ok(r) => r,
         Err(_) => (false, format!("{} timed out after {:?}", describe(check, backend, instance), check.timeout), false),
     };
@@ -46,7 +53,12 @@ fn describe(check: &HealthCheck, backend: &dyn Backend, instance: &Instance) -> 
     }
 }
 
-async fn attempt(backend: &dyn Backend, http: &reqwest::Client, check: &HealthCheck, instance: &Instance) -> (bool, String, bool) {
+async fn attempt(
+    backend: &dyn Backend,
+    http: &reqwest::Client,
+    check: &HealthCheck,
+    instance: &Instance,
+) -> (bool, String, bool) {
     let what = describe(check, backend, instance);
     let no_address = |port: u16| {
         (
@@ -96,7 +108,9 @@ async fn attempt(backend: &dyn Backend, http: &reqwest::Client, check: &HealthCh
                 EngineHealth::Healthy => (true, format!("{what}: healthy"), false),
                 EngineHealth::Starting => (false, format!("{what}: starting"), false),
                 EngineHealth::Unhealthy(out) => (false, format!("{what}: unhealthy: {out}"), false),
-                EngineHealth::None => (false, format!("{what}: the image defines no HEALTHCHECK; use another probe"), true),
+                EngineHealth::None => {
+                    (false, format!("{what}: the image defines no HEALTHCHECK; use another probe"), true)
+                }
             },
             Err(e) => (false, format!("{what}: {e}"), false),
         },
@@ -140,4 +154,3 @@ pub(crate) async fn check_once(backend: &dyn Backend, check: &HealthCheck, insta
     }
     run(backend, &http_client(), check, instance).await.record
 }
-

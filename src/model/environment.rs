@@ -164,7 +164,10 @@ fn check_dependencies(services: &[Service], by_name: &HashMap<&str, usize>) -> R
     for s in services {
         for d in &s.depends_on {
             let Some(&di) = by_name.get(d.service.as_str()) else {
-                return Err(ValidationError::UnknownDependency { service: s.name.clone(), dependency: d.service.clone() });
+                return Err(ValidationError::UnknownDependency {
+                    service: s.name.clone(),
+                    dependency: d.service.clone(),
+                });
             };
             let dep = &services[di];
             let impossible = |reason: &str| ValidationError::ImpossibleCondition {
@@ -175,13 +178,17 @@ fn check_dependencies(services: &[Service], by_name: &HashMap<&str, usize>) -> R
             };
             match (d.condition, dep.kind) {
                 (Condition::CompletedSuccessfully, ServiceKind::Service) => {
-                    return Err(impossible("it is a long-running service, not a job (use Condition::Healthy or Started)"));
+                    return Err(impossible(
+                        "it is a long-running service, not a job (use Condition::Healthy or Started)",
+                    ));
                 }
                 (Condition::Healthy, ServiceKind::Job) => {
                     return Err(impossible("it is a job; use Condition::CompletedSuccessfully"));
                 }
                 (Condition::Healthy, ServiceKind::Service) if dep.health.is_none() => {
-                    return Err(impossible("it has no health check; give it one with .health(..) or wait for Condition::Started"));
+                    return Err(impossible(
+                        "it has no health check; give it one with .health(..) or wait for Condition::Started",
+                    ));
                 }
                 (_, ServiceKind::Service) if dep.replicas == 0 => {
                     return Err(impossible("it has 0 replicas"));
@@ -248,7 +255,11 @@ fn check_host_ports(services: &[Service]) -> Result<(), ValidationError> {
         for p in &s.ports {
             if let Publish::Fixed(h) = p.publish {
                 if let Some(first) = used.insert((h, p.protocol.as_str()), &s.name) {
-                    return Err(ValidationError::HostPortConflict { port: h, first: first.to_string(), second: s.name.clone() });
+                    return Err(ValidationError::HostPortConflict {
+                        port: h,
+                        first: first.to_string(),
+                        second: s.name.clone(),
+                    });
                 }
             }
         }

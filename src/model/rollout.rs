@@ -56,7 +56,12 @@ impl Default for Rollout {
 impl Rollout {
     /// Stop the old instances, then start the new ones.
     pub fn recreate() -> Self {
-        Rollout { strategy: Strategy::Recreate, min_ready: Duration::ZERO, deadline: None, on_failure: OnFailure::Rollback }
+        Rollout {
+            strategy: Strategy::Recreate,
+            min_ready: Duration::ZERO,
+            deadline: None,
+            on_failure: OnFailure::Rollback,
+        }
     }
 
     /// Start new instances beside the old ones and stop the old ones once the new are healthy.

@@ -309,9 +309,7 @@ impl ServiceBuilder {
 
     /// Validates and returns the service; the first problem found is the error.
     pub fn build(mut self) -> Result<Service, ValidationError> {
-        if let Err(e) = name::check("service", &self.svc.name) {
-            return Err(e);
-        }
+        name::check("service", &self.svc.name)?;
         self.check_fields();
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e);
@@ -322,9 +320,15 @@ impl ServiceBuilder {
     fn check_fields(&mut self) {
         let svc = self.svc.clone();
         match (&svc.image, self.image_set) {
-            (_, false) => self.invalid("image", "no image given; use .image(\"name:tag\") or .build_from(Build::context(dir))"),
-            (ImageSource::Reference(r), true) if r.trim().is_empty() => self.invalid("image", "the image reference is empty"),
-            (ImageSource::Build(b), true) if b.dockerfile.is_empty() => self.invalid("image", "the Dockerfile path is empty"),
+            (_, false) => {
+                self.invalid("image", "no image given; use .image(\"name:tag\") or .build_from(Build::context(dir))")
+            }
+            (ImageSource::Reference(r), true) if r.trim().is_empty() => {
+                self.invalid("image", "the image reference is empty")
+            }
+            (ImageSource::Build(b), true) if b.dockerfile.is_empty() => {
+                self.invalid("image", "the Dockerfile path is empty")
+            }
             _ => {}
         }
         if svc.kind == ServiceKind::Job {
@@ -352,10 +356,16 @@ impl ServiceBuilder {
                 self.invalid("ports", "container port 0 is not a port");
             }
             if p.publish == Publish::Fixed(0) {
-                self.invalid("ports", format!("host port 0 for container port {}; use publish_ephemeral()", p.container));
+                self.invalid(
+                    "ports",
+                    format!("host port 0 for container port {}; use publish_ephemeral()", p.container),
+                );
             }
             if seen.contains(&(p.container, p.protocol)) {
-                self.invalid("ports", format!("container port {}/{} is listed twice", p.container, p.protocol.as_str()));
+                self.invalid(
+                    "ports",
+                    format!("container port {}/{} is listed twice", p.container, p.protocol.as_str()),
+                );
             }
             seen.push((p.container, p.protocol));
         }
@@ -384,7 +394,10 @@ impl ServiceBuilder {
         }
         for v in &svc.volumes {
             if !v.target.starts_with('/') {
-                self.invalid("volumes", format!("mount target {:?} must be an absolute path; use .at(\"/path\")", v.target));
+                self.invalid(
+                    "volumes",
+                    format!("mount target {:?} must be an absolute path; use .at(\"/path\")", v.target),
+                );
             }
             if let VolumeSource::Named(n) = &v.source {
                 if let Err(e) = name::check("volume", n) {

@@ -1,7 +1,7 @@
-//! The planner: compares the desired [`Environment`](crate::Environment) with what runs and decides,
+//! The planner: compares the desired [`Environment`] with what runs and decides,
 //! per service, what to create, replace, scale, remove or leave alone, and why.
 //!
-//! [`compute`] is a pure function of the description, the resolved image IDs and the observed
+//! `compute` is a pure function of the description, the resolved image IDs and the observed
 //! instances, so every decision is unit-tested without an engine. The [`engine`](crate::engine)
 //! carries a [`Plan`] out.
 
@@ -101,7 +101,9 @@ impl fmt::Display for Plan {
         for s in &self.services {
             let (sign, what) = match &s.action {
                 Action::Create { replicas } => ('+', format!("create {replicas} instance(s)")),
-                Action::Replace { instances, strategy } => ('~', format!("replace {instances} instance(s) ({strategy:?})")),
+                Action::Replace { instances, strategy } => {
+                    ('~', format!("replace {instances} instance(s) ({strategy:?})"))
+                }
                 Action::Scale { from, to } => ('^', format!("scale {from} -> {to}")),
                 Action::Remove { instances } => ('-', format!("remove {instances} instance(s)")),
                 Action::Unchanged => ('=', "unchanged".to_string()),
@@ -204,7 +206,8 @@ fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {
     } else if !plan.replace.is_empty() {
         Action::Replace { instances: plan.replace.len() as u32, strategy: t.service.rollout.strategy.clone() }
     } else if !plan.create.is_empty() || !plan.retire.is_empty() {
-        let extra: Vec<String> = plan.retire.iter().filter(|i| i.slot < wanted).map(|i| format!("duplicate instance {}", i.name)).collect();
+        let extra: Vec<String> =
+            plan.retire.iter().filter(|i| i.slot < wanted).map(|i| format!("duplicate instance {}", i.name)).collect();
         reasons.extend(extra);
         Action::Scale { from: running + plan.retire.iter().filter(|i| i.slot >= wanted).count() as u32, to: wanted }
     } else {
@@ -231,7 +234,10 @@ fn plan_job(t: &Template, found: &[&Instance]) -> ServicePlan {
     match (latest.state, latest.exit_code) {
         (InstanceState::Exited, Some(0)) => {}
         (InstanceState::Running | InstanceState::Restarting | InstanceState::Created, _) if why.is_empty() => {}
-        (_, code) => why.push(format!("its last run did not succeed (exit code {})", code.map_or("none".into(), |c| c.to_string()))),
+        (_, code) => why.push(format!(
+            "its last run did not succeed (exit code {})",
+            code.map_or("none".into(), |c| c.to_string())
+        )),
     }
     if why.is_empty() {
         plan.keep.push((*latest).clone());

@@ -114,7 +114,8 @@ fn scaling_up_and_down() {
 #[test]
 fn duplicate_in_a_slot_is_retired() {
     let (env, t) = env_with(vec![api(1, "1")]);
-    let plan = compute(&env, &t, &[observed(&t["api"], 0, "p-e-api-0-aaaaaa"), observed(&t["api"], 0, "p-e-api-0-bbbbbb")]);
+    let plan =
+        compute(&env, &t, &[observed(&t["api"], 0, "p-e-api-0-aaaaaa"), observed(&t["api"], 0, "p-e-api-0-bbbbbb")]);
     assert_eq!(plan.services[0].retire.len(), 1);
     assert_eq!(plan.services[0].keep.len(), 1);
 }

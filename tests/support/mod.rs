@@ -7,7 +7,9 @@ pub mod workload;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use harbormaster::{Down, DockerBackend, Environment, EnvironmentBuilder, Event, EventKind, HealthCheck, Service, ServiceBuilder};
+use harbormaster::{
+    DockerBackend, Down, Environment, EnvironmentBuilder, Event, EventKind, HealthCheck, Service, ServiceBuilder,
+};
 
 /// Project name of every test environment (CI checks nothing with it is left behind).
 pub const PROJECT: &str = "hmtest";
@@ -77,7 +79,10 @@ impl Drop for Harness {
 }
 
 /// Applies with events and returns both.
-pub async fn apply_collect(env: &Environment, docker: &DockerBackend) -> (harbormaster::Result<harbormaster::Deployment>, Vec<Event>) {
+pub async fn apply_collect(
+    env: &Environment,
+    docker: &DockerBackend,
+) -> (harbormaster::Result<harbormaster::Deployment>, Vec<Event>) {
     use futures::StreamExt;
     let mut run = env.apply_streaming(docker);
     let mut events = Vec::new();

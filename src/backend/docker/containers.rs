@@ -142,10 +142,7 @@ pub(super) async fn remove(d: &DockerBackend, id: &str) -> Result<()> {
 pub(super) async fn list(d: &DockerBackend, scope: &Scope) -> Result<Vec<Instance>> {
     let filters = HashMap::from([(
         "label",
-        vec![
-            format!("{}={}", label::PROJECT, scope.project),
-            format!("{}={}", label::ENVIRONMENT, scope.environment),
-        ],
+        vec![format!("{}={}", label::PROJECT, scope.project), format!("{}={}", label::ENVIRONMENT, scope.environment)],
     )]);
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     let summaries = d.call("list containers", &scope.qualified(), d.docker.list_containers(Some(options))).await?;
@@ -168,7 +165,9 @@ pub(super) async fn list(d: &DockerBackend, scope: &Scope) -> Result<Vec<Instanc
             }
         }
     }
-    out.sort_by(|a, b| (a.service.as_str(), a.slot, a.name.as_str()).cmp(&(b.service.as_str(), b.slot, b.name.as_str())));
+    out.sort_by(|a, b| {
+        (a.service.as_str(), a.slot, a.name.as_str()).cmp(&(b.service.as_str(), b.slot, b.name.as_str()))
+    });
     Ok(out)
 }
 
@@ -214,7 +213,8 @@ fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Ins
         Some(ContainerStateStatusEnum::DEAD) | Some(ContainerStateStatusEnum::REMOVING) => InstanceState::Dead,
         _ => InstanceState::Unknown,
     };
-    let exit_code = matches!(state, InstanceState::Exited | InstanceState::Dead).then_some(state_info.exit_code).flatten();
+    let exit_code =
+        matches!(state, InstanceState::Exited | InstanceState::Dead).then_some(state_info.exit_code).flatten();
     let engine_health = match state_info.health {
         None => EngineHealth::None,
         Some(h) => match h.status {
@@ -305,7 +305,12 @@ pub(super) async fn logs_tail(d: &DockerBackend, id: &str, lines: usize) -> Resu
     }
 }
 
-pub(super) fn logs(d: &DockerBackend, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<LogLine>> {
+pub(super) fn logs(
+    d: &DockerBackend,
+    id: &str,
+    follow: bool,
+    tail: Option<usize>,
+) -> BoxStream<'static, Result<LogLine>> {
     let tail = tail.map(|t| t.to_string()).unwrap_or_else(|| "all".to_string());
     let options = LogsOptionsBuilder::new().stdout(true).stderr(true).follow(follow).tail(&tail).build();
     let name = id.to_string();
@@ -329,10 +334,16 @@ pub(super) async fn exec(d: &DockerBackend, id: &str, command: &[String], timeou
             cmd: Some(command.to_vec()),
             ..Default::default()
         };
-        let created = d.docker.create_exec(id, options).await.map_err(|e| Error::backend("exec", id, engine_message(&e)))?;
+        let created =
+            d.docker.create_exec(id, options).await.map_err(|e| Error::backend("exec", id, engine_message(&e)))?;
         let mut stdout = String::new();
         let mut stderr = String::new();
-        match d.docker.start_exec(&created.id, None).await.map_err(|e| Error::backend("exec", id, engine_message(&e)))? {
+        match d
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| Error::backend("exec", id, engine_message(&e)))?
+        {
             StartExecResults::Attached { mut output, .. } => {
                 while let Some(chunk) = output.next().await {
                     match chunk.map_err(|e| Error::backend("exec", id, engine_message(&e)))? {

@@ -59,7 +59,11 @@ pub(super) async fn build(d: &DockerBackend, build: &Build, tag: &str) -> Result
         let mut id = None;
         let mut stream = d.docker.build_image(options, None, Some(bollard::body_full(Bytes::from(tar))));
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| Error::ImageBuild { tag: tag.to_string(), message: engine_message(&e), log: last(&log) })?;
+            let info = item.map_err(|e| Error::ImageBuild {
+                tag: tag.to_string(),
+                message: engine_message(&e),
+                log: last(&log),
+            })?;
             if let Some(line) = info.stream.as_deref() {
                 log.extend(line.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
             }

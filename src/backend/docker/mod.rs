@@ -120,13 +120,8 @@ impl DockerBackendBuilder {
         } else {
             ProbeRoute::PublishedPort
         });
-        let published_host = self.published_host.unwrap_or_else(|| {
-            if local {
-                "127.0.0.1".to_string()
-            } else {
-                host_of(&endpoint)
-            }
-        });
+        let published_host =
+            self.published_host.unwrap_or_else(|| if local { "127.0.0.1".to_string() } else { host_of(&endpoint) });
         tracing::debug!(%endpoint, api = %docker.client_version(), "connected to docker");
         Ok(DockerBackend { docker, endpoint, route, published_host, call_timeout: self.call_timeout })
     }
@@ -178,7 +173,11 @@ impl DockerBackend {
         match tokio::time::timeout(self.call_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::backend(operation, target, engine_message(&e))),
-            Err(_) => Err(Error::backend(operation, target, format!("no answer from the engine within {:?}", self.call_timeout))),
+            Err(_) => Err(Error::backend(
+                operation,
+                target,
+                format!("no answer from the engine within {:?}", self.call_timeout),
+            )),
         }
     }
 }
@@ -279,18 +278,16 @@ impl Backend for DockerBackend {
     fn probe_address(&self, instance: &Instance, port: u16) -> Option<SocketAddr> {
         match self.route {
             ProbeRoute::ContainerIp => instance.ip.map(|ip| SocketAddr::new(ip, port)),
-            ProbeRoute::PublishedPort => instance
-                .published
-                .iter()
-                .find(|p| p.container_port == port && p.protocol == "tcp")
-                .and_then(|p| {
+            ProbeRoute::PublishedPort => {
+                instance.published.iter().find(|p| p.container_port == port && p.protocol == "tcp").and_then(|p| {
                     let host = if p.host_ip.is_empty() || p.host_ip == "0.0.0.0" || p.host_ip == "::" {
                         self.published_host.as_str()
                     } else {
                         p.host_ip.as_str()
                     };
                     format!("{host}:{}", p.host_port).parse().ok()
-                }),
+                })
+            }
         }
     }
 
