@@ -279,3 +279,21 @@ async fn missing_image_is_a_clear_error() {
     assert!(matches!(err, Error::ImageNotFound { .. }), "{err}");
     assert!(err.to_string().contains("harbormaster-test/does-not-exist:1"));
 }
+
+#[tokio::test]
+async fn rollout_deadline_is_enforced() {
+    let h = Harness::new("rodl").await;
+    let check = harbormaster::HealthCheck::http(8080, "/health").interval(Duration::from_millis(500)).retries(4);
+    let svc = h
+        .svc("api")
+        .env("READY_DELAY_MS", "60000")
+        .health(check)
+        .rollout(harbormaster::Rollout::start_first().deadline(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = h.env().service(svc).build().unwrap().apply(&h.docker).await.unwrap_err();
+    let Error::Apply(f) = &err else { panic!("{err}") };
+    assert!(matches!(f.error_of("api"), Some(Error::Deadline { .. })), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20), "the 2 s rollout deadline was not enforced");
+}

@@ -21,7 +21,7 @@ use crate::backend::{Backend, Instance, Scope};
 use crate::error::{ApplyFailure, Error, Result};
 use crate::health::gate::Gate;
 use crate::health::probe;
-use crate::model::{Condition, Environment, ImageSource, ServiceKind, Strategy};
+use crate::model::{Condition, Environment, ImageSource, OnFailure, ServiceKind, Strategy};
 use crate::plan::spec::Template;
 use crate::plan::{self, Action, Plan, ServicePlan};
 
@@ -254,11 +254,25 @@ impl ServiceRun<'_> {
             self.sink.emit(EventKind::ServiceSkipped { service: self.name().to_string(), because: dep.clone() });
             return ServiceOutcome::Skipped;
         }
-        let result = match first_create_error {
-            Some(e) => Err(e),
-            None => match self.template.service.kind {
-                ServiceKind::Job => self.run_job(phase, created).await,
-                ServiceKind::Service => self.run_service(phase, created).await,
+        let work = async {
+            match first_create_error {
+                Some(e) => Err(e),
+                None => match self.template.service.kind {
+                    ServiceKind::Job => self.run_job(phase, created).await,
+                    ServiceKind::Service => self.run_service(phase, created).await,
+                },
+            }
+        };
+        // The rollout's own deadline, if set, bounds this service's whole part of the apply.
+        let result = match self.template.service.rollout.deadline {
+            None => work.await,
+            Some(deadline) => match tokio::time::timeout(deadline, work).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Deadline {
+                    what: format!("rollout of `{}`", self.name()),
+                    deadline,
+                    pending: vec![self.name().to_string()],
+                }),
             },
         };
         match result {
@@ -347,6 +361,10 @@ impl ServiceRun<'_> {
         }
         let fresh: Vec<Instance> = fresh.into_iter().map(|(i, _)| i).collect();
         if let Some(e) = first_err {
+            if svc.rollout.on_failure == OnFailure::Fail {
+                // Left in place for inspection; the old instances were not touched.
+                return Err(e);
+            }
             let _ = retire(self.backend, self.sink, self.name(), &fresh, Duration::from_secs(2)).await;
             // Those that failed to start were never read back: remove them by ID.
             join_all(created.iter().map(|c| self.backend.remove_instance(&c.id))).await;

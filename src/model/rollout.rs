@@ -41,9 +41,11 @@ pub enum Strategy {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum OnFailure {
-    /// Put back the old version (the default).
+    /// Put back the old version (the default). With start-first, the failed new instances are
+    /// removed; the old ones were never touched.
     Rollback,
-    /// Leave things as they are and report the failure.
+    /// Report the failure and leave the failed new instances in place for inspection (the old
+    /// ones keep running beside them with start-first).
     Fail,
 }
 
