@@ -296,4 +296,6 @@ async fn rollout_deadline_is_enforced() {
     let Error::Apply(f) = &err else { panic!("{err}") };
     assert!(matches!(f.error_of("api"), Some(Error::Deadline { .. })), "{err}");
     assert!(started.elapsed() < Duration::from_secs(20), "the 2 s rollout deadline was not enforced");
+    let status = h.env().service(h.svc("api").build().unwrap()).build().unwrap().status(&h.docker).await.unwrap();
+    assert_eq!(status.services[0].instances.len(), 0, "the timed-out rollout's instance was removed: {status:?}");
 }

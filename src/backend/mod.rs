@@ -184,6 +184,8 @@ pub struct Instance {
     pub published: Vec<PublishedPort>,
     /// Its address on the environment network.
     pub ip: Option<IpAddr>,
+    /// When it was created (RFC 3339, as the engine reports it; sorts chronologically).
+    pub created: String,
     /// Values of its secret variables, for change detection only. Never printed.
     pub(crate) secret_env: BTreeMap<String, String>,
 }
@@ -203,6 +205,7 @@ impl fmt::Debug for Instance {
             .field("engine_health", &self.engine_health)
             .field("published", &self.published)
             .field("ip", &self.ip)
+            .field("created", &self.created)
             .field("secret_env", &format_args!("<{} redacted>", self.secret_env.len()))
             .finish()
     }

@@ -254,6 +254,7 @@ impl ServiceRun<'_> {
             self.sink.emit(EventKind::ServiceSkipped { service: self.name().to_string(), because: dep.clone() });
             return ServiceOutcome::Skipped;
         }
+        let created_ids: Vec<String> = created.iter().map(|c| c.id.clone()).collect();
         let work = async {
             match first_create_error {
                 Some(e) => Err(e),
@@ -268,11 +269,15 @@ impl ServiceRun<'_> {
             None => work.await,
             Some(deadline) => match tokio::time::timeout(deadline, work).await {
                 Ok(r) => r,
-                Err(_) => Err(Error::Deadline {
-                    what: format!("rollout of `{}`", self.name()),
-                    deadline,
-                    pending: vec![self.name().to_string()],
-                }),
+                Err(_) => {
+                    // Remove what this rollout started; with start-first the old instances were not touched.
+                    join_all(created_ids.iter().map(|id| self.backend.remove_instance(id))).await;
+                    Err(Error::Deadline {
+                        what: format!("rollout of `{}`", self.name()),
+                        deadline,
+                        pending: vec![self.name().to_string()],
+                    })
+                }
             },
         };
         match result {

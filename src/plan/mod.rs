@@ -7,7 +7,7 @@
 
 pub(crate) mod spec;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use crate::backend::{Instance, InstanceState};
@@ -172,13 +172,13 @@ fn short_id(id: &str) -> &str {
 fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {
     let wanted = t.service.replicas;
     let mut plan = empty(&t.service.name);
-    // Newest first, so a duplicate left in a slot by an interrupted apply is the one retired.
+    // Oldest first, so a duplicate left in a slot by an interrupted apply is the one retired.
     let mut found: Vec<&Instance> = found.to_vec();
-    found.sort_by(|a, b| a.slot.cmp(&b.slot).then_with(|| b.name.cmp(&a.name)));
-    let mut taken: HashMap<u32, ()> = HashMap::new();
+    found.sort_by(|a, b| (a.slot, &a.created).cmp(&(b.slot, &b.created)));
+    let mut taken: HashSet<u32> = HashSet::new();
     let mut reasons: Vec<String> = Vec::new();
     for i in found {
-        if i.slot >= wanted || taken.contains_key(&i.slot) {
+        if i.slot >= wanted || taken.contains(&i.slot) {
             plan.retire.push(i.clone());
             continue;
         }
@@ -187,7 +187,7 @@ fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {
             let code = i.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
             why.push(format!("instance {} is {:?}{code}", i.name, i.state).to_lowercase());
         }
-        taken.insert(i.slot, ());
+        taken.insert(i.slot);
         if why.is_empty() {
             plan.keep.push(i.clone());
         } else {
@@ -199,7 +199,7 @@ fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {
             plan.replace.push((i.slot, i.clone()));
         }
     }
-    plan.create = (0..wanted).filter(|s| !taken.contains_key(s)).collect();
+    plan.create = (0..wanted).filter(|s| !taken.contains(s)).collect();
     let running = (plan.keep.len() + plan.replace.len()) as u32;
     plan.action = if running == 0 && plan.retire.is_empty() && !plan.create.is_empty() {
         Action::Create { replicas: plan.create.len() as u32 }
@@ -223,7 +223,7 @@ fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {
 fn plan_job(t: &Template, found: &[&Instance]) -> ServicePlan {
     let mut plan = empty(&t.service.name);
     let mut found: Vec<&Instance> = found.to_vec();
-    found.sort_by(|a, b| b.name.cmp(&a.name));
+    found.sort_by(|a, b| b.created.cmp(&a.created));
     let Some((latest, older)) = found.split_first() else {
         plan.action = Action::Create { replicas: 1 };
         plan.create = vec![0];

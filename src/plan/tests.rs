@@ -30,6 +30,7 @@ fn observed(t: &Template, slot: u32, name: &str) -> Instance {
         engine_health: EngineHealth::None,
         published: Vec::new(),
         ip: None,
+        created: format!("2026-01-01T00:00:0{slot}Z"),
         secret_env: t.service.secrets.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect(),
     }
 }
@@ -114,10 +115,12 @@ fn scaling_up_and_down() {
 #[test]
 fn duplicate_in_a_slot_is_retired() {
     let (env, t) = env_with(vec![api(1, "1")]);
-    let plan =
-        compute(&env, &t, &[observed(&t["api"], 0, "p-e-api-0-aaaaaa"), observed(&t["api"], 0, "p-e-api-0-bbbbbb")]);
-    assert_eq!(plan.services[0].retire.len(), 1);
-    assert_eq!(plan.services[0].keep.len(), 1);
+    let mut newer = observed(&t["api"], 0, "p-e-api-0-aaaaaa");
+    newer.created = "2026-01-01T00:00:09Z".into();
+    let older = observed(&t["api"], 0, "p-e-api-0-bbbbbb");
+    let plan = compute(&env, &t, &[newer, older]);
+    assert_eq!(plan.services[0].retire[0].name, "p-e-api-0-aaaaaa", "the newer duplicate is retired");
+    assert_eq!(plan.services[0].keep[0].name, "p-e-api-0-bbbbbb");
 }
 
 #[test]

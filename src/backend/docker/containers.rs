@@ -260,8 +260,18 @@ fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Ins
         engine_health,
         published,
         ip,
+        created: c.created.map(|d| sortable_timestamp(&d.to_string())).unwrap_or_default(),
         secret_env,
     })
+}
+
+/// Docker's RFC 3339 timestamps trim trailing zeros of the fraction (`.12Z`, `.123Z`); pad it to
+/// nanoseconds so that string order is time order.
+fn sortable_timestamp(ts: &str) -> String {
+    let Some((whole, rest)) = ts.split_once('.') else { return ts.to_string() };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let zone = &rest[digits.len()..];
+    format!("{whole}.{digits:0<9}{zone}")
 }
 
 pub(super) async fn wait_exit(d: &DockerBackend, id: &str) -> Result<i64> {
@@ -364,5 +374,17 @@ pub(super) async fn exec(d: &DockerBackend, id: &str, command: &[String], timeou
     match tokio::time::timeout(timeout, run).await {
         Ok(r) => r,
         Err(_) => Err(Error::backend("exec", id, format!("{command:?} did not finish within {timeout:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_sort_by_time() {
+        let a = super::sortable_timestamp("2026-11-22T06:01:02.12Z");
+        let b = super::sortable_timestamp("2026-11-22T06:01:02.123Z");
+        assert_eq!(a, "2026-11-22T06:01:02.120000000Z");
+        assert!(a < b);
+        assert_eq!(super::sortable_timestamp("2026-11-22T06:01:02Z"), "2026-11-22T06:01:02Z");
     }
 }
