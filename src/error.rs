@@ -93,6 +93,57 @@ pub enum Error {
         pending: Vec<String>,
     },
 
+    /// A rollout failed and the old version was put back everywhere it had been replaced: the
+    /// service runs its previous revision. `reason` is what failed (with the failing instance's last
+    /// probe results and log lines when it was a health check).
+    #[error("rollout of `{service}` was rolled back: the previous version is serving again. Cause: {reason}")]
+    RolledBack {
+        /// The service.
+        service: String,
+        /// Why the rollout failed.
+        reason: Box<Error>,
+    },
+
+    /// A rollout failed and stopped where it was (`OnFailure::Pause`): `replaced` instances run the new
+    /// version, the others the old one. The next apply continues it.
+    #[error("rollout of `{service}` paused after replacing {replaced} of {total} instance(s); apply again to continue or roll back. Cause: {reason}")]
+    Paused {
+        /// The service.
+        service: String,
+        /// Instances on the new version.
+        replaced: u32,
+        /// Instances wanted.
+        total: u32,
+        /// Why the rollout stopped.
+        reason: Box<Error>,
+    },
+
+    /// Another deploy holds the environment's lock.
+    #[error("environment `{environment}` is locked by {holder} since {since} ({operation}); waited {waited:?}. If that process is gone, the lock is freed once it expires at {expires}")]
+    Locked {
+        /// `project-environment`.
+        environment: String,
+        /// Who holds it (as the holder described itself).
+        holder: String,
+        /// What the holder is doing.
+        operation: String,
+        /// Since when (RFC 3339).
+        since: String,
+        /// When the lock expires if never released (RFC 3339).
+        expires: String,
+        /// How long this call waited.
+        waited: Duration,
+    },
+
+    /// No such revision of a service is recorded.
+    #[error("service `{service}` has no recorded revision {revision}; `history(\"{service}\")` lists the recorded ones")]
+    UnknownRevision {
+        /// The service.
+        service: String,
+        /// The revision asked for (0 for "the previous one").
+        revision: u64,
+    },
+
     /// Applying an environment failed for one or more services.
     #[error(transparent)]
     Apply(Box<ApplyFailure>),

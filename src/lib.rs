@@ -60,6 +60,7 @@ pub mod backend;
 pub mod engine;
 pub mod error;
 pub mod health;
+pub mod ingress;
 pub mod model;
 pub mod plan;
 
@@ -67,12 +68,13 @@ pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};
 pub use backend::{Backend, ExecOutput, Instance, InstanceState, LogLine, LogStream};
 pub use engine::{
     ApplyRun, Deployment, Down, DownReport, Endpoint, Event, EventKind, Health, InstanceStatus, LogOptions,
-    ServiceStatus, Status,
+    RolloutOutcome, ServiceStatus, Status,
 };
 pub use error::{ApplyFailure, Error, HealthFailure, Result, ValidationError};
 pub use health::ProbeRecord;
 pub use model::{
-    Build, Condition, Environment, EnvironmentBuilder, HealthCheck, ImageSource, OnFailure, Port, Probe, Publish,
-    Resources, RestartPolicy, Rollout, Secret, Service, ServiceBuilder, ServiceKind, Strategy, Volume,
+    Amount, Build, CanaryStep, Condition, Environment, EnvironmentBuilder, HealthCheck, ImageSource, Ingress,
+    IngressBuilder, OnFailure, Port, Probe, Promotion, Publish, Resources, RestartPolicy, Rollout, Route, Secret,
+    Service, ServiceBuilder, ServiceKind, Strategy, Tls, Volume,
 };
 pub use plan::{Action, Plan, ServicePlan};

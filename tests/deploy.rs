@@ -151,13 +151,19 @@ async fn failed_replacement_keeps_the_old_instance() {
     let env2 = h.env().service(bad).build().unwrap();
     let err = env2.apply(&h.docker).await.unwrap_err();
     let Error::Apply(failure) = &err else { panic!("expected an apply failure, got {err}") };
-    let Some(Error::Unhealthy(hf)) = failure.error_of("api") else { panic!("expected unhealthy: {err}") };
+    // The outcome cannot be mistaken for success: rolled back, with the cause.
+    let Some(Error::RolledBack { service, reason }) = failure.error_of("api") else {
+        panic!("expected a rollback: {err}")
+    };
+    assert_eq!(service, "api");
+    let Error::Unhealthy(hf) = reason.as_ref() else { panic!("expected unhealthy: {err}") };
     assert_eq!(hf.service, "api");
     assert!(!hf.last_probes.is_empty() && hf.last_probes.iter().all(|p| !p.passed));
     assert!(hf.last_probes.iter().any(|p| p.detail.contains("503")), "{err}");
     assert!(hf.last_logs.iter().any(|l| l.contains("config loaded")), "{err}");
     let message = err.to_string();
     assert!(message.contains("api") && message.contains("503") && message.contains("config loaded"), "{message}");
+    assert!(message.contains("rolled back"), "{message}");
 
     // The old instance still runs and serves v1; the failed new one is gone.
     let status = env2.status(&h.docker).await.unwrap();

@@ -35,6 +35,10 @@ pub(crate) mod label {
     pub const SPEC: &str = "io.harbormaster.spec";
     pub const SECRET_KEYS: &str = "io.harbormaster.secret-keys";
     pub const VOLUME: &str = "io.harbormaster.volume";
+    /// On a record: its kind (`revision`, `lock`, `audit`).
+    pub const RECORD: &str = "io.harbormaster.record";
+    /// On a record: prefix of its data keys.
+    pub const DATA_PREFIX: &str = "io.harbormaster.data.";
 }
 
 /// Which environment an operation concerns: the owner of containers, network and volumes.
@@ -249,6 +253,37 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
+/// A small immutable document kept on the target for an environment: a revision, the deploy lock,
+/// an audit entry. Records live where the environment runs, so any process can read them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Engine ID (used to remove it).
+    pub id: String,
+    /// Unique name on the target; creating a second record with the same name fails.
+    pub name: String,
+    /// What it is (`revision`, `lock`, `audit`).
+    pub kind: String,
+    /// When it was created (RFC 3339; sorts chronologically).
+    pub created: String,
+    /// Its data.
+    pub data: BTreeMap<String, String>,
+    /// The image it keeps from being pruned, if any.
+    pub pinned_image: Option<String>,
+}
+
+/// A record to create.
+#[derive(Clone, Debug)]
+pub struct NewRecord {
+    /// Unique name on the target.
+    pub name: String,
+    /// What it is.
+    pub kind: String,
+    /// Its data (never secret values).
+    pub data: BTreeMap<String, String>,
+    /// An image ID the record keeps on the target (a revision's image).
+    pub pin_image: Option<String>,
+}
+
 /// A target that runs containers: the local Docker engine, a remote one, a cloud API.
 ///
 /// Implementations enforce a deadline on every call they make (none may hang forever) and
@@ -308,6 +343,19 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Runs a command inside the instance, bounded by `timeout`.
     async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput>;
+
+    /// Writes a file into an instance (created or running), creating its directories.
+    async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()>;
+
+    /// Creates a record; `Ok(None)` if a record with that name exists already (so a record name
+    /// works as a lock).
+    async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>>;
+
+    /// The environment's records of one kind, oldest first.
+    async fn list_records(&self, scope: &Scope, kind: &str) -> Result<Vec<Record>>;
+
+    /// Removes a record by ID; a missing one is not an error.
+    async fn remove_record(&self, id: &str) -> Result<()>;
 
     /// Where the library reaches a container port of an instance for HTTP and TCP probes.
     fn probe_address(&self, instance: &Instance, port: u16) -> Option<SocketAddr>;

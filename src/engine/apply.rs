@@ -16,18 +16,19 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::deployment::Deployment;
-use super::events::{EventKind, EventSink};
+use super::events::{EventKind, EventSink, RolloutOutcome};
+use super::traffic::Traffic;
 use crate::backend::{Backend, Instance, Scope};
 use crate::error::{ApplyFailure, Error, Result};
 use crate::health::gate::Gate;
 use crate::health::probe;
-use crate::model::{Condition, Environment, ImageSource, OnFailure, ServiceKind, Strategy};
+use crate::model::{Condition, Environment, ImageSource, ServiceKind};
 use crate::plan::spec::Template;
 use crate::plan::{self, Action, Plan, ServicePlan};
 
 /// How far a service has got in this apply; dependents watch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     Pending,
     Started,
     Ready,
@@ -91,9 +92,19 @@ pub(crate) async fn plan(
     backend: &dyn Backend,
     sink: &EventSink,
 ) -> Result<(Plan, HashMap<String, Template>)> {
+    let (plan, templates, _) = observe(env, backend, sink).await?;
+    Ok((plan, templates))
+}
+
+/// Resolves images, lists what runs and computes the plan.
+async fn observe(
+    env: &Environment,
+    backend: &dyn Backend,
+    sink: &EventSink,
+) -> Result<(Plan, HashMap<String, Template>, Vec<Instance>)> {
     let templates = templates(env, backend, sink).await?;
     let observed = backend.list_instances(&scope_of(env)).await?;
-    Ok((plan::compute(env, &templates, &observed), templates))
+    Ok((plan::compute(env, &templates, &observed), templates, observed))
 }
 
 pub(crate) fn scope_of(env: &Environment) -> Scope {
@@ -131,7 +142,7 @@ async fn run(
     phases: &BTreeMap<String, watch::Sender<Phase>>,
 ) -> Result<Deployment> {
     let scope = scope_of(env);
-    let (plan, templates) = plan(env, backend, sink).await?;
+    let (plan, templates, observed) = observe(env, backend, sink).await?;
     let count = |f: fn(&Action) -> bool| plan.services.iter().filter(|s| f(&s.action)).count();
     sink.emit(EventKind::Planned {
         create: count(|a| matches!(a, Action::Create { .. })),
@@ -151,11 +162,16 @@ async fn run(
         }
     }
 
+    // Routes may have changed even where no proxy instance did: load the configuration first.
+    let traffic = Traffic::new(backend, env.ingress.as_ref(), &observed);
+    traffic.sync().await?;
+
     let http = probe::http_client();
     let runs = plan.services.iter().filter_map(|sp| {
         let t = templates.get(&sp.service)?;
         let phase = phases.get(&sp.service)?;
-        let run = ServiceRun { backend, sink, scope: &scope, http: &http, template: t, plan: sp, phases };
+        let run =
+            ServiceRun { backend, sink, scope: &scope, http: &http, template: t, plan: sp, phases, traffic: &traffic };
         let span = tracing::info_span!("service", service = %sp.service);
         Some(async move { (sp.service.clone(), run.run(phase).instrument(span).await) })
     });
@@ -216,24 +232,26 @@ fn instance_name(scope: &Scope, service: &str, slot: u32) -> String {
 }
 
 /// An instance created but not started yet.
-struct Created {
-    id: String,
-    name: String,
+pub(super) struct Created {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) slot: u32,
 }
 
 /// One service's part of an apply.
-struct ServiceRun<'a> {
-    backend: &'a dyn Backend,
-    sink: &'a EventSink,
-    scope: &'a Scope,
-    http: &'a reqwest::Client,
-    template: &'a Template,
-    plan: &'a ServicePlan,
-    phases: &'a BTreeMap<String, watch::Sender<Phase>>,
+pub(super) struct ServiceRun<'a> {
+    pub(super) backend: &'a dyn Backend,
+    pub(super) sink: &'a EventSink,
+    pub(super) scope: &'a Scope,
+    pub(super) http: &'a reqwest::Client,
+    pub(super) template: &'a Template,
+    pub(super) plan: &'a ServicePlan,
+    pub(super) phases: &'a BTreeMap<String, watch::Sender<Phase>>,
+    pub(super) traffic: &'a Traffic<'a>,
 }
 
 impl ServiceRun<'_> {
-    fn name(&self) -> &str {
+    pub(super) fn name(&self) -> &str {
         &self.template.service.name
     }
 
@@ -270,8 +288,10 @@ impl ServiceRun<'_> {
             Some(deadline) => match tokio::time::timeout(deadline, work).await {
                 Ok(r) => r,
                 Err(_) => {
-                    // Remove what this rollout started; with start-first the old instances were not touched.
+                    // Remove what this rollout started and bring back any old instance it had stopped.
                     join_all(created_ids.iter().map(|id| self.backend.remove_instance(id))).await;
+                    let old: Vec<Instance> = self.plan.replace.iter().map(|(_, i)| i.clone()).collect();
+                    let _ = self.restore(&old).await;
                     Err(Error::Deadline {
                         what: format!("rollout of `{}`", self.name()),
                         deadline,
@@ -304,7 +324,7 @@ impl ServiceRun<'_> {
         join_all(waits).await.into_iter().collect::<std::result::Result<Vec<()>, String>>().map(|_| ())
     }
 
-    fn gate(&self) -> Gate<'_> {
+    pub(super) fn gate(&self) -> Gate<'_> {
         Gate { backend: self.backend, http: self.http, events: self.sink, service: self.name() }
     }
 
@@ -320,12 +340,18 @@ impl ServiceRun<'_> {
         let name = instance_name(self.scope, self.name(), slot);
         let spec = self.template.instance(self.scope, slot, name.clone());
         let id = self.backend.create_instance(&spec).await?;
+        if self.traffic.is_proxy(self.name()) {
+            if let Err(e) = self.traffic.prepare_proxy(&id).await {
+                let _ = self.backend.remove_instance(&id).await;
+                return Err(e);
+            }
+        }
         self.sink.emit(EventKind::InstanceCreated { service: self.name().to_string(), instance: name.clone() });
-        Ok(Created { id, name })
+        Ok(Created { id, name, slot })
     }
 
     /// Starts a created instance and reads it back (its address is needed for probes).
-    async fn start(&self, c: &Created) -> Result<(Instance, Instant)> {
+    pub(super) async fn start(&self, c: &Created) -> Result<(Instance, Instant)> {
         if let Err(e) = self.backend.start_instance(&c.id).await {
             let _ = self.backend.remove_instance(&c.id).await;
             return Err(e);
@@ -336,50 +362,8 @@ impl ServiceRun<'_> {
         Ok((instance, started))
     }
 
-    /// Starts the created instances and waits for each to pass its gate. On any failure, these
-    /// instances are removed again and the first error is returned.
-    async fn launch_ready(&self, created: &[Created], phase: &watch::Sender<Phase>) -> Result<Vec<Instance>> {
-        let svc = &self.template.service;
-        let launched = join_all(created.iter().map(|c| self.start(c))).await;
-        let mut fresh = Vec::new();
-        let mut first_err = None;
-        for r in launched {
-            match r {
-                Ok(x) => fresh.push(x),
-                Err(e) => first_err = first_err.or(Some(e)),
-            }
-        }
-        if first_err.is_none() {
-            phase.send_if_modified(|p| {
-                let was = *p == Phase::Pending;
-                if was {
-                    *p = Phase::Started;
-                }
-                was
-            });
-            let gate = self.gate();
-            let gates = join_all(fresh.iter().map(|(i, started)| {
-                gate.wait_ready(svc.health.as_ref(), i, *started, svc.deadline(), svc.rollout.min_ready)
-            }))
-            .await;
-            first_err = gates.into_iter().find_map(|r| r.err());
-        }
-        let fresh: Vec<Instance> = fresh.into_iter().map(|(i, _)| i).collect();
-        if let Some(e) = first_err {
-            if svc.rollout.on_failure == OnFailure::Fail {
-                // Left in place for inspection; the old instances were not touched.
-                return Err(e);
-            }
-            let _ = retire(self.backend, self.sink, self.name(), &fresh, Duration::from_secs(2)).await;
-            // Those that failed to start were never read back: remove them by ID.
-            join_all(created.iter().map(|c| self.backend.remove_instance(&c.id))).await;
-            return Err(e);
-        }
-        Ok(fresh)
-    }
-
-    /// A long-running service: verify what is kept, launch what is missing, replace what is stale
-    /// (by the rollout strategy), retire the surplus.
+    /// A long-running service: verify what is kept, then replace, launch and retire as the rollout
+    /// says (`rollout.rs`).
     async fn run_service(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<()> {
         let svc = &self.template.service;
         let p = self.plan;
@@ -394,31 +378,17 @@ impl ServiceRun<'_> {
         )
         .await;
         if let Some(e) = verified.into_iter().find_map(|r| r.err()) {
+            join_all(created.iter().map(|c| self.backend.remove_instance(&c.id))).await;
             return Err(e);
         }
-
-        let old: Vec<Instance> = p.replace.iter().map(|(_, i)| i.clone()).collect();
-        let new = match svc.rollout.strategy {
-            Strategy::Recreate => {
-                retire(self.backend, self.sink, self.name(), &old, grace).await?;
-                self.launch_ready(&created, phase).await?
-            }
-            // Start-first (the default): the old instances keep serving until every new one is ready.
-            _ => self.launch_ready(&created, phase).await?,
-        };
-        if svc.rollout.strategy != Strategy::Recreate {
-            retire(self.backend, self.sink, self.name(), &old, grace).await?;
-        }
-        if !old.is_empty() {
-            self.sink.emit(EventKind::ServiceReplaced {
-                service: self.name().to_string(),
-                old: old.iter().map(|i| i.name.clone()).collect(),
-                new: new.iter().map(|i| i.name.clone()).collect(),
-            });
-        }
+        let outcome = self.replace(phase, created).await?;
+        // Surplus and duplicates leave rotation first.
+        self.leave(&p.retire, svc.rollout.drain).await?;
         retire(self.backend, self.sink, self.name(), &p.retire, grace).await?;
         if p.action == Action::Unchanged {
             self.sink.emit(EventKind::ServiceUnchanged { service: self.name().to_string() });
+        } else if outcome != RolloutOutcome::AwaitingPromotion {
+            self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome });
         }
         phase.send_replace(Phase::Ready);
         self.sink.emit(EventKind::ServiceReady { service: self.name().to_string() });

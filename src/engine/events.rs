@@ -125,6 +125,31 @@ pub enum EventKind {
         /// The container name.
         instance: String,
     },
+    /// A rolling update started a batch.
+    RolloutBatch {
+        /// The service.
+        service: String,
+        /// 1-based batch number.
+        batch: u32,
+        /// Number of batches.
+        of: u32,
+        /// The slots replaced in this batch.
+        slots: Vec<u32>,
+    },
+    /// The instances that receive a service's traffic changed (through the ingress).
+    RotationChanged {
+        /// The service.
+        service: String,
+        /// Instances now in rotation, with their weights.
+        members: Vec<(String, u32)>,
+    },
+    /// A rollout ended; the outcome says how.
+    RolloutFinished {
+        /// The service.
+        service: String,
+        /// How it ended.
+        outcome: RolloutOutcome,
+    },
     /// A service's old instances were replaced by new ones.
     ServiceReplaced {
         /// The service.
@@ -182,4 +207,31 @@ impl EventSink {
             let _ = tx.send(Event { at: SystemTime::now(), environment: self.environment.clone(), kind });
         }
     }
+}
+
+/// How a service's rollout ended. Only `Succeeded` and `Unchanged` mean the new description runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RolloutOutcome {
+    /// Every instance runs the new revision and is in rotation.
+    Succeeded,
+    /// Nothing needed to change.
+    Unchanged,
+    /// The new revision failed and the previous one was put back; the reason says why.
+    RolledBack {
+        /// The failure, as a message.
+        reason: String,
+    },
+    /// Stopped part-way (`OnFailure::Pause`).
+    Paused {
+        /// The failure, as a message.
+        reason: String,
+    },
+    /// Failed without a rollback (`OnFailure::Fail`, or a rollback that itself failed).
+    Failed {
+        /// The failure, as a message.
+        reason: String,
+    },
+    /// The new set is ready beside the old one and waits for `Environment::promote`.
+    AwaitingPromotion,
 }

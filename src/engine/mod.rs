@@ -6,7 +6,9 @@
 //! [`exec`](Environment::exec).
 //!
 //! - `apply.rs`: the apply itself: image resolution, dependency-ordered concurrent service runs,
-//!   and where a rollout decides its next step (`ServiceRun::run_service`).
+//!   dependency waits, jobs.
+//! - `rollout.rs`: where a rollout decides its next step: batches, traffic moves, rollback.
+//! - `traffic.rs`: which instances receive traffic, pushed to the ingress.
 //! - `events.rs`: the typed progress [`Event`]s.
 //! - `deployment.rs`: the [`Deployment`] an apply returns, with endpoints.
 //! - `ops.rs`: down, status, logs, exec.
@@ -15,6 +17,8 @@ mod apply;
 mod deployment;
 pub(crate) mod events;
 mod ops;
+mod rollout;
+mod traffic;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -25,7 +29,7 @@ use futures::Stream;
 use tokio::sync::mpsc;
 
 pub use deployment::{Deployment, Endpoint};
-pub use events::{Event, EventKind};
+pub use events::{Event, EventKind, RolloutOutcome};
 pub use ops::{Down, DownReport, Health, InstanceStatus, LogOptions, ServiceStatus, Status};
 
 use crate::backend::{Backend, ExecOutput, LogLine};

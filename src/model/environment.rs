@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use super::{name, Condition, Publish, Service, ServiceKind};
+use super::{name, Condition, Ingress, Publish, Service, ServiceKind};
 use crate::error::ValidationError;
 
 /// A set of services deployed together under `project` + `name`, on their own network, where they
@@ -25,6 +25,7 @@ pub struct Environment {
     pub(crate) services: Vec<Service>,
     pub(crate) shared_env: BTreeMap<String, String>,
     pub(crate) deadline: Duration,
+    pub(crate) ingress: Option<Ingress>,
 }
 
 impl Environment {
@@ -37,6 +38,7 @@ impl Environment {
                 services: Vec::new(),
                 shared_env: BTreeMap::new(),
                 deadline: Duration::from_secs(15 * 60),
+                ingress: None,
             },
             errors: Vec::new(),
         }
@@ -65,6 +67,11 @@ impl Environment {
     /// One service by name.
     pub fn service(&self, name: &str) -> Option<&Service> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    /// The ingress, if the environment has one.
+    pub fn ingress(&self) -> Option<&Ingress> {
+        self.ingress.as_ref()
     }
 
     /// The deadline for a whole apply.
@@ -106,6 +113,14 @@ impl EnvironmentBuilder {
         self
     }
 
+    /// The environment's ingress: a reverse proxy that routes outside traffic to services and
+    /// through which rollouts switch traffic. Its proxy runs as one more service of the environment.
+    pub fn ingress(mut self, ingress: Ingress) -> Self {
+        self.env.services.push(ingress.service.clone());
+        self.env.ingress = Some(ingress);
+        self
+    }
+
     /// An environment variable given to every service (a service's own value wins).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.shared_env.insert(key.into(), value.into());
@@ -137,6 +152,7 @@ impl EnvironmentBuilder {
         check_dependencies(&env.services, &by_name)?;
         check_cycles(&env.services, &by_name)?;
         check_host_ports(&env.services)?;
+        check_routes(&env)?;
         for k in env.shared_env.keys() {
             if k.is_empty() || k.contains('=') {
                 return Err(ValidationError::InvalidValue {
@@ -262,6 +278,46 @@ fn check_host_ports(services: &[Service]) -> Result<(), ValidationError> {
                     });
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// Routes must reach a declared port of a long-running service; blue/green and canary need a route.
+fn check_routes(env: &Environment) -> Result<(), ValidationError> {
+    let invalid = |owner: String, field: &'static str, reason: String| ValidationError::InvalidValue {
+        owner,
+        field,
+        reason,
+    };
+    if let Some(ingress) = &env.ingress {
+        for r in &ingress.routes {
+            let owner = format!("ingress `{}`", ingress.service.name);
+            let Some(s) = env.service(&r.service) else {
+                return Err(invalid(owner, "routes", format!("a route goes to `{}`, which is not a service of the environment", r.service)));
+            };
+            if s.kind == ServiceKind::Job {
+                return Err(invalid(owner, "routes", format!("a route goes to `{}`, which is a job", r.service)));
+            }
+            if s.name == ingress.service.name {
+                return Err(invalid(owner, "routes", "a route goes to the ingress itself".into()));
+            }
+            if !s.ports.iter().any(|p| p.container == r.port) {
+                return Err(invalid(
+                    owner,
+                    "routes",
+                    format!("a route goes to port {} of `{}`, which does not declare it; add .port(Port::tcp({}))", r.port, r.service, r.port),
+                ));
+            }
+        }
+    }
+    for s in &env.services {
+        if s.rollout.needs_ingress() && !env.ingress.as_ref().is_some_and(|i| i.routes_to(&s.name)) {
+            return Err(invalid(
+                format!("service `{}`", s.name),
+                "rollout",
+                format!("{:?} moves traffic through the ingress, but no ingress route goes to `{}`", s.rollout.strategy, s.name),
+            ));
         }
     }
     Ok(())

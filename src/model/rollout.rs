@@ -1,18 +1,35 @@
 //! How a changed service replaces its running instances: the [`Rollout`] spec.
-//! The engine that carries it out is [`crate::engine`].
+//! The engine that carries it out is [`crate::engine`]; where it decides each step is
+//! `engine/rollout.rs`.
+//!
+//! The names follow the systems users know (see the table on [`Rollout`]).
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
 
 /// How a service's instances are replaced when its configuration or image changes.
 ///
+/// | here | Kubernetes | Nomad | Swarm | Kamal |
+/// |---|---|---|---|---|
+/// | [`Strategy::Rolling`] `max_surge` / `max_unavailable` | `maxSurge` / `maxUnavailable` | `max_parallel` | `parallelism` + `order` | `boot.limit` |
+/// | [`Rollout::batch_delay`] | — | `stagger` | `delay` | `boot.wait` |
+/// | [`Rollout::min_ready`] | `minReadySeconds` | `min_healthy_time` | `monitor` | `readiness_delay` |
+/// | [`Rollout::deadline`] (always enforced) | `progressDeadlineSeconds` | `progress_deadline` | — | `deploy_timeout` |
+/// | [`Rollout::on_failure`] | — | `auto_revert` | `failure_action` | — |
+/// | [`Rollout::drain`] | `terminationGracePeriod` + endpoints removal | `shutdown_delay` | — | `drain_timeout` |
+/// | [`Strategy::BlueGreen`], [`Strategy::Canary`] | Argo Rollouts | `canary` + `auto_promote` | — | — |
+///
 /// ```
 /// use std::time::Duration;
-/// use harbormaster::Rollout;
-/// let safe = Rollout::start_first().min_ready(Duration::from_secs(2));
-/// let simple = Rollout::recreate();
-/// # let _ = (safe, simple);
+/// use harbormaster::{Amount, CanaryStep, Rollout};
+/// let rolling = Rollout::rolling().max_surge(Amount::count(1)).max_unavailable(Amount::count(0))
+///     .min_ready(Duration::from_secs(2));
+/// let canary = Rollout::canary([CanaryStep::weight(20), CanaryStep::pause(Duration::from_secs(60)),
+///     CanaryStep::weight(50), CanaryStep::until_promoted()]);
+/// let blue_green = Rollout::blue_green().manual_promotion();
+/// # let _ = (rolling, canary, blue_green);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Rollout {
@@ -20,9 +37,11 @@ pub struct Rollout {
     pub(crate) min_ready: Duration,
     pub(crate) deadline: Option<Duration>,
     pub(crate) on_failure: OnFailure,
+    pub(crate) drain: Duration,
+    pub(crate) batch_delay: Duration,
 }
 
-/// The order in which old instances stop and new ones start.
+/// The order in which old instances leave and new ones arrive.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -30,10 +49,118 @@ pub enum Strategy {
     /// Stop every old instance, then start the new ones (Kubernetes `Recreate`, Swarm `stop-first`).
     /// Needed when instances cannot run side by side, such as a fixed host port.
     Recreate,
-    /// Start the new instances beside the old ones, wait until every new one is healthy (and has stayed
-    /// so for `min_ready`), then stop the old ones (Swarm `start-first`). If a new instance fails, the
-    /// new ones are removed and the old ones keep running.
+    /// Start every new instance beside the old ones, wait until all are healthy (and have stayed
+    /// so for `min_ready`), then stop the old ones (Swarm `start-first`). The same as
+    /// `Rolling { max_surge: 100 %, max_unavailable: 0 }`.
     StartFirst,
+    /// Replace instances in batches, Kubernetes' `RollingUpdate`: at most `max_surge` instances above
+    /// the wanted count and at most `max_unavailable` below it at any time. Surge rounds up and
+    /// unavailable rounds down, as in Kubernetes; both may not be zero.
+    Rolling {
+        /// How many extra instances may run during the rollout.
+        max_surge: Amount,
+        /// How many wanted instances may be out of rotation during the rollout.
+        max_unavailable: Amount,
+    },
+    /// The whole new set starts beside the old one; traffic moves to it at once through the
+    /// ingress when every new instance is ready, then the old set is drained and stopped.
+    BlueGreen {
+        /// Whether traffic moves by itself or waits for [`Environment::promote`](crate::Environment::promote).
+        promotion: Promotion,
+    },
+    /// The new set starts beside the old one and receives a growing share of the ingress traffic,
+    /// step by step; after the last step it takes all of it.
+    Canary {
+        /// The steps, in order.
+        steps: Vec<CanaryStep>,
+    },
+}
+
+/// A number of instances, absolute or relative to the wanted replica count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Amount {
+    /// This many instances.
+    Count(u32),
+    /// This percentage (0–100) of the replicas.
+    Percent(u32),
+}
+
+impl Amount {
+    /// An absolute count.
+    pub fn count(n: u32) -> Self {
+        Amount::Count(n)
+    }
+
+    /// A percentage of the replicas (0–100).
+    pub fn percent(p: u32) -> Self {
+        Amount::Percent(p)
+    }
+
+    /// The count for `replicas`, rounding a percentage up or down.
+    pub fn resolve(self, replicas: u32, round_up: bool) -> u32 {
+        match self {
+            Amount::Count(n) => n,
+            Amount::Percent(p) => {
+                let x = u64::from(replicas) * u64::from(p);
+                let n = if round_up { x.div_ceil(100) } else { x / 100 };
+                n.min(u64::from(u32::MAX)) as u32
+            }
+        }
+    }
+
+    fn is_zero(self) -> bool {
+        matches!(self, Amount::Count(0) | Amount::Percent(0))
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Amount::Count(n) => write!(f, "{n}"),
+            Amount::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// Whether a blue/green rollout switches traffic by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Promotion {
+    /// As soon as every new instance is ready (Argo `autoPromotionEnabled: true`).
+    Automatic,
+    /// Only when [`Environment::promote`](crate::Environment::promote) is called; until then the
+    /// apply returns with the outcome [`AwaitingPromotion`](crate::RolloutOutcome::AwaitingPromotion).
+    Manual,
+}
+
+/// One step of a canary rollout.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CanaryStep {
+    /// Send this percentage (1–100) of the ingress traffic to the new version.
+    Weight(u8),
+    /// Wait this long, watching the new instances' health.
+    Pause(Duration),
+    /// Stop here until [`Environment::promote`](crate::Environment::promote) is called.
+    UntilPromoted,
+}
+
+impl CanaryStep {
+    /// Send `percent` of the traffic to the new version (Argo `setWeight`).
+    pub fn weight(percent: u8) -> Self {
+        CanaryStep::Weight(percent)
+    }
+
+    /// Wait (Argo `pause: {duration}`).
+    pub fn pause(d: Duration) -> Self {
+        CanaryStep::Pause(d)
+    }
+
+    /// Wait for a promotion (Argo `pause: {}`).
+    pub fn until_promoted() -> Self {
+        CanaryStep::UntilPromoted
+    }
 }
 
 /// What happens when a rollout fails.
@@ -41,11 +168,14 @@ pub enum Strategy {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum OnFailure {
-    /// Put back the old version (the default). With start-first, the failed new instances are
-    /// removed; the old ones were never touched.
+    /// Put back the old version everywhere it was replaced (the default; Nomad `auto_revert`,
+    /// Swarm `failure_action: rollback`). The apply reports the service as rolled back, with the reason.
     Rollback,
-    /// Report the failure and leave the failed new instances in place for inspection (the old
-    /// ones keep running beside them with start-first).
+    /// Stop where it is (Swarm `failure_action: pause`): the batches already replaced stay on the new
+    /// version, the failed batch's new instances are removed, the rest stay on the old version.
+    /// The next apply continues.
+    Pause,
+    /// Report the failure and leave the failed new instances in place for inspection, out of rotation.
     Fail,
 }
 
@@ -63,12 +193,58 @@ impl Rollout {
             min_ready: Duration::ZERO,
             deadline: None,
             on_failure: OnFailure::Rollback,
+            drain: Duration::from_secs(2),
+            batch_delay: Duration::ZERO,
         }
     }
 
-    /// Start new instances beside the old ones and stop the old ones once the new are healthy.
+    /// Start new instances beside the old ones and stop the old ones once all new are healthy.
     pub fn start_first() -> Self {
         Rollout { strategy: Strategy::StartFirst, ..Rollout::recreate() }
+    }
+
+    /// Kubernetes' rolling update with its defaults: `max_surge` 25 %, `max_unavailable` 25 %.
+    pub fn rolling() -> Self {
+        Rollout {
+            strategy: Strategy::Rolling { max_surge: Amount::Percent(25), max_unavailable: Amount::Percent(25) },
+            ..Rollout::recreate()
+        }
+    }
+
+    /// Blue/green with automatic promotion.
+    pub fn blue_green() -> Self {
+        Rollout { strategy: Strategy::BlueGreen { promotion: Promotion::Automatic }, ..Rollout::recreate() }
+    }
+
+    /// A canary with these steps.
+    pub fn canary(steps: impl IntoIterator<Item = CanaryStep>) -> Self {
+        Rollout { strategy: Strategy::Canary { steps: steps.into_iter().collect() }, ..Rollout::recreate() }
+    }
+
+    /// Sets `max_surge` (turning the strategy into [`Strategy::Rolling`] if it was not).
+    pub fn max_surge(mut self, n: Amount) -> Self {
+        let unavailable = match self.strategy {
+            Strategy::Rolling { max_unavailable, .. } => max_unavailable,
+            _ => Amount::Percent(25),
+        };
+        self.strategy = Strategy::Rolling { max_surge: n, max_unavailable: unavailable };
+        self
+    }
+
+    /// Sets `max_unavailable` (turning the strategy into [`Strategy::Rolling`] if it was not).
+    pub fn max_unavailable(mut self, n: Amount) -> Self {
+        let surge = match self.strategy {
+            Strategy::Rolling { max_surge, .. } => max_surge,
+            _ => Amount::Percent(25),
+        };
+        self.strategy = Strategy::Rolling { max_surge: surge, max_unavailable: n };
+        self
+    }
+
+    /// For [`Strategy::BlueGreen`]: wait for [`Environment::promote`](crate::Environment::promote).
+    pub fn manual_promotion(mut self) -> Self {
+        self.strategy = Strategy::BlueGreen { promotion: Promotion::Manual };
+        self
     }
 
     /// How long a new instance must stay healthy before it counts (Kubernetes `minReadySeconds`,
@@ -90,8 +266,107 @@ impl Rollout {
         self
     }
 
+    /// How long an instance taken out of rotation keeps running, so requests in flight finish,
+    /// before it is sent its stop signal (default 2 s).
+    pub fn drain(mut self, d: Duration) -> Self {
+        self.drain = d;
+        self
+    }
+
+    /// A pause between batches of a rolling update (Swarm `delay`, Nomad `stagger`).
+    pub fn batch_delay(mut self, d: Duration) -> Self {
+        self.batch_delay = d;
+        self
+    }
+
     /// The strategy.
     pub fn strategy(&self) -> &Strategy {
         &self.strategy
+    }
+
+    /// Whether old and new instances run side by side at some point (impossible with a fixed host port).
+    pub fn runs_side_by_side(&self) -> bool {
+        match &self.strategy {
+            Strategy::Recreate => false,
+            Strategy::Rolling { max_surge, .. } => !max_surge.is_zero(),
+            _ => true,
+        }
+    }
+
+    /// Whether the strategy moves traffic by weights or at once through the ingress.
+    pub fn needs_ingress(&self) -> bool {
+        matches!(self.strategy, Strategy::BlueGreen { .. } | Strategy::Canary { .. })
+    }
+
+    /// Problems with the combination of settings, if any.
+    pub(crate) fn problems(&self) -> Option<String> {
+        match &self.strategy {
+            Strategy::Rolling { max_surge, max_unavailable } => {
+                if max_surge.is_zero() && max_unavailable.is_zero() {
+                    return Some("max_surge and max_unavailable cannot both be 0: nothing could ever be replaced".into());
+                }
+                for (name, a) in [("max_surge", max_surge), ("max_unavailable", max_unavailable)] {
+                    if let Amount::Percent(p) = a {
+                        if *p > 100 {
+                            return Some(format!("{name} is {p}%, more than 100%"));
+                        }
+                    }
+                }
+            }
+            Strategy::Canary { steps } => {
+                if !steps.iter().any(|s| matches!(s, CanaryStep::Weight(_))) {
+                    return Some("a canary needs at least one CanaryStep::weight(..)".into());
+                }
+                let mut last = 0;
+                for s in steps {
+                    if let CanaryStep::Weight(w) = s {
+                        if *w == 0 || *w > 100 {
+                            return Some(format!("canary weight {w} is outside 1..=100"));
+                        }
+                        if *w < last {
+                            return Some(format!("canary weights must not decrease ({last} then {w})"));
+                        }
+                        last = *w;
+                    }
+                }
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_round_like_kubernetes() {
+        assert_eq!(Amount::percent(25).resolve(3, true), 1);
+        assert_eq!(Amount::percent(25).resolve(3, false), 0);
+        assert_eq!(Amount::percent(50).resolve(6, false), 3);
+        assert_eq!(Amount::count(2).resolve(10, false), 2);
+        assert_eq!(Amount::percent(100).resolve(4, true), 4);
+    }
+
+    #[test]
+    fn impossible_combinations_are_refused() {
+        let r = Rollout::rolling().max_surge(Amount::count(0)).max_unavailable(Amount::percent(0));
+        assert!(r.problems().is_some_and(|p| p.contains("both be 0")));
+        assert!(Rollout::rolling().max_surge(Amount::percent(150)).problems().is_some());
+        assert!(Rollout::canary([CanaryStep::pause(Duration::from_secs(1))]).problems().is_some());
+        assert!(Rollout::canary([CanaryStep::weight(50), CanaryStep::weight(20)]).problems().is_some());
+        assert!(Rollout::canary([CanaryStep::weight(0)]).problems().is_some());
+        assert!(Rollout::canary([CanaryStep::weight(20), CanaryStep::until_promoted()]).problems().is_none());
+        assert!(Rollout::rolling().problems().is_none());
+    }
+
+    #[test]
+    fn side_by_side_is_known_per_strategy() {
+        assert!(!Rollout::recreate().runs_side_by_side());
+        assert!(Rollout::start_first().runs_side_by_side());
+        assert!(!Rollout::rolling().max_surge(Amount::count(0)).runs_side_by_side());
+        assert!(Rollout::blue_green().runs_side_by_side());
+        assert!(Rollout::blue_green().needs_ingress());
     }
 }

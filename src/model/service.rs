@@ -381,11 +381,11 @@ impl ServiceBuilder {
                     second: format!("{} replica 1", svc.name),
                 });
             }
-            if svc.rollout.strategy == Strategy::StartFirst {
+            if svc.rollout.runs_side_by_side() {
                 if self.rollout_set {
                     self.invalid(
                         "rollout",
-                        format!("start-first needs old and new instances side by side, but host port {host} can be bound once; use Rollout::recreate() or publish_ephemeral()"),
+                        format!("{:?} runs old and new instances side by side, but host port {host} can be bound once; use Rollout::recreate() or publish_ephemeral()", svc.rollout.strategy),
                     );
                 } else {
                     self.svc.rollout.strategy = Strategy::Recreate;
@@ -421,6 +421,9 @@ impl ServiceBuilder {
                     });
                 }
             }
+        }
+        if let Some(p) = svc.rollout.problems() {
+            self.invalid("rollout", p);
         }
         if svc.deadline == Some(Duration::ZERO) {
             self.invalid("deadline", "must be greater than zero");

@@ -172,9 +172,15 @@ fn short_id(id: &str) -> &str {
 fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {
     let wanted = t.service.replicas;
     let mut plan = empty(&t.service.name);
-    // Oldest first, so a duplicate left in a slot by an interrupted apply is the one retired.
+    // Within a slot, an up-to-date running instance first, then a running one, then the oldest: a
+    // duplicate left by an interrupted rollout is retired, and what finished its rollout is kept.
     let mut found: Vec<&Instance> = found.to_vec();
-    found.sort_by(|a, b| (a.slot, &a.created).cmp(&(b.slot, &b.created)));
+    let rank = |i: &Instance| match (i.is_running(), staleness(t, i).is_empty()) {
+        (true, true) => 0,
+        (true, false) => 1,
+        _ => 2,
+    };
+    found.sort_by(|a, b| (a.slot, rank(a), &a.created).cmp(&(b.slot, rank(b), &b.created)));
     let mut taken: HashSet<u32> = HashSet::new();
     let mut reasons: Vec<String> = Vec::new();
     for i in found {

@@ -267,7 +267,7 @@ fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Ins
 
 /// Docker's RFC 3339 timestamps trim trailing zeros of the fraction (`.12Z`, `.123Z`); pad it to
 /// nanoseconds so that string order is time order.
-fn sortable_timestamp(ts: &str) -> String {
+pub(super) fn sortable_timestamp(ts: &str) -> String {
     let Some((whole, rest)) = ts.split_once('.') else { return ts.to_string() };
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     let zone = &rest[digits.len()..];

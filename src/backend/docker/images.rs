@@ -46,9 +46,23 @@ async fn context_tar(build: &Build, tag: &str) -> Result<Vec<u8>> {
 
 pub(super) async fn build(d: &DockerBackend, build: &Build, tag: &str) -> Result<String> {
     let tar = context_tar(build, tag).await?;
-    let args: HashMap<String, String> = build.args.clone().into_iter().collect();
+    build_with(d, tar, &build.dockerfile, build.args.clone().into_iter().collect(), tag).await
+}
+
+/// Builds from an in-memory context holding a `Dockerfile`.
+pub(super) async fn build_tar(d: &DockerBackend, tar: Vec<u8>, tag: &str) -> Result<String> {
+    build_with(d, tar, "Dockerfile", HashMap::new(), tag).await
+}
+
+async fn build_with(
+    d: &DockerBackend,
+    tar: Vec<u8>,
+    dockerfile: &str,
+    args: HashMap<String, String>,
+    tag: &str,
+) -> Result<String> {
     let options = BuildImageOptionsBuilder::new()
-        .dockerfile(&build.dockerfile)
+        .dockerfile(dockerfile)
         .t(tag)
         .rm(true)
         .forcerm(true)

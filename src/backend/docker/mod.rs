@@ -12,6 +12,7 @@
 mod containers;
 mod images;
 mod network;
+mod records;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,7 +23,7 @@ use bollard::Docker;
 use futures::stream::BoxStream;
 use tracing::instrument::WithSubscriber;
 
-use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, Scope};
+use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope};
 use crate::error::{Error, Result};
 use crate::model::Build;
 
@@ -273,6 +274,22 @@ impl Backend for DockerBackend {
 
     async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput> {
         quiet(containers::exec(self, id, command, timeout)).await
+    }
+
+    async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
+        quiet(records::write_file(self, id, path, contents, mode)).await
+    }
+
+    async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
+        quiet(records::create(self, scope, record)).await
+    }
+
+    async fn list_records(&self, scope: &Scope, kind: &str) -> Result<Vec<Record>> {
+        quiet(records::list(self, scope, kind)).await
+    }
+
+    async fn remove_record(&self, id: &str) -> Result<()> {
+        quiet(containers::remove(self, id)).await
     }
 
     fn probe_address(&self, instance: &Instance, port: u16) -> Option<SocketAddr> {

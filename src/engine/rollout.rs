@@ -1,0 +1,505 @@
+//! Where a rollout decides its next step.
+//!
+//! [`batches`] turns a strategy into batches of slots (pure, unit-tested). [`ServiceRun::replace`]
+//! carries them out: for each batch, the stop-first part leaves rotation, drains and stops; the new
+//! instances start and pass their health gate (and `min_ready`); they enter rotation; the start-first
+//! part leaves rotation, drains and stops. Old instances are only stopped, never removed, until the
+//! whole rollout has succeeded, so a rollback restarts them as they were. Blue/green and canary start
+//! the whole new set beside the old one and move traffic through the ingress.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::apply::{retire, Created, Phase, ServiceRun};
+use super::events::{EventKind, RolloutOutcome};
+use crate::backend::Instance;
+use crate::error::{Error, Result};
+use crate::ingress::config::Upstream;
+use crate::model::{CanaryStep, OnFailure, Promotion, Strategy};
+
+/// One batch: slots whose old instance stops before the new one starts, and slots whose old
+/// instance stops after the new one is ready.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Batch {
+    pub stop_first: Vec<u32>,
+    pub start_first: Vec<u32>,
+}
+
+/// Splits the slots to replace into batches, as the strategy says. `replicas` is the wanted count.
+pub(crate) fn batches(strategy: &Strategy, replicas: u32, slots: &[u32]) -> Vec<Batch> {
+    if slots.is_empty() {
+        return Vec::new();
+    }
+    let all = |stop_first: bool| {
+        let s = slots.to_vec();
+        vec![if stop_first {
+            Batch { stop_first: s, start_first: Vec::new() }
+        } else {
+            Batch { stop_first: Vec::new(), start_first: s }
+        }]
+    };
+    match strategy {
+        Strategy::Recreate => all(true),
+        Strategy::Rolling { max_surge, max_unavailable } => {
+            let surge = max_surge.resolve(replicas, true);
+            let mut unavailable = max_unavailable.resolve(replicas, false);
+            if surge == 0 && unavailable == 0 {
+                unavailable = 1; // as Kubernetes does when percentages round both to 0
+            }
+            let size = (surge + unavailable).max(1) as usize;
+            slots
+                .chunks(size)
+                .map(|chunk| {
+                    let u = (unavailable as usize).min(chunk.len());
+                    Batch { stop_first: chunk[..u].to_vec(), start_first: chunk[u..].to_vec() }
+                })
+                .collect()
+        }
+        // Start-first, blue/green and canary start the whole new set beside the old one.
+        _ => all(false),
+    }
+}
+
+/// What a finished batch left: the old instances (stopped, kept for a rollback) and the new ones.
+struct Done {
+    old: Vec<Instance>,
+    new: Vec<Instance>,
+}
+
+impl ServiceRun<'_> {
+    /// Replaces the stale instances (and launches the missing ones) as the rollout says.
+    pub(super) async fn replace(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<RolloutOutcome> {
+        let svc = &self.template.service;
+        let mut created: BTreeMap<u32, Created> = created.into_iter().map(|c| (c.slot, c)).collect();
+
+        // Missing slots (a scale-up or a first deploy) add capacity: launch them together first.
+        let missing: Vec<Created> = self.plan.create.iter().filter_map(|s| created.remove(s)).collect();
+        if !missing.is_empty() {
+            let (fresh, err) = self.launch(&missing, phase).await;
+            if let Some(e) = err {
+                self.discard(&fresh, &missing).await;
+                self.discard(&[], &created.into_values().collect::<Vec<_>>()).await;
+                return Err(e);
+            }
+            self.enter(&fresh).await?;
+        }
+
+        let old: BTreeMap<u32, Instance> = self.plan.replace.iter().cloned().collect();
+        if old.is_empty() {
+            return Ok(if missing.is_empty() { RolloutOutcome::Unchanged } else { RolloutOutcome::Succeeded });
+        }
+        match &svc.rollout.strategy {
+            Strategy::BlueGreen { promotion } => self.blue_green(*promotion, phase, old, created).await,
+            Strategy::Canary { steps } => self.canary(steps, phase, old, created).await,
+            strategy => self.rolling(strategy, phase, old, created).await,
+        }
+    }
+
+    /// Recreate, start-first and rolling: batch by batch.
+    async fn rolling(
+        &self,
+        strategy: &Strategy,
+        phase: &watch::Sender<Phase>,
+        old: BTreeMap<u32, Instance>,
+        mut created: BTreeMap<u32, Created>,
+    ) -> Result<RolloutOutcome> {
+        let svc = &self.template.service;
+        let drain = svc.rollout.drain;
+        let grace = self.template.stop_grace();
+        let slots: Vec<u32> = old.keys().copied().collect();
+        let plan = batches(strategy, svc.replicas, &slots);
+        let mut done: Vec<Done> = Vec::new();
+        for (n, batch) in plan.iter().enumerate() {
+            if n > 0 && !svc.rollout.batch_delay.is_zero() {
+                tokio::time::sleep(svc.rollout.batch_delay).await;
+            }
+            self.sink.emit(EventKind::RolloutBatch {
+                service: self.name().to_string(),
+                batch: n as u32 + 1,
+                of: plan.len() as u32,
+                slots: batch.stop_first.iter().chain(&batch.start_first).copied().collect(),
+            });
+            let stop_first: Vec<Instance> = batch.stop_first.iter().filter_map(|s| old.get(s).cloned()).collect();
+            let start_first: Vec<Instance> = batch.start_first.iter().filter_map(|s| old.get(s).cloned()).collect();
+            let mine: Vec<Created> =
+                batch.stop_first.iter().chain(&batch.start_first).filter_map(|s| created.remove(s)).collect();
+
+            self.leave(&stop_first, drain).await?;
+            self.stop_all(&stop_first, grace).await?;
+            let (fresh, err) = self.launch(&mine, phase).await;
+            if let Some(e) = err {
+                let rest: Vec<Created> = created.into_values().collect();
+                return self.fail(e, done, stop_first, start_first, fresh, &mine, &rest).await;
+            }
+            self.enter(&fresh).await?;
+            self.leave(&start_first, drain).await?;
+            self.stop_all(&start_first, grace).await?;
+            done.push(Done { old: stop_first.into_iter().chain(start_first).collect(), new: fresh });
+        }
+        self.finish(done).await
+    }
+
+    /// Blue/green: the new set runs beside the old; traffic moves at once when all are ready
+    /// (or when promoted).
+    async fn blue_green(
+        &self,
+        promotion: Promotion,
+        phase: &watch::Sender<Phase>,
+        old: BTreeMap<u32, Instance>,
+        created: BTreeMap<u32, Created>,
+    ) -> Result<RolloutOutcome> {
+        let mine: Vec<Created> = created.into_values().collect();
+        let old: Vec<Instance> = old.into_values().collect();
+        let (fresh, err) = self.launch(&mine, phase).await;
+        if let Some(e) = err {
+            return self.fail(e, Vec::new(), Vec::new(), Vec::new(), fresh, &mine, &[]).await;
+        }
+        if promotion == Promotion::Manual {
+            self.sink.emit(EventKind::RolloutFinished {
+                service: self.name().to_string(),
+                outcome: RolloutOutcome::AwaitingPromotion,
+            });
+            return Ok(RolloutOutcome::AwaitingPromotion);
+        }
+        self.switch(&old, &fresh).await?;
+        Ok(RolloutOutcome::Succeeded)
+    }
+
+    /// Canary: the new set runs beside the old and gets a growing share of the traffic.
+    async fn canary(
+        &self,
+        steps: &[CanaryStep],
+        phase: &watch::Sender<Phase>,
+        old: BTreeMap<u32, Instance>,
+        created: BTreeMap<u32, Created>,
+    ) -> Result<RolloutOutcome> {
+        let mine: Vec<Created> = created.into_values().collect();
+        let old: Vec<Instance> = old.into_values().collect();
+        let (fresh, err) = self.launch(&mine, phase).await;
+        if let Some(e) = err {
+            return self.fail(e, Vec::new(), Vec::new(), Vec::new(), fresh, &mine, &[]).await;
+        }
+        for step in steps {
+            let watched = match step {
+                CanaryStep::Weight(w) => {
+                    self.set_weights(&old, &fresh, *w).await?;
+                    Ok(())
+                }
+                CanaryStep::Pause(d) => self.watch_running(&fresh, *d).await,
+                CanaryStep::UntilPromoted => {
+                    self.sink.emit(EventKind::RolloutFinished {
+                        service: self.name().to_string(),
+                        outcome: RolloutOutcome::AwaitingPromotion,
+                    });
+                    return Ok(RolloutOutcome::AwaitingPromotion);
+                }
+            };
+            if let Err(e) = watched {
+                // Back to the old set only, then remove the canaries.
+                self.set_weights(&old, &fresh, 0).await?;
+                return self.fail(e, Vec::new(), Vec::new(), Vec::new(), fresh, &mine, &[]).await;
+            }
+        }
+        self.switch(&old, &fresh).await?;
+        Ok(RolloutOutcome::Succeeded)
+    }
+
+    /// Sends `percent` of the traffic to `new` and the rest to `old`.
+    async fn set_weights(&self, old: &[Instance], new: &[Instance], percent: u8) -> Result<()> {
+        let p = u32::from(percent.min(100));
+        let (n_old, n_new) = (old.len().max(1) as u32, new.len().max(1) as u32);
+        let members: Vec<Upstream> = old
+            .iter()
+            .map(|i| Upstream { instance: i.name.clone(), weight: (100 - p) * n_new })
+            .chain(new.iter().map(|i| Upstream { instance: i.name.clone(), weight: p * n_old }))
+            .collect();
+        self.set_rotation(members).await
+    }
+
+    /// Every new instance keeps running for `d`; the first one that stops fails the step.
+    async fn watch_running(&self, fresh: &[Instance], d: Duration) -> Result<()> {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(250).min(end - Instant::now())).await;
+            for i in fresh {
+                let now = self.backend.inspect_instance(&i.id).await?;
+                if !now.is_running() {
+                    let logs = self.backend.logs_tail(&i.id, 20).await.unwrap_or_default();
+                    return Err(Error::Unhealthy(Box::new(crate::error::HealthFailure {
+                        service: self.name().to_string(),
+                        instance: i.name.clone(),
+                        reason: format!("stopped during a canary pause (exit code {:?})", now.exit_code),
+                        last_probes: Vec::new(),
+                        last_logs: logs,
+                    })));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// All traffic to `new` at once, then the old set drains and goes.
+    pub(super) async fn switch(&self, old: &[Instance], new: &[Instance]) -> Result<()> {
+        let members = new.iter().map(|i| Upstream { instance: i.name.clone(), weight: 1 }).collect();
+        self.set_rotation(members).await?;
+        tokio::time::sleep(if self.traffic.routed(self.name()) { self.template.service.rollout.drain } else { Duration::ZERO })
+            .await;
+        retire(self.backend, self.sink, self.name(), old, self.template.stop_grace()).await
+    }
+
+    /// After every batch succeeded: the stopped old instances are removed.
+    async fn finish(&self, done: Vec<Done>) -> Result<RolloutOutcome> {
+        let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
+        let new: Vec<Instance> = done.iter().flat_map(|d| d.new.clone()).collect();
+        join_all(old.iter().map(|i| self.backend.remove_instance(&i.id))).await.into_iter().collect::<Result<Vec<()>>>()?;
+        for i in &old {
+            self.sink.emit(EventKind::InstanceRemoved { service: self.name().to_string(), instance: i.name.clone() });
+        }
+        self.sink.emit(EventKind::ServiceReplaced {
+            service: self.name().to_string(),
+            old: old.iter().map(|i| i.name.clone()).collect(),
+            new: new.iter().map(|i| i.name.clone()).collect(),
+        });
+        Ok(RolloutOutcome::Succeeded)
+    }
+
+    /// A batch failed: roll back, pause or fail, as the rollout says.
+    #[allow(clippy::too_many_arguments)]
+    async fn fail(
+        &self,
+        cause: Error,
+        done: Vec<Done>,
+        stopped_in_batch: Vec<Instance>,
+        untouched_in_batch: Vec<Instance>,
+        fresh: Vec<Instance>,
+        mine: &[Created],
+        unstarted: &[Created],
+    ) -> Result<RolloutOutcome> {
+        let svc = &self.template.service;
+        let drain = svc.rollout.drain;
+        let _ = untouched_in_batch; // still running and in rotation
+        // The failed batch's new instances never entered rotation.
+        if svc.rollout.on_failure == OnFailure::Fail {
+            let never_started: Vec<&Created> = mine.iter().filter(|c| !fresh.iter().any(|f| f.id == c.id)).collect();
+            join_all(never_started.iter().map(|c| self.backend.remove_instance(&c.id))).await;
+        } else {
+            self.discard(&fresh, mine).await;
+        }
+        self.discard(&[], unstarted).await;
+        // Whatever the action, the batch's stopped old instances come back: capacity first.
+        self.restore(&stopped_in_batch).await.map_err(|e| restore_failed(self.name(), &cause, e))?;
+        match svc.rollout.on_failure {
+            OnFailure::Rollback => {
+                let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
+                let new: Vec<Instance> = done.iter().flat_map(|d| d.new.clone()).collect();
+                self.restore(&old).await.map_err(|e| restore_failed(self.name(), &cause, e))?;
+                self.leave(&new, drain).await?;
+                retire(self.backend, self.sink, self.name(), &new, self.template.stop_grace()).await?;
+                let outcome = RolloutOutcome::RolledBack { reason: cause.to_string() };
+                self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome });
+                Err(Error::RolledBack { service: self.name().to_string(), reason: Box::new(cause) })
+            }
+            OnFailure::Pause => {
+                let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
+                join_all(old.iter().map(|i| self.backend.remove_instance(&i.id))).await;
+                let replaced = done.iter().map(|d| d.new.len() as u32).sum();
+                let outcome = RolloutOutcome::Paused { reason: cause.to_string() };
+                self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome });
+                Err(Error::Paused {
+                    service: self.name().to_string(),
+                    replaced,
+                    total: svc.replicas,
+                    reason: Box::new(cause),
+                })
+            }
+            _ => {
+                let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
+                join_all(old.iter().map(|i| self.backend.remove_instance(&i.id))).await;
+                let outcome = RolloutOutcome::Failed { reason: cause.to_string() };
+                self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome });
+                Err(cause)
+            }
+        }
+    }
+
+    /// Starts stopped old instances again, waits for them to be healthy and puts them in rotation.
+    pub(super) async fn restore(&self, old: &[Instance]) -> Result<()> {
+        if old.is_empty() {
+            return Ok(());
+        }
+        let svc = &self.template.service;
+        let started = Instant::now();
+        let results = join_all(old.iter().map(|i| async move {
+            self.backend.start_instance(&i.id).await?;
+            let fresh = self.backend.inspect_instance(&i.id).await?;
+            self.gate().wait_ready(svc.health.as_ref(), &fresh, started, svc.deadline(), Duration::ZERO).await?;
+            Ok::<_, Error>(fresh)
+        }))
+        .await;
+        let back: Vec<Instance> = results.into_iter().collect::<Result<Vec<_>>>()?;
+        self.enter(&back).await
+    }
+
+    /// Starts created instances and waits for each to pass its gate; returns those that started
+    /// and the first error.
+    pub(super) async fn launch(&self, created: &[Created], phase: &watch::Sender<Phase>) -> (Vec<Instance>, Option<Error>) {
+        let svc = &self.template.service;
+        let launched = join_all(created.iter().map(|c| self.start(c))).await;
+        let mut fresh = Vec::new();
+        let mut first_err = None;
+        for r in launched {
+            match r {
+                Ok(x) => fresh.push(x),
+                Err(e) => first_err = first_err.or(Some(e)),
+            }
+        }
+        if first_err.is_none() && !fresh.is_empty() {
+            phase.send_if_modified(|p| {
+                let was = *p == Phase::Pending;
+                if was {
+                    *p = Phase::Started;
+                }
+                was
+            });
+            let gate = self.gate();
+            let gates = join_all(fresh.iter().map(|(i, started)| {
+                gate.wait_ready(svc.health.as_ref(), i, *started, svc.deadline(), svc.rollout.min_ready)
+            }))
+            .await;
+            first_err = gates.into_iter().find_map(|r| r.err());
+        }
+        (fresh.into_iter().map(|(i, _)| i).collect(), first_err)
+    }
+
+    /// Removes new instances that will not be used (started or not).
+    async fn discard(&self, fresh: &[Instance], created: &[Created]) {
+        let _ = retire(self.backend, self.sink, self.name(), fresh, Duration::from_secs(2)).await;
+        join_all(created.iter().map(|c| self.backend.remove_instance(&c.id))).await;
+    }
+
+    async fn stop_all(&self, instances: &[Instance], grace: Duration) -> Result<()> {
+        let results = join_all(instances.iter().map(|i| async move {
+            self.backend.stop_instance(&i.id, grace).await?;
+            self.sink.emit(EventKind::InstanceStopped { service: self.name().to_string(), instance: i.name.clone() });
+            Ok::<_, Error>(())
+        }))
+        .await;
+        results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+    }
+
+    /// Puts instances into rotation.
+    pub(super) async fn enter(&self, instances: &[Instance]) -> Result<()> {
+        if self.traffic.is_proxy(self.name()) {
+            for i in instances {
+                self.traffic.add_proxy(&i.id).await?;
+            }
+            return Ok(());
+        }
+        if instances.is_empty() || !self.traffic.routed(self.name()) {
+            return Ok(());
+        }
+        let refs: Vec<&Instance> = instances.iter().collect();
+        self.traffic.enter(self.name(), &refs).await?;
+        self.rotation_event().await;
+        Ok(())
+    }
+
+    /// Takes instances out of rotation and lets them drain.
+    pub(super) async fn leave(&self, instances: &[Instance], drain: Duration) -> Result<()> {
+        if self.traffic.is_proxy(self.name()) {
+            for i in instances {
+                self.traffic.remove_proxy(&i.id).await;
+            }
+            return Ok(());
+        }
+        if instances.is_empty() || !self.traffic.routed(self.name()) {
+            return Ok(());
+        }
+        let refs: Vec<&Instance> = instances.iter().collect();
+        self.traffic.leave(self.name(), &refs, drain).await?;
+        self.rotation_event().await;
+        Ok(())
+    }
+
+    async fn set_rotation(&self, members: Vec<Upstream>) -> Result<()> {
+        if !self.traffic.routed(self.name()) {
+            return Ok(());
+        }
+        self.traffic.set(self.name(), members).await?;
+        self.rotation_event().await;
+        Ok(())
+    }
+
+    async fn rotation_event(&self) {
+        let members = self.traffic.members(self.name()).await.into_iter().map(|u| (u.instance, u.weight)).collect();
+        self.sink.emit(EventKind::RotationChanged { service: self.name().to_string(), members });
+    }
+}
+
+fn restore_failed(service: &str, cause: &Error, e: Error) -> Error {
+    Error::backend(
+        "roll back",
+        service,
+        format!("the rollout failed ({cause}) and restoring the old instances failed too: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Amount;
+
+    fn rolling(surge: Amount, unavailable: Amount) -> Strategy {
+        Strategy::Rolling { max_surge: surge, max_unavailable: unavailable }
+    }
+
+    #[test]
+    fn one_surge_no_unavailable_replaces_one_at_a_time_start_first() {
+        let b = batches(&rolling(Amount::count(1), Amount::count(0)), 3, &[0, 1, 2]);
+        assert_eq!(b.len(), 3);
+        assert!(b.iter().all(|b| b.stop_first.is_empty() && b.start_first.len() == 1));
+    }
+
+    #[test]
+    fn kubernetes_defaults_on_four_replicas() {
+        // 25 % of 4: surge 1 (up), unavailable 1 (down): batches of two, one of each kind.
+        let b = batches(&rolling(Amount::percent(25), Amount::percent(25)), 4, &[0, 1, 2, 3]);
+        assert_eq!(b, vec![
+            Batch { stop_first: vec![0], start_first: vec![1] },
+            Batch { stop_first: vec![2], start_first: vec![3] },
+        ]);
+    }
+
+    #[test]
+    fn percentages_rounding_to_zero_still_progress() {
+        // 25 % of 3: surge 1, unavailable 0.
+        let b = batches(&rolling(Amount::percent(25), Amount::percent(25)), 3, &[0, 1, 2]);
+        assert_eq!(b.len(), 3);
+        assert!(b.iter().all(|b| b.stop_first.is_empty()));
+        // 10 % of 2 for both: surge rounds up to 1.
+        let b = batches(&rolling(Amount::percent(10), Amount::percent(10)), 2, &[0, 1]);
+        assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn recreate_and_start_first_are_single_batches() {
+        assert_eq!(batches(&Strategy::Recreate, 3, &[0, 1, 2]), vec![Batch {
+            stop_first: vec![0, 1, 2],
+            start_first: vec![]
+        }]);
+        assert_eq!(batches(&Strategy::StartFirst, 3, &[1]), vec![Batch { stop_first: vec![], start_first: vec![1] }]);
+        assert!(batches(&Strategy::StartFirst, 3, &[]).is_empty());
+    }
+
+    #[test]
+    fn max_unavailable_only_is_stop_first() {
+        let b = batches(&rolling(Amount::count(0), Amount::count(2)), 5, &[0, 1, 2, 3, 4]);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[0], Batch { stop_first: vec![0, 1], start_first: vec![] });
+        assert_eq!(b[2], Batch { stop_first: vec![4], start_first: vec![] });
+    }
+}

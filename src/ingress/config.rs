@@ -1,0 +1,170 @@
+//! Renders Caddy's JSON configuration (Caddy 2.6 and later) for an [`Ingress`].
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use crate::model::{Ingress, Tls};
+
+/// One instance in rotation for a service, with its share of the traffic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// The instance's container name (resolvable on the environment network).
+    pub instance: String,
+    /// Relative weight (equal weights share equally; 0 takes no new requests).
+    pub weight: u32,
+}
+
+/// The instances that receive traffic, per service.
+pub type Rotation = BTreeMap<String, Vec<Upstream>>;
+
+/// Caddy's configuration for `ingress` with `rotation`. The admin API stays on the container's
+/// loopback; upstreams are instance names, so Caddy resolves them on the environment network.
+pub fn render(ingress: &Ingress, rotation: &Rotation) -> Value {
+    let mut routes: Vec<(&crate::Route, Value)> = ingress
+        .routes
+        .iter()
+        .map(|r| {
+            let members = rotation.get(&r.service).map(Vec::as_slice).unwrap_or_default();
+            let mut matcher = serde_json::Map::new();
+            if !r.hosts.is_empty() {
+                matcher.insert("host".into(), json!(r.hosts));
+            }
+            if let Some(p) = &r.path_prefix {
+                let p = p.trim_end_matches('/');
+                matcher.insert("path".into(), json!([if p.is_empty() { "/" } else { p }, format!("{p}/*")]));
+            }
+            let handler = proxy_handler(&r.service, r.port, members);
+            let mut route = json!({ "handle": [handler], "terminal": true });
+            if !matcher.is_empty() {
+                route["match"] = json!([Value::Object(matcher)]);
+            }
+            (r, route)
+        })
+        .collect();
+    // Most specific first: routes with a host, then longer path prefixes.
+    routes.sort_by_key(|(r, _)| {
+        (r.hosts.is_empty(), std::cmp::Reverse(r.path_prefix.as_ref().map(|p| p.len()).unwrap_or(0)))
+    });
+    let routes: Vec<Value> = routes.into_iter().map(|(_, v)| v).collect();
+
+    let mut listen = vec![format!(":{}", ingress.http_port)];
+    let mut server = json!({ "routes": routes });
+    let mut apps = serde_json::Map::new();
+    match &ingress.tls {
+        Tls::Off => {
+            server["automatic_https"] = json!({ "disable": true });
+        }
+        Tls::Automatic { email } => {
+            if let Some(p) = ingress.https_port {
+                listen = vec![format!(":{p}")];
+                server["automatic_https"] = json!({ "skip": [] });
+            }
+            let mut issuer = json!({ "module": "acme" });
+            if let Some(e) = email {
+                issuer["email"] = json!(e);
+            }
+            apps.insert("tls".into(), json!({ "automation": { "policies": [{ "issuers": [issuer] }] } }));
+        }
+    }
+    server["listen"] = json!(listen);
+    // Requests in flight when the configuration changes get this long to finish.
+    apps.insert("http".into(), json!({ "grace_period": "30s", "servers": { "harbormaster": server } }));
+    json!({
+        "admin": { "listen": "localhost:2019" },
+        "logging": { "logs": { "default": { "level": "WARN" } } },
+        "apps": Value::Object(apps),
+    })
+}
+
+/// A `reverse_proxy` to the members, or a 503 that names the service when none is in rotation.
+fn proxy_handler(service: &str, port: u16, members: &[Upstream]) -> Value {
+    let upstreams = weighted(members);
+    if upstreams.is_empty() {
+        return json!({
+            "handler": "static_response",
+            "status_code": 503,
+            "headers": { "Retry-After": ["1"] },
+            "body": format!("no instance of {service} is in rotation\n"),
+        });
+    }
+    let upstreams: Vec<Value> = upstreams.iter().map(|i| json!({ "dial": format!("{i}:{port}") })).collect();
+    json!({
+        "handler": "reverse_proxy",
+        "upstreams": upstreams,
+        "load_balancing": {
+            "selection_policy": { "policy": "round_robin" },
+            // A connection refused by an instance that is just going away is retried on another one.
+            "try_duration": "5s",
+            "try_interval": "50ms",
+        },
+        "health_checks": { "passive": { "fail_duration": "2s", "max_fails": 1 } },
+    })
+}
+
+/// Expands weights into a round-robin list: each instance appears `weight / gcd` times, interleaved.
+fn weighted(members: &[Upstream]) -> Vec<String> {
+    let live: Vec<&Upstream> = members.iter().filter(|m| m.weight > 0).collect();
+    let g = live.iter().fold(0, |g, m| gcd(g, m.weight)).max(1);
+    let counts: Vec<u32> = live.iter().map(|m| m.weight / g).collect();
+    let rounds = counts.iter().copied().max().unwrap_or(0);
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        for (m, c) in live.iter().zip(&counts) {
+            if round < *c {
+                out.push(m.instance.clone());
+            }
+        }
+    }
+    out
+}
+
+fn gcd(a: u32, b: u32) -> u32 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Ingress, Route};
+
+    fn ingress() -> Ingress {
+        Ingress::builder()
+            .image("caddy:2")
+            .route(Route::to("web", 3000))
+            .route(Route::to("api", 8080).host("shop.example.com").path_prefix("/api"))
+            .build()
+            .unwrap()
+    }
+
+    fn up(i: &str, w: u32) -> Upstream {
+        Upstream { instance: i.into(), weight: w }
+    }
+
+    #[test]
+    fn weights_expand_into_shares() {
+        let list = weighted(&[up("a", 80), up("b", 20)]);
+        assert_eq!(list.iter().filter(|x| *x == "a").count(), 4);
+        assert_eq!(list.iter().filter(|x| *x == "b").count(), 1);
+        assert_eq!(weighted(&[up("a", 1), up("b", 1), up("c", 0)]), vec!["a", "b"]);
+        assert!(weighted(&[]).is_empty());
+    }
+
+    #[test]
+    fn specific_routes_come_first_and_empty_rotation_answers_503() {
+        let rotation = Rotation::from([("api".to_string(), vec![up("x-api-0-1", 1)])]);
+        let cfg = render(&ingress(), &rotation);
+        let routes = cfg["apps"]["http"]["servers"]["harbormaster"]["routes"].as_array().unwrap();
+        assert_eq!(routes[0]["match"][0]["host"][0], "shop.example.com");
+        assert_eq!(routes[0]["match"][0]["path"][1], "/api/*");
+        assert_eq!(routes[0]["handle"][0]["upstreams"][0]["dial"], "x-api-0-1:8080");
+        assert_eq!(routes[1]["handle"][0]["handler"], "static_response");
+        assert_eq!(routes[1]["handle"][0]["status_code"], 503);
+        assert_eq!(cfg["admin"]["listen"], "localhost:2019");
+        assert_eq!(cfg["apps"]["http"]["servers"]["harbormaster"]["automatic_https"]["disable"], true);
+    }
+}
