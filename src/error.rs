@@ -118,32 +118,6 @@ pub enum Error {
         reason: Box<Error>,
     },
 
-    /// Another deploy holds the environment's lock.
-    #[error("environment `{environment}` is locked by {holder} since {since} ({operation}); waited {waited:?}. If that process is gone, the lock is freed once it expires at {expires}")]
-    Locked {
-        /// `project-environment`.
-        environment: String,
-        /// Who holds it (as the holder described itself).
-        holder: String,
-        /// What the holder is doing.
-        operation: String,
-        /// Since when (RFC 3339).
-        since: String,
-        /// When the lock expires if never released (RFC 3339).
-        expires: String,
-        /// How long this call waited.
-        waited: Duration,
-    },
-
-    /// No such revision of a service is recorded.
-    #[error("service `{service}` has no recorded revision {revision}; `history(\"{service}\")` lists the recorded ones")]
-    UnknownRevision {
-        /// The service.
-        service: String,
-        /// The revision asked for (0 for "the previous one").
-        revision: u64,
-    },
-
     /// Applying an environment failed for one or more services.
     #[error(transparent)]
     Apply(Box<ApplyFailure>),

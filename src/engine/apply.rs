@@ -47,7 +47,7 @@ impl Phase {
 }
 
 enum ServiceOutcome {
-    Done,
+    Done(RolloutOutcome),
     Failed(Error),
     Skipped,
 }
@@ -187,9 +187,12 @@ async fn run(
 
     let mut failed = Vec::new();
     let mut not_started = Vec::new();
+    let mut done = BTreeMap::new();
     for (service, outcome) in outcomes {
         match outcome {
-            ServiceOutcome::Done => {}
+            ServiceOutcome::Done(o) => {
+                done.insert(service, o);
+            }
             ServiceOutcome::Failed(e) => failed.push((service, e)),
             ServiceOutcome::Skipped => not_started.push(service),
         }
@@ -198,7 +201,7 @@ async fn run(
         return Err(Error::Apply(Box::new(ApplyFailure { environment: env.qualified_name(), failed, not_started })));
     }
     let instances = backend.list_instances(&scope).await?;
-    Ok(Deployment::new(env, backend.published_host(), instances))
+    Ok(Deployment::new(env, backend.published_host(), instances, done))
 }
 
 /// Stops and removes instances, concurrently.
@@ -277,7 +280,13 @@ impl ServiceRun<'_> {
             match first_create_error {
                 Some(e) => Err(e),
                 None => match self.template.service.kind {
-                    ServiceKind::Job => self.run_job(phase, created).await,
+                    ServiceKind::Job => self.run_job(phase, created).await.map(|ran| {
+                        if ran {
+                            RolloutOutcome::Succeeded
+                        } else {
+                            RolloutOutcome::Unchanged
+                        }
+                    }),
                     ServiceKind::Service => self.run_service(phase, created).await,
                 },
             }
@@ -301,7 +310,7 @@ impl ServiceRun<'_> {
             },
         };
         match result {
-            Ok(()) => ServiceOutcome::Done,
+            Ok(o) => ServiceOutcome::Done(o),
             Err(e) => {
                 phase.send_replace(Phase::Failed);
                 self.sink.emit(EventKind::ServiceFailed { service: self.name().to_string(), error: e.to_string() });
@@ -364,7 +373,7 @@ impl ServiceRun<'_> {
 
     /// A long-running service: verify what is kept, then replace, launch and retire as the rollout
     /// says (`rollout.rs`).
-    async fn run_service(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<()> {
+    async fn run_service(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<RolloutOutcome> {
         let svc = &self.template.service;
         let p = self.plan;
         let grace = self.template.stop_grace();
@@ -385,18 +394,28 @@ impl ServiceRun<'_> {
         // Surplus and duplicates leave rotation first.
         self.leave(&p.retire, svc.rollout.drain).await?;
         retire(self.backend, self.sink, self.name(), &p.retire, grace).await?;
-        if p.action == Action::Unchanged {
+        let outcome = if p.action == Action::Unchanged {
             self.sink.emit(EventKind::ServiceUnchanged { service: self.name().to_string() });
-        } else if outcome != RolloutOutcome::AwaitingPromotion {
-            self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome });
-        }
+            RolloutOutcome::Unchanged
+        } else {
+            if outcome != RolloutOutcome::AwaitingPromotion {
+                self.sink
+                    .emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome: outcome.clone() });
+            }
+            if outcome == RolloutOutcome::Unchanged {
+                RolloutOutcome::Succeeded
+            } else {
+                outcome
+            }
+        };
         phase.send_replace(Phase::Ready);
         self.sink.emit(EventKind::ServiceReady { service: self.name().to_string() });
-        Ok(())
+        Ok(outcome)
     }
 
     /// A job: run it (unless its last run of the same spec succeeded) and require exit code 0.
-    async fn run_job(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<()> {
+    /// Returns whether it ran (`false`: its last run of the same spec succeeded).
+    async fn run_job(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<bool> {
         let svc = &self.template.service;
         let p = self.plan;
         retire(self.backend, self.sink, self.name(), &p.retire, Duration::from_secs(2)).await?;
@@ -404,7 +423,7 @@ impl ServiceRun<'_> {
             Some(kept) if !kept.is_running() => {
                 self.sink.emit(EventKind::ServiceUnchanged { service: self.name().to_string() });
                 phase.send_replace(Phase::Completed);
-                return Ok(());
+                return Ok(false);
             }
             // Still running from an interrupted apply: wait for it.
             Some(kept) => kept.clone(),
@@ -445,6 +464,6 @@ impl ServiceRun<'_> {
             });
         }
         phase.send_replace(Phase::Completed);
-        Ok(())
+        Ok(true)
     }
 }

@@ -1,5 +1,6 @@
 //! [`Deployment`]: what an apply leaves running, and where to reach it.
 
+use super::events::RolloutOutcome;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -13,6 +14,8 @@ pub struct Deployment {
     environment: String,
     host: String,
     services: BTreeMap<String, Vec<Instance>>,
+    outcomes: BTreeMap<String, RolloutOutcome>,
+    ingress: Option<(String, u16)>,
 }
 
 /// A published address of a service: host and port.
@@ -42,14 +45,32 @@ impl fmt::Display for Endpoint {
 }
 
 impl Deployment {
-    pub(crate) fn new(env: &Environment, host: String, instances: Vec<Instance>) -> Self {
+    pub(crate) fn new(
+        env: &Environment,
+        host: String,
+        instances: Vec<Instance>,
+        outcomes: BTreeMap<String, RolloutOutcome>,
+    ) -> Self {
         let mut services: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
         for i in instances {
             if env.service(&i.service).is_some() {
                 services.entry(i.service.clone()).or_default().push(i);
             }
         }
-        Deployment { environment: env.qualified_name(), host, services }
+        let ingress = env.ingress().map(|i| (i.service().name().to_string(), i.http_port()));
+        Deployment { environment: env.qualified_name(), host, services, outcomes, ingress }
+    }
+
+    /// How the rollout of `service` ended in this apply: [`RolloutOutcome::Succeeded`],
+    /// [`RolloutOutcome::Unchanged`] or [`RolloutOutcome::AwaitingPromotion`] (failures are errors).
+    pub fn outcome(&self, service: &str) -> Option<&RolloutOutcome> {
+        self.outcomes.get(service)
+    }
+
+    /// The endpoint of the ingress's plain-HTTP port, if the environment has an ingress publishing it.
+    pub fn ingress_endpoint(&self) -> Option<Endpoint> {
+        let (name, port) = self.ingress.as_ref()?;
+        self.endpoint(name, *port).ok()
     }
 
     /// `project-environment`.

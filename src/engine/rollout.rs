@@ -246,8 +246,12 @@ impl ServiceRun<'_> {
     pub(super) async fn switch(&self, old: &[Instance], new: &[Instance]) -> Result<()> {
         let members = new.iter().map(|i| Upstream { instance: i.name.clone(), weight: 1 }).collect();
         self.set_rotation(members).await?;
-        tokio::time::sleep(if self.traffic.routed(self.name()) { self.template.service.rollout.drain } else { Duration::ZERO })
-            .await;
+        tokio::time::sleep(if self.traffic.routed(self.name()) {
+            self.template.service.rollout.drain
+        } else {
+            Duration::ZERO
+        })
+        .await;
         retire(self.backend, self.sink, self.name(), old, self.template.stop_grace()).await
     }
 
@@ -255,7 +259,10 @@ impl ServiceRun<'_> {
     async fn finish(&self, done: Vec<Done>) -> Result<RolloutOutcome> {
         let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
         let new: Vec<Instance> = done.iter().flat_map(|d| d.new.clone()).collect();
-        join_all(old.iter().map(|i| self.backend.remove_instance(&i.id))).await.into_iter().collect::<Result<Vec<()>>>()?;
+        join_all(old.iter().map(|i| self.backend.remove_instance(&i.id)))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>>>()?;
         for i in &old {
             self.sink.emit(EventKind::InstanceRemoved { service: self.name().to_string(), instance: i.name.clone() });
         }
@@ -282,7 +289,7 @@ impl ServiceRun<'_> {
         let svc = &self.template.service;
         let drain = svc.rollout.drain;
         let _ = untouched_in_batch; // still running and in rotation
-        // The failed batch's new instances never entered rotation.
+                                    // The failed batch's new instances never entered rotation.
         if svc.rollout.on_failure == OnFailure::Fail {
             let never_started: Vec<&Created> = mine.iter().filter(|c| !fresh.iter().any(|f| f.id == c.id)).collect();
             join_all(never_started.iter().map(|c| self.backend.remove_instance(&c.id))).await;
@@ -346,7 +353,11 @@ impl ServiceRun<'_> {
 
     /// Starts created instances and waits for each to pass its gate; returns those that started
     /// and the first error.
-    pub(super) async fn launch(&self, created: &[Created], phase: &watch::Sender<Phase>) -> (Vec<Instance>, Option<Error>) {
+    pub(super) async fn launch(
+        &self,
+        created: &[Created],
+        phase: &watch::Sender<Phase>,
+    ) -> (Vec<Instance>, Option<Error>) {
         let svc = &self.template.service;
         let launched = join_all(created.iter().map(|c| self.start(c))).await;
         let mut fresh = Vec::new();
@@ -468,10 +479,13 @@ mod tests {
     fn kubernetes_defaults_on_four_replicas() {
         // 25 % of 4: surge 1 (up), unavailable 1 (down): batches of two, one of each kind.
         let b = batches(&rolling(Amount::percent(25), Amount::percent(25)), 4, &[0, 1, 2, 3]);
-        assert_eq!(b, vec![
-            Batch { stop_first: vec![0], start_first: vec![1] },
-            Batch { stop_first: vec![2], start_first: vec![3] },
-        ]);
+        assert_eq!(
+            b,
+            vec![
+                Batch { stop_first: vec![0], start_first: vec![1] },
+                Batch { stop_first: vec![2], start_first: vec![3] },
+            ]
+        );
     }
 
     #[test]
@@ -487,10 +501,10 @@ mod tests {
 
     #[test]
     fn recreate_and_start_first_are_single_batches() {
-        assert_eq!(batches(&Strategy::Recreate, 3, &[0, 1, 2]), vec![Batch {
-            stop_first: vec![0, 1, 2],
-            start_first: vec![]
-        }]);
+        assert_eq!(
+            batches(&Strategy::Recreate, 3, &[0, 1, 2]),
+            vec![Batch { stop_first: vec![0, 1, 2], start_first: vec![] }]
+        );
         assert_eq!(batches(&Strategy::StartFirst, 3, &[1]), vec![Batch { stop_first: vec![], start_first: vec![1] }]);
         assert!(batches(&Strategy::StartFirst, 3, &[]).is_empty());
     }

@@ -39,7 +39,10 @@ impl<'a> Traffic<'a> {
                 if i.service == ing.service.name {
                     proxies.push(i.id.clone());
                 } else if ing.routes_to(&i.service) {
-                    rotation.entry(i.service.clone()).or_default().push(Upstream { instance: i.name.clone(), weight: 1 });
+                    rotation
+                        .entry(i.service.clone())
+                        .or_default()
+                        .push(Upstream { instance: i.name.clone(), weight: 1 });
                 }
             }
         }
@@ -134,16 +137,10 @@ impl<'a> Traffic<'a> {
         let Some(ingress) = self.ingress else { return Ok(()) };
         let body = serde_json::to_vec_pretty(&config::render(ingress, rotation))
             .map_err(|e| Error::backend("configure ingress", "caddy", e.to_string()))?;
-        let reload: Vec<String> = [
-            ingress.caddy_binary.as_str(),
-            "reload",
-            "--config",
-            INGRESS_CONFIG_PATH,
-            "--address",
-            "localhost:2019",
-        ]
-        .map(String::from)
-        .to_vec();
+        let reload: Vec<String> =
+            [ingress.caddy_binary.as_str(), "reload", "--config", INGRESS_CONFIG_PATH, "--address", "localhost:2019"]
+                .map(String::from)
+                .to_vec();
         let results = futures::future::join_all(proxies.iter().map(|id| {
             let body = &body;
             let reload = &reload;

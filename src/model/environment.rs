@@ -285,16 +285,17 @@ fn check_host_ports(services: &[Service]) -> Result<(), ValidationError> {
 
 /// Routes must reach a declared port of a long-running service; blue/green and canary need a route.
 fn check_routes(env: &Environment) -> Result<(), ValidationError> {
-    let invalid = |owner: String, field: &'static str, reason: String| ValidationError::InvalidValue {
-        owner,
-        field,
-        reason,
-    };
+    let invalid =
+        |owner: String, field: &'static str, reason: String| ValidationError::InvalidValue { owner, field, reason };
     if let Some(ingress) = &env.ingress {
         for r in &ingress.routes {
             let owner = format!("ingress `{}`", ingress.service.name);
             let Some(s) = env.service(&r.service) else {
-                return Err(invalid(owner, "routes", format!("a route goes to `{}`, which is not a service of the environment", r.service)));
+                return Err(invalid(
+                    owner,
+                    "routes",
+                    format!("a route goes to `{}`, which is not a service of the environment", r.service),
+                ));
             };
             if s.kind == ServiceKind::Job {
                 return Err(invalid(owner, "routes", format!("a route goes to `{}`, which is a job", r.service)));
@@ -306,7 +307,10 @@ fn check_routes(env: &Environment) -> Result<(), ValidationError> {
                 return Err(invalid(
                     owner,
                     "routes",
-                    format!("a route goes to port {} of `{}`, which does not declare it; add .port(Port::tcp({}))", r.port, r.service, r.port),
+                    format!(
+                        "a route goes to port {} of `{}`, which does not declare it; add .port(Port::tcp({}))",
+                        r.port, r.service, r.port
+                    ),
                 ));
             }
         }
@@ -316,7 +320,10 @@ fn check_routes(env: &Environment) -> Result<(), ValidationError> {
             return Err(invalid(
                 format!("service `{}`", s.name),
                 "rollout",
-                format!("{:?} moves traffic through the ingress, but no ingress route goes to `{}`", s.rollout.strategy, s.name),
+                format!(
+                    "{:?} moves traffic through the ingress, but no ingress route goes to `{}`",
+                    s.rollout.strategy, s.name
+                ),
             ));
         }
     }

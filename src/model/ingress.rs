@@ -216,7 +216,10 @@ impl IngressBuilder {
         for r in &self.routes {
             if let Some(p) = &r.path_prefix {
                 if !p.starts_with('/') {
-                    return Err(invalid(format!("path prefix {p:?} of the route to {} must start with '/'", r.service)));
+                    return Err(invalid(format!(
+                        "path prefix {p:?} of the route to {} must start with '/'",
+                        r.service
+                    )));
                 }
             }
             if r.hosts.iter().any(|h| h.is_empty() || h.contains('/') || h.contains(' ')) {

@@ -303,7 +303,9 @@ impl Rollout {
         match &self.strategy {
             Strategy::Rolling { max_surge, max_unavailable } => {
                 if max_surge.is_zero() && max_unavailable.is_zero() {
-                    return Some("max_surge and max_unavailable cannot both be 0: nothing could ever be replaced".into());
+                    return Some(
+                        "max_surge and max_unavailable cannot both be 0: nothing could ever be replaced".into(),
+                    );
                 }
                 for (name, a) in [("max_surge", max_surge), ("max_unavailable", max_unavailable)] {
                     if let Amount::Percent(p) = a {

@@ -2,6 +2,7 @@
 //! image, and a guard that tears the environment down even when the test fails.
 #![allow(dead_code)]
 
+pub mod load;
 pub mod workload;
 
 use std::sync::atomic::{AtomicU32, Ordering};

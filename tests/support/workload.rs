@@ -12,6 +12,9 @@ pub const IMAGE: &str = "harbormaster-test/workload:latest";
 /// The same image with a Docker `HEALTHCHECK` (`/workload probe`, every 200 ms).
 pub const IMAGE_WITH_HEALTHCHECK: &str = "harbormaster-test/workload-hc:latest";
 
+/// A Caddy image made from the host's `/usr/bin/caddy` (Debian's `caddy` package).
+pub const CADDY_IMAGE: &str = "harbormaster-test/caddy:latest";
+
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -56,6 +59,10 @@ async fn build_images(docker: &DockerBackend) -> Result<(), String> {
         .build(&Build::context(&dir).dockerfile("Dockerfile.healthcheck"), IMAGE_WITH_HEALTHCHECK)
         .await
         .map_err(|e| e.to_string())?;
+    let caddy_dir = root().join("target").join("workload").join("caddy");
+    let caddy = harbormaster::ingress::caddy_build_context("/usr/bin/caddy", &caddy_dir)
+        .map_err(|e| format!("{e} (the ingress tests need Debian's caddy package)"))?;
+    docker.build(&caddy, CADDY_IMAGE).await.map_err(|e| e.to_string())?;
     Ok(())
 }
 

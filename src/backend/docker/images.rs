@@ -61,13 +61,8 @@ async fn build_with(
     args: HashMap<String, String>,
     tag: &str,
 ) -> Result<String> {
-    let options = BuildImageOptionsBuilder::new()
-        .dockerfile(dockerfile)
-        .t(tag)
-        .rm(true)
-        .forcerm(true)
-        .buildargs(&args)
-        .build();
+    let options =
+        BuildImageOptionsBuilder::new().dockerfile(dockerfile).t(tag).rm(true).forcerm(true).buildargs(&args).build();
     let run = async {
         let mut log: Vec<String> = Vec::new();
         let mut id = None;

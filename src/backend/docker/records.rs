@@ -9,7 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{CreateContainerOptionsBuilder, ListContainersOptionsBuilder, UploadToContainerOptionsBuilder};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, UploadToContainerOptionsBuilder,
+};
 use bytes::Bytes;
 
 use super::{engine_message, is_not_found, DockerBackend};

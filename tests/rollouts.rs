@@ -1,0 +1,91 @@
+//! Rollouts under continuous HTTP load through the ingress (Caddy), on the real engine.
+
+mod support;
+
+use std::time::Duration;
+
+use harbormaster::{Amount, Environment, Error, HealthCheck, Ingress, Port, Rollout, RolloutOutcome, Route, Service};
+use support::load::{sample, Load};
+use support::workload::CADDY_IMAGE;
+use support::Harness;
+
+fn ingress() -> Ingress {
+    Ingress::builder()
+        .image(CADDY_IMAGE)
+        .http(Port::tcp(80).publish_ephemeral())
+        .route(Route::to("api", 8080))
+        .build()
+        .unwrap()
+}
+
+fn check() -> HealthCheck {
+    HealthCheck::http(8080, "/health").interval(Duration::from_millis(200)).retries(5)
+}
+
+fn api(h: &Harness, version: &str, rollout: Rollout) -> harbormaster::ServiceBuilder {
+    h.svc("api")
+        .env("VERSION", version)
+        .port(Port::tcp(8080))
+        .replicas(3)
+        .health(check())
+        .rollout(rollout.drain(Duration::from_millis(300)))
+}
+
+fn env_with(h: &Harness, api: Service) -> Environment {
+    h.env().ingress(ingress()).service(api).build().unwrap()
+}
+
+#[tokio::test]
+async fn rolling_update_and_automatic_rollback_drop_nothing() {
+    let h = Harness::new("rolling").await;
+    let rolling = || Rollout::rolling().max_surge(Amount::count(1)).max_unavailable(Amount::count(0));
+    let v1 = env_with(&h, api(&h, "v1", rolling()).build().unwrap());
+    let deployed = v1.apply(&h.docker).await.unwrap();
+    let url = format!("{}/version", deployed.ingress_endpoint().expect("ingress endpoint").http_url());
+    assert_eq!(sample(&url, 9).await.get("v1"), Some(&9));
+
+    // v1 -> v2 under load: nothing dropped, and only v2 answers at the end.
+    let load = Load::start(&url, 4);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let v2 = env_with(&h, api(&h, "v2", rolling()).build().unwrap());
+    let (result, events) = support::apply_collect(&v2, &h.docker).await;
+    let deployed = result.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tally = load.stop().await;
+    assert!(
+        tally.failed.is_empty(),
+        "{} failed requests: {:?}",
+        tally.failed.len(),
+        &tally.failed[..tally.failed.len().min(5)]
+    );
+    assert!(
+        tally.by_body.get("v1").is_some_and(|n| *n > 0) && tally.by_body.get("v2").is_some_and(|n| *n > 0),
+        "{tally:?}"
+    );
+    assert_eq!(deployed.outcome("api"), Some(&RolloutOutcome::Succeeded));
+    let batches = events.iter().filter(|e| matches!(e.kind, harbormaster::EventKind::RolloutBatch { .. })).count();
+    assert_eq!(batches, 3, "max_surge 1, max_unavailable 0 on 3 replicas is three batches");
+    assert_eq!(sample(&url, 12).await.get("v2"), Some(&12));
+    assert_eq!(deployed.instances("api").len(), 3);
+
+    // v3 never gets healthy: rolled back automatically, nothing dropped, v2 still answers everywhere.
+    let load = Load::start(&url, 4);
+    let v3 = env_with(&h, api(&h, "v3", rolling()).env("HEALTH_STATUS", "503").build().unwrap());
+    let err = v3.apply(&h.docker).await.unwrap_err();
+    let tally = load.stop().await;
+    let Error::Apply(failure) = &err else { panic!("expected an apply failure: {err}") };
+    let Some(Error::RolledBack { reason, .. }) = failure.error_of("api") else { panic!("expected a rollback: {err}") };
+    let Error::Unhealthy(hf) = reason.as_ref() else { panic!("expected an unhealthy cause: {err}") };
+    assert!(hf.last_probes.iter().any(|p| p.detail.contains("503")), "{err}");
+    assert!(
+        tally.failed.is_empty(),
+        "{} failed requests: {:?}",
+        tally.failed.len(),
+        &tally.failed[..tally.failed.len().min(5)]
+    );
+    assert_eq!(tally.by_body.keys().collect::<Vec<_>>(), vec!["v2"], "{tally:?}");
+    assert_eq!(sample(&url, 12).await.get("v2"), Some(&12));
+    let status = v2.status(&h.docker).await.unwrap();
+    let api = status.services.iter().find(|s| s.name == "api").unwrap();
+    assert_eq!(api.instances.len(), 3, "{status:?}");
+}

@@ -1,0 +1,96 @@
+//! Continuous, bounded HTTP load from the test itself (loopback only), counting every answer.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the load saw.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Answers with status 200, by body.
+    pub by_body: BTreeMap<String, u64>,
+    /// Every request that did not get a 200: the status and body, or the transport error.
+    pub failed: Vec<String>,
+}
+
+impl Tally {
+    pub fn ok(&self) -> u64 {
+        self.by_body.values().sum()
+    }
+
+    fn merge(&mut self, other: Tally) {
+        for (k, v) in other.by_body {
+            *self.by_body.entry(k).or_default() += v;
+        }
+        self.failed.extend(other.failed);
+    }
+}
+
+/// A running load: `workers` loops, one request at a time with a short pause between requests, a new
+/// connection per request (see the README's note on keep-alive connections across ingress reloads).
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<Tally>>,
+}
+
+impl Load {
+    pub fn start(url: &str, workers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..workers)
+            .map(|_| {
+                let stop = stop.clone();
+                let url = url.to_string();
+                tokio::spawn(async move {
+                    let client = reqwest::Client::builder()
+                        .timeout(Duration::from_secs(10))
+                        .pool_max_idle_per_host(0)
+                        .build()
+                        .unwrap();
+                    let mut tally = Tally::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        match client.get(&url).send().await {
+                            Ok(r) => {
+                                let status = r.status().as_u16();
+                                let body = r.text().await.unwrap_or_default();
+                                if status == 200 {
+                                    *tally.by_body.entry(body.trim().to_string()).or_default() += 1;
+                                } else {
+                                    tally.failed.push(format!("{status}: {}", body.trim()));
+                                }
+                            }
+                            Err(e) => tally.failed.push(format!("transport: {e:?}")),
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    tally
+                })
+            })
+            .collect();
+        Load { stop, workers }
+    }
+
+    pub async fn stop(self) -> Tally {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = Tally::default();
+        for w in self.workers {
+            total.merge(w.await.unwrap());
+        }
+        total
+    }
+}
+
+/// `n` sequential GETs on a fresh client; answers by body (non-200 answers count as `status N`).
+pub async fn sample(url: &str, n: usize) -> BTreeMap<String, u64> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let mut out = BTreeMap::new();
+    for _ in 0..n {
+        let key = match client.get(url).send().await {
+            Ok(r) if r.status().as_u16() == 200 => r.text().await.unwrap_or_default().trim().to_string(),
+            Ok(r) => format!("status {}", r.status().as_u16()),
+            Err(e) => format!("error {e}"),
+        };
+        *out.entry(key).or_default() += 1;
+    }
+    out
+}
