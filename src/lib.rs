@@ -74,7 +74,7 @@ pub use error::{ApplyFailure, Error, HealthFailure, Result, ValidationError};
 pub use health::ProbeRecord;
 pub use model::{
     Amount, Build, CanaryStep, Condition, Environment, EnvironmentBuilder, HealthCheck, ImageSource, Ingress,
-    IngressBuilder, OnFailure, Port, Probe, Promotion, Publish, Resources, RestartPolicy, Rollout, Route, Secret,
-    Service, ServiceBuilder, ServiceKind, Strategy, Tls, Volume,
+    IngressBuilder, OnFailure, Port, Probe, Publish, Resources, RestartPolicy, Rollout, Route, Secret, Service,
+    ServiceBuilder, ServiceKind, Strategy, Tls, Volume,
 };
 pub use plan::{Action, Plan, ServicePlan};

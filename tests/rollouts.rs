@@ -89,3 +89,62 @@ async fn rolling_update_and_automatic_rollback_drop_nothing() {
     let api = status.services.iter().find(|s| s.name == "api").unwrap();
     assert_eq!(api.instances.len(), 3, "{status:?}");
 }
+
+#[tokio::test]
+async fn blue_green_switches_at_once_without_drops() {
+    let h = Harness::new("bluegreen").await;
+    let v1 = env_with(&h, api(&h, "v1", Rollout::blue_green()).build().unwrap());
+    let deployed = v1.apply(&h.docker).await.unwrap();
+    let url = format!("{}/version", deployed.ingress_endpoint().unwrap().http_url());
+
+    let load = Load::start(&url, 4);
+    let v2 = env_with(&h, api(&h, "v2", Rollout::blue_green()).build().unwrap());
+    let (result, events) = support::apply_collect(&v2, &h.docker).await;
+    let tally = load.stop().await;
+    let deployed = result.unwrap();
+    assert!(tally.failed.is_empty(), "{:?}", &tally.failed[..tally.failed.len().min(5)]);
+    // One traffic move: every v2 instance enters rotation in the same change, and no v1 one stays.
+    let moves: Vec<&Vec<(String, u32)>> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            harbormaster::EventKind::RotationChanged { service, members } if service == "api" => Some(members),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    let new: Vec<String> = deployed.instances("api").iter().map(|i| i.name.clone()).collect();
+    assert_eq!(moves[0].iter().map(|(n, _)| n.clone()).collect::<Vec<_>>().len(), 3);
+    assert!(moves[0].iter().all(|(n, _)| new.contains(n)), "{moves:?} vs {new:?}");
+    assert_eq!(sample(&url, 9).await.get("v2"), Some(&9));
+}
+
+#[tokio::test]
+async fn canary_weights_show_in_the_share_of_answers() {
+    let h = Harness::new("canary").await;
+    let steps = || {
+        Rollout::canary([harbormaster::CanaryStep::weight(25), harbormaster::CanaryStep::pause(Duration::from_secs(4))])
+    };
+    let v1 = env_with(&h, api(&h, "v1", steps()).build().unwrap());
+    let deployed = v1.apply(&h.docker).await.unwrap();
+    let url = format!("{}/version", deployed.ingress_endpoint().unwrap().http_url());
+
+    let v2 = env_with(&h, api(&h, "v2", steps()).build().unwrap());
+    let docker = h.docker.clone();
+    let mut run = v2.apply_streaming(&docker);
+    use futures::StreamExt;
+    // Wait for the 25 % step, then count answers during the pause.
+    while let Some(e) = run.next().await {
+        if let harbormaster::EventKind::RotationChanged { members, .. } = &e.kind {
+            if members.len() == 6 {
+                break;
+            }
+        }
+    }
+    let shares = sample(&url, 120).await;
+    // Round robin over 3 × weight 3 (v1) and 3 × weight 1 (v2): exactly a quarter.
+    assert_eq!(shares.get("v2"), Some(&30), "{shares:?}");
+    assert_eq!(shares.get("v1"), Some(&90), "{shares:?}");
+    let deployed = run.finish().await.unwrap();
+    assert_eq!(deployed.outcome("api"), Some(&RolloutOutcome::Succeeded));
+    assert_eq!(sample(&url, 12).await.get("v2"), Some(&12));
+}

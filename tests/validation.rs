@@ -150,3 +150,43 @@ fn nothing_panics_on_odd_input() {
         let _ = HealthCheck::http(0, n).expect_status(std::ops::Range { start: 600, end: 100 }).retries(0);
     }
 }
+
+#[test]
+fn rollout_combinations_that_cannot_work_are_refused() {
+    use harbormaster::{Amount, CanaryStep, Ingress, Route};
+    let both_zero = Service::builder("api")
+        .image("x")
+        .rollout(Rollout::rolling().max_surge(Amount::count(0)).max_unavailable(Amount::count(0)))
+        .build()
+        .unwrap_err();
+    assert!(both_zero.to_string().contains("both be 0"), "{both_zero}");
+
+    let fixed_port_surge = Service::builder("api")
+        .image("x")
+        .port(Port::tcp(80).publish(8080))
+        .rollout(Rollout::rolling().max_surge(Amount::count(1)))
+        .build()
+        .unwrap_err();
+    assert!(fixed_port_surge.to_string().contains("8080"), "{fixed_port_surge}");
+
+    // Canary and blue/green move traffic through the ingress: they need a route.
+    let canary = Service::builder("api")
+        .image("x")
+        .port(Port::tcp(8080))
+        .rollout(Rollout::canary([CanaryStep::weight(10)]))
+        .build()
+        .unwrap();
+    let err = Environment::builder("p", "e").service(canary.clone()).build().unwrap_err();
+    assert!(err.to_string().contains("no ingress route goes to `api`"), "{err}");
+    let ingress = Ingress::builder().image("caddy").route(Route::to("api", 8080)).build().unwrap();
+    assert!(Environment::builder("p", "e").ingress(ingress).service(canary).build().is_ok());
+
+    // Routes must reach a declared port of an existing service.
+    let web = Service::builder("web").image("x").port(Port::tcp(3000)).build().unwrap();
+    let wrong_port = Ingress::builder().image("caddy").route(Route::to("web", 80)).build().unwrap();
+    let err = Environment::builder("p", "e").ingress(wrong_port).service(web.clone()).build().unwrap_err();
+    assert!(err.to_string().contains("port 80 of `web`"), "{err}");
+    let unknown = Ingress::builder().image("caddy").route(Route::to("nope", 80)).build().unwrap();
+    let err = Environment::builder("p", "e").ingress(unknown).service(web).build().unwrap_err();
+    assert!(err.to_string().contains("`nope`"), "{err}");
+}

@@ -398,15 +398,10 @@ impl ServiceRun<'_> {
             self.sink.emit(EventKind::ServiceUnchanged { service: self.name().to_string() });
             RolloutOutcome::Unchanged
         } else {
-            if outcome != RolloutOutcome::AwaitingPromotion {
-                self.sink
-                    .emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome: outcome.clone() });
-            }
-            if outcome == RolloutOutcome::Unchanged {
-                RolloutOutcome::Succeeded
-            } else {
-                outcome
-            }
+            // A scale-down or duplicate clean-up changed something even without a rollout.
+            let outcome = if outcome == RolloutOutcome::Unchanged { RolloutOutcome::Succeeded } else { outcome };
+            self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome: outcome.clone() });
+            outcome
         };
         phase.send_replace(Phase::Ready);
         self.sink.emit(EventKind::ServiceReady { service: self.name().to_string() });

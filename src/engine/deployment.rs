@@ -62,7 +62,7 @@ impl Deployment {
     }
 
     /// How the rollout of `service` ended in this apply: [`RolloutOutcome::Succeeded`],
-    /// [`RolloutOutcome::Unchanged`] or [`RolloutOutcome::AwaitingPromotion`] (failures are errors).
+    /// or [`RolloutOutcome::Unchanged`] (a failed, paused or rolled-back rollout is an error of the apply).
     pub fn outcome(&self, service: &str) -> Option<&RolloutOutcome> {
         self.outcomes.get(service)
     }

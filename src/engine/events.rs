@@ -232,6 +232,4 @@ pub enum RolloutOutcome {
         /// The failure, as a message.
         reason: String,
     },
-    /// The new set is ready beside the old one and waits for `Environment::promote`.
-    AwaitingPromotion,
 }

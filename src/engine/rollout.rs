@@ -19,7 +19,7 @@ use super::events::{EventKind, RolloutOutcome};
 use crate::backend::Instance;
 use crate::error::{Error, Result};
 use crate::ingress::config::Upstream;
-use crate::model::{CanaryStep, OnFailure, Promotion, Strategy};
+use crate::model::{CanaryStep, OnFailure, Strategy};
 
 /// One batch: slots whose old instance stops before the new one starts, and slots whose old
 /// instance stops after the new one is ready.
@@ -93,7 +93,7 @@ impl ServiceRun<'_> {
             return Ok(if missing.is_empty() { RolloutOutcome::Unchanged } else { RolloutOutcome::Succeeded });
         }
         match &svc.rollout.strategy {
-            Strategy::BlueGreen { promotion } => self.blue_green(*promotion, phase, old, created).await,
+            Strategy::BlueGreen => self.blue_green(phase, old, created).await,
             Strategy::Canary { steps } => self.canary(steps, phase, old, created).await,
             strategy => self.rolling(strategy, phase, old, created).await,
         }
@@ -143,11 +143,9 @@ impl ServiceRun<'_> {
         self.finish(done).await
     }
 
-    /// Blue/green: the new set runs beside the old; traffic moves at once when all are ready
-    /// (or when promoted).
+    /// Blue/green: the new set runs beside the old; traffic moves at once when all are ready.
     async fn blue_green(
         &self,
-        promotion: Promotion,
         phase: &watch::Sender<Phase>,
         old: BTreeMap<u32, Instance>,
         created: BTreeMap<u32, Created>,
@@ -157,13 +155,6 @@ impl ServiceRun<'_> {
         let (fresh, err) = self.launch(&mine, phase).await;
         if let Some(e) = err {
             return self.fail(e, Vec::new(), Vec::new(), Vec::new(), fresh, &mine, &[]).await;
-        }
-        if promotion == Promotion::Manual {
-            self.sink.emit(EventKind::RolloutFinished {
-                service: self.name().to_string(),
-                outcome: RolloutOutcome::AwaitingPromotion,
-            });
-            return Ok(RolloutOutcome::AwaitingPromotion);
         }
         self.switch(&old, &fresh).await?;
         Ok(RolloutOutcome::Succeeded)
@@ -190,13 +181,6 @@ impl ServiceRun<'_> {
                     Ok(())
                 }
                 CanaryStep::Pause(d) => self.watch_running(&fresh, *d).await,
-                CanaryStep::UntilPromoted => {
-                    self.sink.emit(EventKind::RolloutFinished {
-                        service: self.name().to_string(),
-                        outcome: RolloutOutcome::AwaitingPromotion,
-                    });
-                    return Ok(RolloutOutcome::AwaitingPromotion);
-                }
             };
             if let Err(e) = watched {
                 // Back to the old set only, then remove the canaries.

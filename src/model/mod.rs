@@ -27,7 +27,7 @@ pub(crate) use ingress::CONFIG_PATH as INGRESS_CONFIG_PATH;
 pub use ingress::{Ingress, IngressBuilder, Route, Tls};
 pub use port::{Port, Protocol, Publish};
 pub use resources::{Resources, RestartPolicy};
-pub use rollout::{Amount, CanaryStep, OnFailure, Promotion, Rollout, Strategy};
+pub use rollout::{Amount, CanaryStep, OnFailure, Rollout, Strategy};
 pub use secret::{Secret, SecretSource};
 pub use service::{Service, ServiceBuilder, ServiceKind};
 pub use volume::{Volume, VolumeSource};

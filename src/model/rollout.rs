@@ -27,8 +27,8 @@ use serde::Serialize;
 /// let rolling = Rollout::rolling().max_surge(Amount::count(1)).max_unavailable(Amount::count(0))
 ///     .min_ready(Duration::from_secs(2));
 /// let canary = Rollout::canary([CanaryStep::weight(20), CanaryStep::pause(Duration::from_secs(60)),
-///     CanaryStep::weight(50), CanaryStep::until_promoted()]);
-/// let blue_green = Rollout::blue_green().manual_promotion();
+///     CanaryStep::weight(50), CanaryStep::pause(Duration::from_secs(60))]);
+/// let blue_green = Rollout::blue_green();
 /// # let _ = (rolling, canary, blue_green);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -64,10 +64,7 @@ pub enum Strategy {
     },
     /// The whole new set starts beside the old one; traffic moves to it at once through the
     /// ingress when every new instance is ready, then the old set is drained and stopped.
-    BlueGreen {
-        /// Whether traffic moves by itself or waits for [`Environment::promote`](crate::Environment::promote).
-        promotion: Promotion,
-    },
+    BlueGreen,
     /// The new set starts beside the old one and receives a growing share of the ingress traffic,
     /// step by step; after the last step it takes all of it.
     Canary {
@@ -123,27 +120,14 @@ impl fmt::Display for Amount {
     }
 }
 
-/// Whether a blue/green rollout switches traffic by itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Promotion {
-    /// As soon as every new instance is ready (Argo `autoPromotionEnabled: true`).
-    Automatic,
-    /// Only when [`Environment::promote`](crate::Environment::promote) is called; until then the
-    /// apply returns with the outcome [`AwaitingPromotion`](crate::RolloutOutcome::AwaitingPromotion).
-    Manual,
-}
-
 /// One step of a canary rollout.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CanaryStep {
     /// Send this percentage (1–100) of the ingress traffic to the new version.
     Weight(u8),
-    /// Wait this long, watching the new instances' health.
+    /// Wait this long, watching that the new instances keep running.
     Pause(Duration),
-    /// Stop here until [`Environment::promote`](crate::Environment::promote) is called.
-    UntilPromoted,
 }
 
 impl CanaryStep {
@@ -155,11 +139,6 @@ impl CanaryStep {
     /// Wait (Argo `pause: {duration}`).
     pub fn pause(d: Duration) -> Self {
         CanaryStep::Pause(d)
-    }
-
-    /// Wait for a promotion (Argo `pause: {}`).
-    pub fn until_promoted() -> Self {
-        CanaryStep::UntilPromoted
     }
 }
 
@@ -211,9 +190,9 @@ impl Rollout {
         }
     }
 
-    /// Blue/green with automatic promotion.
+    /// Blue/green: the new set beside the old one, then all traffic at once.
     pub fn blue_green() -> Self {
-        Rollout { strategy: Strategy::BlueGreen { promotion: Promotion::Automatic }, ..Rollout::recreate() }
+        Rollout { strategy: Strategy::BlueGreen, ..Rollout::recreate() }
     }
 
     /// A canary with these steps.
@@ -238,12 +217,6 @@ impl Rollout {
             _ => Amount::Percent(25),
         };
         self.strategy = Strategy::Rolling { max_surge: surge, max_unavailable: n };
-        self
-    }
-
-    /// For [`Strategy::BlueGreen`]: wait for [`Environment::promote`](crate::Environment::promote).
-    pub fn manual_promotion(mut self) -> Self {
-        self.strategy = Strategy::BlueGreen { promotion: Promotion::Manual };
         self
     }
 
@@ -295,7 +268,7 @@ impl Rollout {
 
     /// Whether the strategy moves traffic by weights or at once through the ingress.
     pub fn needs_ingress(&self) -> bool {
-        matches!(self.strategy, Strategy::BlueGreen { .. } | Strategy::Canary { .. })
+        matches!(self.strategy, Strategy::BlueGreen | Strategy::Canary { .. })
     }
 
     /// Problems with the combination of settings, if any.
@@ -359,7 +332,9 @@ mod tests {
         assert!(Rollout::canary([CanaryStep::pause(Duration::from_secs(1))]).problems().is_some());
         assert!(Rollout::canary([CanaryStep::weight(50), CanaryStep::weight(20)]).problems().is_some());
         assert!(Rollout::canary([CanaryStep::weight(0)]).problems().is_some());
-        assert!(Rollout::canary([CanaryStep::weight(20), CanaryStep::until_promoted()]).problems().is_none());
+        assert!(Rollout::canary([CanaryStep::weight(20), CanaryStep::pause(Duration::from_secs(1))])
+            .problems()
+            .is_none());
         assert!(Rollout::rolling().problems().is_none());
     }
 
