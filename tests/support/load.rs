@@ -7,6 +7,7 @@ use std::time::Duration;
 
 /// What the load saw.
 #[derive(Debug, Default)]
+#[allow(dead_code)]
 pub struct Tally {
     /// Answers with status 200, by body.
     pub by_body: BTreeMap<String, u64>,
@@ -36,6 +37,11 @@ pub struct Load {
 
 impl Load {
     pub fn start(url: &str, workers: usize) -> Load {
+        Load::start_with(url, workers, false)
+    }
+
+    /// Like [`start`](Self::start); with `keep_alive`, each worker reuses its connections.
+    pub fn start_with(url: &str, workers: usize, keep_alive: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let workers = (0..workers)
             .map(|_| {
@@ -44,7 +50,7 @@ impl Load {
                 tokio::spawn(async move {
                     let client = reqwest::Client::builder()
                         .timeout(Duration::from_secs(10))
-                        .pool_max_idle_per_host(0)
+                        .pool_max_idle_per_host(if keep_alive { 8 } else { 0 })
                         .build()
                         .unwrap();
                     let mut tally = Tally::default();

@@ -1,0 +1,131 @@
+//! A rolling update of 6 replicas under continuous HTTP load through the Caddy ingress.
+//!
+//! `max_surge 2, max_unavailable 0` gives 3 batches. Each instance becomes ready 0.3 s after it
+//! starts and must stay healthy for `min_ready` 0.5 s; old instances drain 0.2 s. Reports, as medians
+//! of `RUNS` (default 3) updates alternating v1 -> v2 -> v1: the update's total time, its floor
+//! `batches × (container start + ready + min_ready)`, and the failed requests of two loads running
+//! side by side: 4 workers opening a connection per request, and 2 workers reusing keep-alive
+//! connections (see the README on keep-alive across ingress reloads).
+//! Run: `cargo bench --bench rolling`.
+
+#[path = "../tests/support/load.rs"]
+#[allow(dead_code)]
+mod load;
+#[path = "../tests/support/workload.rs"]
+mod workload;
+
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use harbormaster::{
+    Amount, DockerBackend, Down, Environment, EventKind, HealthCheck, Ingress, Port, Rollout, Route, Service,
+};
+
+const REPLICAS: u32 = 6;
+const READY_MS: u64 = 300;
+const MIN_READY_MS: u64 = 500;
+const BATCHES: u32 = 3;
+
+fn environment(name: &str, version: &str) -> Environment {
+    let api = Service::builder("api")
+        .image(workload::IMAGE)
+        .env("VERSION", version)
+        .env("READY_DELAY_MS", READY_MS.to_string())
+        .port(Port::tcp(8080))
+        .replicas(REPLICAS)
+        .stop_grace_period(Duration::from_secs(1))
+        .health(HealthCheck::http(8080, "/health").interval(Duration::from_secs(1)).retries(30))
+        .rollout(
+            Rollout::rolling()
+                .max_surge(Amount::count(2))
+                .max_unavailable(Amount::count(0))
+                .min_ready(Duration::from_millis(MIN_READY_MS))
+                .drain(Duration::from_millis(200)),
+        )
+        .build()
+        .expect("valid service");
+    let ingress = Ingress::builder()
+        .image(workload::CADDY_IMAGE)
+        .http(Port::tcp(80).publish_ephemeral())
+        .route(Route::to("api", 8080))
+        .build()
+        .expect("valid ingress");
+    Environment::builder("hmbench", name).ingress(ingress).service(api).build().expect("valid environment")
+}
+
+/// Median time of `docker start` for a created workload container (CLI included).
+fn container_start() -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        let out = Command::new("docker").args(["create", workload::IMAGE]).output().expect("docker create");
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let t = Instant::now();
+        let _ = Command::new("docker").args(["start", &id]).output();
+        times.push(t.elapsed());
+        let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+    }
+    median(times)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() {
+    let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    workload::ensure_images();
+    let docker = DockerBackend::connect().await.expect("a reachable Docker engine");
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() % 1_000_000;
+    let name = format!("roll{stamp}");
+    let deployed = environment(&name, "v0").apply(&docker).await.expect("first apply");
+    let url = format!("{}/version", deployed.ingress_endpoint().expect("ingress endpoint").http_url());
+
+    let (mut totals, mut fresh_failed, mut kept_failed, mut requests) = (Vec::new(), 0usize, 0usize, 0u64);
+    for i in 0..runs {
+        let version = format!("v{}", i + 1);
+        let fresh = load::Load::start_with(&url, 4, false);
+        let kept = load::Load::start_with(&url, 2, true);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let env = environment(&name, &version);
+        let t = Instant::now();
+        let mut run = env.apply_streaming(&docker);
+        let mut batches = 0;
+        use futures::StreamExt;
+        while let Some(e) = run.next().await {
+            if matches!(e.kind, EventKind::RolloutBatch { .. }) {
+                batches += 1;
+            }
+        }
+        run.finish().await.expect("rolling update");
+        let took = t.elapsed();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (f, k) = (fresh.stop().await, kept.stop().await);
+        assert_eq!(batches, BATCHES, "batches");
+        println!(
+            "run {i}: {took:.2?}; connection-per-request: {} ok, {} failed; keep-alive: {} ok, {} failed",
+            f.ok(),
+            f.failed.len(),
+            k.ok(),
+            k.failed.len()
+        );
+        totals.push(took);
+        fresh_failed += f.failed.len();
+        kept_failed += k.failed.len();
+        requests += f.ok() + k.ok();
+    }
+    let _ = environment(&name, "v0").down(&docker, Down::default().with_volumes()).await;
+
+    let start = container_start();
+    let floor = (start + Duration::from_millis(READY_MS + MIN_READY_MS)) * BATCHES;
+    let total = median(totals);
+    println!("rolling update of {REPLICAS} replicas in {BATCHES} batches, median of {runs}: {total:.2?}");
+    println!(
+        "floor {BATCHES} x (container start {start:.0?} + ready {READY_MS} ms + min_ready {MIN_READY_MS} ms) = {floor:.2?}; total / floor = {:.2}",
+        total.as_secs_f64() / floor.as_secs_f64()
+    );
+    println!(
+        "failed requests over {runs} updates ({requests} answered): connection-per-request {fresh_failed}, keep-alive {kept_failed}"
+    );
+}
