@@ -39,11 +39,12 @@
 //!
 //! | concept | module |
 //! |---|---|
-//! | the typed description: [`Service`], [`Environment`], [`HealthCheck`], [`Rollout`] | [`model`] |
+//! | the typed description: [`Service`], [`Environment`], [`HealthCheck`], [`Rollout`], [`Ingress`] | [`model`] |
 //! | what would change and why: [`Plan`] | [`plan`] |
-//! | carrying a plan out, in order, health-gated; events; down/status/logs/exec | [`engine`] (rollout decisions in `engine/apply.rs`) |
+//! | carrying a plan out, in order, health-gated; events; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`) |
+//! | the ingress: Caddy configuration from routes and rotation | [`ingress`] (pushed by `engine/traffic.rs`) |
 //! | probes and the readiness gate | [`health`] |
-//! | the [`Backend`] trait, and the Docker backend (container creation in `backend/docker/containers.rs`) | [`backend`] |
+//! | the [`Backend`] trait, and the Docker backend (container creation in `backend/docker/containers.rs`, records on the target in `backend/docker/records.rs`) | [`backend`] |
 //! | errors | [`error`] |
 //!
 //! ## Guarantees

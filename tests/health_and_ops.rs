@@ -239,3 +239,45 @@ async fn a_service_can_be_built_from_a_context() {
     env.down(&h.docker, harbormaster::Down::default()).await.unwrap();
     let _ = h.docker.client().remove_image(&tag, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
 }
+
+/// Records live on the engine: a name is taken once (the deploy lock relies on it), they list oldest
+/// first, a revision record keeps its image, and removing one twice is not an error.
+#[tokio::test]
+async fn records_are_atomic_named_documents_on_the_engine() {
+    use harbormaster::backend::{NewRecord, Scope};
+    use harbormaster::Backend;
+    let h = Harness::new("records").await;
+    let scope = Scope { project: support::PROJECT.into(), environment: h.name.clone() };
+    let lock = |holder: &str| NewRecord {
+        name: format!("{}-{}-lock", scope.project, scope.environment),
+        kind: "lock".into(),
+        data: [("holder".to_string(), holder.to_string())].into(),
+        pin_image: None,
+    };
+    let first = h.docker.create_record(&scope, &lock("a")).await.unwrap().expect("first create wins");
+    assert!(h.docker.create_record(&scope, &lock("b")).await.unwrap().is_none(), "the name is taken");
+    assert_eq!(first.data.get("holder").map(String::as_str), Some("a"));
+
+    let image = h.docker.image_id(support::workload::IMAGE).await.unwrap().unwrap();
+    let rev = NewRecord {
+        name: format!("{}-{}-api-rev-1", scope.project, scope.environment),
+        kind: "revision".into(),
+        data: [("revision".to_string(), "1".to_string())].into(),
+        pin_image: Some(image.clone()),
+    };
+    let rev = h.docker.create_record(&scope, &rev).await.unwrap().unwrap();
+    assert_eq!(rev.pinned_image.as_deref(), Some(image.as_str()));
+    let locks = h.docker.list_records(&scope, "lock").await.unwrap();
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].kind, "lock");
+    // Records are not instances.
+    let env = h.env().build().unwrap();
+    assert!(env.status(&h.docker).await.unwrap().services.is_empty());
+
+    for r in [&first, &rev] {
+        h.docker.remove_record(&r.id).await.unwrap();
+        h.docker.remove_record(&r.id).await.unwrap();
+    }
+    assert!(h.docker.list_records(&scope, "lock").await.unwrap().is_empty());
+    assert!(h.docker.list_records(&scope, "revision").await.unwrap().is_empty());
+}

@@ -53,6 +53,12 @@ pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, s
         retire(backend, sink, service, list, grace)
     });
     futures::future::join_all(removals).await.into_iter().collect::<Result<Vec<()>>>()?;
+    // The environment's records (lock, revisions, audit) go with it.
+    for kind in ["lock", "revision", "audit"] {
+        for r in backend.list_records(&scope, kind).await? {
+            backend.remove_record(&r.id).await?;
+        }
+    }
     let removed_network = backend.remove_network(&scope).await?;
     let volumes = backend.list_volumes(&scope).await?;
     let mut report = DownReport {
