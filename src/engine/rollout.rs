@@ -93,7 +93,8 @@ impl ServiceRun<'_> {
             return Ok(if missing.is_empty() { RolloutOutcome::Unchanged } else { RolloutOutcome::Succeeded });
         }
         match &svc.rollout.strategy {
-            Strategy::BlueGreen => self.blue_green(phase, old, created).await,
+            // Blue/green is a canary without steps: all traffic moves at once when the new set is ready.
+            Strategy::BlueGreen => self.canary(&[], phase, old, created).await,
             Strategy::Canary { steps } => self.canary(steps, phase, old, created).await,
             strategy => self.rolling(strategy, phase, old, created).await,
         }
@@ -143,24 +144,8 @@ impl ServiceRun<'_> {
         self.finish(done).await
     }
 
-    /// Blue/green: the new set runs beside the old; traffic moves at once when all are ready.
-    async fn blue_green(
-        &self,
-        phase: &watch::Sender<Phase>,
-        old: BTreeMap<u32, Instance>,
-        created: BTreeMap<u32, Created>,
-    ) -> Result<RolloutOutcome> {
-        let mine: Vec<Created> = created.into_values().collect();
-        let old: Vec<Instance> = old.into_values().collect();
-        let (fresh, err) = self.launch(&mine, phase).await;
-        if let Some(e) = err {
-            return self.fail(e, Vec::new(), Vec::new(), Vec::new(), fresh, &mine, &[]).await;
-        }
-        self.switch(&old, &fresh).await?;
-        Ok(RolloutOutcome::Succeeded)
-    }
-
-    /// Canary: the new set runs beside the old and gets a growing share of the traffic.
+    /// Canary (and blue/green): the new set runs beside the old, gets a growing share of the traffic
+    /// step by step, then all of it.
     async fn canary(
         &self,
         steps: &[CanaryStep],
