@@ -134,7 +134,7 @@ impl ServiceRun<'_> {
             let (fresh, err) = self.launch(&mine, phase).await;
             if let Some(e) = err {
                 let rest: Vec<Created> = created.into_values().collect();
-                return self.fail(e, done, stop_first, start_first, fresh, &mine, &rest).await;
+                return self.fail(e, done, stop_first, fresh, &mine, &rest).await;
             }
             self.enter(&fresh).await?;
             self.leave(&start_first, drain).await?;
@@ -157,7 +157,7 @@ impl ServiceRun<'_> {
         let old: Vec<Instance> = old.into_values().collect();
         let (fresh, err) = self.launch(&mine, phase).await;
         if let Some(e) = err {
-            return self.fail(e, Vec::new(), Vec::new(), Vec::new(), fresh, &mine, &[]).await;
+            return self.fail(e, Vec::new(), Vec::new(), fresh, &mine, &[]).await;
         }
         for step in steps {
             let watched = match step {
@@ -170,7 +170,7 @@ impl ServiceRun<'_> {
             if let Err(e) = watched {
                 // Back to the old set only, then remove the canaries.
                 self.set_weights(&old, &fresh, 0).await?;
-                return self.fail(e, Vec::new(), Vec::new(), Vec::new(), fresh, &mine, &[]).await;
+                return self.fail(e, Vec::new(), Vec::new(), fresh, &mine, &[]).await;
             }
         }
         self.switch(&old, &fresh).await?;
@@ -189,26 +189,30 @@ impl ServiceRun<'_> {
         self.set_rotation(members).await
     }
 
-    /// Every new instance keeps running for `d`; the first one that stops fails the step.
+    /// Every new instance keeps running for `d`; the first one that exits fails the step.
     async fn watch_running(&self, fresh: &[Instance], d: Duration) -> Result<()> {
-        let end = Instant::now() + d;
-        while Instant::now() < end {
-            tokio::time::sleep(Duration::from_millis(250).min(end - Instant::now())).await;
-            for i in fresh {
-                let now = self.backend.inspect_instance(&i.id).await?;
-                if !now.is_running() {
-                    let logs = self.backend.logs_tail(&i.id, 20).await.unwrap_or_default();
-                    return Err(Error::Unhealthy(Box::new(crate::error::HealthFailure {
-                        service: self.name().to_string(),
-                        instance: i.name.clone(),
-                        reason: format!("stopped during a canary pause (exit code {:?})", now.exit_code),
-                        last_probes: Vec::new(),
-                        last_logs: logs,
-                    })));
-                }
+        if fresh.is_empty() {
+            tokio::time::sleep(d).await;
+            return Ok(());
+        }
+        let exits = futures::future::select_all(fresh.iter().map(|i| Box::pin(self.backend.wait_exit(&i.id))));
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            (code, index, _) = exits => {
+                let i = &fresh[index];
+                let logs = self.backend.logs_tail(&i.id, 20).await.unwrap_or_default();
+                Err(Error::Unhealthy(Box::new(crate::error::HealthFailure {
+                    service: self.name().to_string(),
+                    instance: i.name.clone(),
+                    reason: format!("stopped during a canary pause ({})", match code {
+                        Ok(c) => format!("exit code {c}"),
+                        Err(e) => e.to_string(),
+                    }),
+                    last_probes: Vec::new(),
+                    last_logs: logs,
+                })))
             }
         }
-        Ok(())
     }
 
     /// All traffic to `new` at once, then the old set drains and goes.
@@ -250,15 +254,13 @@ impl ServiceRun<'_> {
         cause: Error,
         done: Vec<Done>,
         stopped_in_batch: Vec<Instance>,
-        untouched_in_batch: Vec<Instance>,
         fresh: Vec<Instance>,
         mine: &[Created],
         unstarted: &[Created],
     ) -> Result<RolloutOutcome> {
         let svc = &self.template.service;
         let drain = svc.rollout.drain;
-        let _ = untouched_in_batch; // still running and in rotation
-                                    // The failed batch's new instances never entered rotation.
+        // The failed batch's new instances never entered rotation.
         if svc.rollout.on_failure == OnFailure::Fail {
             let never_started: Vec<&Created> = mine.iter().filter(|c| !fresh.iter().any(|f| f.id == c.id)).collect();
             join_all(never_started.iter().map(|c| self.backend.remove_instance(&c.id))).await;

@@ -113,9 +113,7 @@ impl<'a> Traffic<'a> {
     /// it when it starts.
     pub(crate) async fn prepare_proxy(&self, id: &str) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
-        let state = self.state.lock().await;
-        let body = serde_json::to_vec_pretty(&config::render(ingress, &state.rotation))
-            .map_err(|e| Error::backend("configure ingress", id, e.to_string()))?;
+        let body = caddy_json(ingress, &self.state.lock().await.rotation)?;
         self.backend.write_file(id, INGRESS_CONFIG_PATH, &body, 0o644).await
     }
 
@@ -135,8 +133,7 @@ impl<'a> Traffic<'a> {
 
     async fn push(&self, rotation: &Rotation, proxies: &[String]) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
-        let body = serde_json::to_vec_pretty(&config::render(ingress, rotation))
-            .map_err(|e| Error::backend("configure ingress", "caddy", e.to_string()))?;
+        let body = caddy_json(ingress, rotation)?;
         let reload: Vec<String> =
             [ingress.caddy_binary.as_str(), "reload", "--config", INGRESS_CONFIG_PATH, "--address", "localhost:2019"]
                 .map(String::from)
@@ -162,4 +159,9 @@ impl<'a> Traffic<'a> {
         tracing::debug!(proxies = proxies.len(), "ingress configuration loaded");
         results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
     }
+}
+
+fn caddy_json(ingress: &Ingress, rotation: &Rotation) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(&config::render(ingress, rotation))
+        .map_err(|e| Error::backend("configure ingress", ingress.service().name(), e.to_string()))
 }

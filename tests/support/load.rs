@@ -13,6 +13,9 @@ pub struct Tally {
     pub by_body: BTreeMap<String, u64>,
     /// Every request that did not get a 200: the status and body, or the transport error.
     pub failed: Vec<String>,
+    /// GETs whose connection closed before any answer and that were sent again once, as browsers,
+    /// curl and Go's net/http do for idempotent requests (a Caddy configuration load can close one).
+    pub retried: u64,
 }
 
 impl Tally {
@@ -25,6 +28,7 @@ impl Tally {
             *self.by_body.entry(k).or_default() += v;
         }
         self.failed.extend(other.failed);
+        self.retried += other.retried;
     }
 }
 
@@ -55,7 +59,12 @@ impl Load {
                         .unwrap();
                     let mut tally = Tally::default();
                     while !stop.load(Ordering::Relaxed) {
-                        match client.get(&url).send().await {
+                        let mut sent = client.get(&url).send().await;
+                        if matches!(&sent, Err(e) if e.is_request() && !e.is_timeout()) {
+                            tally.retried += 1;
+                            sent = client.get(&url).send().await;
+                        }
+                        match sent {
                             Ok(r) => {
                                 let status = r.status().as_u16();
                                 let body = r.text().await.unwrap_or_default();
