@@ -281,3 +281,17 @@ async fn records_are_atomic_named_documents_on_the_engine() {
     assert!(h.docker.list_records(&scope, "lock").await.unwrap().is_empty());
     assert!(h.docker.list_records(&scope, "revision").await.unwrap().is_empty());
 }
+
+/// Starting is idempotent: a rollback restores stopped and still-running old instances alike.
+#[tokio::test]
+async fn starting_a_running_instance_is_not_an_error() {
+    use harbormaster::Backend;
+    let h = Harness::new("restart").await;
+    let env = h.env().service(h.svc("w").health(support::http_check()).build().unwrap()).build().unwrap();
+    let deployed = env.apply(&h.docker).await.unwrap();
+    let id = deployed.instances("w")[0].id.clone();
+    h.docker.start_instance(&id).await.unwrap();
+    h.docker.stop_instance(&id, Duration::from_secs(2)).await.unwrap();
+    h.docker.start_instance(&id).await.unwrap();
+    assert!(h.docker.inspect_instance(&id).await.unwrap().is_running());
+}

@@ -323,7 +323,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Creates an instance (not started); returns its ID.
     async fn create_instance(&self, spec: &InstanceSpec) -> Result<String>;
 
-    /// Starts a created instance.
+    /// Starts a created or stopped instance; starting a running one is not an error.
     async fn start_instance(&self, id: &str) -> Result<()>;
 
     /// Stops an instance: SIGTERM, then SIGKILL after `grace`.

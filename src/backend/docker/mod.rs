@@ -249,7 +249,15 @@ impl Backend for DockerBackend {
     }
 
     async fn start_instance(&self, id: &str) -> Result<()> {
-        quiet(self.call("start container", id, self.docker.start_container(id, None))).await
+        // 304: already running. Starting is idempotent, as stopping is, so a rollback can restore a
+        // mix of stopped and running old instances with one call each.
+        let start = self.call("start container", id, async {
+            match self.docker.start_container(id, None).await {
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+                other => other,
+            }
+        });
+        quiet(start).await
     }
 
     async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
