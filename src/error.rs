@@ -118,6 +118,36 @@ pub enum Error {
         reason: Box<Error>,
     },
 
+    /// Another deploy of the environment holds its lock (and did not release it within the
+    /// environment's [`lock_timeout`](crate::EnvironmentBuilder::lock_timeout)).
+    #[error("environment `{environment}` is being deployed by {holder}")]
+    Locked {
+        /// `project-environment`.
+        environment: String,
+        /// Who holds the lock, where, and since when.
+        holder: Box<crate::engine::LockHolder>,
+    },
+
+    /// A rollback found no revision to go to, or the revision cannot be restored as recorded.
+    #[error("cannot roll back `{service}`: {reason}")]
+    NoRevision {
+        /// The service.
+        service: String,
+        /// Why (no earlier revision, unknown number, a secret that can no longer be resolved).
+        reason: String,
+    },
+
+    /// [`Environment::promote`](crate::Environment::promote) or
+    /// [`abort_promotion`](crate::Environment::abort_promotion) found no rollout of the service
+    /// waiting for it.
+    #[error("no rollout of `{service}` is waiting for a promotion in environment `{environment}`")]
+    NoPendingPromotion {
+        /// `project-environment`.
+        environment: String,
+        /// The service.
+        service: String,
+    },
+
     /// Applying an environment failed for one or more services.
     #[error(transparent)]
     Apply(Box<ApplyFailure>),

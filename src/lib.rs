@@ -68,8 +68,8 @@ pub mod plan;
 pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};
 pub use backend::{Backend, ExecOutput, Instance, InstanceState, LogLine, LogStream};
 pub use engine::{
-    ApplyRun, Deployment, Down, DownReport, Endpoint, Event, EventKind, Health, InstanceStatus, LogOptions,
-    RolloutOutcome, ServiceStatus, Status,
+    ApplyRun, AuditEntry, Deployment, Down, DownReport, Endpoint, Event, EventKind, Health, InstanceStatus, LockHolder,
+    LogOptions, Revision, RolloutOutcome, ServiceStatus, Status,
 };
 pub use error::{ApplyFailure, Error, HealthFailure, Result, ValidationError};
 pub use health::ProbeRecord;

@@ -15,8 +15,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::audit::{self, AuditEntry};
 use super::deployment::Deployment;
 use super::events::{EventKind, EventSink, RolloutOutcome};
+use super::lock::DeployLock;
+use super::promotion;
+use super::revisions::Recorder;
 use super::traffic::Traffic;
 use crate::backend::{Backend, Instance, Scope};
 use crate::error::{ApplyFailure, Error, Result};
@@ -111,13 +115,121 @@ pub(crate) fn scope_of(env: &Environment) -> Scope {
     Scope { project: env.project.clone(), environment: env.name.clone() }
 }
 
+/// What an [`execute`] does.
+pub(crate) enum Operation {
+    /// Make the target match the description.
+    Apply,
+    /// Roll one service out to a recorded revision; nothing else is touched.
+    Rollback {
+        /// The service.
+        service: String,
+        /// Its template, restored from the revision.
+        template: Box<Template>,
+        /// The revision's number.
+        revision: u64,
+    },
+    /// Promote (`true`) or abort the rollout of a service waiting for its promotion.
+    Promotion {
+        /// The service.
+        service: String,
+        /// Promote, or abort.
+        promote: bool,
+    },
+}
+
+impl Operation {
+    fn describe(&self) -> String {
+        match self {
+            Operation::Apply => "apply".into(),
+            Operation::Rollback { service, revision, .. } => format!("rollback of {service} to revision {revision}"),
+            Operation::Promotion { service, promote: true } => format!("promotion of {service}"),
+            Operation::Promotion { service, promote: false } => format!("aborted promotion of {service}"),
+        }
+    }
+}
+
 /// Applies the environment: the whole of it bounded by its deadline.
 pub(crate) async fn apply(env: &Environment, backend: &dyn Backend, sink: EventSink) -> Result<Deployment> {
+    execute(env, backend, sink, Operation::Apply).await
+}
+
+/// Runs an operation under the environment's deploy lock, bounded by its deadline, and writes its
+/// audit entry.
+pub(crate) async fn execute(
+    env: &Environment,
+    backend: &dyn Backend,
+    sink: EventSink,
+    op: Operation,
+) -> Result<Deployment> {
+    let scope = scope_of(env);
+    let operation = op.describe();
+    let lock =
+        DeployLock::acquire(backend, &scope, &sink, &operation, env.actor(), env.deadline, env.lock_timeout).await?;
+    let at = std::time::SystemTime::now();
+    let started = Instant::now();
+    let recorder = Recorder {
+        origin: match &op {
+            Operation::Apply => "apply".into(),
+            Operation::Rollback { revision, .. } => format!("rollback to revision {revision}"),
+            Operation::Promotion { .. } => "apply, then promoted".into(),
+        },
+        actor: env.actor.clone(),
+        keep: env.revision_history,
+        recorded: Default::default(),
+    };
+    let result = bounded(env, backend, &sink, op, &recorder).await;
+    let entry = AuditEntry {
+        at,
+        took: started.elapsed(),
+        operation,
+        actor: env.actor.clone(),
+        host: super::lock::me().host,
+        revisions: recorder.recorded.lock().map(|m| m.clone()).unwrap_or_default(),
+        error: result.as_ref().err().map(|e| e.to_string()),
+    };
+    if let Err(e) = audit::write(backend, &scope, &entry).await {
+        tracing::warn!(error = %e, "could not write the audit entry");
+    }
+    if let Err(e) = lock.release(backend).await {
+        tracing::warn!(error = %e, "could not release the deploy lock; the next deploy from this process recovers it");
+    }
+    result
+}
+
+/// The operation itself, within the environment's deadline.
+async fn bounded(
+    env: &Environment,
+    backend: &dyn Backend,
+    sink: &EventSink,
+    op: Operation,
+    recorder: &Recorder,
+) -> Result<Deployment> {
     let span = tracing::info_span!("apply", environment = %env.qualified_name());
     let started = Instant::now();
+    // A rollback works on the one service, with its restored template.
+    let (scoped, overrides) = match op {
+        Operation::Promotion { service, promote } => {
+            let finish = promotion::finish(env, backend, sink, recorder, &service, promote).instrument(span);
+            return match tokio::time::timeout(env.deadline, finish).await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Deadline {
+                    what: format!("promotion of `{service}`"),
+                    deadline: env.deadline,
+                    pending: vec![service],
+                }),
+            };
+        }
+        Operation::Apply => (env.clone(), HashMap::new()),
+        Operation::Rollback { service, template, .. } => {
+            let mut e = env.clone();
+            e.services.retain(|s| s.name == service);
+            e.services.iter_mut().for_each(|s| *s = template.service.clone());
+            (e, HashMap::from([(service, *template)]))
+        }
+    };
     let phases: BTreeMap<String, watch::Sender<Phase>> =
-        env.services.iter().map(|s| (s.name.clone(), watch::channel(Phase::Pending).0)).collect();
-    let run = run(env, backend, &sink, &phases).instrument(span);
+        scoped.services.iter().map(|s| (s.name.clone(), watch::channel(Phase::Pending).0)).collect();
+    let run = run(env, &scoped, overrides, backend, sink, &phases, recorder).instrument(span);
     match tokio::time::timeout(env.deadline, run).await {
         Ok(Ok(deployment)) => {
             sink.emit(EventKind::Applied { took: started.elapsed() });
@@ -135,14 +247,50 @@ pub(crate) async fn apply(env: &Environment, backend: &dyn Backend, sink: EventS
     }
 }
 
+/// `env` is the whole description; `scoped` the services this run changes (all of them, or the one
+/// a rollback restores, whose template is in `overrides`).
 async fn run(
     env: &Environment,
+    scoped: &Environment,
+    overrides: HashMap<String, Template>,
     backend: &dyn Backend,
     sink: &EventSink,
     phases: &BTreeMap<String, watch::Sender<Phase>>,
+    recorder: &Recorder,
 ) -> Result<Deployment> {
     let scope = scope_of(env);
-    let (plan, templates, observed) = observe(env, backend, sink).await?;
+    let rollback = !overrides.is_empty();
+    let (templates, observed) = if rollback {
+        (overrides, backend.list_instances(&scope).await?)
+    } else {
+        (templates(env, backend, sink).await?, backend.list_instances(&scope).await?)
+    };
+    // Rollouts waiting for a promotion: the same description holds them; a different one discards
+    // the waiting set (its instances are left out of the plan, then removed).
+    let mut waiting = promotion::pending(backend, &scope).await?;
+    let mut discard: Vec<Instance> = Vec::new();
+    for p in &waiting {
+        let same = templates.get(&p.service).is_some_and(|t| t.spec_hash == p.spec_hash && t.image_id == p.image_id);
+        if !same && templates.contains_key(&p.service) {
+            discard.extend(observed.iter().filter(|i| p.has(i)).cloned());
+            promotion::clear(backend, p).await?;
+        }
+    }
+    waiting
+        .retain(|p| templates.get(&p.service).is_some_and(|t| t.spec_hash == p.spec_hash && t.image_id == p.image_id));
+    let observed: Vec<Instance> = observed.into_iter().filter(|i| !discard.iter().any(|d| d.id == i.id)).collect();
+    let mut plan = plan::compute(scoped, &templates, &observed);
+    if rollback {
+        // Other services are not part of a rollback.
+        plan.services.retain(|s| !matches!(s.action, Action::Remove { .. }));
+    }
+    for sp in plan.services.iter_mut() {
+        if let Some(p) = waiting.iter().find(|p| p.service == sp.service) {
+            let running = observed.iter().filter(|i| i.service == sp.service && i.is_running()).cloned().collect();
+            sp.hold(running, p.weight);
+        }
+        sp.retire.extend(discard.iter().filter(|d| d.service == sp.service).cloned());
+    }
     let count = |f: fn(&Action) -> bool| plan.services.iter().filter(|s| f(&s.action)).count();
     sink.emit(EventKind::Planned {
         create: count(|a| matches!(a, Action::Create { .. })),
@@ -156,22 +304,31 @@ async fn run(
     if backend.ensure_network(&scope).await? {
         sink.emit(EventKind::NetworkCreated { name: scope.network_name() });
     }
-    for v in env.volume_names() {
+    for v in scoped.volume_names() {
         if backend.ensure_volume(&scope, &v).await? {
             sink.emit(EventKind::VolumeCreated { name: scope.volume_name(&v) });
         }
     }
 
     // Routes may have changed even where no proxy instance did: load the configuration first.
-    let traffic = Traffic::new(backend, env.ingress.as_ref(), &observed);
+    let traffic = Traffic::new(backend, env.ingress.as_ref(), &observed, &waiting);
     traffic.sync().await?;
 
     let http = probe::http_client();
     let runs = plan.services.iter().filter_map(|sp| {
         let t = templates.get(&sp.service)?;
         let phase = phases.get(&sp.service)?;
-        let run =
-            ServiceRun { backend, sink, scope: &scope, http: &http, template: t, plan: sp, phases, traffic: &traffic };
+        let run = ServiceRun {
+            backend,
+            sink,
+            scope: &scope,
+            http: &http,
+            template: t,
+            plan: sp,
+            phases,
+            traffic: &traffic,
+            recorder,
+        };
         let span = tracing::info_span!("service", service = %sp.service);
         Some(async move { (sp.service.clone(), run.run(phase).instrument(span).await) })
     });
@@ -227,11 +384,16 @@ pub(crate) async fn retire(
 
 /// A unique container name: `project-env-service-slot-nonce`.
 fn instance_name(scope: &Scope, service: &str, slot: u32) -> String {
+    format!("{}-{service}-{slot}-{}", scope.qualified(), nonce())
+}
+
+/// Six hex digits that differ between calls (a process counter and the clock, hashed).
+pub(crate) fn nonce() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    format!("{}-{service}-{slot}-{:06x}", scope.qualified(), h.finish() & 0xff_ffff)
+    format!("{:06x}", h.finish() & 0xff_ffff)
 }
 
 /// An instance created but not started yet.
@@ -251,6 +413,7 @@ pub(super) struct ServiceRun<'a> {
     pub(super) plan: &'a ServicePlan,
     pub(super) phases: &'a BTreeMap<String, watch::Sender<Phase>>,
     pub(super) traffic: &'a Traffic<'a>,
+    pub(super) recorder: &'a Recorder,
 }
 
 impl ServiceRun<'_> {
@@ -309,6 +472,7 @@ impl ServiceRun<'_> {
                 }
             },
         };
+        self.record_revision(&result).await;
         match result {
             Ok(o) => ServiceOutcome::Done(o),
             Err(e) => {
@@ -316,6 +480,31 @@ impl ServiceRun<'_> {
                 self.sink.emit(EventKind::ServiceFailed { service: self.name().to_string(), error: e.to_string() });
                 ServiceOutcome::Failed(e)
             }
+        }
+    }
+
+    /// Records the revision this run rolled out, with its outcome (long-running services only; an
+    /// unchanged service only when it has no revision yet).
+    async fn record_revision(&self, result: &Result<RolloutOutcome>) {
+        if self.template.service.kind != ServiceKind::Service {
+            return;
+        }
+        let changed = matches!(self.plan.action, Action::Create { .. } | Action::Replace { .. });
+        let outcome = match result {
+            // Recorded when promoted or aborted.
+            Ok(RolloutOutcome::AwaitingPromotion { .. }) => return,
+            Ok(o) => o.clone(),
+            Err(_) if !changed => return,
+            Err(Error::RolledBack { reason, .. }) => RolloutOutcome::RolledBack { reason: reason.to_string() },
+            Err(Error::Paused { reason, .. }) => RolloutOutcome::Paused { reason: reason.to_string() },
+            Err(e) => RolloutOutcome::Failed { reason: e.to_string() },
+        };
+        match self.recorder.record(self.backend, self.scope, self.template, &outcome).await {
+            Ok(Some(n)) => {
+                self.sink.emit(EventKind::RevisionRecorded { service: self.name().to_string(), revision: n })
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(service = self.name(), error = %e, "could not record the revision"),
         }
     }
 
@@ -389,6 +578,13 @@ impl ServiceRun<'_> {
         if let Some(e) = verified.into_iter().find_map(|r| r.err()) {
             join_all(created.iter().map(|c| self.backend.remove_instance(&c.id))).await;
             return Err(e);
+        }
+        if let Some(weight) = p.awaiting {
+            // Both sets keep running as they are until someone promotes or aborts.
+            self.sink.emit(EventKind::AwaitingPromotion { service: self.name().to_string(), weight });
+            phase.send_replace(Phase::Ready);
+            self.sink.emit(EventKind::ServiceReady { service: self.name().to_string() });
+            return Ok(RolloutOutcome::AwaitingPromotion { weight });
         }
         let outcome = self.replace(phase, created).await?;
         // Surplus and duplicates leave rotation first.

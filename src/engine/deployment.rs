@@ -61,8 +61,9 @@ impl Deployment {
         Deployment { environment: env.qualified_name(), host, services, outcomes, ingress }
     }
 
-    /// How the rollout of `service` ended in this apply: [`RolloutOutcome::Succeeded`],
-    /// or [`RolloutOutcome::Unchanged`] (a failed, paused or rolled-back rollout is an error of the apply).
+    /// How the rollout of `service` ended in this operation: [`RolloutOutcome::Succeeded`],
+    /// [`RolloutOutcome::Unchanged`] or [`RolloutOutcome::AwaitingPromotion`] (a failed, paused or
+    /// rolled-back rollout is an error of the apply).
     pub fn outcome(&self, service: &str) -> Option<&RolloutOutcome> {
         self.outcomes.get(service)
     }

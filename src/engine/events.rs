@@ -178,6 +178,30 @@ pub enum EventKind {
         /// The dependency that failed.
         because: String,
     },
+    /// Another deploy holds the environment's lock; this one waits (up to the lock timeout).
+    WaitingForLock {
+        /// Who holds it, where and since when.
+        holder: String,
+    },
+    /// A lock left by a process that is gone (or past its expiry) was removed.
+    LockRecovered {
+        /// Who had held it.
+        holder: String,
+    },
+    /// A rollout stopped to wait for a promotion.
+    AwaitingPromotion {
+        /// The service.
+        service: String,
+        /// The new set's share of the traffic, in percent.
+        weight: u8,
+    },
+    /// A revision of a service was recorded on the target.
+    RevisionRecorded {
+        /// The service.
+        service: String,
+        /// Its number.
+        revision: u64,
+    },
     /// The apply finished successfully.
     Applied {
         /// How long it took.
@@ -217,6 +241,13 @@ pub enum RolloutOutcome {
     Succeeded,
     /// Nothing needed to change.
     Unchanged,
+    /// The new set runs beside the old one and gets `weight` % of the traffic (0 for blue/green),
+    /// waiting for [`Environment::promote`](crate::Environment::promote) or
+    /// [`Environment::abort_promotion`](crate::Environment::abort_promotion).
+    AwaitingPromotion {
+        /// The new set's share of the traffic, in percent.
+        weight: u8,
+    },
     /// The new revision failed and the previous one was put back; the reason says why.
     RolledBack {
         /// The failure, as a message.

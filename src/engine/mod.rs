@@ -14,9 +14,13 @@
 //! - `ops.rs`: down, status, logs, exec.
 
 mod apply;
+mod audit;
 mod deployment;
 pub(crate) mod events;
+mod lock;
 mod ops;
+mod promotion;
+mod revisions;
 mod rollout;
 mod traffic;
 
@@ -28,13 +32,17 @@ use futures::stream::BoxStream;
 use futures::Stream;
 use tokio::sync::mpsc;
 
+pub use audit::AuditEntry;
 pub use deployment::{Deployment, Endpoint};
 pub use events::{Event, EventKind, RolloutOutcome};
+pub use lock::LockHolder;
 pub use ops::{Down, DownReport, Health, InstanceStatus, LogOptions, ServiceStatus, Status};
+pub use revisions::Revision;
 
 use crate::backend::{Backend, ExecOutput, LogLine};
 use crate::error::{Error, Result};
-use crate::model::Environment;
+use crate::model::{Environment, Service, ServiceKind};
+use crate::plan::spec::Template;
 use crate::plan::Plan;
 use events::EventSink;
 
@@ -86,6 +94,106 @@ impl Environment {
             apply::apply(&env, &backend, sink).await
         });
         ApplyRun { events: rx, handle }
+    }
+
+    /// Rolls `service` back to the revision before the one it runs: the newest earlier revision
+    /// whose rollout succeeded and that differs from the current one. Image and configuration are
+    /// restored with the service's own rollout (so with zero dropped requests behind the ingress),
+    /// under the deploy lock; a new revision records it. Nothing else in the environment changes.
+    ///
+    /// The next [`apply`](Self::apply) rolls the service out to the description again.
+    ///
+    /// ```no_run
+    /// # async fn f(env: harbormaster::Environment, docker: harbormaster::DockerBackend) -> harbormaster::Result<()> {
+    /// for r in env.history(&docker, "api").await? {
+    ///     println!("{} {:?} {:?} {}", r.number, r.outcome, r.changes, if r.current { "<- current" } else { "" });
+    /// }
+    /// env.rollback(&docker, "api").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn rollback<B: Backend>(&self, backend: &B, service: &str) -> Result<Deployment> {
+        let (revs, _) = self.revisions_of(backend, service).await?;
+        let Some(target) = revisions::previous(&revs) else {
+            return Err(Error::NoRevision {
+                service: service.to_string(),
+                reason: "there is no earlier successful revision that differs from the one running".into(),
+            });
+        };
+        self.rollback_to(backend, service, target.number).await
+    }
+
+    /// Rolls `service` out to revision `revision` (a number from [`history`](Self::history)), as
+    /// [`rollback`](Self::rollback) does.
+    pub async fn rollback_to<B: Backend>(&self, backend: &B, service: &str, revision: u64) -> Result<Deployment> {
+        let (revs, svc) = self.revisions_of(backend, service).await?;
+        let no = |reason: String| Error::NoRevision { service: service.to_string(), reason };
+        let scope = apply::scope_of(self);
+        if promotion::pending(backend, &scope).await?.iter().any(|p| p.service == service) {
+            return Err(no("a rollout of it waits for a promotion; promote or abort it first".into()));
+        }
+        let Some(rev) = revs.iter().find(|r| r.number == revision) else {
+            let kept: Vec<String> = revs.iter().map(|r| r.number.to_string()).collect();
+            return Err(no(format!("it has no revision {revision} (kept: {})", kept.join(", "))));
+        };
+        let template = Template::from_recorded(svc, &rev.spec_json, &rev.image_id)
+            .map_err(|reason| no(format!("revision {revision}: {reason}")))?;
+        let op = apply::Operation::Rollback { service: service.to_string(), template: Box::new(template), revision };
+        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await
+    }
+
+    /// Promotes the rollout of `service` that waits for it
+    /// ([`Rollout::manual_promotion`](crate::Rollout::manual_promotion)): all traffic goes to the new
+    /// set, the old one drains and is removed, and the revision is recorded. Works from any process:
+    /// the waiting state is on the target.
+    ///
+    /// ```no_run
+    /// # async fn f(env: harbormaster::Environment, docker: harbormaster::DockerBackend) -> harbormaster::Result<()> {
+    /// use harbormaster::RolloutOutcome;
+    /// let deployed = env.apply(&docker).await?;
+    /// if let Some(RolloutOutcome::AwaitingPromotion { weight }) = deployed.outcome("web") {
+    ///     println!("the new web gets {weight} % of the traffic; check it, then:");
+    ///     env.promote(&docker, "web").await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn promote<B: Backend>(&self, backend: &B, service: &str) -> Result<Deployment> {
+        let op = apply::Operation::Promotion { service: service.to_string(), promote: true };
+        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await
+    }
+
+    /// Aborts the rollout of `service` that waits for its promotion: all traffic back to the old set,
+    /// the new set drains and is removed, and the revision is recorded as rolled back.
+    pub async fn abort_promotion<B: Backend>(&self, backend: &B, service: &str) -> Result<Deployment> {
+        let op = apply::Operation::Promotion { service: service.to_string(), promote: false };
+        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await
+    }
+
+    /// The revisions of `service` kept on the target, oldest first, with time, outcome, what
+    /// changed and which one runs now.
+    pub async fn history<B: Backend>(&self, backend: &B, service: &str) -> Result<Vec<Revision>> {
+        Ok(self.revisions_of(backend, service).await?.0)
+    }
+
+    /// The environment's audit trail on the target, oldest first: one entry per apply, rollback
+    /// and promotion (the newest 100 are kept).
+    pub async fn audit_log<B: Backend>(&self, backend: &B) -> Result<Vec<AuditEntry>> {
+        audit::list(backend, &apply::scope_of(self)).await
+    }
+
+    async fn revisions_of<B: Backend>(&self, backend: &B, service: &str) -> Result<(Vec<Revision>, &Service)> {
+        let svc = self.service(service).ok_or_else(|| Error::UnknownService {
+            environment: self.qualified_name(),
+            service: service.to_string(),
+        })?;
+        if svc.kind() != ServiceKind::Service {
+            return Err(Error::NoRevision {
+                service: service.to_string(),
+                reason: "it is a job; jobs run once per change and have no revisions".into(),
+            });
+        }
+        let scope = apply::scope_of(self);
+        let running = backend.list_instances(&scope).await?;
+        Ok((revisions::list(backend, &scope, service, &running).await?, svc))
     }
 
     /// Stops and removes every container and the network the environment owns. Named volumes are

@@ -7,6 +7,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 
 use super::apply::{retire, scope_of};
 use super::events::EventSink;
+use super::lock::DeployLock;
 use crate::backend::{Backend, ExecOutput, Instance, InstanceState, LogLine};
 use crate::error::{Error, Result};
 use crate::health::probe;
@@ -43,6 +44,9 @@ pub struct DownReport {
 
 pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, sink: &EventSink) -> Result<DownReport> {
     let scope = scope_of(env);
+    // Never tear down under a running deploy.
+    let lock =
+        DeployLock::acquire(backend, &scope, sink, "down", env.actor(), env.deadline(), env.lock_timeout()).await?;
     let instances = backend.list_instances(&scope).await?;
     let mut by_service: BTreeMap<&str, Vec<Instance>> = BTreeMap::new();
     for i in &instances {
@@ -53,12 +57,13 @@ pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, s
         retire(backend, sink, service, list, grace)
     });
     futures::future::join_all(removals).await.into_iter().collect::<Result<Vec<()>>>()?;
-    // The environment's records (lock, revisions, audit) go with it.
-    for kind in ["lock", "revision", "audit"] {
+    // The environment's records (revisions, audit, pending promotions) go with it; the lock last.
+    for kind in [super::revisions::KIND, super::audit::KIND, super::promotion::KIND] {
         for r in backend.list_records(&scope, kind).await? {
             backend.remove_record(&r.id).await?;
         }
     }
+    lock.release(backend).await?;
     let removed_network = backend.remove_network(&scope).await?;
     let volumes = backend.list_volumes(&scope).await?;
     let mut report = DownReport {

@@ -16,6 +16,8 @@ use tokio::time::Instant;
 
 use super::apply::{retire, Created, Phase, ServiceRun};
 use super::events::{EventKind, RolloutOutcome};
+use super::promotion;
+use super::traffic::split;
 use crate::backend::Instance;
 use crate::error::{Error, Result};
 use crate::ingress::config::Upstream;
@@ -173,20 +175,32 @@ impl ServiceRun<'_> {
                 return self.fail(e, Vec::new(), Vec::new(), fresh, &mine, &[]).await;
             }
         }
+        let svc = &self.template.service;
+        if svc.rollout.manual_promotion {
+            // The gate: both sets stay, the state goes on the target, a person decides.
+            let weight = steps
+                .iter()
+                .rev()
+                .find_map(|s| match s {
+                    CanaryStep::Weight(w) => Some(*w),
+                    CanaryStep::Pause(_) => None,
+                })
+                .unwrap_or(0);
+            if weight == 0 {
+                self.set_weights(&old, &fresh, 0).await?;
+            }
+            promotion::begin(self.backend, self.scope, self.template, weight, self.recorder.actor.as_deref()).await?;
+            self.sink.emit(EventKind::AwaitingPromotion { service: self.name().to_string(), weight });
+            return Ok(RolloutOutcome::AwaitingPromotion { weight });
+        }
         self.switch(&old, &fresh).await?;
         Ok(RolloutOutcome::Succeeded)
     }
 
     /// Sends `percent` of the traffic to `new` and the rest to `old`.
     async fn set_weights(&self, old: &[Instance], new: &[Instance], percent: u8) -> Result<()> {
-        let p = u32::from(percent.min(100));
-        let (n_old, n_new) = (old.len().max(1) as u32, new.len().max(1) as u32);
-        let members: Vec<Upstream> = old
-            .iter()
-            .map(|i| Upstream { instance: i.name.clone(), weight: (100 - p) * n_new })
-            .chain(new.iter().map(|i| Upstream { instance: i.name.clone(), weight: p * n_old }))
-            .collect();
-        self.set_rotation(members).await
+        let names = |v: &[Instance]| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+        self.set_rotation(split(&names(old), &names(new), percent)).await
     }
 
     /// Every new instance keeps running for `d`; the first one that exits fails the step.

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
+use super::promotion::Pending;
 use crate::backend::{Backend, Instance};
 use crate::error::{Error, Result};
 use crate::ingress::config::{self, Rotation, Upstream};
@@ -30,8 +31,14 @@ struct State {
 }
 
 impl<'a> Traffic<'a> {
-    /// Starts from what runs: every running instance of a routed service is in rotation.
-    pub(crate) fn new(backend: &'a dyn Backend, ingress: Option<&'a Ingress>, observed: &[Instance]) -> Self {
+    /// Starts from what runs: every running instance of a routed service is in rotation, except
+    /// where a rollout waits for its promotion (`pending`): there, the waiting weights hold.
+    pub(crate) fn new(
+        backend: &'a dyn Backend,
+        ingress: Option<&'a Ingress>,
+        observed: &[Instance],
+        pending: &[Pending],
+    ) -> Self {
         let mut rotation = Rotation::new();
         let mut proxies = Vec::new();
         if let Some(ing) = ingress {
@@ -44,6 +51,9 @@ impl<'a> Traffic<'a> {
                         .or_default()
                         .push(Upstream { instance: i.name.clone(), weight: 1 });
                 }
+            }
+            for p in pending.iter().filter(|p| ing.routes_to(&p.service)) {
+                rotation.insert(p.service.clone(), p.rotation(observed));
             }
         }
         Traffic { backend, ingress, state: Mutex::new(State { rotation, proxies }) }
@@ -159,6 +169,18 @@ impl<'a> Traffic<'a> {
         tracing::debug!(proxies = proxies.len(), "ingress configuration loaded");
         results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
     }
+}
+
+/// A rotation that sends `percent` of the traffic to the `new` instances and the rest to `old`, each
+/// set's share spread evenly over its instances.
+pub(crate) fn split(old: &[String], new: &[String], percent: u8) -> Vec<Upstream> {
+    let p = u32::from(percent.min(100));
+    let (n_old, n_new) = (old.len().max(1) as u32, new.len().max(1) as u32);
+    old.iter()
+        .map(|i| Upstream { instance: i.clone(), weight: (100 - p) * n_new })
+        .chain(new.iter().map(|i| Upstream { instance: i.clone(), weight: p * n_old }))
+        .filter(|u| u.weight > 0)
+        .collect()
 }
 
 fn caddy_json(ingress: &Ingress, rotation: &Rotation) -> Result<Vec<u8>> {

@@ -26,6 +26,9 @@ pub struct Environment {
     pub(crate) shared_env: BTreeMap<String, String>,
     pub(crate) deadline: Duration,
     pub(crate) ingress: Option<Ingress>,
+    pub(crate) revision_history: usize,
+    pub(crate) lock_timeout: Duration,
+    pub(crate) actor: Option<String>,
 }
 
 impl Environment {
@@ -39,6 +42,9 @@ impl Environment {
                 shared_env: BTreeMap::new(),
                 deadline: Duration::from_secs(15 * 60),
                 ingress: None,
+                revision_history: 5,
+                lock_timeout: Duration::ZERO,
+                actor: None,
             },
             errors: Vec::new(),
         }
@@ -77,6 +83,21 @@ impl Environment {
     /// The deadline for a whole apply.
     pub fn deadline(&self) -> Duration {
         self.deadline
+    }
+
+    /// How many revisions per service are kept on the target, with their images.
+    pub fn revision_history(&self) -> usize {
+        self.revision_history
+    }
+
+    /// How long an apply waits for another process's deploy lock before failing.
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
+
+    /// Who deploys, as recorded in the lock, the revisions and the audit trail.
+    pub fn actor(&self) -> Option<&str> {
+        self.actor.as_deref()
     }
 
     /// Named volumes used by the services.
@@ -137,6 +158,34 @@ impl EnvironmentBuilder {
             });
         }
         self.env.deadline = d;
+        self
+    }
+
+    /// How many revisions per service to keep on the target, with their images (default 5, at
+    /// least 1). The newest successful revision is always kept as well, so a run of failed
+    /// attempts never prunes what [`Environment::rollback`] needs.
+    pub fn revision_history(mut self, n: usize) -> Self {
+        if n == 0 {
+            self.errors.push(ValidationError::InvalidValue {
+                owner: format!("environment `{}`", self.env.name),
+                field: "revision_history",
+                reason: "must keep at least one revision".into(),
+            });
+        }
+        self.env.revision_history = n;
+        self
+    }
+
+    /// How long an apply, rollback or promotion waits for the deploy lock held by another process
+    /// before failing with [`Error::Locked`](crate::Error::Locked) (default: zero, fail at once).
+    pub fn lock_timeout(mut self, d: Duration) -> Self {
+        self.env.lock_timeout = d;
+        self
+    }
+
+    /// Who deploys (a user, a CI job): recorded in the deploy lock, revisions and audit entries.
+    pub fn actor(mut self, who: impl Into<String>) -> Self {
+        self.env.actor = Some(who.into());
         self
     }
 

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A service's image: a reference the engine already has, or a build from a context directory.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageSource {
     /// An image reference present on the engine (`local/api:2`). Nothing is pulled.
@@ -22,7 +22,7 @@ pub enum ImageSource {
 /// let b = Build::context("./api").dockerfile("Dockerfile.prod").tag("local/api:dev").arg("PROFILE", "release");
 /// # let _ = b;
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Build {
     pub(crate) context: PathBuf,
     pub(crate) dockerfile: String,

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A port a service listens on, and whether the host publishes it.
 ///
@@ -16,7 +16,7 @@ use serde::Serialize;
 /// let test = Port::tcp(8080).publish_ephemeral();  // a free host port chosen by the engine
 /// # let _ = (internal, fixed, test);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Port {
     pub(crate) container: u16,
     pub(crate) protocol: Protocol,
@@ -25,7 +25,7 @@ pub struct Port {
 }
 
 /// Transport protocol of a [`Port`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// TCP.
@@ -44,7 +44,7 @@ impl Protocol {
 }
 
 /// How a [`Port`] is published on the host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Publish {
     /// Not published: reachable inside the environment only.

@@ -1,6 +1,6 @@
 //! CPU and memory limits, and the restart policy.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// CPU and memory limits of each container of a service.
 ///
@@ -9,7 +9,7 @@ use serde::Serialize;
 /// let r = Resources::new().cpus(0.5).memory_mb(256);
 /// # let _ = r;
 /// ```
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
     pub(crate) cpus: Option<f64>,
     pub(crate) memory_mb: Option<u64>,
@@ -50,7 +50,7 @@ impl Resources {
 
 /// What the engine does when a container exits. Services default to [`RestartPolicy::UnlessStopped`],
 /// jobs to [`RestartPolicy::No`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RestartPolicy {
     /// Never restart.

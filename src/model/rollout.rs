@@ -39,6 +39,7 @@ pub struct Rollout {
     pub(crate) on_failure: OnFailure,
     pub(crate) drain: Duration,
     pub(crate) batch_delay: Duration,
+    pub(crate) manual_promotion: bool,
 }
 
 /// The order in which old instances leave and new ones arrive.
@@ -174,6 +175,7 @@ impl Rollout {
             on_failure: OnFailure::Rollback,
             drain: Duration::from_secs(2),
             batch_delay: Duration::ZERO,
+            manual_promotion: false,
         }
     }
 
@@ -252,6 +254,25 @@ impl Rollout {
         self
     }
 
+    /// Blue/green and canary only: once the new set is healthy (blue/green) or the last step has
+    /// run (canary), stop there, with the new set running beside the old one, and let a person
+    /// decide (Argo Rollouts' indefinite pause, Nomad's `auto_promote = false`). The apply returns
+    /// [`RolloutOutcome::AwaitingPromotion`](crate::RolloutOutcome::AwaitingPromotion); the
+    /// state is kept on the target, so any process can then call
+    /// [`Environment::promote`](crate::Environment::promote) (all traffic to the new set, the old
+    /// one drains and goes) or [`Environment::abort_promotion`](crate::Environment::abort_promotion).
+    /// Applying the same description again leaves it waiting; applying a different one replaces the
+    /// waiting new set.
+    pub fn manual_promotion(mut self) -> Self {
+        self.manual_promotion = true;
+        self
+    }
+
+    /// Whether the rollout waits for [`Environment::promote`](crate::Environment::promote).
+    pub fn waits_for_promotion(&self) -> bool {
+        self.manual_promotion
+    }
+
     /// The strategy.
     pub fn strategy(&self) -> &Strategy {
         &self.strategy
@@ -273,6 +294,11 @@ impl Rollout {
 
     /// Problems with the combination of settings, if any.
     pub(crate) fn problems(&self) -> Option<String> {
+        if self.manual_promotion && !self.needs_ingress() {
+            return Some(
+                "manual promotion needs a blue/green or canary strategy, where two sets run side by side".into(),
+            );
+        }
         match &self.strategy {
             Strategy::Rolling { max_surge, max_unavailable } => {
                 if max_surge.is_zero() && max_unavailable.is_zero() {

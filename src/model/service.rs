@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     name, Build, Condition, Dependency, HealthCheck, ImageSource, Port, Publish, Resources, RestartPolicy, Rollout,
@@ -12,7 +12,7 @@ use super::{
 use crate::error::ValidationError;
 
 /// Whether a service runs continuously or once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceKind {
     /// Runs continuously, with replicas.

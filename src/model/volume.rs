@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A volume mounted into a service's containers.
 ///
@@ -15,7 +15,7 @@ use serde::Serialize;
 /// let conf = Volume::bind("/etc/myapp").at("/config").read_only();
 /// # let _ = (data, conf);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
     pub(crate) source: VolumeSource,
     pub(crate) target: String,
@@ -23,7 +23,7 @@ pub struct Volume {
 }
 
 /// What a [`Volume`] mounts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum VolumeSource {
     /// A named volume owned by the environment.

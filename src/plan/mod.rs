@@ -36,6 +36,8 @@ pub struct ServicePlan {
     pub(crate) replace: Vec<(u32, Instance)>,
     pub(crate) create: Vec<u32>,
     pub(crate) retire: Vec<Instance>,
+    /// The new set waits for a promotion at this weight; nothing is touched.
+    pub(crate) awaiting: Option<u8>,
 }
 
 /// The kind of change for one service.
@@ -106,6 +108,7 @@ impl fmt::Display for Plan {
                 }
                 Action::Scale { from, to } => ('^', format!("scale {from} -> {to}")),
                 Action::Remove { instances } => ('-', format!("remove {instances} instance(s)")),
+                Action::Unchanged if s.awaiting.is_some() => ('?', "awaiting promotion".to_string()),
                 Action::Unchanged => ('=', "unchanged".to_string()),
             };
             write!(f, "\n  {sign} {:width$}  {what}", s.service)?;
@@ -141,6 +144,7 @@ pub(crate) fn compute(env: &Environment, templates: &HashMap<String, Template>, 
             replace: Vec::new(),
             create: Vec::new(),
             retire: found.into_iter().cloned().collect(),
+            awaiting: None,
         });
     }
     Plan { environment: env.qualified_name(), services }
@@ -265,6 +269,25 @@ fn empty(service: &str) -> ServicePlan {
         replace: Vec::new(),
         create: Vec::new(),
         retire: Vec::new(),
+        awaiting: None,
+    }
+}
+
+impl ServicePlan {
+    /// Whether the service's new set is waiting for a promotion (both sets keep running).
+    pub fn awaiting_promotion(&self) -> Option<u8> {
+        self.awaiting
+    }
+
+    /// Leaves a service whose new set waits for a promotion as it is: both sets are kept.
+    pub(crate) fn hold(&mut self, running: Vec<Instance>, weight: u8) {
+        self.action = Action::Unchanged;
+        self.reasons = vec![format!("awaiting promotion (the new set gets {weight} % of the traffic)")];
+        self.keep = running;
+        self.replace.clear();
+        self.create.clear();
+        self.retire.clear();
+        self.awaiting = Some(weight);
     }
 }
 

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{label, InstanceSpec, Scope};
-use crate::model::{Environment, Port, Resources, RestartPolicy, Secret, Service, ServiceKind, Volume};
+use crate::model::{Environment, Port, Resources, RestartPolicy, Secret, SecretSource, Service, ServiceKind, Volume};
 
 /// Everything that goes into a service's containers, with secrets as references only.
 /// Health check, dependencies, replicas and rollout are not part of it: changing them replaces nothing.
@@ -30,6 +30,24 @@ pub(crate) struct ContainerConfig<'a> {
     stop_grace_ms: u128,
 }
 
+/// A [`ContainerConfig`] read back from a revision.
+#[derive(Clone, Debug, Deserialize)]
+struct RecordedConfig {
+    image: crate::model::ImageSource,
+    entrypoint: Option<Vec<String>>,
+    command: Option<Vec<String>>,
+    env: BTreeMap<String, String>,
+    secrets: BTreeMap<String, SecretSource>,
+    ports: Vec<Port>,
+    volumes: Vec<Volume>,
+    resources: Resources,
+    restart: RestartPolicy,
+    labels: BTreeMap<String, String>,
+    user: Option<String>,
+    workdir: Option<String>,
+    stop_grace_ms: u64,
+}
+
 /// The desired state of one service's instances.
 #[derive(Clone, Debug)]
 pub(crate) struct Template {
@@ -44,6 +62,12 @@ impl Template {
     pub(crate) fn new(env: &Environment, service: &Service, image_id: &str) -> Template {
         let mut merged: BTreeMap<String, String> = env.shared_env.clone();
         merged.extend(service.env.clone());
+        Template::with_env(service, image_id, merged)
+    }
+
+    /// A template whose containers get exactly `merged` as their environment (shared variables
+    /// already merged in), as a recorded revision has it.
+    pub(crate) fn with_env(service: &Service, image_id: &str, merged: BTreeMap<String, String>) -> Template {
         let config = ContainerConfig {
             kind: service.kind,
             image: &service.image,
@@ -65,6 +89,45 @@ impl Template {
         let spec_json = serde_json::to_string(&config).unwrap_or_default();
         let spec_hash = hex(&Sha256::digest(spec_json.as_bytes()))[..16].to_string();
         Template { service: service.clone(), image_id: image_id.to_string(), env: merged, spec_json, spec_hash }
+    }
+
+    /// The template of a recorded configuration (`spec_json`, as labels and revisions hold it) on
+    /// `image_id`. What a revision does not record (health check, replicas, rollout, dependencies)
+    /// comes from `current`. Secret values are never recorded: each secret is taken from `current`
+    /// when its source is the same, and otherwise read again from its recorded source.
+    pub(crate) fn from_recorded(current: &Service, spec_json: &str, image_id: &str) -> Result<Template, String> {
+        let rc: RecordedConfig =
+            serde_json::from_str(spec_json).map_err(|e| format!("its recorded configuration is unreadable: {e}"))?;
+        let mut secrets = BTreeMap::new();
+        for (key, source) in rc.secrets {
+            let secret = match (current.secrets.get(&key), &source) {
+                (Some(s), _) if s.source() == &source => s.clone(),
+                (_, SecretSource::Env(var)) => Secret::from_env(var).map_err(|e| e.to_string())?,
+                (_, SecretSource::File(path)) => Secret::from_file(path).map_err(|e| e.to_string())?,
+                (_, SecretSource::Inline) => {
+                    return Err(format!(
+                        "it used an inline secret `{key}`, whose value is never recorded, and the current \
+                         description has no inline `{key}` to use instead"
+                    ))
+                }
+            };
+            secrets.insert(key, secret);
+        }
+        let mut s = current.clone();
+        s.image = rc.image;
+        s.entrypoint = rc.entrypoint;
+        s.command = rc.command;
+        s.env = rc.env.clone();
+        s.secrets = secrets;
+        s.ports = rc.ports;
+        s.volumes = rc.volumes;
+        s.resources = rc.resources;
+        s.restart = rc.restart;
+        s.labels = rc.labels;
+        s.user = rc.user;
+        s.workdir = rc.workdir;
+        s.stop_grace = Duration::from_millis(rc.stop_grace_ms);
+        Ok(Template::with_env(&s, image_id, rc.env))
     }
 
     /// The spec of one new instance in `slot`, named `name`.
@@ -160,6 +223,37 @@ mod tests {
         let new = r#"{"env":{"A":"1","B":"3","C":"4"},"command":["y"],"secrets":{"P":{"env":"Y"}}}"#;
         let c = describe_changes(Some(old), new);
         assert_eq!(c, ["command changed", "env B changed", "env C added", "secret reference P changed"]);
+    }
+
+    #[test]
+    fn a_recorded_configuration_restores_to_the_same_hash() {
+        use crate::model::{Port, Resources, Volume};
+        let svc = Service::builder("api")
+            .image("local/api:1")
+            .env("MODE", "blue")
+            .command(["api", "serve"])
+            .secret("TOKEN", Secret::new("s3cret"))
+            .port(Port::tcp(8080).publish_ephemeral())
+            .volume(Volume::named("data").at("/data"))
+            .resources(Resources::default().cpus(1.5).memory_mb(256))
+            .stop_grace_period(Duration::from_millis(1500))
+            .build()
+            .unwrap();
+        let env = Environment::builder("p", "e").env("TZ", "UTC").service(svc.clone()).build().unwrap();
+        let original = Template::new(&env, &svc, "sha256:aaa");
+        assert!(!original.spec_json.contains("s3cret"));
+        // Today's description differs in env and command but keeps the same inline secret.
+        let today =
+            Service::builder("api").image("local/api:2").env("MODE", "green").secret("TOKEN", Secret::new("s3cret"));
+        let today = today.build().unwrap();
+        let restored = Template::from_recorded(&today, &original.spec_json, "sha256:aaa").unwrap();
+        assert_eq!(restored.spec_hash, original.spec_hash);
+        assert_eq!(restored.env.get("MODE").map(String::as_str), Some("blue"));
+        assert_eq!(restored.env.get("TZ").map(String::as_str), Some("UTC"));
+        // Without the inline secret today, the revision cannot be restored, and the error says why.
+        let bare = Service::builder("api").image("local/api:2").build().unwrap();
+        let err = Template::from_recorded(&bare, &original.spec_json, "sha256:aaa").unwrap_err();
+        assert!(err.contains("inline secret `TOKEN`"), "{err}");
     }
 
     #[test]
