@@ -107,8 +107,55 @@ async fn observe(
     sink: &EventSink,
 ) -> Result<(Plan, HashMap<String, Template>, Vec<Instance>)> {
     let templates = templates(env, backend, sink).await?;
-    let observed = backend.list_instances(&scope_of(env)).await?;
-    Ok((plan::compute(env, &templates, &observed), templates, observed))
+    let o = observe_with(env, templates, backend, false).await?;
+    Ok((o.plan.0, o.plan.1, o.observed))
+}
+
+/// What runs, and the plan against it.
+struct Observed {
+    plan: (Plan, HashMap<String, Template>),
+    /// What runs, without a discarded waiting set.
+    observed: Vec<Instance>,
+    /// Rollouts waiting for a promotion that this description holds.
+    waiting: Vec<promotion::Pending>,
+    /// Rollouts waiting for a promotion that this description replaces.
+    discarded: Vec<promotion::Pending>,
+}
+
+/// Lists what runs and plans `env` against it. A rollout waiting for a promotion is held when the
+/// description is still its version, and its waiting set is discarded otherwise (left out of the
+/// plan, then removed). `rollback`: services other than `env`'s are not touched.
+async fn observe_with(
+    env: &Environment,
+    templates: HashMap<String, Template>,
+    backend: &dyn Backend,
+    rollback: bool,
+) -> Result<Observed> {
+    let scope = scope_of(env);
+    let observed = backend.list_instances(&scope).await?;
+    let same = |p: &promotion::Pending| {
+        templates.get(&p.service).is_some_and(|t| t.spec_hash == p.spec_hash && t.image_id == p.image_id)
+    };
+    let (waiting, discarded): (Vec<_>, Vec<_>) = promotion::pending(backend, &scope)
+        .await?
+        .into_iter()
+        .filter(|p| templates.contains_key(&p.service))
+        .partition(|p| same(p));
+    let discard: Vec<Instance> = observed.iter().filter(|i| discarded.iter().any(|p| p.has(i))).cloned().collect();
+    let observed: Vec<Instance> = observed.into_iter().filter(|i| !discard.iter().any(|d| d.id == i.id)).collect();
+    let mut plan = plan::compute(env, &templates, &observed);
+    if rollback {
+        // Other services are not part of a rollback.
+        plan.services.retain(|s| !matches!(s.action, Action::Remove { .. }));
+    }
+    for sp in plan.services.iter_mut() {
+        if let Some(p) = waiting.iter().find(|p| p.service == sp.service) {
+            let running = observed.iter().filter(|i| i.service == sp.service && i.is_running()).cloned().collect();
+            sp.hold(running, p.weight);
+        }
+        sp.retire.extend(discard.iter().filter(|d| d.service == sp.service).cloned());
+    }
+    Ok(Observed { plan: (plan, templates), observed, waiting, discarded })
 }
 
 pub(crate) fn scope_of(env: &Environment) -> Scope {
@@ -171,7 +218,8 @@ pub(crate) async fn execute(
         origin: match &op {
             Operation::Apply => "apply".into(),
             Operation::Rollback { revision, .. } => format!("rollback to revision {revision}"),
-            Operation::Promotion { .. } => "apply, then promoted".into(),
+            Operation::Promotion { promote: true, .. } => "apply, then promoted".into(),
+            Operation::Promotion { promote: false, .. } => "apply, then aborted".into(),
         },
         actor: env.actor.clone(),
         keep: env.revision_history,
@@ -260,37 +308,13 @@ async fn run(
 ) -> Result<Deployment> {
     let scope = scope_of(env);
     let rollback = !overrides.is_empty();
-    let (templates, observed) = if rollback {
-        (overrides, backend.list_instances(&scope).await?)
-    } else {
-        (templates(env, backend, sink).await?, backend.list_instances(&scope).await?)
-    };
-    // Rollouts waiting for a promotion: the same description holds them; a different one discards
-    // the waiting set (its instances are left out of the plan, then removed).
-    let mut waiting = promotion::pending(backend, &scope).await?;
-    let mut discard: Vec<Instance> = Vec::new();
-    for p in &waiting {
-        let same = templates.get(&p.service).is_some_and(|t| t.spec_hash == p.spec_hash && t.image_id == p.image_id);
-        if !same && templates.contains_key(&p.service) {
-            discard.extend(observed.iter().filter(|i| p.has(i)).cloned());
-            promotion::clear(backend, p).await?;
-        }
+    let templates = if rollback { overrides } else { templates(env, backend, sink).await? };
+    let Observed { plan, observed, waiting, discarded } = observe_with(scoped, templates, backend, rollback).await?;
+    for p in &discarded {
+        promotion::clear(backend, p).await?;
     }
-    waiting
-        .retain(|p| templates.get(&p.service).is_some_and(|t| t.spec_hash == p.spec_hash && t.image_id == p.image_id));
-    let observed: Vec<Instance> = observed.into_iter().filter(|i| !discard.iter().any(|d| d.id == i.id)).collect();
-    let mut plan = plan::compute(scoped, &templates, &observed);
-    if rollback {
-        // Other services are not part of a rollback.
-        plan.services.retain(|s| !matches!(s.action, Action::Remove { .. }));
-    }
-    for sp in plan.services.iter_mut() {
-        if let Some(p) = waiting.iter().find(|p| p.service == sp.service) {
-            let running = observed.iter().filter(|i| i.service == sp.service && i.is_running()).cloned().collect();
-            sp.hold(running, p.weight);
-        }
-        sp.retire.extend(discard.iter().filter(|d| d.service == sp.service).cloned());
-    }
+    let templates = &plan.1;
+    let plan = plan.0;
     let count = |f: fn(&Action) -> bool| plan.services.iter().filter(|s| f(&s.action)).count();
     sink.emit(EventKind::Planned {
         create: count(|a| matches!(a, Action::Create { .. })),
