@@ -240,3 +240,79 @@ async fn a_failed_migration_leaves_the_old_version_serving() {
     let now: Vec<String> = api.instances.iter().map(|i| i.name.clone()).collect();
     assert_eq!(now, before, "the old instances were never touched");
 }
+
+/// The description the killed child and the test share (the child has no harness: nothing of its
+/// own to tear down).
+fn killable(env_name: &str, version: &str) -> Environment {
+    let api = Service::builder("api")
+        .image(support::workload::IMAGE)
+        .stop_grace_period(Duration::from_secs(2))
+        .env("VERSION", version)
+        .port(Port::tcp(8080))
+        .replicas(3)
+        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(200)).retries(10))
+        .rollout(rolling().min_ready(Duration::from_millis(1500)))
+        .build()
+        .unwrap();
+    Environment::builder(support::PROJECT, env_name).ingress(ingress()).service(api).build().unwrap()
+}
+
+/// Not a test of its own: `the_deploying_process_killed_mid_rollout…` runs it in a child process.
+#[tokio::test]
+#[ignore = "run as a child process by the_deploying_process_killed_mid_rollout_leaves_the_old_version_serving"]
+async fn child_applies_v2() {
+    let Ok(name) = std::env::var("HM_CHILD_ENV") else { return };
+    support::workload::ensure_images();
+    let _ = killable(&name, "v2").apply(&support::docker().await).await;
+}
+
+/// The process running a rollout is SIGKILLed while its first new instance soaks: the old version
+/// keeps serving every request, the lock it left is recovered, and the next apply finishes the job.
+#[tokio::test]
+async fn the_deploying_process_killed_mid_rollout_leaves_the_old_version_serving() {
+    let h = Harness::new("sigkill").await;
+    let deployed = killable(&h.name, "v1").apply(&h.docker).await.unwrap();
+    let url = format!("{}/version", deployed.ingress_endpoint().unwrap().http_url());
+    let scope = Scope { project: support::PROJECT.into(), environment: h.name.clone() };
+    let v1_hash = h.docker.list_instances(&scope).await.unwrap().iter().find(|i| i.service == "api").unwrap().spec_hash.clone();
+
+    let load = Load::start(&url, 4);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_applies_v2", "--ignored", "--quiet"])
+        .env("HM_CHILD_ENV", &h.name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the child's first v2 instance to run, then kill it half-way through its soak.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = h.docker.list_instances(&scope).await.unwrap();
+        if list.iter().any(|i| i.service == "api" && i.spec_hash != v1_hash && i.is_running()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the child never started a v2 instance");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sample(&url, 9).await.get("v1"), Some(&9), "the old version serves everything");
+    assert_eq!(h.docker.list_records(&scope, "lock").await.unwrap().len(), 1, "the dead process's lock is left");
+
+    // The next apply recovers the lock and finishes the rollout.
+    let (result, events) = support::apply_collect(&killable(&h.name, "v2"), &h.docker).await;
+    let finished = result.unwrap();
+    let tally = load.stop().await;
+    assert_no_failures(&tally);
+    let recovered = events.iter().find_map(|e| match &e.kind {
+        EventKind::LockRecovered { holder } => Some(holder.clone()),
+        _ => None,
+    });
+    assert!(recovered.as_deref().is_some_and(|h| h.contains("no longer exists")), "{recovered:?}");
+    assert_eq!(finished.instances("api").len(), 3);
+    assert_eq!(sample(&url, 9).await.get("v2"), Some(&9));
+    let left = h.docker.list_instances(&scope).await.unwrap();
+    assert_eq!(left.iter().filter(|i| i.service == "api").count(), 3, "nothing of the killed rollout is left");
+}
