@@ -347,6 +347,9 @@ pub trait Backend: Send + Sync + 'static {
     /// Writes a file into an instance (created or running), creating its directories.
     async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()>;
 
+    /// Reads a file from an instance (created or running); `Ok(None)` if there is no such file.
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>>;
+
     /// Creates a record; `Ok(None)` if a record with that name exists already (so a record name
     /// works as a lock).
     async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>>;

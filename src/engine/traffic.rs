@@ -109,14 +109,22 @@ impl<'a> Traffic<'a> {
         Ok(())
     }
 
-    /// Loads the current configuration into every running proxy (routes may have changed).
+    /// Loads the current configuration into every running proxy whose configuration differs (routes
+    /// may have changed); a proxy that already has it is not reloaded.
     pub(crate) async fn sync(&self) -> Result<()> {
+        let Some(ingress) = self.ingress else { return Ok(()) };
         let state = self.state.lock().await;
-        if state.proxies.is_empty() {
+        let body = caddy_json(ingress, &state.rotation)?;
+        let mut stale = Vec::new();
+        for id in &state.proxies {
+            if self.backend.read_file(id, INGRESS_CONFIG_PATH).await?.as_deref() != Some(body.as_slice()) {
+                stale.push(id.clone());
+            }
+        }
+        if stale.is_empty() {
             return Ok(());
         }
-        let proxies = state.proxies.clone();
-        self.push(&state.rotation, &proxies).await
+        self.push(&state.rotation, &stale).await
     }
 
     /// Writes the current configuration into a created (not yet started) proxy instance, which loads

@@ -288,6 +288,10 @@ impl Backend for DockerBackend {
         quiet(records::write_file(self, id, path, contents, mode)).await
     }
 
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        quiet(records::read_file(self, id, path)).await
+    }
+
     async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
         quiet(records::create(self, scope, record)).await
     }

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, UploadToContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, ListContainersOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use bytes::Bytes;
 
@@ -55,6 +56,37 @@ pub(super) async fn write_file(d: &DockerBackend, id: &str, path: &str, contents
         d.docker.upload_to_container(id, Some(options), bollard::body_full(Bytes::from(archive))),
     )
     .await
+}
+
+pub(super) async fn read_file(d: &DockerBackend, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
+    use futures::TryStreamExt;
+    use std::io::Read;
+    let options = DownloadFromContainerOptionsBuilder::new().path(path).build();
+    let download =
+        d.docker.download_from_container(id, Some(options)).try_fold(Vec::new(), |mut acc, chunk| async move {
+            acc.extend_from_slice(&chunk);
+            Ok(acc)
+        });
+    let archive = match tokio::time::timeout(d.call_timeout, download).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) if is_not_found(&e) => return Ok(None),
+        Ok(Err(e)) => return Err(Error::backend("read file", format!("{path} in {id}"), engine_message(&e))),
+        Err(_) => {
+            return Err(Error::backend("read file", format!("{path} in {id}"), "no answer from the engine in time"))
+        }
+    };
+    let failed = |e: std::io::Error| Error::backend("read file", format!("{path} in {id}"), e.to_string());
+    let mut tar = tar::Archive::new(archive.as_slice());
+    let mut entries = tar.entries().map_err(failed)?;
+    match entries.next() {
+        Some(entry) => {
+            let mut entry = entry.map_err(failed)?;
+            let mut out = Vec::new();
+            entry.read_to_end(&mut out).map_err(failed)?;
+            Ok(Some(out))
+        }
+        None => Ok(None),
+    }
 }
 
 pub(super) async fn create(d: &DockerBackend, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
