@@ -42,6 +42,7 @@
 //! | the typed description: [`Service`], [`Environment`], [`HealthCheck`], [`Rollout`], [`Ingress`] | [`model`] |
 //! | what would change and why: [`Plan`] | [`plan`] |
 //! | carrying a plan out, in order, health-gated; events; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`) |
+//! | revisions, rollback, history; the deploy lock; audit; manual promotion | [`engine`]: `revisions.rs`, `lock.rs`, `audit.rs`, `promotion.rs` |
 //! | the ingress: Caddy configuration from routes and rotation | [`ingress`] (pushed by `engine/traffic.rs`) |
 //! | probes and the readiness gate | [`health`] |
 //! | the [`Backend`] trait, and the Docker backend (container creation in `backend/docker/containers.rs`, records on the target in `backend/docker/records.rs`) | [`backend`] |

@@ -190,3 +190,15 @@ fn rollout_combinations_that_cannot_work_are_refused() {
     let err = Environment::builder("p", "e").ingress(unknown).service(web).build().unwrap_err();
     assert!(err.to_string().contains("`nope`"), "{err}");
 }
+
+#[test]
+fn manual_promotion_needs_blue_green_or_canary_and_history_keeps_one() {
+    let err = Service::builder("api")
+        .image("local/api:1")
+        .rollout(harbormaster::Rollout::rolling().manual_promotion())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("manual promotion needs a blue/green or canary"), "{err}");
+    let err = Environment::builder("p", "e").revision_history(0).build().unwrap_err();
+    assert!(err.to_string().contains("revision_history"), "{err}");
+}
