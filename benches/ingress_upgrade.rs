@@ -8,13 +8,14 @@
 //! image ID). Routes are untouched; the backends keep running.
 //! Run: `cargo bench --bench ingress_upgrade`.
 
+mod common;
 #[path = "../tests/support/workload.rs"]
 mod workload;
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use harbormaster::{DockerBackend, Down, Environment, HealthCheck, Ingress, Port, Route, Service};
 
@@ -66,14 +67,9 @@ async fn probe(url: String, stop: Arc<AtomicBool>) -> Gap {
     Gap { longest, failed, ok }
 }
 
-fn median<T: Ord + Copy + Default>(mut v: Vec<T>) -> T {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
 #[tokio::main]
 async fn main() {
-    let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let runs = common::runs(3);
     workload::ensure_images();
     let mut build = Command::new("docker")
         .args(["build", "-q", "-t", NEXT, "-"])
@@ -88,8 +84,7 @@ async fn main() {
     assert!(build.wait().expect("docker build").success(), "building {NEXT}");
 
     let docker = DockerBackend::connect().await.expect("a reachable Docker engine");
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() % 1_000_000;
-    let name = format!("ingup{stamp}");
+    let name = common::unique("ingup");
     let port = free_port();
     environment(&name, port, workload::CADDY_IMAGE).apply(&docker).await.expect("first apply");
     let url = format!("http://127.0.0.1:{port}/version");
@@ -120,8 +115,8 @@ async fn main() {
     let _ = Command::new("docker").args(["rmi", NEXT]).stdout(Stdio::null()).status();
     println!(
         "ingress image upgrade (Recreate on a fixed host port), median of {runs}: apply {:.2?}, gap {} ms, {} failed probes",
-        median(took),
-        median(gaps).as_millis(),
-        median(failures)
+        common::median(took),
+        common::median(gaps).as_millis(),
+        common::median(failures)
     );
 }

@@ -8,6 +8,7 @@
 //! connections (see the README on keep-alive across ingress reloads).
 //! Run: `cargo bench --bench rolling`.
 
+mod common;
 #[path = "../tests/support/load.rs"]
 #[allow(dead_code)]
 mod load;
@@ -15,7 +16,7 @@ mod load;
 mod workload;
 
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use harbormaster::{
     Amount, DockerBackend, Down, Environment, EventKind, HealthCheck, Ingress, Port, Rollout, Route, Service,
@@ -64,21 +65,15 @@ fn container_start() -> Duration {
         times.push(t.elapsed());
         let _ = Command::new("docker").args(["rm", "-f", &id]).output();
     }
-    median(times)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
+    common::median(times)
 }
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let runs = common::runs(3);
     workload::ensure_images();
     let docker = DockerBackend::connect().await.expect("a reachable Docker engine");
-    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() % 1_000_000;
-    let name = format!("roll{stamp}");
+    let name = common::unique("roll");
     let deployed = environment(&name, "v0").apply(&docker).await.expect("first apply");
     let url = format!("{}/version", deployed.ingress_endpoint().expect("ingress endpoint").http_url());
 
@@ -119,7 +114,7 @@ async fn main() {
 
     let start = container_start();
     let floor = (start + Duration::from_millis(READY_MS + MIN_READY_MS)) * BATCHES;
-    let total = median(totals);
+    let total = common::median(totals);
     println!("rolling update of {REPLICAS} replicas in {BATCHES} batches, median of {runs}: {total:.2?}");
     println!(
         "floor {BATCHES} x (container start {start:.0?} + ready {READY_MS} ms + min_ready {MIN_READY_MS} ms) = {floor:.2?}; total / floor = {:.2}",

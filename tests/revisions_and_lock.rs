@@ -7,21 +7,10 @@ use std::time::Duration;
 
 use harbormaster::backend::Scope;
 use harbormaster::{
-    Amount, Backend, Condition, Environment, Error, EventKind, HealthCheck, Ingress, Port, Rollout, RolloutOutcome,
-    Route, Service,
+    Amount, Backend, Condition, Environment, Error, EventKind, HealthCheck, Port, Rollout, RolloutOutcome, Service,
 };
 use support::load::{sample, Load};
-use support::workload::CADDY_IMAGE;
 use support::Harness;
-
-fn ingress() -> Ingress {
-    Ingress::builder()
-        .image(CADDY_IMAGE)
-        .http(Port::tcp(80).publish_ephemeral())
-        .route(Route::to("api", 8080))
-        .build()
-        .unwrap()
-}
 
 fn rolling() -> Rollout {
     Rollout::rolling().max_surge(Amount::count(1)).max_unavailable(Amount::count(0)).drain(Duration::from_millis(300))
@@ -39,7 +28,7 @@ fn api(h: &Harness, version: &str, rollout: Rollout) -> Service {
 }
 
 fn env_of(h: &Harness, api: Service) -> Environment {
-    h.env().ingress(ingress()).service(api).actor("test-suite").build().unwrap()
+    h.env().ingress(support::api_ingress()).service(api).actor("test-suite").build().unwrap()
 }
 
 /// One `GET /version` on an open keep-alive connection; the body, or `None` if the connection closed.
@@ -252,7 +241,7 @@ async fn a_failed_migration_leaves_the_old_version_serving() {
             .rollout(rolling())
             .build()
             .unwrap();
-        h.env().ingress(ingress()).service(migrate).service(api).build().unwrap()
+        h.env().ingress(support::api_ingress()).service(migrate).service(api).build().unwrap()
     };
     let deployed = env_for("v1", 0).apply(&h.docker).await.unwrap();
     let url = format!("{}/version", deployed.ingress_endpoint().unwrap().http_url());
@@ -287,7 +276,7 @@ fn killable(env_name: &str, version: &str) -> Environment {
         .rollout(rolling().min_ready(Duration::from_millis(1500)))
         .build()
         .unwrap();
-    Environment::builder(support::PROJECT, env_name).ingress(ingress()).service(api).build().unwrap()
+    Environment::builder(support::PROJECT, env_name).ingress(support::api_ingress()).service(api).build().unwrap()
 }
 
 /// Not a test of its own: `the_deploying_process_killed_mid_rollout…` runs it in a child process.

@@ -4,19 +4,9 @@ mod support;
 
 use std::time::Duration;
 
-use harbormaster::{Amount, Environment, Error, HealthCheck, Ingress, Port, Rollout, RolloutOutcome, Route, Service};
+use harbormaster::{Amount, Environment, Error, HealthCheck, Port, Rollout, RolloutOutcome, Service};
 use support::load::{sample, Load};
-use support::workload::CADDY_IMAGE;
 use support::Harness;
-
-fn ingress() -> Ingress {
-    Ingress::builder()
-        .image(CADDY_IMAGE)
-        .http(Port::tcp(80).publish_ephemeral())
-        .route(Route::to("api", 8080))
-        .build()
-        .unwrap()
-}
 
 fn check() -> HealthCheck {
     HealthCheck::http(8080, "/health").interval(Duration::from_millis(200)).retries(5)
@@ -32,7 +22,7 @@ fn api(h: &Harness, version: &str, rollout: Rollout) -> harbormaster::ServiceBui
 }
 
 fn env_with(h: &Harness, api: Service) -> Environment {
-    h.env().ingress(ingress()).service(api).build().unwrap()
+    h.env().ingress(support::api_ingress()).service(api).build().unwrap()
 }
 
 #[tokio::test]

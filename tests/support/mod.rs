@@ -57,6 +57,16 @@ impl Harness {
     }
 }
 
+/// An ingress (the Caddy test image) on an ephemeral host port routing everything to `api:8080`.
+pub fn api_ingress() -> harbormaster::Ingress {
+    harbormaster::Ingress::builder()
+        .image(workload::CADDY_IMAGE)
+        .http(harbormaster::Port::tcp(80).publish_ephemeral())
+        .route(harbormaster::Route::to("api", 8080))
+        .build()
+        .unwrap()
+}
+
 /// A quick HTTP health check on the workload's port.
 pub fn http_check() -> HealthCheck {
     HealthCheck::http(8080, "/health").interval(Duration::from_millis(500)).retries(20)

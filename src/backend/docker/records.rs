@@ -7,6 +7,7 @@
 //! built once per engine.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
@@ -151,15 +152,27 @@ pub(super) async fn list(d: &DockerBackend, scope: &Scope, kind: &str) -> Result
     )]);
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     let summaries = d.call("list records", &scope.qualified(), d.docker.list_containers(Some(options))).await?;
-    let mut out = Vec::new();
-    for id in summaries.into_iter().filter_map(|s| s.id) {
-        match tokio::time::timeout(d.call_timeout, d.docker.inspect_container(&id, None)).await {
-            Ok(Ok(c)) => out.extend(to_record(c)),
-            Ok(Err(e)) if is_not_found(&e) => {}
-            Ok(Err(e)) => return Err(Error::backend("inspect record", &id, engine_message(&e))),
-            Err(_) => return Err(Error::backend("inspect record", &id, "no answer from the engine in time")),
-        }
-    }
+    // The list carries the labels already: no inspect per record.
+    let mut out: Vec<Record> = summaries
+        .into_iter()
+        .filter_map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            let kind = labels.get(label::RECORD)?.clone();
+            let data = labels
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(label::DATA_PREFIX).map(|k| (k.to_string(), v.clone())))
+                .collect();
+            let created = UNIX_EPOCH + Duration::from_secs(c.created.unwrap_or(0).max(0) as u64);
+            Some(Record {
+                id: c.id?,
+                name: c.names?.first()?.trim_start_matches('/').to_string(),
+                kind,
+                created: humantime::format_rfc3339_seconds(created).to_string(),
+                data,
+                pinned_image: c.image_id.filter(|_| c.image.as_deref() != Some(RECORD_IMAGE)),
+            })
+        })
+        .collect();
     out.sort_by(|a, b| (&a.created, &a.name).cmp(&(&b.created, &b.name)));
     Ok(out)
 }

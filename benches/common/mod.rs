@@ -1,0 +1,21 @@
+//! What the benchmarks share: run count, medians, unique environment names.
+#![allow(dead_code)]
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How many runs to measure: `RUNS` from the environment, or `default`.
+pub fn runs(default: usize) -> usize {
+    std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(default)
+}
+
+/// The median (the upper one for an even count); the default value for no samples.
+pub fn median<T: Ord + Copy + Default>(mut v: Vec<T>) -> T {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// An environment name no earlier run used: `prefix` and a time stamp.
+pub fn unique(prefix: &str) -> String {
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() % 1_000_000;
+    format!("{prefix}{stamp}")
+}
