@@ -4,8 +4,8 @@
 //! starts and must stay healthy for `min_ready` 0.5 s; old instances drain 0.2 s. Reports, as medians
 //! of `RUNS` (default 3) updates alternating v1 -> v2 -> v1: the update's total time, its floor
 //! `batches × (container start + ready + min_ready)`, and the failed requests of two loads running
-//! side by side: 4 workers opening a connection per request, and 2 workers reusing keep-alive
-//! connections (see the README on keep-alive across ingress reloads).
+//! side by side: 4 workers opening a connection per request, and 2 workers each holding one
+//! keep-alive connection and never retrying (a closed connection counts as a failure).
 //! Run: `cargo bench --bench rolling`.
 
 mod common;
@@ -75,13 +75,14 @@ async fn main() {
     let docker = DockerBackend::connect().await.expect("a reachable Docker engine");
     let name = common::unique("roll");
     let deployed = environment(&name, "v0").apply(&docker).await.expect("first apply");
-    let url = format!("{}/version", deployed.ingress_endpoint().expect("ingress endpoint").http_url());
+    let endpoint = deployed.ingress_endpoint().expect("ingress endpoint");
+    let url = format!("{}/version", endpoint.http_url());
 
     let (mut totals, mut fresh_failed, mut kept_failed, mut requests) = (Vec::new(), 0usize, 0usize, 0u64);
     for i in 0..runs {
         let version = format!("v{}", i + 1);
         let fresh = load::Load::start_with(&url, 4, false);
-        let kept = load::Load::start_with(&url, 2, true);
+        let kept = load::Load::start_raw(&endpoint.host, endpoint.port, 2);
         tokio::time::sleep(Duration::from_millis(200)).await;
         let env = environment(&name, &version);
         let t = Instant::now();

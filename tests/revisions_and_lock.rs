@@ -31,31 +31,6 @@ fn env_of(h: &Harness, api: Service) -> Environment {
     h.env().ingress(support::api_ingress()).service(api).actor("test-suite").build().unwrap()
 }
 
-/// One `GET /version` on an open keep-alive connection; the body, or `None` if the connection closed.
-async fn get_on(conn: &mut tokio::net::TcpStream) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    conn.write_all(b"GET /version HTTP/1.1\r\nHost: localhost\r\n\r\n").await.ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk)).await.ok()?.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-                .and_then(|v| v.parse().ok())?;
-            if body.len() >= len {
-                return Some(body[..len].to_string());
-            }
-        }
-    }
-}
-
 fn assert_no_failures(tally: &support::load::Tally) {
     assert!(
         tally.failed.is_empty(),
@@ -115,10 +90,10 @@ async fn rollback_restores_image_and_configuration_without_drops() {
     // connections, and this one survives.
     let endpoint = v2.apply(&h.docker).await.unwrap().ingress_endpoint().unwrap();
     let mut conn = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await.unwrap();
-    assert_eq!(get_on(&mut conn).await.as_deref(), Some("v2"));
+    assert_eq!(support::load::get_on(&mut conn).await.as_deref(), Some("v2"));
     let again = v2.apply(&h.docker).await.unwrap();
     assert_eq!(again.outcome("api"), Some(&RolloutOutcome::Unchanged));
-    assert_eq!(get_on(&mut conn).await.as_deref(), Some("v2"), "the idle connection survived the apply");
+    assert_eq!(support::load::get_on(&mut conn).await.as_deref(), Some("v2"), "the idle connection survived the apply");
     assert_eq!(v2.history(&h.docker, "api").await.unwrap().len(), 4, "and records no revision");
 }
 

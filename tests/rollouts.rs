@@ -25,6 +25,13 @@ fn env_with(h: &Harness, api: Service) -> Environment {
     h.env().ingress(support::api_ingress()).service(api).build().unwrap()
 }
 
+/// Keep-alive clients that never retry lost nothing: the router tier was reloaded at every traffic
+/// move, the front tier that holds their connections never was.
+fn assert_keep_alive_survived(kept: support::load::Tally) {
+    assert!(kept.ok() > 0, "{kept:?}");
+    assert!(kept.failed.is_empty(), "{} of {} keep-alive requests failed", kept.failed.len(), kept.ok());
+}
+
 #[tokio::test]
 async fn rolling_update_and_automatic_rollback_drop_nothing() {
     let h = Harness::new("rolling").await;
@@ -35,13 +42,17 @@ async fn rolling_update_and_automatic_rollback_drop_nothing() {
     assert_eq!(sample(&url, 9).await.get("v1"), Some(&9));
 
     // v1 -> v2 under load: nothing dropped, and only v2 answers at the end.
+    let endpoint = deployed.ingress_endpoint().unwrap();
     let load = Load::start(&url, 4);
+    let kept = Load::start_raw(&endpoint.host, endpoint.port, 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let v2 = env_with(&h, api(&h, "v2", rolling()).build().unwrap());
     let (result, events) = support::apply_collect(&v2, &h.docker).await;
     let deployed = result.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let tally = load.stop().await;
+    assert_keep_alive_survived(kept.stop().await);
+    assert_eq!(tally.retried, 0, "no connection was closed before its answer");
     assert!(
         tally.failed.is_empty(),
         "{} failed requests: {:?}",
@@ -60,9 +71,11 @@ async fn rolling_update_and_automatic_rollback_drop_nothing() {
 
     // v3 never gets healthy: rolled back automatically, nothing dropped, v2 still answers everywhere.
     let load = Load::start(&url, 4);
+    let kept = Load::start_raw(&endpoint.host, endpoint.port, 2);
     let v3 = env_with(&h, api(&h, "v3", rolling()).env("HEALTH_STATUS", "503").build().unwrap());
     let err = v3.apply(&h.docker).await.unwrap_err();
     let tally = load.stop().await;
+    assert_keep_alive_survived(kept.stop().await);
     let Error::Apply(failure) = &err else { panic!("expected an apply failure: {err}") };
     let Some(Error::RolledBack { reason, .. }) = failure.error_of("api") else { panic!("expected a rollback: {err}") };
     let Error::Unhealthy(hf) = reason.as_ref() else { panic!("expected an unhealthy cause: {err}") };

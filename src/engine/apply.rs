@@ -562,11 +562,16 @@ impl ServiceRun<'_> {
         let name = instance_name(self.scope, self.name(), slot);
         let spec = self.template.instance(self.scope, slot, name.clone());
         let id = self.backend.create_instance(&spec).await?;
-        if self.traffic.is_proxy(self.name()) {
-            if let Err(e) = self.traffic.prepare_proxy(&id).await {
-                let _ = self.backend.remove_instance(&id).await;
-                return Err(e);
-            }
+        let prepared = if self.traffic.is_proxy(self.name()) {
+            self.traffic.prepare_proxy(&id).await
+        } else if self.traffic.is_front(self.name()) {
+            self.traffic.prepare_front(&id).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = prepared {
+            let _ = self.backend.remove_instance(&id).await;
+            return Err(e);
         }
         self.sink.emit(EventKind::InstanceCreated { service: self.name().to_string(), instance: name.clone() });
         Ok(Created { id, name, slot })

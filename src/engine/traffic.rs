@@ -1,7 +1,12 @@
 //! Which instances receive traffic, and telling the ingress.
 //!
+//! The ingress has two tiers of Caddy. The *front* holds the published ports and TLS; its
+//! configuration changes only when routes or TLS do. The *router* holds the routes and the rotation.
+//! The front opens a new connection to the router per request, so reconfiguring the router (which
+//! makes Caddy close its idle connections) never closes a connection a client holds.
+//!
 //! [`Traffic`] holds the rotation of every routed service during an apply. Each change is pushed to
-//! every proxy instance at once (the file is written into the container, then `caddy reload` loads
+//! every router instance at once (the file is written into the container, then `caddy reload` loads
 //! it through the admin API on the container's loopback). Services without an ingress route are
 //! reached by their DNS name on the environment network; for them, leaving rotation means stopping.
 
@@ -26,8 +31,10 @@ pub(crate) struct Traffic<'a> {
 
 struct State {
     rotation: Rotation,
-    /// IDs of the proxy instances that receive configuration.
+    /// IDs of the router instances, which receive every rotation change.
     proxies: Vec<String>,
+    /// IDs of the running front instances, which only change with routes or TLS.
+    fronts: Vec<String>,
 }
 
 impl<'a> Traffic<'a> {
@@ -40,11 +47,13 @@ impl<'a> Traffic<'a> {
         pending: &[Pending],
     ) -> Self {
         let mut rotation = Rotation::new();
-        let mut proxies = Vec::new();
+        let (mut proxies, mut fronts) = (Vec::new(), Vec::new());
         if let Some(ing) = ingress {
             for i in observed.iter().filter(|i| i.is_running()) {
-                if i.service == ing.service.name {
+                if i.service == ing.router.name {
                     proxies.push(i.id.clone());
+                } else if i.service == ing.service.name {
+                    fronts.push(i.id.clone());
                 } else if ing.routes_to(&i.service) {
                     rotation
                         .entry(i.service.clone())
@@ -56,7 +65,7 @@ impl<'a> Traffic<'a> {
                 rotation.insert(p.service.clone(), p.rotation(observed));
             }
         }
-        Traffic { backend, ingress, state: Mutex::new(State { rotation, proxies }) }
+        Traffic { backend, ingress, state: Mutex::new(State { rotation, proxies, fronts }) }
     }
 
     /// Whether the ingress routes to `service` (so rotation changes go through it).
@@ -64,8 +73,13 @@ impl<'a> Traffic<'a> {
         self.ingress.is_some_and(|i| i.routes_to(service))
     }
 
-    /// Whether `service` is the ingress's proxy itself.
+    /// Whether `service` is the ingress's router tier (which receives rotation changes).
     pub(crate) fn is_proxy(&self, service: &str) -> bool {
+        self.ingress.is_some_and(|i| i.router.name == service)
+    }
+
+    /// Whether `service` is the ingress's front tier.
+    pub(crate) fn is_front(&self, service: &str) -> bool {
         self.ingress.is_some_and(|i| i.service.name == service)
     }
 
@@ -109,29 +123,37 @@ impl<'a> Traffic<'a> {
         Ok(())
     }
 
-    /// Loads the current configuration into every running proxy whose configuration differs (routes
-    /// may have changed); a proxy that already has it is not reloaded.
+    /// Loads the current configuration into every running router and front whose configuration
+    /// differs (routes may have changed); one that already has it is not reloaded.
     pub(crate) async fn sync(&self) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
         let state = self.state.lock().await;
-        let body = caddy_json(ingress, &state.rotation)?;
-        let mut stale = Vec::new();
-        for id in &state.proxies {
-            if self.backend.read_file(id, INGRESS_CONFIG_PATH).await?.as_deref() != Some(body.as_slice()) {
-                stale.push(id.clone());
+        let router = caddy_json(ingress, &config::render(ingress, &state.rotation))?;
+        let front = caddy_json(ingress, &config::render_front(ingress))?;
+        for (body, ids) in [(&router, &state.proxies), (&front, &state.fronts)] {
+            let mut stale = Vec::new();
+            for id in ids {
+                if self.backend.read_file(id, INGRESS_CONFIG_PATH).await?.as_deref() != Some(body.as_slice()) {
+                    stale.push(id.clone());
+                }
             }
+            self.load(ingress, body, &stale).await?;
         }
-        if stale.is_empty() {
-            return Ok(());
-        }
-        self.push(&state.rotation, &stale).await
+        Ok(())
     }
 
-    /// Writes the current configuration into a created (not yet started) proxy instance, which loads
-    /// it when it starts.
+    /// Writes the current router configuration into a created (not yet started) router instance,
+    /// which loads it when it starts.
     pub(crate) async fn prepare_proxy(&self, id: &str) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
-        let body = caddy_json(ingress, &self.state.lock().await.rotation)?;
+        let body = caddy_json(ingress, &config::render(ingress, &self.state.lock().await.rotation))?;
+        self.backend.write_file(id, INGRESS_CONFIG_PATH, &body, 0o644).await
+    }
+
+    /// Writes the front configuration into a created (not yet started) front instance.
+    pub(crate) async fn prepare_front(&self, id: &str) -> Result<()> {
+        let Some(ingress) = self.ingress else { return Ok(()) };
+        let body = caddy_json(ingress, &config::render_front(ingress))?;
         self.backend.write_file(id, INGRESS_CONFIG_PATH, &body, 0o644).await
     }
 
@@ -151,13 +173,17 @@ impl<'a> Traffic<'a> {
 
     async fn push(&self, rotation: &Rotation, proxies: &[String]) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
-        let body = caddy_json(ingress, rotation)?;
+        let body = caddy_json(ingress, &config::render(ingress, rotation))?;
+        self.load(ingress, &body, proxies).await
+    }
+
+    /// Writes `body` into each instance and has its Caddy load it.
+    async fn load(&self, ingress: &Ingress, body: &[u8], ids: &[String]) -> Result<()> {
         let reload: Vec<String> =
             [ingress.caddy_binary.as_str(), "reload", "--config", INGRESS_CONFIG_PATH, "--address", "localhost:2019"]
                 .map(String::from)
                 .to_vec();
-        let results = futures::future::join_all(proxies.iter().map(|id| {
-            let body = &body;
+        let results = futures::future::join_all(ids.iter().map(|id| {
             let reload = &reload;
             async move {
                 self.backend.write_file(id, INGRESS_CONFIG_PATH, body, 0o644).await?;
@@ -174,7 +200,7 @@ impl<'a> Traffic<'a> {
             }
         }))
         .await;
-        tracing::debug!(proxies = proxies.len(), "ingress configuration loaded");
+        tracing::debug!(instances = ids.len(), "ingress configuration loaded");
         results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
     }
 }
@@ -191,7 +217,7 @@ pub(crate) fn split(old: &[String], new: &[String], percent: u8) -> Vec<Upstream
         .collect()
 }
 
-fn caddy_json(ingress: &Ingress, rotation: &Rotation) -> Result<Vec<u8>> {
-    serde_json::to_vec_pretty(&config::render(ingress, rotation))
+fn caddy_json(ingress: &Ingress, config: &serde_json::Value) -> Result<Vec<u8>> {
+    serde_json::to_vec_pretty(config)
         .map_err(|e| Error::backend("configure ingress", ingress.service().name(), e.to_string()))
 }

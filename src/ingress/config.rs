@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::model::INGRESS_ROUTER_PORT as ROUTER_PORT;
 use crate::model::{Ingress, Tls};
 
 /// One instance in rotation for a service, with its share of the traffic.
@@ -18,8 +19,8 @@ pub struct Upstream {
 /// The instances that receive traffic, per service.
 pub type Rotation = BTreeMap<String, Vec<Upstream>>;
 
-/// Caddy's configuration for `ingress` with `rotation`. The admin API stays on the container's
-/// loopback; upstreams are instance names, so Caddy resolves them on the environment network.
+/// The router tier's configuration for `ingress` with `rotation`: the routes, to the instances in
+/// rotation. Upstreams are instance names, so Caddy resolves them on the environment network.
 pub fn render(ingress: &Ingress, rotation: &Rotation) -> Value {
     let mut routes: Vec<(&crate::Route, Value)> = ingress
         .routes
@@ -48,9 +49,38 @@ pub fn render(ingress: &Ingress, rotation: &Rotation) -> Value {
     });
     let routes: Vec<Value> = routes.into_iter().map(|(_, v)| v).collect();
 
+    let server = json!({
+        "listen": [format!(":{ROUTER_PORT}")],
+        "routes": routes,
+        "automatic_https": { "disable": true },
+    });
+    document(json!({ "grace_period": "30s", "servers": { "harbormaster": server } }), None)
+}
+
+/// The front tier's configuration: the published ports and TLS, every request to the router tier on
+/// a new connection (so reconfiguring the router never closes a connection a client holds). It
+/// depends only on the routes' hosts and TLS, never on the rotation.
+pub fn render_front(ingress: &Ingress) -> Value {
+    let proxy = json!({
+        "handler": "reverse_proxy",
+        "upstreams": [{ "dial": format!("{}:{ROUTER_PORT}", ingress.router.name) }],
+        "transport": { "protocol": "http", "keep_alive": { "enabled": false } },
+        "load_balancing": { "try_duration": "5s", "try_interval": "50ms" },
+    });
+    let mut hosts: Vec<&String> = ingress.routes.iter().flat_map(|r| &r.hosts).collect();
+    hosts.sort();
+    hosts.dedup();
+    let mut routes = Vec::new();
+    if !hosts.is_empty() {
+        // Host matchers tell automatic HTTPS which names to get certificates for.
+        routes.push(json!({ "match": [{ "host": hosts }], "handle": [proxy.clone()], "terminal": true }));
+    }
+    if ingress.routes.iter().any(|r| r.hosts.is_empty()) {
+        routes.push(json!({ "handle": [proxy], "terminal": true }));
+    }
     let mut listen = vec![format!(":{}", ingress.http_port)];
     let mut server = json!({ "routes": routes });
-    let mut apps = serde_json::Map::new();
+    let mut tls = None;
     match &ingress.tls {
         Tls::Off => {
             server["automatic_https"] = json!({ "disable": true });
@@ -64,12 +94,21 @@ pub fn render(ingress: &Ingress, rotation: &Rotation) -> Value {
             if let Some(e) = email {
                 issuer["email"] = json!(e);
             }
-            apps.insert("tls".into(), json!({ "automation": { "policies": [{ "issuers": [issuer] }] } }));
+            tls = Some(json!({ "automation": { "policies": [{ "issuers": [issuer] }] } }));
         }
     }
     server["listen"] = json!(listen);
-    // Requests in flight when the configuration changes get this long to finish.
-    apps.insert("http".into(), json!({ "grace_period": "30s", "servers": { "harbormaster": server } }));
+    document(json!({ "grace_period": "30s", "servers": { "harbormaster": server } }), tls)
+}
+
+/// A whole Caddy configuration around an `http` app (and a `tls` app): the admin API stays on the
+/// container's loopback; requests in flight when it changes get 30 s to finish.
+fn document(http: Value, tls: Option<Value>) -> Value {
+    let mut apps = serde_json::Map::new();
+    apps.insert("http".into(), http);
+    if let Some(t) = tls {
+        apps.insert("tls".into(), t);
+    }
     json!({
         "admin": { "listen": "localhost:2019" },
         "logging": { "logs": { "default": { "level": "WARN" } } },
@@ -99,6 +138,8 @@ fn proxy_handler(service: &str, port: u16, members: &[Upstream]) -> Value {
             "try_interval": "50ms",
         },
         "health_checks": { "passive": { "fail_duration": "2s", "max_fails": 1 } },
+        // The front tier is a trusted proxy: keep the client's X-Forwarded-* it sent.
+        "trusted_proxies": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
     })
 }
 
@@ -166,5 +207,33 @@ mod tests {
         assert_eq!(routes[1]["handle"][0]["status_code"], 503);
         assert_eq!(cfg["admin"]["listen"], "localhost:2019");
         assert_eq!(cfg["apps"]["http"]["servers"]["harbormaster"]["automatic_https"]["disable"], true);
+    }
+
+    #[test]
+    fn the_front_knows_hosts_and_tls_but_never_the_rotation() {
+        let cfg = render_front(&ingress());
+        let server = &cfg["apps"]["http"]["servers"]["harbormaster"];
+        assert_eq!(server["listen"][0], ":80");
+        let routes = server["routes"].as_array().unwrap();
+        assert_eq!(routes[0]["match"][0]["host"][0], "shop.example.com");
+        assert!(routes[1].get("match").is_none(), "a route without host makes a catch-all");
+        let proxy = &routes[0]["handle"][0];
+        assert_eq!(proxy["upstreams"][0]["dial"], "ingress-router:8000");
+        assert_eq!(proxy["transport"]["keep_alive"]["enabled"], false);
+        assert_eq!(serde_json::to_string(&cfg).unwrap().matches("x-api").count(), 0);
+
+        let tls = Ingress::builder()
+            .image("caddy:2")
+            .https(crate::Port::tcp(443))
+            .tls(Tls::Automatic { email: Some("ops@example.com".into()) })
+            .route(Route::to("web", 3000).host("shop.example.com"))
+            .build()
+            .unwrap();
+        let cfg = render_front(&tls);
+        assert_eq!(cfg["apps"]["http"]["servers"]["harbormaster"]["listen"][0], ":443");
+        assert_eq!(cfg["apps"]["tls"]["automation"]["policies"][0]["issuers"][0]["email"], "ops@example.com");
+        let router = render(&tls, &Rotation::new());
+        assert_eq!(router["apps"]["http"]["servers"]["harbormaster"]["listen"][0], ":8000");
+        assert!(router["apps"].get("tls").is_none(), "TLS ends at the front");
     }
 }

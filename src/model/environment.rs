@@ -137,6 +137,7 @@ impl EnvironmentBuilder {
     /// The environment's ingress: a reverse proxy that routes outside traffic to services and
     /// through which rollouts switch traffic. Its proxy runs as one more service of the environment.
     pub fn ingress(mut self, ingress: Ingress) -> Self {
+        self.env.services.push(ingress.router.clone());
         self.env.services.push(ingress.service.clone());
         self.env.ingress = Some(ingress);
         self
@@ -349,7 +350,7 @@ fn check_routes(env: &Environment) -> Result<(), ValidationError> {
             if s.kind == ServiceKind::Job {
                 return Err(invalid(owner, "routes", format!("a route goes to `{}`, which is a job", r.service)));
             }
-            if s.name == ingress.service.name {
+            if s.name == ingress.service.name || s.name == ingress.router.name {
                 return Err(invalid(owner, "routes", "a route goes to the ingress itself".into()));
             }
             if !s.ports.iter().any(|p| p.container == r.port) {

@@ -9,8 +9,11 @@ use serde::Serialize;
 use super::{Build, HealthCheck, Port, Rollout, Service, ServiceBuilder};
 use crate::error::ValidationError;
 
-/// Where the Caddy configuration file is written inside the ingress container.
+/// Where the Caddy configuration file is written inside the ingress containers.
 pub(crate) const CONFIG_PATH: &str = "/etc/harbormaster/caddy.json";
+
+/// The port the router tier listens on, inside the environment network only.
+pub(crate) const ROUTER_PORT: u16 = 8000;
 
 /// A route from the outside to a service's container port.
 ///
@@ -67,9 +70,16 @@ pub enum Tls {
     },
 }
 
-/// The environment's reverse proxy. It runs as a service of the environment (named `ingress` unless
-/// told otherwise), from a Caddy image: the official `caddy:2` where a registry is reachable, or one
-/// built locally (see [`crate::ingress::caddy_build_context`]).
+/// The environment's reverse proxy, Caddy in two tiers, each a service of the environment, from a
+/// Caddy image: the official `caddy:2` where a registry is reachable, or one built locally (see
+/// [`crate::ingress::caddy_build_context`]).
+///
+/// - The **front** (service `ingress` unless [named](IngressBuilder::name) otherwise) publishes the
+///   ports and terminates TLS. Its configuration changes only when routes or TLS do, so the
+///   connections clients hold are never closed by a traffic move.
+/// - The **router** (`ingress-router`) holds the routes and the instances in rotation and is
+///   reconfigured at every traffic move. The front opens a new connection to it per request, and
+///   Caddy finishes requests in flight across a reconfiguration.
 ///
 /// ```
 /// use harbormaster::{Ingress, Port, Route, Tls};
@@ -86,6 +96,7 @@ pub enum Tls {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Ingress {
     pub(crate) service: Service,
+    pub(crate) router: Service,
     pub(crate) routes: Vec<Route>,
     pub(crate) tls: Tls,
     pub(crate) http_port: u16,
@@ -109,9 +120,17 @@ impl Ingress {
         }
     }
 
-    /// The proxy's own service.
+    /// The front tier's service: it holds the published ports and TLS, and its configuration only
+    /// changes when routes or TLS do. Clients' connections end here.
     pub fn service(&self) -> &Service {
         &self.service
+    }
+
+    /// The router tier's service (`<name>-router`): it holds the routes and the rotation and is
+    /// reconfigured at every traffic move. The front opens a new connection to it per request, so a
+    /// reconfiguration never closes a connection a client holds.
+    pub fn router(&self) -> &Service {
+        &self.router
     }
 
     /// The routes.
@@ -226,26 +245,30 @@ impl IngressBuilder {
                 return Err(invalid(format!("a host of the route to {} is not a host name", r.service)));
             }
         }
-        let mut b: ServiceBuilder = Service::builder(self.name.clone());
-        b = match (self.image, self.build) {
-            (Some(i), None) => b.image(i),
-            (None, Some(build)) => b.build_from(build),
-            _ => return Err(invalid("give exactly one of .image(..) or .build_from(..)".into())),
+        let caddy = |name: String| -> Result<ServiceBuilder, ValidationError> {
+            let b = Service::builder(name);
+            let b = match (&self.image, &self.build) {
+                (Some(i), None) => b.image(i.clone()),
+                (None, Some(build)) => b.build_from(build.clone()),
+                _ => return Err(invalid("give exactly one of .image(..) or .build_from(..)".into())),
+            };
+            Ok(b.command([self.caddy_binary.clone(), "run".into(), "--config".into(), CONFIG_PATH.into()])
+                .env("XDG_DATA_HOME", "/data")
+                .env("XDG_CONFIG_HOME", "/config")
+                .stop_grace_period(self.stop_grace))
         };
+        let tcp = |port: u16| {
+            HealthCheck::tcp(port).interval(Duration::from_millis(500)).start_interval(Duration::from_millis(25))
+        };
+        let router_name = format!("{}-router", self.name);
+        let router = caddy(router_name.clone())?.port(Port::tcp(ROUTER_PORT)).health(tcp(ROUTER_PORT)).build()?;
         let fixed = std::iter::once(&self.http)
             .chain(self.https.as_ref())
             .any(|p| matches!(p.publish, super::Publish::Fixed(_)));
-        b = b
+        let mut b = caddy(self.name.clone())?
             .port(self.http)
-            .command([self.caddy_binary.clone(), "run".into(), "--config".into(), CONFIG_PATH.into()])
-            .env("XDG_DATA_HOME", "/data")
-            .env("XDG_CONFIG_HOME", "/config")
-            .health(
-                HealthCheck::tcp(http_port)
-                    .interval(Duration::from_millis(500))
-                    .start_interval(Duration::from_millis(25)),
-            )
-            .stop_grace_period(self.stop_grace);
+            .health(tcp(http_port))
+            .depends_on(router_name, super::Condition::Healthy);
         if let Some(p) = self.https {
             b = b.port(p);
         }
@@ -255,6 +278,7 @@ impl IngressBuilder {
         let service = b.build()?;
         Ok(Ingress {
             service,
+            router,
             routes: self.routes,
             tls: self.tls,
             http_port,

@@ -85,6 +85,42 @@ impl Load {
         Load { stop, workers }
     }
 
+    /// Keep-alive workers that never retry: each holds one raw HTTP/1.1 connection to `host:port`
+    /// and sends `GET /version` on it again and again; a closed connection is a failure (then a new
+    /// connection is opened).
+    pub fn start_raw(host: &str, port: u16, workers: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..workers)
+            .map(|_| {
+                let stop = stop.clone();
+                let host = host.to_string();
+                tokio::spawn(async move {
+                    let mut tally = Tally::default();
+                    let mut conn = None;
+                    while !stop.load(Ordering::Relaxed) {
+                        if conn.is_none() {
+                            conn = tokio::net::TcpStream::connect((host.as_str(), port)).await.ok();
+                        }
+                        let answer = match conn.as_mut() {
+                            Some(c) => get_on(c).await,
+                            None => None,
+                        };
+                        match answer {
+                            Some(body) => *tally.by_body.entry(body.trim().to_string()).or_default() += 1,
+                            None => {
+                                tally.failed.push("keep-alive connection closed or refused".into());
+                                conn = None;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    tally
+                })
+            })
+            .collect();
+        Load { stop, workers }
+    }
+
     pub async fn stop(self) -> Tally {
         self.stop.store(true, Ordering::Relaxed);
         let mut total = Tally::default();
@@ -108,4 +144,29 @@ pub async fn sample(url: &str, n: usize) -> BTreeMap<String, u64> {
         *out.entry(key).or_default() += 1;
     }
     out
+}
+
+/// One `GET /version` on an open keep-alive connection; the body, or `None` if the connection closed.
+pub async fn get_on(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    conn.write_all(b"GET /version HTTP/1.1\r\nHost: localhost\r\n\r\n").await.ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk)).await.ok()?.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+                .and_then(|v| v.parse().ok())?;
+            if body.len() >= len {
+                return Some(body[..len].to_string());
+            }
+        }
+    }
 }
