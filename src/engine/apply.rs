@@ -108,12 +108,14 @@ async fn observe(
 ) -> Result<(Plan, HashMap<String, Template>, Vec<Instance>)> {
     let templates = templates(env, backend, sink).await?;
     let o = observe_with(env, templates, backend, false).await?;
-    Ok((o.plan.0, o.plan.1, o.observed))
+    Ok((o.plan, o.templates, o.observed))
 }
 
 /// What runs, and the plan against it.
 struct Observed {
-    plan: (Plan, HashMap<String, Template>),
+    plan: Plan,
+    /// The templates the plan was computed from.
+    templates: HashMap<String, Template>,
     /// What runs, without a discarded waiting set.
     observed: Vec<Instance>,
     /// Rollouts waiting for a promotion that this description holds.
@@ -155,7 +157,7 @@ async fn observe_with(
         }
         sp.retire.extend(discard.iter().filter(|d| d.service == sp.service).cloned());
     }
-    Ok(Observed { plan: (plan, templates), observed, waiting, discarded })
+    Ok(Observed { plan, templates, observed, waiting, discarded })
 }
 
 pub(crate) fn scope_of(env: &Environment) -> Scope {
@@ -309,12 +311,11 @@ async fn run(
     let scope = scope_of(env);
     let rollback = !overrides.is_empty();
     let templates = if rollback { overrides } else { templates(env, backend, sink).await? };
-    let Observed { plan, observed, waiting, discarded } = observe_with(scoped, templates, backend, rollback).await?;
+    let Observed { plan, templates, observed, waiting, discarded } =
+        observe_with(scoped, templates, backend, rollback).await?;
     for p in &discarded {
         promotion::clear(backend, p).await?;
     }
-    let templates = &plan.1;
-    let plan = plan.0;
     let count = |f: fn(&Action) -> bool| plan.services.iter().filter(|s| f(&s.action)).count();
     sink.emit(EventKind::Planned {
         create: count(|a| matches!(a, Action::Create { .. })),
