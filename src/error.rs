@@ -128,6 +128,60 @@ pub enum Error {
         holder: Box<crate::engine::LockHolder>,
     },
 
+    /// An SSH host could not be reached, or the connection to it was lost.
+    #[error("host `{host}` ({destination}) is unreachable over SSH: {message}. Nothing more was changed on it; check the host and the network, then apply again")]
+    HostUnreachable {
+        /// The host's name.
+        host: String,
+        /// The SSH destination, as given (an alias of `~/.ssh/config`, `user@address`).
+        destination: String,
+        /// What the SSH client said.
+        message: String,
+    },
+
+    /// An SSH host's key is unknown or not the one `known_hosts` holds; the connection was refused.
+    #[error("host `{host}` ({destination}): {}; the connection was refused. {message}", if *changed { "its host key is NOT the one known_hosts holds (it changed, or someone is in between)" } else { "its host key is not in known_hosts" })]
+    HostKey {
+        /// The host's name.
+        host: String,
+        /// The SSH destination, as given.
+        destination: String,
+        /// `true` if known_hosts holds a different key; `false` if it holds none.
+        changed: bool,
+        /// What the SSH client said, and what to do.
+        message: String,
+    },
+
+    /// A host failed a check made before anything changes (its engine, its version, its disk).
+    #[error("host `{host}` failed its {check} check: {message}")]
+    HostCheck {
+        /// The host's name.
+        host: String,
+        /// Which check (`docker`, `docker version`, `disk space`).
+        check: &'static str,
+        /// What was found, and what is needed.
+        message: String,
+    },
+
+    /// An operation on one host of a multi-host backend failed.
+    #[error("on host `{host}`: {source}")]
+    OnHost {
+        /// The host's name.
+        host: String,
+        /// What failed there.
+        source: Box<Error>,
+    },
+
+    /// A service cannot be placed on the backend's hosts, or a reference to another service
+    /// cannot be resolved from where it runs.
+    #[error("cannot place `{service}`: {reason}")]
+    Placement {
+        /// The service.
+        service: String,
+        /// Why, and what to change.
+        reason: String,
+    },
+
     /// A rollback found no revision to go to, or the revision cannot be restored as recorded.
     #[error("cannot roll back `{service}`: {reason}")]
     NoRevision {

@@ -67,7 +67,9 @@ pub mod model;
 pub mod plan;
 
 pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};
-pub use backend::{Backend, ExecOutput, Instance, InstanceState, LogLine, LogStream};
+pub use backend::fleet::{Fleet, FleetBuilder, FleetHost};
+pub use backend::ssh::{HostKeyPolicy, HostReport, SshHost, SshHostBuilder};
+pub use backend::{Backend, ExecOutput, HostInfo, Instance, InstanceState, LogLine, LogStream};
 pub use engine::{
     ApplyRun, AuditEntry, Deployment, Down, DownReport, Endpoint, Event, EventKind, Health, InstanceStatus, LockHolder,
     LogOptions, Revision, RolloutOutcome, ServiceStatus, Status,
@@ -77,6 +79,6 @@ pub use health::ProbeRecord;
 pub use model::{
     Amount, Build, CanaryStep, Condition, Environment, EnvironmentBuilder, HealthCheck, ImageSource, Ingress,
     IngressBuilder, OnFailure, Port, Probe, Publish, Resources, RestartPolicy, Rollout, Route, Secret, Service,
-    ServiceBuilder, ServiceKind, Strategy, Tls, Volume,
+    ServiceBuilder, ServiceKind, ServiceRef, Strategy, Tls, Volume,
 };
 pub use plan::{Action, Plan, ServicePlan};

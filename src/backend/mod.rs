@@ -8,6 +8,8 @@
 //! Everything a backend owns carries labels under [`LABEL_PREFIX`]; that is how `plan` finds what runs.
 
 pub mod docker;
+pub mod fleet;
+pub mod ssh;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 
 use crate::error::Result;
@@ -111,6 +114,9 @@ pub struct InstanceSpec {
     pub workdir: Option<String>,
     /// Grace time between SIGTERM and SIGKILL.
     pub stop_grace: Duration,
+    /// The host it is placed on, for a backend with several [`hosts`](Backend::hosts) (`None`
+    /// elsewhere, where it is ignored).
+    pub host: Option<String>,
 }
 
 /// The state of an observed instance.
@@ -190,6 +196,8 @@ pub struct Instance {
     pub ip: Option<IpAddr>,
     /// When it was created (RFC 3339, as the engine reports it; sorts chronologically).
     pub created: String,
+    /// The host it runs on, for a backend with several [`hosts`](Backend::hosts).
+    pub host: Option<String>,
     /// Values of its secret variables, for change detection only. Never printed.
     pub(crate) secret_env: BTreeMap<String, String>,
 }
@@ -210,6 +218,7 @@ impl fmt::Debug for Instance {
             .field("published", &self.published)
             .field("ip", &self.ip)
             .field("created", &self.created)
+            .field("host", &self.host)
             .field("secret_env", &format_args!("<{} redacted>", self.secret_env.len()))
             .finish()
     }
@@ -282,6 +291,15 @@ pub struct NewRecord {
     pub data: BTreeMap<String, String>,
     /// An image ID the record keeps on the target (a revision's image).
     pub pin_image: Option<String>,
+}
+
+/// One host of a backend that spreads an environment over several hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostInfo {
+    /// Its name, as roles map to it ([`EnvironmentBuilder::hosts`](crate::EnvironmentBuilder::hosts)).
+    pub name: String,
+    /// The address at which its published ports are reached, by the library and by the other hosts.
+    pub address: String,
 }
 
 /// A target that runs containers: the local Docker engine, a remote one, a cloud API.
@@ -360,9 +378,34 @@ pub trait Backend: Send + Sync + 'static {
     /// Removes a record by ID; a missing one is not an error.
     async fn remove_record(&self, id: &str) -> Result<()>;
 
-    /// Where the library reaches a container port of an instance for HTTP and TCP probes.
-    fn probe_address(&self, instance: &Instance, port: u16) -> Option<SocketAddr>;
+    /// Where the library reaches a container port of an instance for HTTP and TCP probes; `Ok(None)`
+    /// if it cannot be reached at all (not published, no address).
+    async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>>;
 
     /// The host name at which published ports are reached (`127.0.0.1` for a local engine).
     fn published_host(&self) -> String;
+
+    /// The hosts instances are placed on, by name; empty for a single-host backend, which runs
+    /// everything on its one engine and ignores [`InstanceSpec::host`].
+    fn hosts(&self) -> Vec<HostInfo> {
+        Vec::new()
+    }
+
+    /// Streams an image out as a `docker save` archive (to ship it to another engine).
+    fn export_image(&self, image_id: &str) -> BoxStream<'static, Result<Bytes>> {
+        let e = crate::error::Error::backend("export image", image_id, format!("{} cannot export images", self.describe()));
+        Box::pin(futures::stream::once(async move { Err(e) }))
+    }
+
+    /// Loads an image archive as [`export_image`](Self::export_image) gives it.
+    async fn load_image(&self, archive: BoxStream<'static, Result<Bytes>>) -> Result<()> {
+        drop(archive);
+        Err(crate::error::Error::backend("load image", self.describe(), "this backend cannot load images"))
+    }
+
+    /// Checks, before an operation changes anything, that the target can carry it out (every host
+    /// reachable, its engine answering, disk space left). The default checks nothing.
+    async fn preflight(&self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -64,6 +64,8 @@ pub(crate) async fn templates(
 ) -> Result<HashMap<String, Template>> {
     let mut built: HashMap<String, String> = HashMap::new();
     let mut out = HashMap::new();
+    let hosts = backend.hosts();
+    let placed = super::placement::place_all(env, &hosts)?;
     for svc in &env.services {
         let image_id = match &svc.image {
             ImageSource::Reference(r) => backend.image_id(r).await?.ok_or_else(|| Error::ImageNotFound {
@@ -85,7 +87,16 @@ pub(crate) async fn templates(
                 }
             }
         };
-        out.insert(svc.name.clone(), Template::new(env, svc, &image_id));
+        let resolved = super::placement::resolve_refs(env, svc, &placed, &hosts)?;
+        let mut t = if resolved.is_empty() {
+            Template::new(env, svc, &image_id)
+        } else {
+            let mut s = svc.clone();
+            s.env.extend(resolved);
+            Template::new(env, &s, &image_id)
+        };
+        t.hosts = placed.get(&svc.name).cloned().unwrap_or_default();
+        out.insert(svc.name.clone(), t);
     }
     Ok(out)
 }
@@ -212,6 +223,8 @@ pub(crate) async fn execute(
 ) -> Result<Deployment> {
     let scope = scope_of(env);
     let operation = op.describe();
+    // Every host reachable and fit before anything changes (the lock included).
+    backend.preflight().await?;
     let lock =
         DeployLock::acquire(backend, &scope, &sink, &operation, env.actor(), env.deadline, env.lock_timeout).await?;
     let at = std::time::SystemTime::now();

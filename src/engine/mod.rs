@@ -19,6 +19,7 @@ mod deployment;
 pub(crate) mod events;
 mod lock;
 mod ops;
+mod placement;
 mod promotion;
 mod revisions;
 mod rollout;
@@ -135,8 +136,9 @@ impl Environment {
             let kept: Vec<String> = revs.iter().map(|r| r.number.to_string()).collect();
             return Err(no(format!("it has no revision {revision} (kept: {})", kept.join(", "))));
         };
-        let template = Template::from_recorded(svc, &rev.spec_json, &rev.image_id)
+        let mut template = Template::from_recorded(svc, &rev.spec_json, &rev.image_id)
             .map_err(|reason| no(format!("revision {revision}: {reason}")))?;
+        template.hosts = placement::hosts_of(self, svc, &backend.hosts())?;
         let op = apply::Operation::Rollback { service: service.to_string(), template: Box::new(template), revision };
         apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await
     }

@@ -1,5 +1,6 @@
 //! One probe of one instance.
 
+use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 use crate::backend::{Backend, EngineHealth, Instance};
@@ -31,19 +32,25 @@ pub(crate) async fn run(
 ) -> Outcome {
     let at = SystemTime::now();
     let started = Instant::now();
-    let (passed, detail, hopeless) = match tokio::time::timeout(check.timeout, attempt(backend, http, check, instance))
-        .await
-    {
-        Ok(r) => r,
-        Err(_) => (false, format!("{} timed out after {:?}", describe(check, backend, instance), check.timeout), false),
+    let probe = async {
+        let address = match &check.probe {
+            Probe::Http { port, .. } | Probe::Tcp { port } => match backend.probe_address(instance, *port).await {
+                Ok(a) => a,
+                Err(e) => return (false, format!("{}: {e}", describe(check, None)), false),
+            },
+            _ => None,
+        };
+        match tokio::time::timeout(check.timeout, attempt(backend, http, check, instance, address)).await {
+            Ok(r) => r,
+            Err(_) => (false, format!("{} timed out after {:?}", describe(check, address), check.timeout), false),
+        }
     };
+    let (passed, detail, hopeless) = probe.await;
     Outcome { record: ProbeRecord { at, passed, detail, took: started.elapsed() }, hopeless }
 }
 
-fn describe(check: &HealthCheck, backend: &dyn Backend, instance: &Instance) -> String {
-    let addr = |port: u16| {
-        backend.probe_address(instance, port).map(|a| a.to_string()).unwrap_or_else(|| format!("<no address>:{port}"))
-    };
+fn describe(check: &HealthCheck, address: Option<SocketAddr>) -> String {
+    let addr = |port: u16| address.map(|a| a.to_string()).unwrap_or_else(|| format!("<no address>:{port}"));
     match &check.probe {
         Probe::Http { port, path, .. } => format!("GET http://{}{path}", addr(*port)),
         Probe::Tcp { port } => format!("TCP connect {}", addr(*port)),
@@ -58,8 +65,9 @@ async fn attempt(
     http: &reqwest::Client,
     check: &HealthCheck,
     instance: &Instance,
+    address: Option<SocketAddr>,
 ) -> (bool, String, bool) {
-    let what = describe(check, backend, instance);
+    let what = describe(check, address);
     let no_address = |port: u16| {
         (
             false,
@@ -69,7 +77,7 @@ async fn attempt(
     };
     match &check.probe {
         Probe::Http { port, path, status_min, status_max, body_contains } => {
-            let Some(addr) = backend.probe_address(instance, *port) else { return no_address(*port) };
+            let Some(addr) = address else { return no_address(*port) };
             let url = format!("http://{addr}{path}");
             match http.get(&url).timeout(check.timeout).send().await {
                 Err(e) => (false, format!("{what}: {}", short_reqwest_error(&e)), false),
@@ -89,7 +97,7 @@ async fn attempt(
             }
         }
         Probe::Tcp { port } => {
-            let Some(addr) = backend.probe_address(instance, *port) else { return no_address(*port) };
+            let Some(addr) = address else { return no_address(*port) };
             match tokio::net::TcpStream::connect(addr).await {
                 Ok(_) => (true, format!("{what}: accepted"), false),
                 Err(e) => (false, format!("{what}: {e}"), false),

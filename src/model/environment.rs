@@ -29,6 +29,7 @@ pub struct Environment {
     pub(crate) revision_history: usize,
     pub(crate) lock_timeout: Duration,
     pub(crate) actor: Option<String>,
+    pub(crate) roles: BTreeMap<String, Vec<String>>,
 }
 
 impl Environment {
@@ -45,6 +46,7 @@ impl Environment {
                 revision_history: 5,
                 lock_timeout: Duration::ZERO,
                 actor: None,
+                roles: BTreeMap::new(),
             },
             errors: Vec::new(),
         }
@@ -98,6 +100,11 @@ impl Environment {
     /// Who deploys, as recorded in the lock, the revisions and the audit trail.
     pub fn actor(&self) -> Option<&str> {
         self.actor.as_deref()
+    }
+
+    /// The hosts each role is placed on ([`EnvironmentBuilder::hosts`]).
+    pub fn roles(&self) -> &BTreeMap<String, Vec<String>> {
+        &self.roles
     }
 
     /// Named volumes used by the services.
@@ -184,6 +191,39 @@ impl EnvironmentBuilder {
         self
     }
 
+    /// Places the services of `role` on `hosts` (names of the backend's hosts, such as a
+    /// [`Fleet`](crate::Fleet)'s): replica `n` goes to `hosts[n % hosts.len()]`. Staging and
+    /// production usually map the same roles to different hosts. Ignored on a single-host backend.
+    ///
+    /// ```
+    /// use harbormaster::{Environment, Service};
+    /// let env = Environment::builder("shop", "production")
+    ///     .hosts("app", ["app-1", "app-2"])
+    ///     .hosts("db", ["db-1"])
+    ///     .service(Service::builder("api").image("local/api:2").role("app").replicas(4).build()?)
+    ///     .service(Service::builder("db").image("local/postgres:15").role("db").build()?)
+    ///     .build()?;
+    /// assert_eq!(env.roles()["app"], ["app-1", "app-2"]);
+    /// # Ok::<_, harbormaster::ValidationError>(())
+    /// ```
+    pub fn hosts<I, S>(mut self, role: impl Into<String>, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let role = role.into();
+        let hosts: Vec<String> = hosts.into_iter().map(Into::into).collect();
+        if hosts.is_empty() {
+            self.errors.push(ValidationError::InvalidValue {
+                owner: format!("environment `{}`", self.env.name),
+                field: "hosts",
+                reason: format!("role `{role}` is mapped to no host"),
+            });
+        }
+        self.env.roles.insert(role, hosts);
+        self
+    }
+
     /// Who deploys (a user, a CI job): recorded in the deploy lock, revisions and audit entries.
     pub fn actor(mut self, who: impl Into<String>) -> Self {
         self.env.actor = Some(who.into());
@@ -203,6 +243,7 @@ impl EnvironmentBuilder {
         check_cycles(&env.services, &by_name)?;
         check_host_ports(&env.services)?;
         check_routes(&env)?;
+        check_placement(&env)?;
         for k in env.shared_env.keys() {
             if k.is_empty() || k.contains('=') {
                 return Err(ValidationError::InvalidValue {
@@ -214,6 +255,53 @@ impl EnvironmentBuilder {
         }
         Ok(env)
     }
+}
+
+/// Roles and references: every referenced service and port exists; with roles mapped, every
+/// service has a mapped role, and host names are valid.
+fn check_placement(env: &Environment) -> Result<(), ValidationError> {
+    let invalid = |owner: String, field: &'static str, reason: String| ValidationError::InvalidValue { owner, field, reason };
+    for (role, hosts) in &env.roles {
+        name::check("role", role)?;
+        for h in hosts {
+            name::check("host", h)?;
+        }
+    }
+    for s in &env.services {
+        for (k, r) in &s.env_refs {
+            let Some(target) = env.service(&r.service) else {
+                return Err(invalid(format!("service `{}`", s.name), "env", format!("reference {k} names `{}`, which is not a service of the environment", r.service)));
+            };
+            if !target.ports.iter().any(|p| p.container == r.port) {
+                return Err(invalid(
+                    format!("service `{}`", s.name),
+                    "env",
+                    format!("reference {k} names port {} of `{}`, which does not declare it (Port::tcp({}))", r.port, r.service, r.port),
+                ));
+            }
+        }
+        if env.roles.is_empty() {
+            continue;
+        }
+        match &s.role {
+            None => {
+                return Err(invalid(
+                    format!("service `{}`", s.name),
+                    "role",
+                    format!("the environment places services by role, and this one has none (roles: {})", env.roles.keys().cloned().collect::<Vec<_>>().join(", ")),
+                ))
+            }
+            Some(r) if !env.roles.contains_key(r) => {
+                return Err(invalid(
+                    format!("service `{}`", s.name),
+                    "role",
+                    format!("role `{r}` is mapped to no host; map it with EnvironmentBuilder::hosts"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn index(services: &[Service]) -> Result<HashMap<&str, usize>, ValidationError> {

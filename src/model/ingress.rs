@@ -117,6 +117,7 @@ impl Ingress {
             tls: Tls::Off,
             caddy_binary: "caddy".into(),
             stop_grace: Duration::from_secs(10),
+            role: None,
         }
     }
 
@@ -162,9 +163,18 @@ pub struct IngressBuilder {
     tls: Tls,
     caddy_binary: String,
     stop_grace: Duration,
+    role: Option<String>,
 }
 
 impl IngressBuilder {
+    /// The role that places both tiers of the proxy on hosts (see
+    /// [`ServiceBuilder::role`](crate::ServiceBuilder::role)). On several hosts the router reaches
+    /// only instances on its own host: the routed services must share the ingress's hosts.
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.role = Some(role.into());
+        self
+    }
+
     /// The service name of the proxy (default `ingress`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -251,6 +261,10 @@ impl IngressBuilder {
                 (Some(i), None) => b.image(i.clone()),
                 (None, Some(build)) => b.build_from(build.clone()),
                 _ => return Err(invalid("give exactly one of .image(..) or .build_from(..)".into())),
+            };
+            let b = match &self.role {
+                Some(r) => b.role(r.clone()),
+                None => b,
             };
             Ok(b.command([self.caddy_binary.clone(), "run".into(), "--config".into(), CONFIG_PATH.into()])
                 .env("XDG_DATA_HOME", "/data")

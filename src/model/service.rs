@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     name, Build, Condition, Dependency, HealthCheck, ImageSource, Port, Publish, Resources, RestartPolicy, Rollout,
-    Secret, Strategy, Volume, VolumeSource,
+    Secret, ServiceRef, Strategy, Volume, VolumeSource,
 };
 use crate::error::ValidationError;
 
@@ -58,6 +58,8 @@ pub struct Service {
     pub(crate) depends_on: Vec<Dependency>,
     pub(crate) rollout: Rollout,
     pub(crate) deadline: Option<Duration>,
+    pub(crate) role: Option<String>,
+    pub(crate) env_refs: BTreeMap<String, ServiceRef>,
 }
 
 impl Service {
@@ -104,6 +106,16 @@ impl Service {
     /// The ports.
     pub fn ports(&self) -> &[Port] {
         &self.ports
+    }
+
+    /// The role that places it on hosts, if any.
+    pub fn role_name(&self) -> Option<&str> {
+        self.role.as_deref()
+    }
+
+    /// Environment variables whose values are other services' endpoints.
+    pub fn env_refs(&self) -> &BTreeMap<String, ServiceRef> {
+        &self.env_refs
     }
 
     /// The rollout used when it changes.
@@ -164,6 +176,8 @@ impl ServiceBuilder {
                 depends_on: Vec::new(),
                 rollout: Rollout::default(),
                 deadline: None,
+                role: None,
+                env_refs: BTreeMap::new(),
             },
             image_set: false,
             replicas_set: None,
@@ -217,6 +231,21 @@ impl ServiceBuilder {
     /// An environment variable (shown in plans and revisions; use [`secret`](Self::secret) for secrets).
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.svc.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// An environment variable whose value is another service's endpoint, resolved at apply time
+    /// from where the two run (see [`ServiceRef`]).
+    pub fn env_ref(mut self, key: impl Into<String>, reference: ServiceRef) -> Self {
+        self.svc.env_refs.insert(key.into(), reference);
+        self
+    }
+
+    /// The role that places the service on hosts (`app`, `db`, `gateway`, …): the environment maps
+    /// roles to hosts ([`EnvironmentBuilder::hosts`](crate::EnvironmentBuilder::hosts)), and replicas
+    /// go round the role's hosts. Ignored on a single-host backend.
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.svc.role = Some(role.into());
         self
     }
 
@@ -339,13 +368,29 @@ impl ServiceBuilder {
                 self.invalid("health", "a job has no health check: it succeeds by exiting 0");
             }
         }
-        for key in svc.env.keys().chain(svc.secrets.keys()) {
+        for key in svc.env.keys().chain(svc.secrets.keys()).chain(svc.env_refs.keys()) {
             if key.is_empty() || key.contains('=') || key.contains('\0') {
                 self.invalid("env", format!("variable name {key:?} must be non-empty and contain no '=' or NUL"));
             }
         }
         if let Some(k) = svc.env.keys().find(|k| svc.secrets.contains_key(*k)) {
             self.invalid("env", format!("{k} is set both as a plain variable and as a secret"));
+        }
+        if let Some(k) = svc.env_refs.keys().find(|k| svc.env.contains_key(*k) || svc.secrets.contains_key(*k)) {
+            self.invalid("env", format!("{k} is set both as a service reference and as a plain or secret variable"));
+        }
+        for (k, r) in &svc.env_refs {
+            if !r.format.contains("{host}") {
+                self.invalid("env", format!("reference {k}: its format {:?} does not use {{host}}", r.format));
+            }
+            if r.service == svc.name {
+                self.invalid("env", format!("reference {k}: a service cannot refer to itself"));
+            }
+        }
+        if let Some(role) = &svc.role {
+            if let Err(e) = name::check("role", role) {
+                self.errors.push(e);
+            }
         }
         if let Some(k) = svc.labels.keys().find(|k| k.starts_with(crate::backend::LABEL_PREFIX)) {
             self.invalid("labels", format!("label {k} uses the reserved prefix {}", crate::backend::LABEL_PREFIX));

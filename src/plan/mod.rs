@@ -153,6 +153,12 @@ pub(crate) fn compute(env: &Environment, templates: &HashMap<String, Template>, 
 /// Why an instance does not match its template, if it does not.
 fn staleness(t: &Template, i: &Instance) -> Vec<String> {
     let mut why = Vec::new();
+    if let Some(h) = t.host_for(i.slot) {
+        if i.host.as_deref() != Some(h) {
+            let on = i.host.as_deref().unwrap_or("no host");
+            why.push(format!("moves from host {on} to {h}"));
+        }
+    }
     if i.image_id != t.image_id {
         why.push(format!("image changed ({} -> {})", short_id(&i.image_id), short_id(&t.image_id)));
     }

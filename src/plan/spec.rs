@@ -56,6 +56,8 @@ pub(crate) struct Template {
     pub env: BTreeMap<String, String>,
     pub spec_json: String,
     pub spec_hash: String,
+    /// The hosts its role places it on (empty: not placed, one engine runs everything).
+    pub hosts: Vec<String>,
 }
 
 impl Template {
@@ -88,7 +90,14 @@ impl Template {
         // every instance look changed, never crash.
         let spec_json = serde_json::to_string(&config).unwrap_or_default();
         let spec_hash = hex(&Sha256::digest(spec_json.as_bytes()))[..16].to_string();
-        Template { service: service.clone(), image_id: image_id.to_string(), env: merged, spec_json, spec_hash }
+        Template {
+            service: service.clone(),
+            image_id: image_id.to_string(),
+            env: merged,
+            spec_json,
+            spec_hash,
+            hosts: Vec::new(),
+        }
     }
 
     /// The template of a recorded configuration (`spec_json`, as labels and revisions hold it) on
@@ -158,7 +167,16 @@ impl Template {
             user: s.user.clone(),
             workdir: s.workdir.clone(),
             stop_grace: s.stop_grace,
+            host: self.host_for(slot).map(str::to_string),
         }
+    }
+
+    /// The host of `slot` when the service is placed on hosts: replicas go round the role's hosts.
+    pub(crate) fn host_for(&self, slot: u32) -> Option<&str> {
+        if self.hosts.is_empty() {
+            return None;
+        }
+        self.hosts.get(slot as usize % self.hosts.len()).map(String::as_str)
     }
 
     /// How long the instance gets to stop.

@@ -31,6 +31,7 @@ fn observed(t: &Template, slot: u32, name: &str) -> Instance {
         published: Vec::new(),
         ip: None,
         created: format!("2026-01-01T00:00:0{slot}Z"),
+        host: None,
         secret_env: t.service.secrets.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect(),
     }
 }

@@ -107,3 +107,33 @@ async fn build_with(
 fn last(log: &[String]) -> Vec<String> {
     log[log.len().saturating_sub(20)..].to_vec()
 }
+
+/// Longest an image transfer (export or load) may take.
+const TRANSFER_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+/// The image as a `docker save` archive, streamed.
+pub(super) fn export(d: &DockerBackend, image_id: &str) -> futures::stream::BoxStream<'static, Result<Bytes>> {
+    let id = image_id.to_string();
+    let docker = d.docker.clone();
+    let stream = docker.export_image(&id).map(move |r| r.map_err(|e| Error::backend("export image", &id, engine_message(&e))));
+    Box::pin(stream)
+}
+
+/// Loads a `docker save` archive, streamed from `archive`.
+pub(super) async fn load(d: &DockerBackend, archive: futures::stream::BoxStream<'static, Result<Bytes>>) -> Result<()> {
+    let options = bollard::query_parameters::ImportImageOptionsBuilder::new().quiet(true).build();
+    let body = archive.map(|r| r.map_err(|e| std::io::Error::other(e.to_string())));
+    let load = async {
+        let mut progress = d.docker.import_image_stream(options, body, None);
+        while let Some(item) = progress.next().await {
+            let info = item.map_err(|e| Error::backend("load image", "archive", engine_message(&e)))?;
+            if let Some(err) = info.error_detail.and_then(|e| e.message) {
+                return Err(Error::backend("load image", "archive", err));
+            }
+        }
+        Ok(())
+    };
+    tokio::time::timeout(TRANSFER_DEADLINE, load)
+        .await
+        .map_err(|_| Error::backend("load image", "archive", format!("not loaded within {TRANSFER_DEADLINE:?}")))?
+}

@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use bollard::Docker;
 use futures::stream::BoxStream;
 use tracing::instrument::WithSubscriber;
@@ -304,8 +305,8 @@ impl Backend for DockerBackend {
         quiet(containers::remove(self, id)).await
     }
 
-    fn probe_address(&self, instance: &Instance, port: u16) -> Option<SocketAddr> {
-        match self.route {
+    async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
+        Ok(match self.route {
             ProbeRoute::ContainerIp => instance.ip.map(|ip| SocketAddr::new(ip, port)),
             ProbeRoute::PublishedPort => {
                 instance.published.iter().find(|p| p.container_port == port && p.protocol == "tcp").and_then(|p| {
@@ -317,10 +318,18 @@ impl Backend for DockerBackend {
                     format!("{host}:{}", p.host_port).parse().ok()
                 })
             }
-        }
+        })
     }
 
     fn published_host(&self) -> String {
         self.published_host.clone()
+    }
+
+    fn export_image(&self, image_id: &str) -> BoxStream<'static, Result<Bytes>> {
+        images::export(self, image_id)
+    }
+
+    async fn load_image(&self, archive: BoxStream<'static, Result<Bytes>>) -> Result<()> {
+        quiet(images::load(self, archive)).await
     }
 }

@@ -1,0 +1,507 @@
+//! The SSH backend: a Docker engine on a remote host, driven over one SSH connection.
+//!
+//! [`SshHost`] opens a single OpenSSH master connection to the host (one handshake), forwards the
+//! host's Docker socket over it to a private local socket, and drives the remote engine with the
+//! very same [`DockerBackend`] code as a local engine. Probes reach container ports through
+//! forwards over that connection too, so a database that publishes nothing is still probed.
+//!
+//! The SSH client is the system's OpenSSH, through the [`openssh`] crate (as bollard's own `ssh`
+//! feature does): `~/.ssh/config` (`Host` aliases, `HostName`, `User`, `Port`, `IdentityFile`,
+//! `ProxyJump`, `Include`, `Match`), the agent, `known_hosts` and its hashing all behave exactly as
+//! they do for `ssh` on the command line, because it is `ssh`.
+//!
+//! - `connect.rs`: `ssh -G` resolution, the master connection, and the typed errors for unknown or
+//!   changed host keys and unreachable hosts.
+//! - `forward.rs`: the Docker socket and probe forwards.
+//! - `checks.rs`: host checks (engine, API version, disk) run at connect and before every apply.
+//!
+//! On its own an `SshHost` is a single-host backend (one VPS). Several of them, with roles, make a
+//! [`Fleet`](crate::backend::fleet::Fleet).
+
+mod checks;
+mod connect;
+mod forward;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use openssh::Session;
+
+pub use checks::HostReport;
+
+use super::docker::{DockerBackend, ProbeRoute};
+use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope};
+use crate::error::{Error, Result};
+use crate::model::Build;
+
+/// What to do with a host whose key is not in `known_hosts`. A key that differs from the one
+/// `known_hosts` holds is refused under every policy but [`AcceptAny`](Self::AcceptAny).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostKeyPolicy {
+    /// Refuse unknown and changed keys (`StrictHostKeyChecking=yes`). The default.
+    #[default]
+    Strict,
+    /// Accept and remember an unknown key; refuse a changed one (`StrictHostKeyChecking=accept-new`).
+    AcceptNew,
+    /// Accept any key (`StrictHostKeyChecking=no`): only for throw-away test hosts.
+    AcceptAny,
+}
+
+/// A Docker engine on a host reached over SSH.
+///
+/// ```no_run
+/// # async fn f() -> harbormaster::Result<()> {
+/// use harbormaster::SshHost;
+/// // `web-1` may be an alias of ~/.ssh/config, with its HostName, User, IdentityFile, ProxyJump.
+/// let host = SshHost::builder("web-1").connect().await?;
+/// println!("{} runs Docker {}", host.name(), host.report().docker_version);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SshHost {
+    inner: Arc<Inner>,
+    docker: DockerBackend,
+    min_free_disk: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    destination: String,
+    address: String,
+    session: Session,
+    report: std::sync::Mutex<Option<HostReport>>,
+    probes: forward::ProbeForwards,
+    // Dropped last: the local end of the Docker socket forward.
+    _socket_dir: forward::SocketDir,
+}
+
+/// Builder for [`SshHost`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct SshHostBuilder {
+    destination: String,
+    name: String,
+    user: Option<String>,
+    port: Option<u16>,
+    identity_file: Option<PathBuf>,
+    config_file: Option<PathBuf>,
+    known_hosts_file: Option<PathBuf>,
+    jump_hosts: Vec<String>,
+    host_key_policy: HostKeyPolicy,
+    docker_socket: String,
+    address: Option<String>,
+    connect_timeout: Duration,
+    keepalive: Duration,
+    call_timeout: Duration,
+    min_free_disk: u64,
+}
+
+impl SshHost {
+    /// Starts describing the host at `destination`, as `ssh` takes it: an alias of
+    /// `~/.ssh/config`, `address`, `user@address`, or `ssh://user@address:port`.
+    pub fn builder(destination: impl Into<String>) -> SshHostBuilder {
+        let destination = destination.into();
+        let name = destination
+            .trim_start_matches("ssh://")
+            .rsplit('@')
+            .next()
+            .unwrap_or(&destination)
+            .split(':')
+            .next()
+            .unwrap_or(&destination)
+            .to_string();
+        SshHostBuilder {
+            destination,
+            name,
+            user: None,
+            port: None,
+            identity_file: None,
+            config_file: None,
+            known_hosts_file: None,
+            jump_hosts: Vec::new(),
+            host_key_policy: HostKeyPolicy::Strict,
+            docker_socket: "/var/run/docker.sock".into(),
+            address: None,
+            connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(5),
+            call_timeout: Duration::from_secs(60),
+            min_free_disk: 512 << 20,
+        }
+    }
+
+    /// The host's name (in errors, events and role mappings).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The SSH destination, as given.
+    pub fn destination(&self) -> &str {
+        &self.inner.destination
+    }
+
+    /// The address at which the host's published ports are reached.
+    pub fn address(&self) -> &str {
+        &self.inner.address
+    }
+
+    /// What the host checks found at connect (or at the latest [`check`](Self::check)).
+    pub fn report(&self) -> HostReport {
+        self.inner.report.lock().ok().and_then(|r| r.clone()).unwrap_or(HostReport {
+            docker_version: String::new(),
+            api_version: String::new(),
+            docker_root: String::new(),
+            free_bytes: 0,
+        })
+    }
+
+    /// The Docker backend on the host (through the SSH connection), for what this type does not cover.
+    pub fn docker(&self) -> &DockerBackend {
+        &self.docker
+    }
+
+    /// Runs the host checks again: connection, engine and API version, disk space.
+    pub async fn check(&self) -> Result<HostReport> {
+        let report = checks::run(self).await?;
+        if let Ok(mut r) = self.inner.report.lock() {
+            *r = Some(report.clone());
+        }
+        Ok(report)
+    }
+
+    /// Writes a file on the host (not in a container) with `mode`, creating its directory, over the
+    /// same connection: `install -D -m <mode> /dev/stdin <path>`.
+    pub async fn write_host_file(&self, path: &str, contents: &[u8], mode: u32) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let fail = |m: String| Error::backend("write host file", format!("{path} on {}", self.name()), m);
+        let mode = format!("{mode:o}");
+        let mut child = self
+            .inner
+            .session
+            .command("install")
+            .args(["-D", "-m", &mode, "/dev/stdin", path])
+            .stdin(openssh::Stdio::piped())
+            .stderr(openssh::Stdio::piped())
+            .stdout(openssh::Stdio::null())
+            .spawn()
+            .await
+            .map_err(|e| self.lost(connect::chain(&e)))?;
+        if let Some(mut stdin) = child.stdin().take() {
+            stdin.write_all(contents).await.map_err(|e| fail(e.to_string()))?;
+            stdin.shutdown().await.map_err(|e| fail(e.to_string()))?;
+        }
+        let out = child.wait_with_output().await.map_err(|e| fail(connect::chain(&e)))?;
+        if !out.status.success() {
+            return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_string()));
+        }
+        Ok(())
+    }
+
+    /// Runs a program on the host (arguments are quoted for the remote shell); its stdout.
+    async fn run(&self, args: &[&str]) -> std::result::Result<String, String> {
+        let Some((program, rest)) = args.split_first() else { return Ok(String::new()) };
+        let out = self
+            .inner
+            .session
+            .command(*program)
+            .args(rest.iter().copied())
+            .output()
+            .await
+            .map_err(|e| connect::chain(&e))?;
+        if !out.status.success() {
+            return Err(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `Ok` while the SSH connection is up; the error names the host otherwise.
+    async fn alive(&self) -> Result<()> {
+        match tokio::time::timeout(Duration::from_secs(10), self.inner.session.check()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.lost(connect::chain(&e))),
+            Err(_) => Err(self.lost("the SSH connection does not answer".into())),
+        }
+    }
+
+    fn lost(&self, message: String) -> Error {
+        Error::HostUnreachable {
+            host: self.inner.name.clone(),
+            destination: self.inner.destination.clone(),
+            message: format!("the SSH connection is lost: {message}"),
+        }
+    }
+
+    /// An engine call's error, or the connection's if the connection is what failed.
+    async fn guard<T>(&self, r: Result<T>) -> Result<T> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(e) => match self.alive().await {
+                Ok(()) => Err(e),
+                Err(lost) => Err(lost),
+            },
+        }
+    }
+}
+
+impl SshHostBuilder {
+    /// The host's name in errors, events and role mappings (default: the destination's host part).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The remote user (default: as `~/.ssh/config` says, else the local user).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// The SSH port (default: as `~/.ssh/config` says, else 22).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Authenticate with this private key only (default: the agent and the configured keys).
+    pub fn identity_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.identity_file = Some(path.into());
+        self
+    }
+
+    /// Read this OpenSSH configuration file instead of `~/.ssh/config` (`ssh -F`).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Check host keys against this file instead of `~/.ssh/known_hosts` (`UserKnownHostsFile`).
+    pub fn known_hosts_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.known_hosts_file = Some(path.into());
+        self
+    }
+
+    /// Reach the host through a jump host (`ssh -J`); may be given several times, in order.
+    /// A `ProxyJump` in `~/.ssh/config` works without this.
+    pub fn jump_host(mut self, destination: impl Into<String>) -> Self {
+        self.jump_hosts.push(destination.into());
+        self
+    }
+
+    /// What to do with an unknown host key (default: refuse it).
+    pub fn host_key_policy(mut self, policy: HostKeyPolicy) -> Self {
+        self.host_key_policy = policy;
+        self
+    }
+
+    /// The Docker socket on the host (default `/var/run/docker.sock`; rootless Docker has it under
+    /// `/run/user/<uid>/`).
+    pub fn docker_socket(mut self, path: impl Into<String>) -> Self {
+        self.docker_socket = path.into();
+        self
+    }
+
+    /// The address at which the host's published ports are reached, by the library and by the
+    /// other hosts (default: the `HostName` SSH connects to).
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// How long the TCP connection may take (default 10 s; the whole handshake gets twice that).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Keep-alive interval: a host silent for three of them is declared lost (default 5 s).
+    pub fn keepalive(mut self, d: Duration) -> Self {
+        self.keepalive = d.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Upper bound of each engine call (default 60 s).
+    pub fn call_timeout(mut self, d: Duration) -> Self {
+        self.call_timeout = d;
+        self
+    }
+
+    /// Free space the engine's data directory must have for the host to pass its checks
+    /// (default 512 MiB).
+    pub fn min_free_disk(mut self, bytes: u64) -> Self {
+        self.min_free_disk = bytes;
+        self
+    }
+
+    /// Connects (one SSH handshake), forwards the Docker socket, and runs the host checks.
+    pub async fn connect(self) -> Result<SshHost> {
+        let resolved = connect::resolve(&self).await?;
+        let socket_dir = forward::SocketDir::create()
+            .map_err(|e| connect::unreachable(&self, format!("cannot create a local socket directory: {e}")))?;
+        let session = connect::master(&self, &socket_dir.0).await?;
+        let local = socket_dir.0.join("docker.sock");
+        forward::docker_socket(&session, &local, &self.docker_socket)
+            .await
+            .map_err(|m| Error::HostCheck { host: self.name.clone(), check: "docker", message: m })?;
+        let address = self.address.clone().unwrap_or(resolved.hostname);
+        let docker = DockerBackend::builder()
+            .host(format!("unix://{}", local.display()))
+            .call_timeout(self.call_timeout)
+            .probe_route(ProbeRoute::PublishedPort)
+            .published_host(address.clone())
+            .connect()
+            .await
+            .map_err(|e| Error::HostCheck {
+                host: self.name.clone(),
+                check: "docker",
+                message: format!("no Docker engine answers at {} on the host: {e}", self.docker_socket),
+            })?;
+        let host = SshHost {
+            inner: Arc::new(Inner {
+                name: self.name.clone(),
+                destination: self.destination.clone(),
+                address,
+                session,
+                report: std::sync::Mutex::new(None),
+                probes: forward::ProbeForwards::default(),
+                _socket_dir: socket_dir,
+            }),
+            docker,
+            min_free_disk: self.min_free_disk,
+        };
+        host.check().await?;
+        tracing::debug!(host = %host.name(), destination = %host.destination(), "connected over ssh");
+        Ok(host)
+    }
+}
+
+#[async_trait]
+impl Backend for SshHost {
+    fn describe(&self) -> String {
+        format!("docker on {} over ssh ({})", self.inner.name, self.inner.destination)
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        self.guard(self.docker.image_id(reference).await).await
+    }
+
+    async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
+        self.guard(self.docker.build_image(build, tag).await).await
+    }
+
+    async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
+        self.guard(self.docker.list_instances(scope).await).await
+    }
+
+    async fn inspect_instance(&self, id: &str) -> Result<Instance> {
+        self.guard(self.docker.inspect_instance(id).await).await
+    }
+
+    async fn ensure_network(&self, scope: &Scope) -> Result<bool> {
+        self.guard(self.docker.ensure_network(scope).await).await
+    }
+
+    async fn remove_network(&self, scope: &Scope) -> Result<bool> {
+        self.guard(self.docker.remove_network(scope).await).await
+    }
+
+    async fn ensure_volume(&self, scope: &Scope, volume: &str) -> Result<bool> {
+        self.guard(self.docker.ensure_volume(scope, volume).await).await
+    }
+
+    async fn list_volumes(&self, scope: &Scope) -> Result<Vec<String>> {
+        self.guard(self.docker.list_volumes(scope).await).await
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<()> {
+        self.guard(self.docker.remove_volume(name).await).await
+    }
+
+    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
+        self.guard(self.docker.create_instance(spec).await).await
+    }
+
+    async fn start_instance(&self, id: &str) -> Result<()> {
+        self.guard(self.docker.start_instance(id).await).await
+    }
+
+    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
+        self.guard(self.docker.stop_instance(id, grace).await).await
+    }
+
+    async fn remove_instance(&self, id: &str) -> Result<()> {
+        self.guard(self.docker.remove_instance(id).await).await
+    }
+
+    async fn wait_exit(&self, id: &str) -> Result<i64> {
+        self.guard(self.docker.wait_exit(id).await).await
+    }
+
+    async fn logs_tail(&self, id: &str, lines: usize) -> Result<Vec<String>> {
+        self.guard(self.docker.logs_tail(id, lines).await).await
+    }
+
+    fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<LogLine>> {
+        self.docker.logs(id, follow, tail)
+    }
+
+    async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput> {
+        self.guard(self.docker.exec(id, command, timeout).await).await
+    }
+
+    async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
+        self.guard(self.docker.write_file(id, path, contents, mode).await).await
+    }
+
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        self.guard(self.docker.read_file(id, path).await).await
+    }
+
+    async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
+        self.guard(self.docker.create_record(scope, record).await).await
+    }
+
+    async fn list_records(&self, scope: &Scope, kind: &str) -> Result<Vec<Record>> {
+        self.guard(self.docker.list_records(scope, kind).await).await
+    }
+
+    async fn remove_record(&self, id: &str) -> Result<()> {
+        self.guard(self.docker.remove_record(id).await).await
+    }
+
+    async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
+        // The container's address on the host, reached through a forward over the connection:
+        // works whether or not the port is published.
+        let Some(ip) = instance.ip else { return self.docker.probe_address(instance, port).await };
+        let local = self.inner.probes.local_for(&self.inner.session, SocketAddr::new(ip, port)).await;
+        match local {
+            Ok(a) => Ok(Some(a)),
+            Err(m) => {
+                self.alive().await?;
+                Err(Error::backend("probe forward", format!("{}:{port} on {}", ip, self.name()), m))
+            }
+        }
+    }
+
+    fn published_host(&self) -> String {
+        self.inner.address.clone()
+    }
+
+    async fn preflight(&self) -> Result<()> {
+        self.check().await.map(|_| ())
+    }
+
+    fn export_image(&self, image_id: &str) -> BoxStream<'static, Result<Bytes>> {
+        self.docker.export_image(image_id)
+    }
+
+    async fn load_image(&self, archive: BoxStream<'static, Result<Bytes>>) -> Result<()> {
+        let r = self.docker.load_image(archive).await;
+        self.guard(r).await
+    }
+}

@@ -1,0 +1,182 @@
+//! Where each service runs on a backend with several hosts, and what its references to other
+//! services resolve to from there. Pure functions of the description and the backend's hosts.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::backend::HostInfo;
+use crate::error::{Error, Result};
+use crate::model::{Environment, Publish, Service};
+
+/// The hosts `svc` is placed on: its role's hosts. Empty on a single-host backend.
+pub(crate) fn hosts_of(env: &Environment, svc: &Service, hosts: &[HostInfo]) -> Result<Vec<String>> {
+    if hosts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names = || hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ");
+    let placement = |reason: String| Error::Placement { service: svc.name.clone(), reason };
+    let mapped = svc.role.as_ref().and_then(|r| env.roles.get(r));
+    let Some(list) = mapped else {
+        // A one-host backend needs no roles.
+        if let [only] = hosts {
+            return Ok(vec![only.name.clone()]);
+        }
+        return Err(placement(match &svc.role {
+            None => format!(
+                "the backend has {} hosts ({}) and the service has no role; give it ServiceBuilder::role and map \
+                 the role with EnvironmentBuilder::hosts",
+                hosts.len(),
+                names()
+            ),
+            Some(r) => format!("its role `{r}` is mapped to no host; map it with EnvironmentBuilder::hosts"),
+        }));
+    };
+    for h in list {
+        if !hosts.iter().any(|k| &k.name == h) {
+            return Err(placement(format!(
+                "its role `{}` maps to host `{h}`, which the backend does not have (hosts: {})",
+                svc.role.as_deref().unwrap_or_default(),
+                names()
+            )));
+        }
+    }
+    Ok(list.clone())
+}
+
+/// Every service's hosts, by name.
+pub(crate) fn place_all(env: &Environment, hosts: &[HostInfo]) -> Result<HashMap<String, Vec<String>>> {
+    let placed: HashMap<String, Vec<String>> =
+        env.services.iter().map(|s| Ok((s.name.clone(), hosts_of(env, s, hosts)?))).collect::<Result<_>>()?;
+    if let Some(ingress) = env.ingress() {
+        let router = placed.get(ingress.router().name()).cloned().unwrap_or_default();
+        for route in ingress.routes() {
+            let target = placed.get(&route.service).cloned().unwrap_or_default();
+            if !same_hosts(&router, &target) {
+                return Err(Error::Placement {
+                    service: route.service.clone(),
+                    reason: format!(
+                        "the ingress routes to it, and it runs on {} while the ingress runs on {}; the ingress \
+                         reaches only instances on its own hosts, so give both the same role",
+                        list(&target),
+                        list(&router)
+                    ),
+                });
+            }
+        }
+    }
+    Ok(placed)
+}
+
+fn same_hosts(a: &[String], b: &[String]) -> bool {
+    let mut a: Vec<&String> = a.iter().collect();
+    let mut b: Vec<&String> = b.iter().collect();
+    a.sort();
+    a.dedup();
+    b.sort();
+    b.dedup();
+    a == b
+}
+
+fn list(hosts: &[String]) -> String {
+    if hosts.is_empty() {
+        "the one engine".into()
+    } else {
+        format!("host(s) {}", hosts.join(", "))
+    }
+}
+
+/// The values of `svc`'s references to other services, from where it runs: the service's name and
+/// container port on the same host (or one engine), the other host's address and fixed published
+/// port across hosts.
+pub(crate) fn resolve_refs(
+    env: &Environment,
+    svc: &Service,
+    placed: &HashMap<String, Vec<String>>,
+    hosts: &[HostInfo],
+) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let none = Vec::new();
+    let mine = placed.get(&svc.name).unwrap_or(&none);
+    for (key, r) in &svc.env_refs {
+        let placement = |reason: String| Error::Placement { service: svc.name.clone(), reason };
+        let target = env.service(&r.service).ok_or_else(|| {
+            placement(format!("{key} refers to `{}`, which is not a service of the environment", r.service))
+        })?;
+        let theirs = placed.get(&target.name).unwrap_or(&none);
+        let local = theirs.is_empty() || (mine.len() == 1 && theirs.first() == mine.first());
+        if local {
+            out.insert(key.clone(), r.render(&target.name, r.port));
+            continue;
+        }
+        let Some(first) = theirs.first() else { continue };
+        let published = target.ports.iter().find(|p| p.container_port() == r.port).map(|p| p.publishing());
+        let Some(Publish::Fixed(host_port)) = published else {
+            return Err(placement(format!(
+                "{key} refers to `{}` port {}, which runs on host {first} while `{}` runs on {}; publish that port at \
+                 a fixed host port (Port::tcp({}).publish(..)) so that it can be reached across hosts",
+                target.name,
+                r.port,
+                svc.name,
+                list(mine),
+                r.port
+            )));
+        };
+        let address = hosts.iter().find(|h| &h.name == first).map(|h| h.address.as_str()).unwrap_or(first.as_str());
+        out.insert(key.clone(), r.render(address, host_port));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Port, ServiceRef};
+
+    fn fleet() -> Vec<HostInfo> {
+        ["a", "b"].iter().map(|n| HostInfo { name: n.to_string(), address: format!("10.0.0.{}", n.len()) }).collect()
+    }
+
+    fn env(db_port: Port) -> Environment {
+        let db = Service::builder("db").image("x").role("db").port(db_port).build().unwrap();
+        let api = Service::builder("api")
+            .image("x")
+            .role("app")
+            .env_ref("DB", ServiceRef::to("db", 5432).format("pg://{host}:{port}/x"))
+            .build()
+            .unwrap();
+        Environment::builder("p", "e").hosts("app", ["a"]).hosts("db", ["b"]).service(db).service(api).build().unwrap()
+    }
+
+    #[test]
+    fn references_resolve_by_name_on_one_engine_and_by_address_across_hosts() {
+        let e = env(Port::tcp(5432).publish(15432));
+        let api = e.service("api").unwrap();
+        // One engine: names.
+        let placed = place_all(&e, &[]).unwrap();
+        assert_eq!(resolve_refs(&e, api, &placed, &[]).unwrap()["DB"], "pg://db:5432/x");
+        // Two hosts: the db host's address and published port.
+        let placed = place_all(&e, &fleet()).unwrap();
+        assert_eq!(placed["api"], ["a"]);
+        assert_eq!(resolve_refs(&e, api, &placed, &fleet()).unwrap()["DB"], "pg://10.0.0.1:15432/x");
+    }
+
+    #[test]
+    fn a_cross_host_reference_needs_a_fixed_published_port() {
+        let e = env(Port::tcp(5432));
+        let placed = place_all(&e, &fleet()).unwrap();
+        let err = resolve_refs(&e, e.service("api").unwrap(), &placed, &fleet()).unwrap_err().to_string();
+        assert!(err.contains("cannot place `api`") && err.contains("fixed host port"), "{err}");
+    }
+
+    #[test]
+    fn roles_must_map_to_hosts_the_backend_has() {
+        let svc = Service::builder("web").image("x").role("web").build().unwrap();
+        let e = Environment::builder("p", "e").hosts("web", ["a", "zz"]).service(svc).build().unwrap();
+        let err = place_all(&e, &fleet()).unwrap_err().to_string();
+        assert!(err.contains("host `zz`") && err.contains("hosts: a, b"), "{err}");
+        // Without roles, a one-host backend places everything on its host; two hosts need roles.
+        let bare = Environment::builder("p", "e").service(Service::builder("w").image("x").build().unwrap()).build();
+        let bare = bare.unwrap();
+        assert_eq!(place_all(&bare, &fleet()[..1]).unwrap()["w"], ["a"]);
+        assert!(place_all(&bare, &fleet()).is_err());
+    }
+}
