@@ -239,6 +239,8 @@ pub struct HealthFailure {
     pub service: String,
     /// The container name.
     pub instance: String,
+    /// The host it runs on, on a backend with several hosts.
+    pub host: Option<String>,
     /// What ended the wait (threshold reached, container exited, deadline).
     pub reason: String,
     /// The most recent probe results, oldest first.
@@ -249,7 +251,8 @@ pub struct HealthFailure {
 
 impl fmt::Display for HealthFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "service `{}` (container {}) is not healthy: {}", self.service, self.instance, self.reason)?;
+        let on = self.host.as_ref().map(|h| format!(" on host {h}")).unwrap_or_default();
+        write!(f, "service `{}` (container {}{on}) is not healthy: {}", self.service, self.instance, self.reason)?;
         if self.last_probes.is_empty() {
             write!(f, "\n  last probes: none ran")?;
         } else {

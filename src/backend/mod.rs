@@ -393,7 +393,8 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Streams an image out as a `docker save` archive (to ship it to another engine).
     fn export_image(&self, image_id: &str) -> BoxStream<'static, Result<Bytes>> {
-        let e = crate::error::Error::backend("export image", image_id, format!("{} cannot export images", self.describe()));
+        let e =
+            crate::error::Error::backend("export image", image_id, format!("{} cannot export images", self.describe()));
         Box::pin(futures::stream::once(async move { Err(e) }))
     }
 

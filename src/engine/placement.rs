@@ -46,6 +46,26 @@ pub(crate) fn hosts_of(env: &Environment, svc: &Service, hosts: &[HostInfo]) -> 
 pub(crate) fn place_all(env: &Environment, hosts: &[HostInfo]) -> Result<HashMap<String, Vec<String>>> {
     let placed: HashMap<String, Vec<String>> =
         env.services.iter().map(|s| Ok((s.name.clone(), hosts_of(env, s, hosts)?))).collect::<Result<_>>()?;
+    for s in &env.services {
+        let fixed = s.ports.iter().find_map(|p| match p.publishing() {
+            Publish::Fixed(port) => Some(port),
+            _ => None,
+        });
+        let mut distinct = placed.get(&s.name).cloned().unwrap_or_default();
+        distinct.sort();
+        distinct.dedup();
+        if let Some(port) = fixed.filter(|_| s.replicas as usize > distinct.len().max(1)) {
+            return Err(Error::Placement {
+                service: s.name.clone(),
+                reason: format!(
+                    "{} replicas publish host port {port}, and they would share {}; one host binds a port once,                      so map its role to at least {} hosts or publish an ephemeral port",
+                    s.replicas,
+                    list(&distinct),
+                    s.replicas
+                ),
+            });
+        }
+    }
     if let Some(ingress) = env.ingress() {
         let router = placed.get(ingress.router().name()).cloned().unwrap_or_default();
         for route in ingress.routes() {
@@ -178,5 +198,20 @@ mod tests {
         let bare = bare.unwrap();
         assert_eq!(place_all(&bare, &fleet()[..1]).unwrap()["w"], ["a"]);
         assert!(place_all(&bare, &fleet()).is_err());
+    }
+
+    #[test]
+    fn replicas_with_a_fixed_host_port_need_a_host_each() {
+        let web = |n| Service::builder("web").image("x").role("web").replicas(n).port(Port::tcp(80).publish(8080));
+        let e =
+            Environment::builder("p", "e").hosts("web", ["a", "b"]).service(web(2).build().unwrap()).build().unwrap();
+        assert!(place_all(&e, &fleet()).is_ok());
+        let e =
+            Environment::builder("p", "e").hosts("web", ["a", "b"]).service(web(3).build().unwrap()).build().unwrap();
+        let err = place_all(&e, &fleet()).unwrap_err().to_string();
+        assert!(err.contains("3 replicas publish host port 8080"), "{err}");
+        // On one engine, two replicas cannot share the port either.
+        let e = Environment::builder("p", "e").service(web(2).build().unwrap()).build().unwrap();
+        assert!(place_all(&e, &[]).is_err());
     }
 }

@@ -218,6 +218,7 @@ impl ServiceRun<'_> {
                 Err(Error::Unhealthy(Box::new(crate::error::HealthFailure {
                     service: self.name().to_string(),
                     instance: i.name.clone(),
+                    host: i.host.clone(),
                     reason: format!("stopped during a canary pause ({})", match code {
                         Ok(c) => format!("exit code {c}"),
                         Err(e) => e.to_string(),
@@ -288,9 +289,18 @@ impl ServiceRun<'_> {
             OnFailure::Rollback => {
                 let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
                 let new: Vec<Instance> = done.iter().flat_map(|d| d.new.clone()).collect();
-                self.restore(&old).await.map_err(|e| restore_failed(self.name(), &cause, e))?;
-                self.leave(&new, drain).await?;
-                retire(self.backend, self.sink, self.name(), &new, self.template.stop_grace()).await?;
+                let fixed_port = svc.ports.iter().any(|p| matches!(p.publishing(), crate::model::Publish::Fixed(_)));
+                if fixed_port {
+                    // Old and new bind the same host port: the new ones go first.
+                    self.leave(&new, drain).await?;
+                    retire(self.backend, self.sink, self.name(), &new, self.template.stop_grace()).await?;
+                    self.restore(&old).await.map_err(|e| restore_failed(self.name(), &cause, e))?;
+                } else {
+                    // Capacity first: the old ones serve again before the new ones leave.
+                    self.restore(&old).await.map_err(|e| restore_failed(self.name(), &cause, e))?;
+                    self.leave(&new, drain).await?;
+                    retire(self.backend, self.sink, self.name(), &new, self.template.stop_grace()).await?;
+                }
                 let outcome = RolloutOutcome::RolledBack { reason: cause.to_string() };
                 self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome });
                 Err(Error::RolledBack { service: self.name().to_string(), reason: Box::new(cause) })

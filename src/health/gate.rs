@@ -191,6 +191,7 @@ impl Gate<'_> {
         Error::Unhealthy(Box::new(HealthFailure {
             service: self.service.to_string(),
             instance: instance.name.clone(),
+            host: instance.host.clone(),
             reason,
             last_probes: history.to_vec(),
             last_logs,

@@ -130,17 +130,22 @@ fn short_reqwest_error(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".into();
     }
+    // The innermost cause is the useful part ("Connection refused", "connection closed before
+    // message completed").
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    let mut last = e.to_string();
+    while let Some(s) = src {
+        last = s.to_string();
+        src = s.source();
+    }
     if e.is_connect() {
-        // The innermost cause is the useful part ("Connection refused").
-        let mut src: Option<&dyn std::error::Error> = Some(e);
-        let mut last = e.to_string();
-        while let Some(s) = src {
-            last = s.to_string();
-            src = s.source();
-        }
         return format!("connect failed: {last}");
     }
-    e.to_string()
+    if last == e.to_string() {
+        last
+    } else {
+        format!("request failed: {last}")
+    }
 }
 
 /// Shorthand used by status: one probe, pass or fail, with a short description.

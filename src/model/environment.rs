@@ -260,7 +260,8 @@ impl EnvironmentBuilder {
 /// Roles and references: every referenced service and port exists; with roles mapped, every
 /// service has a mapped role, and host names are valid.
 fn check_placement(env: &Environment) -> Result<(), ValidationError> {
-    let invalid = |owner: String, field: &'static str, reason: String| ValidationError::InvalidValue { owner, field, reason };
+    let invalid =
+        |owner: String, field: &'static str, reason: String| ValidationError::InvalidValue { owner, field, reason };
     for (role, hosts) in &env.roles {
         name::check("role", role)?;
         for h in hosts {
@@ -270,13 +271,20 @@ fn check_placement(env: &Environment) -> Result<(), ValidationError> {
     for s in &env.services {
         for (k, r) in &s.env_refs {
             let Some(target) = env.service(&r.service) else {
-                return Err(invalid(format!("service `{}`", s.name), "env", format!("reference {k} names `{}`, which is not a service of the environment", r.service)));
+                return Err(invalid(
+                    format!("service `{}`", s.name),
+                    "env",
+                    format!("reference {k} names `{}`, which is not a service of the environment", r.service),
+                ));
             };
             if !target.ports.iter().any(|p| p.container == r.port) {
                 return Err(invalid(
                     format!("service `{}`", s.name),
                     "env",
-                    format!("reference {k} names port {} of `{}`, which does not declare it (Port::tcp({}))", r.port, r.service, r.port),
+                    format!(
+                        "reference {k} names port {} of `{}`, which does not declare it (Port::tcp({}))",
+                        r.port, r.service, r.port
+                    ),
                 ));
             }
         }
@@ -288,7 +296,10 @@ fn check_placement(env: &Environment) -> Result<(), ValidationError> {
                 return Err(invalid(
                     format!("service `{}`", s.name),
                     "role",
-                    format!("the environment places services by role, and this one has none (roles: {})", env.roles.keys().cloned().collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "the environment places services by role, and this one has none (roles: {})",
+                        env.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
                 ))
             }
             Some(r) if !env.roles.contains_key(r) => {

@@ -419,7 +419,8 @@ impl ServiceBuilder {
             _ => None,
         });
         if let Some(host) = fixed_port {
-            if svc.replicas > 1 {
+            // With a role, replicas may be spread one per host; placement checks that at apply.
+            if svc.replicas > 1 && svc.role.is_none() {
                 self.errors.push(ValidationError::HostPortConflict {
                     port: host,
                     first: format!("{} replica 0", svc.name),

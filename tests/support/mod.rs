@@ -2,6 +2,7 @@
 //! image, and a guard that tears the environment down even when the test fails.
 #![allow(dead_code)]
 
+pub mod hosts;
 pub mod load;
 pub mod workload;
 
@@ -29,7 +30,7 @@ pub async fn docker() -> DockerBackend {
     }
 }
 
-fn unique(tag: &str) -> String {
+pub fn unique(tag: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     let salt = (std::process::id() ^ nanos ^ N.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9e37_79b9)) & 0xff_ffff;

@@ -115,7 +115,8 @@ const TRANSFER_DEADLINE: Duration = Duration::from_secs(30 * 60);
 pub(super) fn export(d: &DockerBackend, image_id: &str) -> futures::stream::BoxStream<'static, Result<Bytes>> {
     let id = image_id.to_string();
     let docker = d.docker.clone();
-    let stream = docker.export_image(&id).map(move |r| r.map_err(|e| Error::backend("export image", &id, engine_message(&e))));
+    let stream =
+        docker.export_image(&id).map(move |r| r.map_err(|e| Error::backend("export image", &id, engine_message(&e))));
     Box::pin(stream)
 }
 

@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use bollard::Docker;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use tracing::instrument::WithSubscriber;
 

@@ -12,10 +12,13 @@ use super::Member;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 
+/// A host name and an image ID.
+type HostImage = (String, String);
+
 /// One lock per (host, image), so concurrent creates ship an image once.
 #[derive(Debug, Default)]
 pub(super) struct Shipments {
-    locks: Mutex<HashMap<(String, String), Arc<Mutex<()>>>>,
+    locks: Mutex<HashMap<HostImage, Arc<Mutex<()>>>>,
     /// How many images were shipped, for reports and tests.
     pub shipped: std::sync::atomic::AtomicU64,
 }

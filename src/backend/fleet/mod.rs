@@ -171,7 +171,11 @@ impl Fleet {
 
     fn member(&self, name: &str) -> Result<&Member> {
         self.members.iter().find(|m| m.name == name).ok_or_else(|| {
-            Error::backend("route", name, format!("the fleet has no host `{name}` (hosts: {})", self.host_names().join(", ")))
+            Error::backend(
+                "route",
+                name,
+                format!("the fleet has no host `{name}` (hosts: {})", self.host_names().join(", ")),
+            )
         })
     }
 
@@ -215,7 +219,8 @@ impl Fleet {
 /// An error on host `m` says so.
 fn on<T>(m: &Member, r: Result<T>) -> Result<T> {
     r.map_err(|e| match e {
-        e @ (Error::HostUnreachable { .. } | Error::HostKey { .. } | Error::HostCheck { .. } | Error::OnHost { .. }) => e,
+        e
+        @ (Error::HostUnreachable { .. } | Error::HostKey { .. } | Error::HostCheck { .. } | Error::OnHost { .. }) => e,
         e => Error::OnHost { host: m.name.clone(), source: Box::new(e) },
     })
 }

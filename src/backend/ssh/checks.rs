@@ -27,7 +27,8 @@ fn parse_api(v: &str) -> Option<(u32, u32)> {
 
 /// Runs every check; the first that fails is the error, naming the host.
 pub(super) async fn run(host: &SshHost) -> Result<HostReport> {
-    let fail = |check: &'static str, message: String| Error::HostCheck { host: host.name().to_string(), check, message };
+    let fail =
+        |check: &'static str, message: String| Error::HostCheck { host: host.name().to_string(), check, message };
     host.alive().await?;
     let docker = host.docker.client();
     let version = host
@@ -42,11 +43,8 @@ pub(super) async fn run(host: &SshHost) -> Result<HostReport> {
             format!("its engine speaks API {api_version:?}; Docker 20.10 (API 1.41) or newer is needed"),
         ));
     }
-    let info = host
-        .docker
-        .call("docker info", host.name(), docker.info())
-        .await
-        .map_err(|e| fail("docker", e.to_string()))?;
+    let info =
+        host.docker.call("docker info", host.name(), docker.info()).await.map_err(|e| fail("docker", e.to_string()))?;
     let docker_root = info.docker_root_dir.unwrap_or_else(|| "/var/lib/docker".into());
     let df = host.run(&["df", "-Pk", &docker_root]).await.map_err(|e| fail("disk space", e))?;
     // `df -P`: a header, then `fs 1024-blocks used available capacity mount`.

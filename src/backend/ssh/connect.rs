@@ -115,7 +115,9 @@ pub(super) fn classify(b: &SshHostBuilder, said: &str) -> Error {
     let said = said.replace('\r', "");
     let host = b.name.clone();
     let destination = b.destination.clone();
-    if said.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || (said.contains("Host key for") && said.contains("has changed")) {
+    if said.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || (said.contains("Host key for") && said.contains("has changed"))
+    {
         let line = said.lines().find(|l| l.contains("Offending") || l.contains("key for")).unwrap_or("").trim();
         return Error::HostKey {
             host,
@@ -131,7 +133,9 @@ pub(super) fn classify(b: &SshHostBuilder, said: &str) -> Error {
             host,
             destination,
             changed: false,
-            message: "Add its key to known_hosts (checked out of band), or allow new keys with `HostKeyPolicy::AcceptNew`".into(),
+            message:
+                "Add its key to known_hosts (checked out of band), or allow new keys with `HostKeyPolicy::AcceptNew`"
+                    .into(),
         };
     }
     let said = said.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");

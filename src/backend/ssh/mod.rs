@@ -345,9 +345,11 @@ impl SshHostBuilder {
             .map_err(|e| connect::unreachable(&self, format!("cannot create a local socket directory: {e}")))?;
         let session = connect::master(&self, &socket_dir.0).await?;
         let local = socket_dir.0.join("docker.sock");
-        forward::docker_socket(&session, &local, &self.docker_socket)
-            .await
-            .map_err(|m| Error::HostCheck { host: self.name.clone(), check: "docker", message: m })?;
+        forward::docker_socket(&session, &local, &self.docker_socket).await.map_err(|m| Error::HostCheck {
+            host: self.name.clone(),
+            check: "docker",
+            message: m,
+        })?;
         let address = self.address.clone().unwrap_or(resolved.hostname);
         let docker = DockerBackend::builder()
             .host(format!("unix://{}", local.display()))

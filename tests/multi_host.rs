@@ -1,0 +1,281 @@
+//! Several hosts over SSH: real sshd and dockerd per host (tests/fixtures/hosts.sh), a fleet with
+//! roles, images shipped, services reaching each other across hosts, host keys, an unreachable
+//! host, and a rollout rolled back on every host.
+
+mod support;
+
+use std::time::Duration;
+
+use harbormaster::{
+    Amount, Backend, Error, Fleet, HealthCheck, HostKeyPolicy, Port, Rollout, RolloutOutcome, ServiceRef, SshHost,
+};
+use support::hosts::{self, A, B, C, D, DOWN};
+use support::{get, workload, PROJECT};
+
+fn check() -> HealthCheck {
+    HealthCheck::http(8080, "/health").interval(Duration::from_millis(300)).retries(30)
+}
+
+fn svc(name: &str, role: &str) -> harbormaster::ServiceBuilder {
+    svc_on(workload::IMAGE, name, role)
+}
+
+fn svc_on(image: &str, name: &str, role: &str) -> harbormaster::ServiceBuilder {
+    harbormaster::Service::builder(name)
+        .image(image)
+        .role(role)
+        .health(check())
+        .stop_grace_period(Duration::from_secs(1))
+}
+
+/// Seed 001's shape on three hosts: a gateway on A, the API on B and C (C only reachable through A,
+/// as a jump host given in ~/.ssh/config), the database and the message broker on C. Each service
+/// finds the others through typed references; images are shipped from the local engine.
+#[tokio::test]
+async fn a_seed_topology_deploys_across_three_hosts() {
+    workload::ensure_images();
+    let name = support::unique("fleet");
+    let _guard = hosts::FleetGuard { aliases: vec![A, B, C], name: name.clone() };
+    let fleet = hosts::fleet(&[A, B, C]).await;
+    // An image of this run only (the workload with a label), so no host has it yet.
+    let dir = std::env::temp_dir().join(&name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), format!("FROM {}\nLABEL io.hmtest.run={name}\n", workload::IMAGE)).unwrap();
+    let image = format!("hmtest/{name}:1");
+    support::docker().await.build(&harbormaster::Build::context(&dir), &image).await.expect("build the run's image");
+    let _ = std::fs::remove_dir_all(&dir);
+    let svc = |n: &str, role: &str| svc_on(&image, n, role);
+    let (db_port, mq_port, api_port, gw_port) = (hosts::port(), hosts::port(), hosts::port(), hosts::port());
+    let env = harbormaster::Environment::builder(PROJECT, &name)
+        .hosts("gateway", [A])
+        .hosts("app", [B, C])
+        .hosts("db", [C])
+        .hosts("message", [C])
+        .service(svc("db", "db").env("VERSION", "db").port(Port::tcp(8080).publish(db_port)).build().unwrap())
+        .service(svc("message", "message").env("VERSION", "mq").port(Port::tcp(8080).publish(mq_port)).build().unwrap())
+        .service(
+            svc("api", "app")
+                .env("VERSION", "api")
+                .replicas(2)
+                .port(Port::tcp(8080).publish(api_port))
+                // The API refuses to start unless it reaches the database.
+                .env_ref("REQUIRE", ServiceRef::to("db", 8080))
+                .env_ref("DATABASE_URL", ServiceRef::to("db", 8080).format("postgres://app@{host}:{port}/shop"))
+                .env_ref("BROKER", ServiceRef::to("message", 8080))
+                .depends_on("db", harbormaster::Condition::Healthy)
+                .build()
+                .unwrap(),
+        )
+        .service(
+            svc("gateway", "gateway")
+                .env("VERSION", "gw")
+                .port(Port::tcp(8080).publish(gw_port))
+                .env_ref("UPSTREAM", ServiceRef::to("api", 8080))
+                .depends_on("api", harbormaster::Condition::Healthy)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+
+    let deployed = env.apply(&fleet).await.expect("apply across hosts");
+
+    // Placement: by role, the API's replicas round its role's hosts.
+    let on = |svc: &str| -> Vec<Option<String>> { deployed.instances(svc).iter().map(|i| i.host.clone()).collect() };
+    assert_eq!(on("gateway"), [Some(A.to_string())]);
+    assert_eq!(on("db"), [Some(C.to_string())]);
+    assert_eq!(on("message"), [Some(C.to_string())]);
+    let mut api_hosts = on("api");
+    api_hosts.sort();
+    assert_eq!(api_hosts, [Some(B.to_string()), Some(C.to_string())]);
+
+    // The image was shipped once to each host that lacked it, however many services needed it.
+    assert_eq!(fleet.images_shipped(), 3, "one shipment per host, though C runs three services on it");
+
+    // Endpoints are the hosts' addresses.
+    let gw = deployed.endpoint("gateway", 8080).unwrap();
+    assert_eq!(gw.host, hosts::address(A));
+    assert_eq!(deployed.endpoint("db", 8080).unwrap().to_string(), format!("{}:{db_port}", hosts::address(C)));
+
+    // References: across hosts, the other host's address and published port.
+    let (_, upstream) = get(&format!("{}/env/UPSTREAM", gw.http_url())).await;
+    assert!(upstream.ends_with(&format!(":{api_port}")), "{upstream}");
+    let api_on_b = deployed.instances("api").iter().find(|i| i.host.as_deref() == Some(B)).unwrap();
+    let api_b = format!("http://{}:{api_port}", hosts::address(B));
+    let (_, db_url) = get(&format!("{api_b}/env/DATABASE_URL")).await;
+    assert_eq!(db_url, format!("postgres://app@{}:{db_port}/shop", hosts::address(C)));
+    assert!(api_on_b.is_running());
+
+    // The gateway on A reaches the API on B, which reaches the database and the broker on C.
+    let b = hosts::address(B);
+    let c = hosts::address(C);
+    let (status, body) = get(&format!("{}/call/{b}/{api_port}/call/{c}/{db_port}/version", gw.http_url())).await;
+    assert_eq!((status, body.as_str()), (200, "db"), "gateway -> api on B -> db on C");
+    let (status, body) = get(&format!("{api_b}/call/{c}/{mq_port}/version")).await;
+    assert_eq!((status, body.as_str()), (200, "mq"), "api on B -> message on C");
+
+    // Re-applying changes nothing and ships nothing; the deploy's records live on the primary.
+    let again = env.apply(&fleet).await.expect("re-apply");
+    for s in ["gateway", "api", "db", "message"] {
+        assert_eq!(again.outcome(s), Some(&RolloutOutcome::Unchanged), "{s}");
+    }
+    assert_eq!(fleet.images_shipped(), 3);
+    assert_eq!(env.audit_log(&fleet).await.unwrap().len(), 2);
+    let primary = hosts::connect(A).await;
+    assert_eq!(env.audit_log(&primary).await.unwrap().len(), 2, "the audit trail is on the primary host");
+
+    // Down removes everything on every host.
+    env.down(&fleet, harbormaster::Down::default().with_volumes()).await.unwrap();
+    let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
+    assert!(fleet.list_instances(&scope).await.unwrap().is_empty());
+}
+
+/// A host whose key differs from known_hosts is refused, as is an unknown one unless the caller
+/// allows new keys; a host that only a jump host reaches is refused directly.
+#[tokio::test]
+async fn host_keys_are_verified() {
+    hosts::ensure();
+    let dir = std::env::temp_dir().join(support::unique("hm-known-hosts"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A changed key: known_hosts holds another key for A's address.
+    let other = dir.join("other");
+    let keygen = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    let pubkey = std::fs::read_to_string(dir.join("other.pub")).unwrap();
+    let fields: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    let changed = dir.join("changed");
+    std::fs::write(&changed, format!("{} {}\n", hosts::address(A), fields.join(" "))).unwrap();
+    let err = SshHost::builder(A).known_hosts_file(&changed).connect().await.unwrap_err();
+    assert!(matches!(&err, Error::HostKey { host, changed: true, .. } if host == A), "{err}");
+    assert!(err.to_string().contains("NOT the one known_hosts holds"), "{err}");
+    // AcceptNew does not accept a changed key either.
+    let err = SshHost::builder(A)
+        .known_hosts_file(&changed)
+        .host_key_policy(HostKeyPolicy::AcceptNew)
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::HostKey { changed: true, .. }), "{err}");
+
+    // An unknown key: refused by default, accepted and remembered with AcceptNew.
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "").unwrap();
+    let err = SshHost::builder(B).known_hosts_file(&empty).connect().await.unwrap_err();
+    assert!(matches!(&err, Error::HostKey { host, changed: false, .. } if host == B), "{err}");
+    let host = SshHost::builder(B)
+        .known_hosts_file(&empty)
+        .host_key_policy(HostKeyPolicy::AcceptNew)
+        .connect()
+        .await
+        .expect("a new key is accepted when asked");
+    assert!(host.report().api_version.starts_with("1."));
+    let found =
+        std::process::Command::new("ssh-keygen").args(["-F", hosts::address(B), "-f"]).arg(&empty).output().unwrap();
+    assert!(found.status.success(), "the new key is remembered in the given known_hosts file");
+
+    // C only accepts SSH from A: directly it is unreachable, through ~/.ssh/config's ProxyJump it works.
+    let err = SshHost::builder(hosts::address(C)).name("c-direct").connect().await.unwrap_err();
+    assert!(matches!(&err, Error::HostUnreachable { host, .. } if host == "c-direct"), "{err}");
+    let via_jump = hosts::connect(C).await;
+    assert_eq!(via_jump.address(), hosts::address(C), "the address comes from ~/.ssh/config's HostName");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An unreachable host is named; when a host of the fleet is cut off, the next apply stops before
+/// changing anything anywhere.
+#[tokio::test]
+async fn an_unreachable_host_is_named_and_nothing_changes() {
+    workload::ensure_images();
+    let err = SshHost::builder(DOWN).connect().await.unwrap_err();
+    assert!(matches!(&err, Error::HostUnreachable { host, .. } if host == DOWN), "{err}");
+    assert!(err.to_string().contains("hm-host-down"), "{err}");
+
+    let name = support::unique("outage");
+    let _guard = hosts::FleetGuard { aliases: vec![A, D], name: name.clone() };
+    let d = SshHost::builder(D)
+        .keepalive(Duration::from_secs(1))
+        .call_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connect D");
+    let fleet =
+        Fleet::builder().host(hosts::connect(A).await).host(d).images_from(support::docker().await).build().unwrap();
+    let web_port = hosts::port();
+    let env = |version: &str| {
+        harbormaster::Environment::builder(PROJECT, &name)
+            .hosts("web", [A])
+            .hosts("worker", [D])
+            .service(svc("web", "web").env("VERSION", version).port(Port::tcp(8080).publish(web_port)).build().unwrap())
+            .service(svc("worker", "worker").env("VERSION", version).build().unwrap())
+            .build()
+            .unwrap()
+    };
+    env("v1").apply(&fleet).await.expect("v1");
+
+    // Cut D off the network (its link goes down: packets are dropped, nothing is refused).
+    let link = |state: &str| {
+        let ok = std::process::Command::new("ip").args(["link", "set", "hm-d-h", state]).status().unwrap();
+        assert!(ok.success());
+    };
+    link("down");
+    let result = env("v2").apply(&fleet).await;
+    link("up");
+    let err = result.expect_err("D is unreachable");
+    let text = err.to_string();
+    assert!(text.contains(D), "the error names the host: {text}");
+    assert!(matches!(err, Error::HostUnreachable { .. } | Error::HostCheck { .. }), "{err:?}");
+    // Nothing changed on A: web still serves v1.
+    let (_, version) = get(&format!("http://{}:{web_port}/version", hosts::address(A))).await;
+    assert_eq!(version, "v1");
+}
+
+/// A rollout across two hosts fails on the second host: it is rolled back on both, the first
+/// included, and every instance serves the old version again.
+#[tokio::test]
+async fn a_rollout_failing_on_one_host_is_rolled_back_on_every_host() {
+    workload::ensure_images();
+    let name = support::unique("xroll");
+    let _guard = hosts::FleetGuard { aliases: vec![A, B], name: name.clone() };
+    let fleet = hosts::fleet(&[A, B]).await;
+    let port = hosts::port();
+    let env = |version: &str, require: Option<&str>| {
+        let mut web = svc("web", "web")
+            .env("VERSION", version)
+            .replicas(2)
+            .port(Port::tcp(8080).publish(port))
+            // A fixed host port: each host stops its old instance before starting the new one.
+            .rollout(Rollout::rolling().max_surge(Amount::count(0)).max_unavailable(Amount::count(1)));
+        if let Some(r) = require {
+            web = web.env("REQUIRE", r);
+        }
+        harbormaster::Environment::builder(PROJECT, &name)
+            .hosts("web", [A, B])
+            .hosts("edge", [A])
+            .service(svc("peer", "edge").build().unwrap())
+            .service(web.build().unwrap())
+            .build()
+            .unwrap()
+    };
+    env("v1", None).apply(&fleet).await.expect("v1");
+
+    // v2 needs `peer` by its bare name: it resolves on A (same network), not on B. The first batch
+    // (slot 0, on A) succeeds; the second (slot 1, on B) fails its health gate.
+    let err = env("v2", Some("peer:8080")).apply(&fleet).await.expect_err("v2 fails on B");
+    let Error::Apply(failure) = &err else { panic!("expected an apply failure: {err}") };
+    let Some(Error::RolledBack { reason, .. }) = failure.error_of("web") else { panic!("expected a rollback: {err}") };
+    let Error::Unhealthy(hf) = reason.as_ref() else { panic!("expected an unhealthy cause: {err}") };
+    assert_eq!(hf.host.as_deref(), Some(B), "the failing instance is the one on B: {err}");
+    assert!(err.to_string().contains(&format!("on host {B}) is not healthy")), "the message names the host: {err}");
+    for host in [A, B] {
+        let (_, version) = get(&format!("http://{}:{port}/version", hosts::address(host))).await;
+        assert_eq!(version, "v1", "{host} serves the old version again");
+    }
+    let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
+    let web: Vec<_> = fleet.list_instances(&scope).await.unwrap().into_iter().filter(|i| i.service == "web").collect();
+    assert_eq!(web.len(), 2, "{web:?}");
+    assert!(web.iter().all(|i| i.is_running()));
+}

@@ -1,0 +1,96 @@
+//! The SSH test hosts (tests/fixtures/hosts.sh): four "servers" on this machine, each a network
+//! namespace with its own address, its own dockerd and a real sshd, reached through the aliases
+//! `hm-host-a` … `hm-host-d` of ~/.ssh/config. `hm-host-c` is reachable only through `hm-host-a`
+//! (ProxyJump), and nothing answers at `hm-host-down`.
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use harbormaster::{Down, Environment, Fleet, SshHost};
+
+pub const A: &str = "hm-host-a";
+pub const B: &str = "hm-host-b";
+pub const C: &str = "hm-host-c";
+pub const D: &str = "hm-host-d";
+pub const DOWN: &str = "hm-host-down";
+
+/// The address of each host, as its published ports are reached.
+pub fn address(host: &str) -> &'static str {
+    match host {
+        A => "10.77.0.11",
+        B => "10.77.0.12",
+        C => "10.77.0.13",
+        D => "10.77.0.14",
+        _ => "10.77.0.15",
+    }
+}
+
+/// Sets the hosts up once per test binary (idempotent); a test that needs them fails loudly without.
+pub fn ensure() {
+    static UP: OnceLock<()> = OnceLock::new();
+    UP.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hosts.sh");
+        let out = std::process::Command::new("bash").arg(script).arg("up").output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!(
+                "these tests need the SSH test hosts (root, iproute2, openssh-server); {script} up failed:\n{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!("cannot run {script}: {e}"),
+        }
+    });
+}
+
+/// A host port no other test of this binary uses (the hosts' published ports are fixed ones).
+pub fn port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 2_000) as u16 * 10;
+    base + NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+pub async fn connect(alias: &str) -> SshHost {
+    ensure();
+    match SshHost::builder(alias).call_timeout(Duration::from_secs(20)).connect().await {
+        Ok(h) => h,
+        Err(e) => panic!("cannot connect to test host {alias}: {e}"),
+    }
+}
+
+/// A fleet of `aliases` (the first is the primary) whose images come from the local engine.
+pub async fn fleet(aliases: &[&str]) -> Fleet {
+    let hosts = futures::future::join_all(aliases.iter().map(|a| connect(a))).await;
+    let mut b = Fleet::builder();
+    for h in hosts {
+        b = b.host(h);
+    }
+    b.images_from(super::docker().await).build().expect("fleet")
+}
+
+/// Tears an environment down on every host of the fleet when dropped, even after a failed test.
+pub struct FleetGuard {
+    pub aliases: Vec<&'static str>,
+    pub name: String,
+}
+
+impl Drop for FleetGuard {
+    fn drop(&mut self) {
+        let (aliases, name) = (self.aliases.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                // Each host on its own, so one unreachable host does not keep the others dirty.
+                for a in aliases {
+                    let Ok(h) = SshHost::builder(a).connect().await else { continue };
+                    let Ok(f) = Fleet::builder().host(h).build() else { continue };
+                    if let Ok(env) = Environment::builder(super::PROJECT, &name).build() {
+                        let _ = env.down(&f, Down::default().with_volumes()).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
