@@ -2,7 +2,8 @@
 //!
 //! Deploy and operate multi-service applications from typed Rust code: describe services, see the
 //! plan, apply it with health-gated ordering, and get endpoints back. Targets are pluggable
-//! [`Backend`]s; the local Docker engine ([`DockerBackend`]) is the first.
+//! [`Backend`]s: the local Docker engine ([`DockerBackend`]), a remote one over SSH ([`SshHost`]),
+//! and several hosts with roles ([`Fleet`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -46,6 +47,8 @@
 //! | the ingress: Caddy configuration from routes and rotation | [`ingress`] (pushed by `engine/traffic.rs`) |
 //! | probes and the readiness gate | [`health`] |
 //! | the [`Backend`] trait, and the Docker backend (container creation in `backend/docker/containers.rs`, records on the target in `backend/docker/records.rs`) | [`backend`] |
+//! | a remote engine over SSH: [`SshHost`] (connection, host keys, forwards, host checks) | [`backend::ssh`] |
+//! | several hosts as one backend, placement by role, image shipping: [`Fleet`] | [`backend::fleet`] (placement decided in `engine/placement.rs`) |
 //! | errors | [`error`] |
 //!
 //! ## Guarantees

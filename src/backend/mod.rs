@@ -1,5 +1,7 @@
 //! Backends: where environments run. The engine talks to every target through the one
-//! [`Backend`] trait; [`docker`] implements it for a Docker Engine (local socket or `DOCKER_HOST`).
+//! [`Backend`] trait; [`docker`] implements it for a Docker Engine (local socket or `DOCKER_HOST`),
+//! [`ssh`] for a Docker Engine on a host reached over SSH (the same Docker code, over a forwarded
+//! socket), and [`fleet`] for several hosts at once, each instance on the host its role places it on.
 //!
 //! A backend only does single, concrete operations (create this container, list those); the
 //! decisions (what to create, in which order, when to stop the old one) are made by the

@@ -66,6 +66,41 @@ pub(crate) fn batches(strategy: &Strategy, replicas: u32, slots: &[u32]) -> Vec<
     }
 }
 
+/// Splits batches so that none touches more than `max` hosts (`host_of` gives a slot's host).
+pub(crate) fn limit_hosts<'a>(plan: Vec<Batch>, host_of: impl Fn(u32) -> Option<&'a str>, max: u32) -> Vec<Batch> {
+    let mut out = Vec::new();
+    for batch in plan {
+        let mut current = Batch { stop_first: Vec::new(), start_first: Vec::new() };
+        let mut hosts: Vec<Option<&str>> = Vec::new();
+        // Grouped by host, so that each part is whole hosts.
+        let mut tagged: Vec<(u32, bool)> =
+            batch.stop_first.iter().map(|s| (*s, true)).chain(batch.start_first.iter().map(|s| (*s, false))).collect();
+        tagged.sort_by_key(|(slot, _)| host_of(*slot));
+        for (slot, stop_first) in tagged {
+            let h = host_of(slot);
+            if !hosts.contains(&h) {
+                if hosts.len() as u32 >= max {
+                    out.push(std::mem::replace(
+                        &mut current,
+                        Batch { stop_first: Vec::new(), start_first: Vec::new() },
+                    ));
+                    hosts.clear();
+                }
+                hosts.push(h);
+            }
+            if stop_first {
+                current.stop_first.push(slot);
+            } else {
+                current.start_first.push(slot);
+            }
+        }
+        if !current.stop_first.is_empty() || !current.start_first.is_empty() {
+            out.push(current);
+        }
+    }
+    out
+}
+
 /// What a finished batch left: the old instances (stopped, kept for a rollback) and the new ones.
 struct Done {
     old: Vec<Instance>,
@@ -114,7 +149,10 @@ impl ServiceRun<'_> {
         let drain = svc.rollout.drain;
         let grace = self.template.stop_grace();
         let slots: Vec<u32> = old.keys().copied().collect();
-        let plan = batches(strategy, svc.replicas, &slots);
+        let mut plan = batches(strategy, svc.replicas, &slots);
+        if let (Some(max), false) = (svc.rollout.max_hosts, self.template.hosts.is_empty()) {
+            plan = limit_hosts(plan, |slot| self.template.host_for(slot), max);
+        }
         let mut done: Vec<Done> = Vec::new();
         for (n, batch) in plan.iter().enumerate() {
             if n > 0 && !svc.rollout.batch_delay.is_zero() {
@@ -492,6 +530,33 @@ mod tests {
         // 10 % of 2 for both: surge rounds up to 1.
         let b = batches(&rolling(Amount::percent(10), Amount::percent(10)), 2, &[0, 1]);
         assert_eq!(b.len(), 2);
+    }
+
+    #[test]
+    fn batches_touch_at_most_max_hosts() {
+        // 4 replicas round 2 hosts (a, b, a, b); start-first would replace all at once.
+        let host = |s: u32| Some(if s % 2 == 0 { "a" } else { "b" });
+        let plan = limit_hosts(batches(&Strategy::StartFirst, 4, &[0, 1, 2, 3]), host, 1);
+        assert_eq!(
+            plan,
+            vec![
+                Batch { stop_first: vec![], start_first: vec![0, 2] },
+                Batch { stop_first: vec![], start_first: vec![1, 3] },
+            ],
+            "one host at a time, all of its slots together"
+        );
+        // Two hosts at once keep the batch whole; a rolling batch keeps its stop-first part.
+        let plan = limit_hosts(batches(&Strategy::Recreate, 4, &[0, 1, 2, 3]), host, 2);
+        assert_eq!(plan, vec![Batch { stop_first: vec![0, 2, 1, 3], start_first: vec![] }]);
+        let rolling = Strategy::Rolling { max_surge: Amount::count(2), max_unavailable: Amount::count(1) };
+        let plan = limit_hosts(batches(&rolling, 3, &[0, 1, 2]), host, 1);
+        assert_eq!(
+            plan,
+            vec![
+                Batch { stop_first: vec![0], start_first: vec![2] },
+                Batch { stop_first: vec![], start_first: vec![1] }
+            ]
+        );
     }
 
     #[test]

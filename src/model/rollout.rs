@@ -15,6 +15,7 @@ use serde::Serialize;
 /// |---|---|---|---|---|
 /// | [`Strategy::Rolling`] `max_surge` / `max_unavailable` | `maxSurge` / `maxUnavailable` | `max_parallel` | `parallelism` + `order` | `boot.limit` |
 /// | [`Rollout::batch_delay`] | — | `stagger` | `delay` | `boot.wait` |
+/// | [`Rollout::max_hosts`] | — | — | — | `boot.limit` |
 /// | [`Rollout::min_ready`] | `minReadySeconds` | `min_healthy_time` | `monitor` | `readiness_delay` |
 /// | [`Rollout::deadline`] (always enforced) | `progressDeadlineSeconds` | `progress_deadline` | — | `deploy_timeout` |
 /// | [`Rollout::on_failure`] | — | `auto_revert` | `failure_action` | — |
@@ -40,6 +41,7 @@ pub struct Rollout {
     pub(crate) drain: Duration,
     pub(crate) batch_delay: Duration,
     pub(crate) manual_promotion: bool,
+    pub(crate) max_hosts: Option<u32>,
 }
 
 /// The order in which old instances leave and new ones arrive.
@@ -175,6 +177,7 @@ impl Rollout {
             on_failure: OnFailure::Rollback,
             drain: Duration::from_secs(2),
             batch_delay: Duration::ZERO,
+            max_hosts: None,
             manual_promotion: false,
         }
     }
@@ -245,6 +248,14 @@ impl Rollout {
     /// before it is sent its stop signal (default 2 s).
     pub fn drain(mut self, d: Duration) -> Self {
         self.drain = d;
+        self
+    }
+
+    /// On several hosts: a batch changes instances on at most `n` hosts at once (Kamal's
+    /// `boot.limit`); batches the strategy makes are split further where they would touch more.
+    /// Ignored on one engine. At least 1.
+    pub fn max_hosts(mut self, n: u32) -> Self {
+        self.max_hosts = Some(n.max(1));
         self
     }
 
