@@ -182,6 +182,13 @@ async fn host_keys_are_verified() {
     assert!(matches!(&err, Error::HostUnreachable { host, .. } if host == "c-direct"), "{err}");
     let via_jump = hosts::connect(C).await;
     assert_eq!(via_jump.address(), hosts::address(C), "the address comes from ~/.ssh/config's HostName");
+    // Host-level files go over the same connection, with their mode. (The test hosts share this
+    // machine's file system, so the file can be read back here.)
+    let remote = dir.join("etc").join("app.conf");
+    via_jump.write_host_file(remote.to_str().unwrap(), b"listen 8080\n", 0o640).await.expect("write a host file");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::read_to_string(&remote).unwrap(), "listen 8080\n");
+    assert_eq!(std::fs::metadata(&remote).unwrap().permissions().mode() & 0o777, 0o640);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -58,17 +58,21 @@ impl Gate<'_> {
                 let mut next = Instant::now();
                 let mut last_failure: Option<String> = None;
                 loop {
+                    // Biased: a probe that is due runs before the budget is judged, so an instance
+                    // whose start took the whole budget (a loaded engine) is still probed once.
                     let step = tokio::select! {
+                        biased;
                         code = &mut exit => match code {
                             Ok(code) => Step::Exited(code),
                             // Could not watch for exit: keep probing; the deadlines still bound the wait.
                             Err(_) => { exit = futures::future::pending().boxed().fuse(); continue; }
                         },
-                        _ = tokio::time::sleep_until(budget_end) => Step::Expired,
-                        outcome = next_log_outcome(&mut logs, check), if logs.is_some() => Step::Probed(outcome),
                         _ = tokio::time::sleep_until(next), if logs.is_none() => {
                             Step::Probed(probe::run(self.backend, self.http, check, instance).await)
                         }
+                        _ = tokio::time::sleep_until(budget_end) => Step::Expired,
+                        // After the budget: a chatty log must not keep it from expiring.
+                        outcome = next_log_outcome(&mut logs, check), if logs.is_some() => Step::Probed(outcome),
                     };
                     match step {
                         Step::Exited(code) => {
