@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 const MIN_API: (u32, u32) = (1, 41);
 
 /// What the checks found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HostReport {
     /// The engine's version (`20.10.24`).
     pub docker_version: String,

@@ -153,12 +153,7 @@ impl SshHost {
 
     /// What the host checks found at connect (or at the latest [`check`](Self::check)).
     pub fn report(&self) -> HostReport {
-        self.inner.report.lock().ok().and_then(|r| r.clone()).unwrap_or(HostReport {
-            docker_version: String::new(),
-            api_version: String::new(),
-            docker_root: String::new(),
-            free_bytes: 0,
-        })
+        self.inner.report.lock().ok().and_then(|r| r.clone()).unwrap_or_default()
     }
 
     /// The Docker backend on the host (through the SSH connection), for what this type does not cover.
