@@ -104,6 +104,20 @@ pub enum Error {
         reason: Box<Error>,
     },
 
+    /// A rollout failed and its rollback could not bring every old instance back: on the hosts
+    /// named in `failures` (typically a host lost mid-rollout) the service is left as it was when
+    /// the host was lost; everywhere else the previous version serves again. The next apply, once
+    /// the host answers, finishes the job.
+    #[error("{}", incomplete(service, reason, failures))]
+    RollbackIncomplete {
+        /// The service.
+        service: String,
+        /// Why the rollout failed.
+        reason: Box<Error>,
+        /// What could not be restored, each naming its host where there are several.
+        failures: Vec<Error>,
+    },
+
     /// A rollout failed and stopped where it was (`OnFailure::Pause`): `replaced` instances run the new
     /// version, the others the old one. The next apply continues it.
     #[error("rollout of `{service}` paused after replacing {replaced} of {total} instance(s); apply again to continue or roll back. Cause: {reason}")]
@@ -406,4 +420,19 @@ pub enum ValidationError {
         /// What is wrong and what would be right.
         reason: String,
     },
+}
+
+/// [`Error::RollbackIncomplete`]'s message; a failure that repeats the cause (the same lost host)
+/// is not said twice.
+fn incomplete(service: &str, reason: &Error, failures: &[Error]) -> String {
+    let cause = reason.to_string();
+    let mut others: Vec<String> = failures.iter().map(|e| e.to_string()).filter(|f| *f != cause).collect();
+    others.dedup();
+    let mut out = format!(
+        "rollout of `{service}` failed: {cause}. It was rolled back where it could be; what could not be restored was left as it was"
+    );
+    if !others.is_empty() {
+        out.push_str(&format!(": {}", others.join("; ")));
+    }
+    out
 }

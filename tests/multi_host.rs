@@ -6,8 +6,10 @@ mod support;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use harbormaster::{
-    Amount, Backend, Error, Fleet, HealthCheck, HostKeyPolicy, Port, Rollout, RolloutOutcome, ServiceRef, SshHost,
+    Amount, Backend, Error, EventKind, Fleet, HealthCheck, HostKeyPolicy, Port, Rollout, RolloutOutcome, ServiceRef,
+    SshHost,
 };
 use support::hosts::{self, A, B, C, D, DOWN};
 use support::{get, workload, PROJECT};
@@ -203,14 +205,13 @@ async fn an_unreachable_host_is_named_and_nothing_changes() {
 
     let name = support::unique("outage");
     let _guard = hosts::FleetGuard { aliases: vec![A, D], name: name.clone() };
-    let d = SshHost::builder(D)
-        .keepalive(Duration::from_secs(1))
-        .call_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .expect("connect D");
-    let fleet =
-        Fleet::builder().host(hosts::connect(A).await).host(d).images_from(support::docker().await).build().unwrap();
+    let mut outage = hosts::outage().await;
+    let fleet = Fleet::builder()
+        .host(hosts::connect(A).await)
+        .host(hosts::connect_d().await)
+        .images_from(support::docker().await)
+        .build()
+        .unwrap();
     let web_port = hosts::port();
     let env = |version: &str| {
         harbormaster::Environment::builder(PROJECT, &name)
@@ -223,14 +224,9 @@ async fn an_unreachable_host_is_named_and_nothing_changes() {
     };
     env("v1").apply(&fleet).await.expect("v1");
 
-    // Cut D off the network (its link goes down: packets are dropped, nothing is refused).
-    let link = |state: &str| {
-        let ok = std::process::Command::new("ip").args(["link", "set", "hm-d-h", state]).status().unwrap();
-        assert!(ok.success());
-    };
-    link("down");
+    outage.cut();
     let result = env("v2").apply(&fleet).await;
-    link("up");
+    outage.restore();
     let err = result.expect_err("D is unreachable");
     let text = err.to_string();
     assert!(text.contains(D), "the error names the host: {text}");
@@ -238,6 +234,90 @@ async fn an_unreachable_host_is_named_and_nothing_changes() {
     // Nothing changed on A: web still serves v1.
     let (_, version) = get(&format!("http://{}:{web_port}/version", hosts::address(A))).await;
     assert_eq!(version, "v1");
+    // D is back: the same fleet reconnects to it, and the apply goes through.
+    env("v2").apply(&fleet).await.expect("v2 once D is back");
+    let (_, version) = get(&format!("http://{}:{web_port}/version", hosts::address(A))).await;
+    assert_eq!(version, "v2");
+}
+
+/// A host lost in the middle of a rollout: the service is rolled back on the hosts that answer, the
+/// lost host keeps what it ran, the error names it, and every service is on its old or its new
+/// revision. Once the host is back, the next apply converges.
+#[tokio::test]
+async fn a_host_lost_mid_rollout_leaves_every_service_on_a_revision() {
+    workload::ensure_images();
+    let name = support::unique("lost");
+    let _guard = hosts::FleetGuard { aliases: vec![A, D], name: name.clone() };
+    let mut outage = hosts::outage().await;
+    let fleet = Fleet::builder()
+        .host(hosts::connect(A).await)
+        .host(hosts::connect_d().await)
+        .images_from(support::docker().await)
+        .build()
+        .unwrap();
+    let (web_port, api_port) = (hosts::port(), hosts::port());
+    let env = |version: &str| {
+        let web = svc("web", "web")
+            .env("VERSION", version)
+            .replicas(2)
+            .port(Port::tcp(8080).publish(web_port))
+            // Slot 0 on A, then slot 1 on D, three seconds apart.
+            .rollout(
+                Rollout::rolling()
+                    .max_surge(Amount::count(0))
+                    .max_unavailable(Amount::count(1))
+                    .batch_delay(Duration::from_secs(3)),
+            );
+        harbormaster::Environment::builder(PROJECT, &name)
+            .hosts("web", [A, D])
+            .hosts("api", [A])
+            .service(web.build().unwrap())
+            .service(svc("api", "api").env("VERSION", version).port(Port::tcp(8080).publish(api_port)).build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let version_at = |host: &'static str, port: u16| async move {
+        get(&format!("http://{}:{port}/version", hosts::address(host))).await.1
+    };
+    env("v1").apply(&fleet).await.expect("v1");
+
+    // D drops off once web's first batch (on A) is healthy, before the second (on D) begins.
+    let mut run = env("v2").apply_streaming(&fleet);
+    while let Some(event) = run.next().await {
+        if let EventKind::InstanceHealthy { service, .. } = &event.kind {
+            if service == "web" {
+                outage.cut();
+                break;
+            }
+        }
+    }
+    let err = run.finish().await.expect_err("D is lost mid-rollout");
+    let text = err.to_string();
+    let Error::Apply(failure) = &err else { panic!("expected an apply failure: {err}") };
+    assert_eq!(failure.failed.len(), 1, "only web failed: {err}");
+    let Some(web_err) = failure.error_of("web") else { panic!("web failed: {err}") };
+    assert!(
+        matches!(web_err, Error::RollbackIncomplete { .. } | Error::RolledBack { .. }),
+        "web was rolled back where it could be: {web_err:?}"
+    );
+    assert!(text.contains(&format!("host `{D}`")), "the error names the lost host: {text}");
+    assert!(text.contains("unreachable"), "{text}");
+    // On A, web is back on v1, and api (on A only) finished its rollout to v2.
+    assert_eq!(version_at(A, web_port).await, "v1");
+    assert_eq!(version_at(A, api_port).await, "v2");
+
+    // D is back: it still runs v1 (the stop never reached it).
+    outage.restore();
+    assert_eq!(version_at(D, web_port).await, "v1");
+    let after = env("v2").apply(&fleet).await.expect("v2 once D is back");
+    assert_eq!(after.outcome("web"), Some(&RolloutOutcome::Succeeded));
+    for host in [A, D] {
+        assert_eq!(version_at(host, web_port).await, "v2", "{host} serves v2");
+    }
+    let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
+    let web: Vec<_> = fleet.list_instances(&scope).await.unwrap().into_iter().filter(|i| i.service == "web").collect();
+    assert_eq!(web.len(), 2, "nothing stray is left on either host: {web:?}");
+    assert!(web.iter().all(|i| i.is_running()));
 }
 
 /// A rollout across two hosts fails on the second host: it is rolled back on both, the first

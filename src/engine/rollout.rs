@@ -169,17 +169,40 @@ impl ServiceRun<'_> {
             let mine: Vec<Created> =
                 batch.stop_first.iter().chain(&batch.start_first).filter_map(|s| created.remove(s)).collect();
 
-            self.leave(&stop_first, drain).await?;
-            self.stop_all(&stop_first, grace).await?;
+            // Any step can fail, a host lost mid-batch included: every failure goes to `fail`, which
+            // brings back this batch's stopped instances and rolls back the batches done before.
+            let stopped = async {
+                self.leave(&stop_first, drain).await?;
+                self.stop_all(&stop_first, grace).await
+            };
+            if let Err(e) = stopped.await {
+                let rest: Vec<Created> = created.into_values().collect();
+                return self.fail(e, done, stop_first, Vec::new(), &mine, &rest).await;
+            }
             let (fresh, err) = self.launch(&mine, phase).await;
-            if let Some(e) = err {
+            let entered = match err {
+                Some(e) => Err(e),
+                None => self.enter(&fresh).await,
+            };
+            if let Err(e) = entered {
+                // Out of rotation (where some of them got in) before they go.
+                let _ = self.leave(&fresh, Duration::ZERO).await;
                 let rest: Vec<Created> = created.into_values().collect();
                 return self.fail(e, done, stop_first, fresh, &mine, &rest).await;
             }
-            self.enter(&fresh).await?;
-            self.leave(&start_first, drain).await?;
-            self.stop_all(&start_first, grace).await?;
+            // The new instances serve: the batch is done, whatever happens to its old ones now.
+            if let Err(e) = self.leave(&start_first, drain).await {
+                // Still in rotation and running: they are left as they are.
+                done.push(Done { old: stop_first, new: fresh });
+                let rest: Vec<Created> = created.into_values().collect();
+                return self.fail(e, done, Vec::new(), Vec::new(), &[], &rest).await;
+            }
+            let stopped = self.stop_all(&start_first, grace).await;
             done.push(Done { old: stop_first.into_iter().chain(start_first).collect(), new: fresh });
+            if let Err(e) = stopped {
+                let rest: Vec<Created> = created.into_values().collect();
+                return self.fail(e, done, Vec::new(), Vec::new(), &[], &rest).await;
+            }
         }
         self.finish(done).await
     }
@@ -285,12 +308,20 @@ impl ServiceRun<'_> {
     async fn finish(&self, done: Vec<Done>) -> Result<RolloutOutcome> {
         let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
         let new: Vec<Instance> = done.iter().flat_map(|d| d.new.clone()).collect();
-        join_all(old.iter().map(|i| self.backend.remove_instance(&i.id)))
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>>>()?;
-        for i in &old {
-            self.sink.emit(EventKind::InstanceRemoved { service: self.name().to_string(), instance: i.name.clone() });
+        // Every removal is tried (a lost host must not keep the others' old instances around).
+        let removed = join_all(old.iter().map(|i| self.backend.remove_instance(&i.id))).await;
+        let mut first_error = None;
+        for (i, r) in old.iter().zip(removed) {
+            match r {
+                Ok(()) => self
+                    .sink
+                    .emit(EventKind::InstanceRemoved { service: self.name().to_string(), instance: i.name.clone() }),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        if let Some(e) = first_error {
+            // The new version serves everywhere; what is left is stopped and goes with the next apply.
+            return Err(e);
         }
         self.sink.emit(EventKind::ServiceReplaced {
             service: self.name().to_string(),
@@ -312,7 +343,6 @@ impl ServiceRun<'_> {
         unstarted: &[Created],
     ) -> Result<RolloutOutcome> {
         let svc = &self.template.service;
-        let drain = svc.rollout.drain;
         // The failed batch's new instances never entered rotation.
         if svc.rollout.on_failure == OnFailure::Fail {
             let never_started: Vec<&Created> = mine.iter().filter(|c| !fresh.iter().any(|f| f.id == c.id)).collect();
@@ -321,23 +351,31 @@ impl ServiceRun<'_> {
             self.discard(&fresh, mine).await;
         }
         self.discard(&[], unstarted).await;
-        // Whatever the action, the batch's stopped old instances come back: capacity first.
-        self.restore(&stopped_in_batch).await.map_err(|e| restore_failed(self.name(), &cause, e))?;
+        // Whatever the action, the batch's stopped old instances come back: capacity first. Each
+        // step goes on where another failed (a lost host must not stop the rollback elsewhere).
+        let mut unrestored: Vec<Error> = Vec::new();
+        if let Err(e) = self.restore(&stopped_in_batch).await {
+            unrestored.push(e);
+        }
+        if svc.rollout.on_failure != OnFailure::Rollback {
+            if let Some(e) = unrestored.pop() {
+                return Err(restore_failed(self.name(), &cause, e));
+            }
+        }
         match svc.rollout.on_failure {
             OnFailure::Rollback => {
                 let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
                 let new: Vec<Instance> = done.iter().flat_map(|d| d.new.clone()).collect();
                 let fixed_port = svc.ports.iter().any(|p| matches!(p.publishing(), crate::model::Publish::Fixed(_)));
-                if fixed_port {
-                    // Old and new bind the same host port: the new ones go first.
-                    self.leave(&new, drain).await?;
-                    retire(self.backend, self.sink, self.name(), &new, self.template.stop_grace()).await?;
-                    self.restore(&old).await.map_err(|e| restore_failed(self.name(), &cause, e))?;
-                } else {
-                    // Capacity first: the old ones serve again before the new ones leave.
-                    self.restore(&old).await.map_err(|e| restore_failed(self.name(), &cause, e))?;
-                    self.leave(&new, drain).await?;
-                    retire(self.backend, self.sink, self.name(), &new, self.template.stop_grace()).await?;
+                unrestored.extend(self.roll_back(old, new, fixed_port).await);
+                if !unrestored.is_empty() {
+                    let outcome = RolloutOutcome::Failed { reason: cause.to_string() };
+                    self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome });
+                    return Err(Error::RollbackIncomplete {
+                        service: self.name().to_string(),
+                        reason: Box::new(cause),
+                        failures: unrestored,
+                    });
                 }
                 let outcome = RolloutOutcome::RolledBack { reason: cause.to_string() };
                 self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome });
@@ -366,7 +404,38 @@ impl ServiceRun<'_> {
         }
     }
 
-    /// Starts stopped old instances again, waits for them to be healthy and puts them in rotation.
+    /// Rolls the done batches back, host by host: the old instances serve again and the new ones
+    /// go. On a host where an old instance cannot come back (the host is lost, or the old version
+    /// no longer gets healthy), that host's new instances stay: capacity is kept. Returns what failed.
+    async fn roll_back(&self, old: Vec<Instance>, new: Vec<Instance>, fixed_port: bool) -> Vec<Error> {
+        let drain = self.template.service.rollout.drain;
+        let grace = self.template.stop_grace();
+        let mut hosts: Vec<Option<String>> = old.iter().chain(&new).map(|i| i.host.clone()).collect();
+        hosts.sort();
+        hosts.dedup();
+        let per_host = hosts.into_iter().map(|h| {
+            let old: Vec<Instance> = old.iter().filter(|i| i.host == h).cloned().collect();
+            let new: Vec<Instance> = new.iter().filter(|i| i.host == h).cloned().collect();
+            async move {
+                if fixed_port {
+                    // Old and new bind the same host port: the new ones go first.
+                    self.leave(&new, drain).await?;
+                    retire(self.backend, self.sink, self.name(), &new, grace).await?;
+                    self.restore(&old).await
+                } else {
+                    // Capacity first: the old ones serve again before the new ones leave.
+                    self.restore(&old).await?;
+                    self.leave(&new, drain).await?;
+                    retire(self.backend, self.sink, self.name(), &new, grace).await
+                }
+            }
+        });
+        join_all(per_host).await.into_iter().filter_map(|r| r.err()).collect()
+    }
+
+    /// Starts stopped old instances again (running ones are left running), waits for them to be
+    /// healthy and puts them in rotation. Those that come back enter rotation even when others
+    /// fail; the first failure is the error.
     pub(super) async fn restore(&self, old: &[Instance]) -> Result<()> {
         if old.is_empty() {
             return Ok(());
@@ -380,8 +449,16 @@ impl ServiceRun<'_> {
             Ok::<_, Error>(fresh)
         }))
         .await;
-        let back: Vec<Instance> = results.into_iter().collect::<Result<Vec<_>>>()?;
-        self.enter(&back).await
+        let mut back = Vec::new();
+        let mut first_error = None;
+        for r in results {
+            match r {
+                Ok(i) => back.push(i),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        self.enter(&back).await?;
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Starts created instances and waits for each to pass its gate; returns those that started

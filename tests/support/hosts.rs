@@ -51,6 +51,55 @@ pub fn port() -> u16 {
     base + NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Host D's link to the other hosts, cut and restored by the outage tests (one at a time: they
+/// hold [`outage`]'s guard). Packets are dropped, nothing is refused, as when a server vanishes.
+pub struct Outage {
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
+    cut: bool,
+}
+
+/// Serialises the tests that cut D off.
+pub async fn outage() -> Outage {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    Outage { _one_at_a_time: LOCK.lock().await, cut: false }
+}
+
+impl Outage {
+    fn link(state: &str) {
+        let ok = std::process::Command::new("ip").args(["link", "set", "hm-d-h", state]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "ip link set hm-d-h {state} failed");
+    }
+
+    /// D drops off the network.
+    pub fn cut(&mut self) {
+        Self::link("down");
+        self.cut = true;
+    }
+
+    /// D is back.
+    pub fn restore(&mut self) {
+        Self::link("up");
+        self.cut = false;
+    }
+}
+
+impl Drop for Outage {
+    fn drop(&mut self) {
+        if self.cut {
+            Self::link("up");
+        }
+    }
+}
+
+/// Host D with a short keep-alive (a lost connection is noticed within about 3 s).
+pub async fn connect_d() -> SshHost {
+    ensure();
+    match SshHost::builder(D).keepalive(Duration::from_secs(1)).call_timeout(Duration::from_secs(5)).connect().await {
+        Ok(h) => h,
+        Err(e) => panic!("cannot connect to test host {D}: {e}"),
+    }
+}
+
 pub async fn connect(alias: &str) -> SshHost {
     ensure();
     match SshHost::builder(alias).call_timeout(Duration::from_secs(20)).connect().await {

@@ -50,6 +50,11 @@ impl ProbeForwards {
         }
         Err(format!("cannot forward a local port to {target} on the host: {last}"))
     }
+
+    /// Forgets every forward (they died with a lost connection).
+    pub(super) async fn clear(&self) {
+        self.by_target.lock().await.clear();
+    }
 }
 
 /// A private directory for the local end of the Docker socket forward, removed with the host.

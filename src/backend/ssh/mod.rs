@@ -75,11 +75,14 @@ struct Inner {
     name: String,
     destination: String,
     address: String,
-    session: Session,
+    /// The master connection; replaced by [`SshHost::reconnect`] after an outage.
+    session: tokio::sync::RwLock<Arc<Session>>,
+    /// How the connection was opened, to open it again.
+    builder: SshHostBuilder,
     report: std::sync::Mutex<Option<HostReport>>,
     probes: forward::ProbeForwards,
     // Dropped last: the local end of the Docker socket forward.
-    _socket_dir: forward::SocketDir,
+    socket_dir: forward::SocketDir,
 }
 
 /// Builder for [`SshHost`].
@@ -176,9 +179,8 @@ impl SshHost {
         use tokio::io::AsyncWriteExt;
         let fail = |m: String| Error::backend("write host file", format!("{path} on {}", self.name()), m);
         let mode = format!("{mode:o}");
-        let mut child = self
-            .inner
-            .session
+        let session = self.session().await;
+        let mut child = session
             .command("install")
             .args(["-D", "-m", &mode, "/dev/stdin", path])
             .stdin(openssh::Stdio::piped())
@@ -201,23 +203,50 @@ impl SshHost {
     /// Runs a program on the host (arguments are quoted for the remote shell); its stdout.
     async fn run(&self, args: &[&str]) -> std::result::Result<String, String> {
         let Some((program, rest)) = args.split_first() else { return Ok(String::new()) };
-        let out = self
-            .inner
-            .session
-            .command(*program)
-            .args(rest.iter().copied())
-            .output()
-            .await
-            .map_err(|e| connect::chain(&e))?;
+        let session = self.session().await;
+        let out =
+            session.command(*program).args(rest.iter().copied()).output().await.map_err(|e| connect::chain(&e))?;
         if !out.status.success() {
             return Err(format!("`{}` failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The current master connection.
+    async fn session(&self) -> Arc<Session> {
+        self.inner.session.read().await.clone()
+    }
+
+    /// Opens the connection again if it is lost (the host was unreachable and is back): one new
+    /// handshake, the Docker socket forwarded again at the same local path, probe forwards made
+    /// afresh. Does nothing while the connection is alive. Every apply, rollback and promotion
+    /// does this first (in its host checks), so a long-lived program needs no new `SshHost`.
+    pub async fn reconnect(&self) -> Result<()> {
+        let mut current = self.inner.session.write().await;
+        let alive = tokio::time::timeout(Duration::from_secs(10), current.check()).await;
+        if matches!(alive, Ok(Ok(()))) {
+            return Ok(());
+        }
+        let b = &self.inner.builder;
+        let session = connect::master(b, &self.inner.socket_dir.0).await?;
+        let local = self.inner.socket_dir.0.join("docker.sock");
+        // The dead master's listening socket is left behind.
+        let _ = std::fs::remove_file(&local);
+        forward::docker_socket(&session, &local, &b.docker_socket).await.map_err(|m| Error::HostCheck {
+            host: b.name.clone(),
+            check: "docker",
+            message: m,
+        })?;
+        self.inner.probes.clear().await;
+        *current = Arc::new(session);
+        tracing::info!(host = %b.name, "reconnected over ssh");
+        Ok(())
+    }
+
     /// `Ok` while the SSH connection is up; the error names the host otherwise.
     async fn alive(&self) -> Result<()> {
-        match tokio::time::timeout(Duration::from_secs(10), self.inner.session.check()).await {
+        let session = self.session().await;
+        match tokio::time::timeout(Duration::from_secs(10), session.check()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.lost(connect::chain(&e))),
             Err(_) => Err(self.lost("the SSH connection does not answer".into())),
@@ -363,10 +392,11 @@ impl SshHostBuilder {
                 name: self.name.clone(),
                 destination: self.destination.clone(),
                 address,
-                session,
+                session: tokio::sync::RwLock::new(Arc::new(session)),
+                builder: self.clone(),
                 report: std::sync::Mutex::new(None),
                 probes: forward::ProbeForwards::default(),
-                _socket_dir: socket_dir,
+                socket_dir,
             }),
             docker,
             min_free_disk: self.min_free_disk,
@@ -475,7 +505,8 @@ impl Backend for SshHost {
         // The container's address on the host, reached through a forward over the connection:
         // works whether or not the port is published.
         let Some(ip) = instance.ip else { return self.docker.probe_address(instance, port).await };
-        let local = self.inner.probes.local_for(&self.inner.session, SocketAddr::new(ip, port)).await;
+        let session = self.session().await;
+        let local = self.inner.probes.local_for(&session, SocketAddr::new(ip, port)).await;
         match local {
             Ok(a) => Ok(Some(a)),
             Err(m) => {
@@ -490,6 +521,10 @@ impl Backend for SshHost {
     }
 
     async fn preflight(&self) -> Result<()> {
+        // A host back after an outage gets a new connection before anything changes.
+        if self.alive().await.is_err() {
+            self.reconnect().await?;
+        }
         self.check().await.map(|_| ())
     }
 
