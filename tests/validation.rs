@@ -67,6 +67,26 @@ fn host_port_conflicts() {
 }
 
 #[test]
+fn services_on_different_hosts_may_publish_the_same_port() {
+    let on = |name: &str, role: &str| svc(name).role(role).port(Port::tcp(80).publish(8080)).build().unwrap();
+    let roles = |web: &[&str], api: &[&str]| {
+        Environment::builder("shop", "prod")
+            .hosts("web", web.iter().copied())
+            .hosts("api", api.iter().copied())
+            .service(on("web", "web"))
+            .service(on("api", "api"))
+            .build()
+    };
+    assert!(roles(&["h1"], &["h2"]).is_ok(), "different hosts: no conflict");
+    let err = roles(&["h1", "h2"], &["h2"]).unwrap_err();
+    assert!(matches!(err, ValidationError::HostPortConflict { port: 8080, .. }), "h2 has both: {err}");
+    // A role mapped to no host yet may end up anywhere: assumed together.
+    let err =
+        Environment::builder("shop", "prod").hosts("web", ["h1"]).service(on("web", "web")).service(on("api", "api"));
+    assert!(err.build().is_err());
+}
+
+#[test]
 fn fixed_host_port_and_start_first() {
     // Default rollout falls back to recreate; asking for start-first explicitly is an error.
     let s = svc("a").port(Port::tcp(80).publish(8080)).build().unwrap();

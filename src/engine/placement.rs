@@ -58,7 +58,8 @@ pub(crate) fn place_all(env: &Environment, hosts: &[HostInfo]) -> Result<HashMap
             return Err(Error::Placement {
                 service: s.name.clone(),
                 reason: format!(
-                    "{} replicas publish host port {port}, and they would share {}; one host binds a port once,                      so map its role to at least {} hosts or publish an ephemeral port",
+                    "{} replicas publish host port {port}, and they would share {}; one host binds a port once, \
+                     so map its role to at least {} hosts or publish an ephemeral port",
                     s.replicas,
                     list(&distinct),
                     s.replicas
@@ -66,6 +67,7 @@ pub(crate) fn place_all(env: &Environment, hosts: &[HostInfo]) -> Result<HashMap
             });
         }
     }
+    check_ports_per_host(env, &placed)?;
     if let Some(ingress) = env.ingress() {
         let router = placed.get(ingress.router().name()).cloned().unwrap_or_default();
         for route in ingress.routes() {
@@ -84,6 +86,35 @@ pub(crate) fn place_all(env: &Environment, hosts: &[HostInfo]) -> Result<HashMap
         }
     }
     Ok(placed)
+}
+
+/// No two services publish the same host port on one host (on a single engine, anywhere): roles
+/// that map to different hosts in the description may still share a host of the backend, or the
+/// backend may have one engine.
+fn check_ports_per_host(env: &Environment, placed: &HashMap<String, Vec<String>>) -> Result<()> {
+    let mut used: HashMap<(String, u16, &'static str), &str> = HashMap::new();
+    for s in &env.services {
+        let hosts = placed.get(&s.name).filter(|h| !h.is_empty()).cloned().unwrap_or_else(|| vec![String::new()]);
+        for p in &s.ports {
+            let Publish::Fixed(port) = p.publishing() else { continue };
+            let mut distinct = hosts.clone();
+            distinct.sort();
+            distinct.dedup();
+            for h in distinct {
+                if let Some(first) = used.insert((h.clone(), port, p.protocol.as_str()), &s.name) {
+                    let on = if h.is_empty() { "the one engine".to_string() } else { format!("host {h}") };
+                    return Err(Error::Placement {
+                        service: s.name.clone(),
+                        reason: format!(
+                            "it publishes host port {port}, and so does `{first}`, on {on}; give them roles on \
+                             different hosts or different ports"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn same_hosts(a: &[String], b: &[String]) -> bool {
@@ -213,5 +244,23 @@ mod tests {
         // On one engine, two replicas cannot share the port either.
         let e = Environment::builder("p", "e").service(web(2).build().unwrap()).build().unwrap();
         assert!(place_all(&e, &[]).is_err());
+    }
+
+    #[test]
+    fn services_share_a_host_port_only_across_hosts() {
+        let on = |name: &str, role: &str| {
+            Service::builder(name).image("x").role(role).port(Port::tcp(80).publish(8080)).build().unwrap()
+        };
+        let e = Environment::builder("p", "e")
+            .hosts("web", ["a"])
+            .hosts("api", ["b"])
+            .service(on("web", "web"))
+            .service(on("api", "api"))
+            .build()
+            .unwrap();
+        assert!(place_all(&e, &fleet()).is_ok(), "a and b each bind 8080 once");
+        // The same description on one engine binds 8080 twice.
+        let err = place_all(&e, &[]).unwrap_err().to_string();
+        assert!(err.contains("host port 8080") && err.contains("the one engine"), "{err}");
     }
 }

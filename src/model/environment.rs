@@ -241,7 +241,7 @@ impl EnvironmentBuilder {
         let by_name = index(&env.services)?;
         check_dependencies(&env.services, &by_name)?;
         check_cycles(&env.services, &by_name)?;
-        check_host_ports(&env.services)?;
+        check_host_ports(&env.services, &env.roles)?;
         check_routes(&env)?;
         check_placement(&env)?;
         for k in env.shared_env.keys() {
@@ -414,18 +414,31 @@ fn check_cycles(services: &[Service], by_name: &HashMap<&str, usize>) -> Result<
     Ok(())
 }
 
-fn check_host_ports(services: &[Service]) -> Result<(), ValidationError> {
-    let mut used: HashMap<(u16, &'static str), &str> = HashMap::new();
+/// Two services may publish the same host port only when their roles map them to hosts that share
+/// none (checked again against the backend's real hosts when placed).
+fn check_host_ports(services: &[Service], roles: &BTreeMap<String, Vec<String>>) -> Result<(), ValidationError> {
+    let hosts_of = |s: &Service| s.role.as_ref().and_then(|r| roles.get(r));
+    let mut used: Vec<((u16, &'static str), &Service)> = Vec::new();
     for s in services {
         for p in &s.ports {
             if let Publish::Fixed(h) = p.publish {
-                if let Some(first) = used.insert((h, p.protocol.as_str()), &s.name) {
+                let key = (h, p.protocol.as_str());
+                let clash = used.iter().find(|(k, other)| {
+                    *k == key
+                        && match (hosts_of(other), hosts_of(s)) {
+                            (Some(a), Some(b)) => a.iter().any(|x| b.contains(x)),
+                            // Where an unmapped service runs is not known yet: assume together.
+                            _ => true,
+                        }
+                });
+                if let Some((_, first)) = clash {
                     return Err(ValidationError::HostPortConflict {
                         port: h,
-                        first: first.to_string(),
+                        first: first.name.clone(),
                         second: s.name.clone(),
                     });
                 }
+                used.push((key, s));
             }
         }
     }
