@@ -12,6 +12,7 @@ use harbormaster::{
     SshHost,
 };
 use support::hosts::{self, A, B, C, D, DOWN};
+use support::load::{sample, Load};
 use support::{get, workload, PROJECT};
 
 fn check() -> HealthCheck {
@@ -130,6 +131,76 @@ async fn a_seed_topology_deploys_across_three_hosts() {
     env.down(&fleet, harbormaster::Down::default().with_volumes()).await.unwrap();
     let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
     assert!(fleet.list_instances(&scope).await.unwrap().is_empty());
+}
+
+/// Seed 001's gateway server: the ingress runs on A only and routes to the API on B and C (C
+/// behind the jump host), reaching them at their hosts' published ports. A start-first update
+/// limited to one host at a time goes through it host by host and drops no request.
+#[tokio::test]
+async fn a_gateway_host_routes_to_the_app_hosts() {
+    workload::ensure_images();
+    let name = support::unique("gw");
+    let _guard = hosts::FleetGuard { aliases: vec![A, B, C], name: name.clone() };
+    let fleet = hosts::fleet(&[A, B, C]).await;
+    let gw_port = hosts::port();
+    let ingress = harbormaster::Ingress::builder()
+        .image(workload::CADDY_IMAGE)
+        .role("gateway")
+        .http(Port::tcp(80).publish(gw_port))
+        .route(harbormaster::Route::to("api", 8080))
+        .build()
+        .unwrap();
+    let env = |version: &str| {
+        harbormaster::Environment::builder(PROJECT, &name)
+            .hosts("gateway", [A])
+            .hosts("app", [B, C])
+            .ingress(ingress.clone())
+            .service(
+                svc("api", "app")
+                    .env("VERSION", version)
+                    .replicas(2)
+                    // Published on an engine-chosen port of each app host: the gateway dials it there.
+                    .port(Port::tcp(8080).publish_ephemeral())
+                    .rollout(Rollout::start_first().max_hosts(1).drain(Duration::from_millis(300)))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let deployed = env("v1").apply(&fleet).await.expect("v1");
+    let on: Vec<Option<String>> = deployed.instances("ingress").iter().map(|i| i.host.clone()).collect();
+    assert_eq!(on, [Some(A.to_string())], "the ingress runs on the gateway host only");
+    let url = format!("http://{}:{gw_port}", hosts::address(A));
+
+    // Both API instances, one on B and one on C, answer through the gateway on A.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let (status, body) = get(&format!("{url}/env/HOSTNAME")).await;
+        assert_eq!(status, 200, "{body}");
+        seen.insert(body);
+    }
+    assert_eq!(seen.len(), 2, "both app hosts answer: {seen:?}");
+
+    // v2 under load, one host at a time: nothing dropped, only v2 at the end.
+    let load = Load::start(&format!("{url}/version"), 3);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (result, events) = support::apply_collect(&env("v2"), &fleet).await;
+    let deployed = result.expect("v2");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tally = load.stop().await;
+    assert!(tally.failed.is_empty(), "{} failed: {:?}", tally.failed.len(), &tally.failed[..tally.failed.len().min(5)]);
+    assert!(tally.by_body.get("v1").is_some_and(|n| *n > 0) && tally.by_body.get("v2").is_some_and(|n| *n > 0));
+    assert_eq!(deployed.outcome("api"), Some(&RolloutOutcome::Succeeded));
+    let batches: Vec<Vec<u32>> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::RolloutBatch { slots, .. } => Some(slots.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches.len(), 2, "start-first is one batch; max_hosts(1) splits it by host: {batches:?}");
+    assert_eq!(sample(&format!("{url}/version"), 8).await.get("v2"), Some(&8));
 }
 
 /// A host whose key differs from known_hosts is refused, as is an unknown one unless the caller

@@ -577,7 +577,7 @@ impl ServiceRun<'_> {
         let spec = self.template.instance(self.scope, slot, name.clone());
         let id = self.backend.create_instance(&spec).await?;
         let prepared = if self.traffic.is_proxy(self.name()) {
-            self.traffic.prepare_proxy(&id).await
+            self.traffic.prepare_proxy(&id, self.template.host_for(slot)).await
         } else if self.traffic.is_front(self.name()) {
             self.traffic.prepare_front(&id).await
         } else {

@@ -72,14 +72,25 @@ pub(crate) fn place_all(env: &Environment, hosts: &[HostInfo]) -> Result<HashMap
         let router = placed.get(ingress.router().name()).cloned().unwrap_or_default();
         for route in ingress.routes() {
             let target = placed.get(&route.service).cloned().unwrap_or_default();
-            if !same_hosts(&router, &target) {
+            let Some(svc) = env.service(&route.service) else { continue };
+            // A router dials the instances on its own host by name, the others at their host's
+            // address and published port.
+            let one_host = same_hosts(&router, &target) && distinct(&router) <= 1;
+            let published = svc
+                .ports
+                .iter()
+                .any(|p| p.container == route.port && p.publishing() != Publish::No && p.protocol.as_str() == "tcp");
+            if !one_host && !published {
                 return Err(Error::Placement {
                     service: route.service.clone(),
                     reason: format!(
-                        "the ingress routes to it, and it runs on {} while the ingress runs on {}; the ingress \
-                         reaches only instances on its own hosts, so give both the same role",
+                        "the ingress on {} routes to its port {}, and it runs on {}; across hosts the ingress \
+                         reaches it at its host's published port, so publish port {} (Port::publish_ephemeral \
+                         will do), or give it the ingress's role",
+                        list(&router),
+                        route.port,
                         list(&target),
-                        list(&router)
+                        route.port
                     ),
                 });
             }
@@ -115,6 +126,13 @@ fn check_ports_per_host(env: &Environment, placed: &HashMap<String, Vec<String>>
         }
     }
     Ok(())
+}
+
+fn distinct(hosts: &[String]) -> usize {
+    let mut h: Vec<&String> = hosts.iter().collect();
+    h.sort();
+    h.dedup();
+    h.len()
 }
 
 fn same_hosts(a: &[String], b: &[String]) -> bool {
@@ -244,6 +262,33 @@ mod tests {
         // On one engine, two replicas cannot share the port either.
         let e = Environment::builder("p", "e").service(web(2).build().unwrap()).build().unwrap();
         assert!(place_all(&e, &[]).is_err());
+    }
+
+    #[test]
+    fn an_ingress_reaches_other_hosts_through_published_ports() {
+        let env = |api_hosts: &[&str], port: Port| {
+            let ingress = crate::Ingress::builder()
+                .image("caddy")
+                .role("gateway")
+                .route(crate::Route::to("api", 8080))
+                .build()
+                .unwrap();
+            let api = Service::builder("api").image("x").role("app").port(port).build().unwrap();
+            Environment::builder("p", "e")
+                .hosts("gateway", ["a"])
+                .hosts("app", api_hosts.iter().copied())
+                .ingress(ingress)
+                .service(api)
+                .build()
+                .unwrap()
+        };
+        // The same one host: by name, nothing published.
+        assert!(place_all(&env(&["a"], Port::tcp(8080)), &fleet()).is_ok());
+        // Another host: its port must be published.
+        let err = place_all(&env(&["b"], Port::tcp(8080)), &fleet()).unwrap_err().to_string();
+        assert!(err.contains("publish port 8080"), "{err}");
+        assert!(place_all(&env(&["a", "b"], Port::tcp(8080).publish_ephemeral()), &fleet()).is_ok());
+        assert!(place_all(&env(&["b"], Port::tcp(8080).publish(18080)), &fleet()).is_ok());
     }
 
     #[test]

@@ -261,6 +261,7 @@ impl ServiceRun<'_> {
     /// Sends `percent` of the traffic to `new` and the rest to `old`.
     async fn set_weights(&self, old: &[Instance], new: &[Instance], percent: u8) -> Result<()> {
         let names = |v: &[Instance]| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+        self.traffic.know(&old.iter().chain(new).collect::<Vec<_>>()).await;
         self.set_rotation(split(&names(old), &names(new), percent)).await
     }
 
@@ -294,6 +295,7 @@ impl ServiceRun<'_> {
     /// All traffic to `new` at once, then the old set drains and goes.
     pub(super) async fn switch(&self, old: &[Instance], new: &[Instance]) -> Result<()> {
         let members = new.iter().map(|i| Upstream { instance: i.name.clone(), weight: 1 }).collect();
+        self.traffic.know(&new.iter().collect::<Vec<_>>()).await;
         self.set_rotation(members).await?;
         tokio::time::sleep(if self.traffic.routed(self.name()) {
             self.template.service.rollout.drain
@@ -516,7 +518,7 @@ impl ServiceRun<'_> {
     pub(super) async fn enter(&self, instances: &[Instance]) -> Result<()> {
         if self.traffic.is_proxy(self.name()) {
             for i in instances {
-                self.traffic.add_proxy(&i.id).await?;
+                self.traffic.add_proxy(&i.id, i.host.as_deref()).await?;
             }
             return Ok(());
         }

@@ -9,15 +9,20 @@
 //! every router instance at once (the file is written into the container, then `caddy reload` loads
 //! it through the admin API on the container's loopback). Services without an ingress route are
 //! reached by their DNS name on the environment network; for them, leaving rotation means stopping.
+//!
+//! On a backend with several hosts, a router dials the instances on its own host by name and those
+//! on other hosts at their host's address and published port ([`config::render_for`]); each
+//! router host gets its own configuration.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 
 use super::promotion::Pending;
-use crate::backend::{Backend, Instance};
+use crate::backend::{Backend, Instance, PublishedPort};
 use crate::error::{Error, Result};
-use crate::ingress::config::{self, Rotation, Upstream};
+use crate::ingress::config::{self, Remote, Rotation, Upstream};
 use crate::model::{Ingress, INGRESS_CONFIG_PATH};
 
 /// How long loading a configuration into a proxy may take.
@@ -26,15 +31,19 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
 pub(crate) struct Traffic<'a> {
     backend: &'a dyn Backend,
     ingress: Option<&'a Ingress>,
+    /// Each host's address, on a backend with several.
+    addresses: HashMap<String, String>,
     state: Mutex<State>,
 }
 
 struct State {
     rotation: Rotation,
-    /// IDs of the router instances, which receive every rotation change.
-    proxies: Vec<String>,
+    /// The router instances (ID and host), which receive every rotation change.
+    proxies: Vec<(String, Option<String>)>,
     /// IDs of the running front instances, which only change with routes or TLS.
     fronts: Vec<String>,
+    /// Where each routed instance runs and what it publishes, by name.
+    known: HashMap<String, (Option<String>, Vec<PublishedPort>)>,
 }
 
 impl<'a> Traffic<'a> {
@@ -48,10 +57,14 @@ impl<'a> Traffic<'a> {
     ) -> Self {
         let mut rotation = Rotation::new();
         let (mut proxies, mut fronts) = (Vec::new(), Vec::new());
+        let mut known = HashMap::new();
         if let Some(ing) = ingress {
+            for i in observed.iter().filter(|i| ing.routes_to(&i.service)) {
+                known.insert(i.name.clone(), (i.host.clone(), i.published.clone()));
+            }
             for i in observed.iter().filter(|i| i.is_running()) {
                 if i.service == ing.router.name {
-                    proxies.push(i.id.clone());
+                    proxies.push((i.id.clone(), i.host.clone()));
                 } else if i.service == ing.service.name {
                     fronts.push(i.id.clone());
                 } else if ing.routes_to(&i.service) {
@@ -65,7 +78,19 @@ impl<'a> Traffic<'a> {
                 rotation.insert(p.service.clone(), p.rotation(observed));
             }
         }
-        Traffic { backend, ingress, state: Mutex::new(State { rotation, proxies, fronts }) }
+        let addresses = backend.hosts().into_iter().map(|h| (h.name, h.address)).collect();
+        Traffic { backend, ingress, addresses, state: Mutex::new(State { rotation, proxies, fronts, known }) }
+    }
+
+    /// Learns where instances run (before they enter a rotation).
+    pub(crate) async fn know(&self, instances: &[&Instance]) {
+        if self.ingress.is_none() {
+            return;
+        }
+        let mut state = self.state.lock().await;
+        for i in instances {
+            state.known.insert(i.name.clone(), (i.host.clone(), i.published.clone()));
+        }
     }
 
     /// Whether the ingress routes to `service` (so rotation changes go through it).
@@ -96,11 +121,12 @@ impl<'a> Traffic<'a> {
         let mut state = self.state.lock().await;
         state.rotation.insert(service.to_string(), members);
         let proxies = state.proxies.clone();
-        self.push(&state.rotation, &proxies).await
+        self.push(&state, &proxies).await
     }
 
     /// Adds instances to the rotation of `service` with weight 1.
     pub(crate) async fn enter(&self, service: &str, instances: &[&Instance]) -> Result<()> {
+        self.know(instances).await;
         let mut members = self.members(service).await;
         for i in instances {
             if !members.iter().any(|m| m.instance == i.name) {
@@ -128,25 +154,49 @@ impl<'a> Traffic<'a> {
     pub(crate) async fn sync(&self) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
         let state = self.state.lock().await;
-        let router = caddy_json(ingress, &config::render(ingress, &state.rotation))?;
         let front = caddy_json(ingress, &config::render_front(ingress))?;
-        for (body, ids) in [(&router, &state.proxies), (&front, &state.fronts)] {
-            let mut stale = Vec::new();
-            for id in ids {
-                if self.backend.read_file(id, INGRESS_CONFIG_PATH).await?.as_deref() != Some(body.as_slice()) {
-                    stale.push(id.clone());
-                }
+        let mut wanted: Vec<(String, Vec<u8>)> = Vec::new();
+        for (id, host) in &state.proxies {
+            wanted.push((id.clone(), self.router_config(ingress, &state, host.as_deref())?));
+        }
+        wanted.extend(state.fronts.iter().map(|id| (id.clone(), front.clone())));
+        for (id, body) in wanted {
+            if self.backend.read_file(&id, INGRESS_CONFIG_PATH).await?.as_deref() != Some(body.as_slice()) {
+                self.load(ingress, &body, &[id]).await?;
             }
-            self.load(ingress, body, &stale).await?;
         }
         Ok(())
     }
 
-    /// Writes the current router configuration into a created (not yet started) router instance,
-    /// which loads it when it starts.
-    pub(crate) async fn prepare_proxy(&self, id: &str) -> Result<()> {
+    /// The router configuration for a router on `host`.
+    fn router_config(&self, ingress: &Ingress, state: &State, host: Option<&str>) -> Result<Vec<u8>> {
+        caddy_json(ingress, &config::render_for(ingress, &state.rotation, &self.remote(ingress, state, host)))
+    }
+
+    /// The instances in rotation that a router on `host` reaches on another host, and where.
+    fn remote(&self, ingress: &Ingress, state: &State, host: Option<&str>) -> Remote {
+        let mut out = Remote::new();
+        let Some(here) = host.filter(|_| !self.addresses.is_empty()) else { return out };
+        for route in &ingress.routes {
+            for member in state.rotation.get(&route.service).into_iter().flatten() {
+                let Some((Some(there), published)) = state.known.get(&member.instance) else { continue };
+                if there == here {
+                    continue;
+                }
+                let port = published.iter().find(|p| p.container_port == route.port && p.protocol == "tcp");
+                if let (Some(address), Some(p)) = (self.addresses.get(there), port) {
+                    out.insert((member.instance.clone(), route.port), format!("{address}:{}", p.host_port));
+                }
+            }
+        }
+        out
+    }
+
+    /// Writes the current router configuration into a created (not yet started) router instance
+    /// on `host`, which loads it when it starts.
+    pub(crate) async fn prepare_proxy(&self, id: &str, host: Option<&str>) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
-        let body = caddy_json(ingress, &config::render(ingress, &self.state.lock().await.rotation))?;
+        let body = self.router_config(ingress, &*self.state.lock().await, host)?;
         self.backend.write_file(id, INGRESS_CONFIG_PATH, &body, 0o644).await
     }
 
@@ -158,23 +208,36 @@ impl<'a> Traffic<'a> {
     }
 
     /// A proxy instance is up: from now on it receives every change (and the current state now).
-    pub(crate) async fn add_proxy(&self, id: &str) -> Result<()> {
+    pub(crate) async fn add_proxy(&self, id: &str, host: Option<&str>) -> Result<()> {
         let mut state = self.state.lock().await;
-        if !state.proxies.iter().any(|p| p == id) {
-            state.proxies.push(id.to_string());
+        let me = (id.to_string(), host.map(str::to_string));
+        if !state.proxies.contains(&me) {
+            state.proxies.push(me.clone());
         }
-        self.push(&state.rotation, &[id.to_string()]).await
+        self.push(&state, &[me]).await
     }
 
     /// A proxy instance is going away.
     pub(crate) async fn remove_proxy(&self, id: &str) {
-        self.state.lock().await.proxies.retain(|p| p != id);
+        self.state.lock().await.proxies.retain(|(p, _)| p != id);
     }
 
-    async fn push(&self, rotation: &Rotation, proxies: &[String]) -> Result<()> {
+    /// Loads the current rotation into `proxies`, each host's its own configuration, all at once.
+    async fn push(&self, state: &State, proxies: &[(String, Option<String>)]) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
-        let body = caddy_json(ingress, &config::render(ingress, rotation))?;
-        self.load(ingress, &body, proxies).await
+        let mut by_host: Vec<(Option<&str>, Vec<String>)> = Vec::new();
+        for (id, host) in proxies {
+            match by_host.iter_mut().find(|(h, _)| *h == host.as_deref()) {
+                Some((_, ids)) => ids.push(id.clone()),
+                None => by_host.push((host.as_deref(), vec![id.clone()])),
+            }
+        }
+        let mut loads = Vec::new();
+        for (host, ids) in by_host {
+            let body = self.router_config(ingress, state, host)?;
+            loads.push(async move { self.load(ingress, &body, &ids).await });
+        }
+        futures::future::join_all(loads).await.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
     }
 
     /// Writes `body` into each instance and has its Caddy load it.

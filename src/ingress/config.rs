@@ -19,9 +19,19 @@ pub struct Upstream {
 /// The instances that receive traffic, per service.
 pub type Rotation = BTreeMap<String, Vec<Upstream>>;
 
+/// Where a router reaches instances that run on another host than its own: `(instance, container
+/// port)` to `address:host port` (the other host's address and the port it publishes there).
+pub type Remote = BTreeMap<(String, u16), String>;
+
 /// The router tier's configuration for `ingress` with `rotation`: the routes, to the instances in
 /// rotation. Upstreams are instance names, so Caddy resolves them on the environment network.
 pub fn render(ingress: &Ingress, rotation: &Rotation) -> Value {
+    render_for(ingress, rotation, &Remote::new())
+}
+
+/// [`render`] for a router on one host of several: instances in `remote` are dialled at the
+/// address given there (their host's published port), the others by name.
+pub fn render_for(ingress: &Ingress, rotation: &Rotation, remote: &Remote) -> Value {
     let mut routes: Vec<(&crate::Route, Value)> = ingress
         .routes
         .iter()
@@ -35,7 +45,7 @@ pub fn render(ingress: &Ingress, rotation: &Rotation) -> Value {
                 let p = p.trim_end_matches('/');
                 matcher.insert("path".into(), json!([if p.is_empty() { "/" } else { p }, format!("{p}/*")]));
             }
-            let handler = proxy_handler(&r.service, r.port, members);
+            let handler = proxy_handler(&r.service, r.port, members, remote);
             let mut route = json!({ "handle": [handler], "terminal": true });
             if !matcher.is_empty() {
                 route["match"] = json!([Value::Object(matcher)]);
@@ -117,7 +127,7 @@ fn document(http: Value, tls: Option<Value>) -> Value {
 }
 
 /// A `reverse_proxy` to the members, or a 503 that names the service when none is in rotation.
-fn proxy_handler(service: &str, port: u16, members: &[Upstream]) -> Value {
+fn proxy_handler(service: &str, port: u16, members: &[Upstream], remote: &Remote) -> Value {
     let upstreams = weighted(members);
     if upstreams.is_empty() {
         return json!({
@@ -127,7 +137,8 @@ fn proxy_handler(service: &str, port: u16, members: &[Upstream]) -> Value {
             "body": format!("no instance of {service} is in rotation\n"),
         });
     }
-    let upstreams: Vec<Value> = upstreams.iter().map(|i| json!({ "dial": format!("{i}:{port}") })).collect();
+    let dial = |i: &String| remote.get(&(i.clone(), port)).cloned().unwrap_or_else(|| format!("{i}:{port}"));
+    let upstreams: Vec<Value> = upstreams.iter().map(|i| json!({ "dial": dial(i) })).collect();
     json!({
         "handler": "reverse_proxy",
         "upstreams": upstreams,
@@ -207,6 +218,16 @@ mod tests {
         assert_eq!(routes[1]["handle"][0]["status_code"], 503);
         assert_eq!(cfg["admin"]["listen"], "localhost:2019");
         assert_eq!(cfg["apps"]["http"]["servers"]["harbormaster"]["automatic_https"]["disable"], true);
+    }
+
+    #[test]
+    fn instances_on_other_hosts_are_dialled_at_their_published_port() {
+        let rotation = Rotation::from([("api".to_string(), vec![up("x-api-0-1", 1), up("x-api-1-2", 1)])]);
+        let remote = Remote::from([(("x-api-1-2".to_string(), 8080), "10.0.0.2:18080".to_string())]);
+        let cfg = render_for(&ingress(), &rotation, &remote);
+        let upstreams = &cfg["apps"]["http"]["servers"]["harbormaster"]["routes"][0]["handle"][0]["upstreams"];
+        assert_eq!(upstreams[0]["dial"], "x-api-0-1:8080", "same host: by name");
+        assert_eq!(upstreams[1]["dial"], "10.0.0.2:18080", "other host: its address and published port");
     }
 
     #[test]

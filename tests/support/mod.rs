@@ -91,12 +91,13 @@ impl Drop for Harness {
 }
 
 /// Applies with events and returns both.
-pub async fn apply_collect(
+#[allow(dead_code)]
+pub async fn apply_collect<B: harbormaster::Backend + Clone>(
     env: &Environment,
-    docker: &DockerBackend,
+    backend: &B,
 ) -> (harbormaster::Result<harbormaster::Deployment>, Vec<Event>) {
     use futures::StreamExt;
-    let mut run = env.apply_streaming(docker);
+    let mut run = env.apply_streaming(backend);
     let mut events = Vec::new();
     while let Some(e) = run.next().await {
         events.push(e);
