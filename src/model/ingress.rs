@@ -168,8 +168,10 @@ pub struct IngressBuilder {
 
 impl IngressBuilder {
     /// The role that places both tiers of the proxy on hosts (see
-    /// [`ServiceBuilder::role`](crate::ServiceBuilder::role)). On several hosts the router reaches
-    /// only instances on its own host: the routed services must share the ingress's hosts.
+    /// [`ServiceBuilder::role`](crate::ServiceBuilder::role)), such as a gateway server. The router
+    /// reaches instances on its own host by name and instances on other hosts at their host's
+    /// address and published port: a routed service that runs elsewhere must publish the routed
+    /// port (an ephemeral port will do).
     pub fn role(mut self, role: impl Into<String>) -> Self {
         self.role = Some(role.into());
         self
