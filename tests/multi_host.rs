@@ -203,6 +203,41 @@ async fn a_gateway_host_routes_to_the_app_hosts() {
     assert_eq!(sample(&format!("{url}/version"), 8).await.get("v2"), Some(&8));
 }
 
+/// Probes reach unpublished container ports through forwards over the host's one connection; the
+/// forwards are reused, and beyond 64 the least recently used is closed.
+#[tokio::test]
+async fn probe_forwards_are_reused_and_bounded() {
+    workload::ensure_images();
+    let name = support::unique("fwd");
+    let _guard = hosts::FleetGuard { aliases: vec![B], name: name.clone() };
+    let b = hosts::connect(B).await;
+    let fleet = Fleet::builder().host(b.clone()).images_from(support::docker().await).build().unwrap();
+    let env = harbormaster::Environment::builder(PROJECT, &name)
+        .service(svc("api", "app").env("VERSION", "fwd").port(Port::tcp(8080)).build().unwrap())
+        .build()
+        .unwrap();
+    let deployed = env.apply(&fleet).await.expect("apply on B");
+    let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
+    let api = b.list_instances(&scope).await.unwrap().into_iter().find(|i| i.service == "api").expect("api on B");
+    assert!(deployed.endpoint("api", 8080).is_err(), "8080 is not published");
+
+    let first = b.probe_address(&api, 8080).await.unwrap().expect("a forward");
+    assert_eq!(b.probe_address(&api, 8080).await.unwrap(), Some(first), "reused");
+    let (status, body) = get(&format!("http://{first}/version")).await;
+    assert_eq!((status, body.as_str()), (200, "fwd"), "the unpublished port, through the forward");
+    let before = b.probe_forwards().await;
+    // 70 more targets (nothing needs to listen there for a forward to exist).
+    for port in 10_000..10_070 {
+        b.probe_address(&api, port).await.unwrap();
+    }
+    assert_eq!(b.probe_forwards().await, 64, "bounded (was {before} before)");
+    // 8080's forward was the least recently used: it was closed, and its local port refuses.
+    assert!(tokio::net::TcpStream::connect(first).await.is_err(), "the evicted forward is closed");
+    let again = b.probe_address(&api, 8080).await.unwrap().expect("a new forward");
+    let (status, _) = get(&format!("http://{again}/health")).await;
+    assert_eq!(status, 200);
+}
+
 /// A host whose key differs from known_hosts is refused, as is an unknown one unless the caller
 /// allows new keys; a host that only a jump host reaches is refused directly.
 #[tokio::test]

@@ -18,18 +18,41 @@ pub(super) async fn docker_socket(session: &Session, local: &Path, remote: &str)
         .map_err(|e| format!("cannot forward the Docker socket {remote}: {}", super::connect::chain(&e)))
 }
 
-/// Local TCP ports forwarded to container addresses on the host, made on first use and reused.
+/// How many probe forwards a host keeps open; the least recently used one is closed beyond that.
+pub(super) const MAX_PROBE_FORWARDS: usize = 64;
+
+/// Local TCP ports forwarded to container addresses on the host, made on first use and reused; at
+/// most [`MAX_PROBE_FORWARDS`], the least recently used closed first (containers come and go).
 #[derive(Debug, Default)]
 pub(super) struct ProbeForwards {
-    by_target: Mutex<HashMap<SocketAddr, SocketAddr>>,
+    by_target: Mutex<Forwards>,
+}
+
+#[derive(Debug, Default)]
+struct Forwards {
+    /// Target → (local address, when last used).
+    map: HashMap<SocketAddr, (SocketAddr, u64)>,
+    clock: u64,
 }
 
 impl ProbeForwards {
     /// The local address that reaches `target` (an address as seen from the host).
     pub(super) async fn local_for(&self, session: &Session, target: SocketAddr) -> Result<SocketAddr, String> {
-        let mut map = self.by_target.lock().await;
-        if let Some(local) = map.get(&target) {
+        let mut f = self.by_target.lock().await;
+        f.clock += 1;
+        let now = f.clock;
+        if let Some((local, used)) = f.map.get_mut(&target) {
+            *used = now;
             return Ok(*local);
+        }
+        if f.map.len() >= MAX_PROBE_FORWARDS {
+            let oldest = f.map.iter().min_by_key(|(_, (_, used))| *used).map(|(t, (l, _))| (*t, *l));
+            if let Some((old_target, old_local)) = oldest {
+                f.map.remove(&old_target);
+                if let Err(e) = session.close_port_forward(ForwardType::Local, old_local, old_target).await {
+                    tracing::debug!(error = %e, "could not close a probe forward");
+                }
+            }
         }
         let mut last = String::new();
         // A free port is found by binding and releasing it; another process may take it in
@@ -42,7 +65,7 @@ impl ProbeForwards {
             let local = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             match session.request_port_forward(ForwardType::Local, local, target).await {
                 Ok(()) => {
-                    map.insert(target, local);
+                    f.map.insert(target, (local, now));
                     return Ok(local);
                 }
                 Err(e) => last = super::connect::chain(&e),
@@ -51,9 +74,14 @@ impl ProbeForwards {
         Err(format!("cannot forward a local port to {target} on the host: {last}"))
     }
 
+    /// How many forwards are open.
+    pub(super) async fn open(&self) -> usize {
+        self.by_target.lock().await.map.len()
+    }
+
     /// Forgets every forward (they died with a lost connection).
     pub(super) async fn clear(&self) {
-        self.by_target.lock().await.clear();
+        self.by_target.lock().await.map.clear();
     }
 }
 

@@ -159,6 +159,12 @@ impl SshHost {
         self.inner.report.lock().ok().and_then(|r| r.clone()).unwrap_or_default()
     }
 
+    /// How many probe forwards (local ports forwarded to container addresses on the host) are
+    /// open. Made on first use and reused; beyond 64 the least recently used is closed.
+    pub async fn probe_forwards(&self) -> usize {
+        self.inner.probes.open().await
+    }
+
     /// The Docker backend on the host (through the SSH connection), for what this type does not cover.
     pub fn docker(&self) -> &DockerBackend {
         &self.docker
