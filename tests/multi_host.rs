@@ -312,12 +312,7 @@ async fn an_unreachable_host_is_named_and_nothing_changes() {
     let name = support::unique("outage");
     let _guard = hosts::FleetGuard { aliases: vec![A, D], name: name.clone() };
     let mut outage = hosts::outage().await;
-    let fleet = Fleet::builder()
-        .host(hosts::connect(A).await)
-        .host(hosts::connect_d().await)
-        .images_from(support::docker().await)
-        .build()
-        .unwrap();
+    let fleet = hosts::fleet_a_d().await;
     let web_port = hosts::port();
     let env = |version: &str| {
         harbormaster::Environment::builder(PROJECT, &name)
@@ -355,12 +350,7 @@ async fn a_host_lost_mid_rollout_leaves_every_service_on_a_revision() {
     let name = support::unique("lost");
     let _guard = hosts::FleetGuard { aliases: vec![A, D], name: name.clone() };
     let mut outage = hosts::outage().await;
-    let fleet = Fleet::builder()
-        .host(hosts::connect(A).await)
-        .host(hosts::connect_d().await)
-        .images_from(support::docker().await)
-        .build()
-        .unwrap();
+    let fleet = hosts::fleet_a_d().await;
     let (web_port, api_port) = (hosts::port(), hosts::port());
     let env = |version: &str| {
         let web = svc("web", "web")

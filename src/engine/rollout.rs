@@ -451,14 +451,7 @@ impl ServiceRun<'_> {
             Ok::<_, Error>(fresh)
         }))
         .await;
-        let mut back = Vec::new();
-        let mut first_error = None;
-        for r in results {
-            match r {
-                Ok(i) => back.push(i),
-                Err(e) => first_error = first_error.or(Some(e)),
-            }
-        }
+        let (back, first_error) = successes(results);
         self.enter(&back).await?;
         first_error.map_or(Ok(()), Err)
     }
@@ -472,14 +465,7 @@ impl ServiceRun<'_> {
     ) -> (Vec<Instance>, Option<Error>) {
         let svc = &self.template.service;
         let launched = join_all(created.iter().map(|c| self.start(c))).await;
-        let mut fresh = Vec::new();
-        let mut first_err = None;
-        for r in launched {
-            match r {
-                Ok(x) => fresh.push(x),
-                Err(e) => first_err = first_err.or(Some(e)),
-            }
-        }
+        let (fresh, mut first_err) = successes(launched);
         if first_err.is_none() && !fresh.is_empty() {
             phase.send_if_modified(|p| {
                 let was = *p == Phase::Pending;
@@ -561,6 +547,19 @@ impl ServiceRun<'_> {
         let members = self.traffic.members(self.name()).await.into_iter().map(|u| (u.instance, u.weight)).collect();
         self.sink.emit(EventKind::RotationChanged { service: self.name().to_string(), members });
     }
+}
+
+/// What succeeded, and the first error.
+fn successes<T>(results: Vec<Result<T>>) -> (Vec<T>, Option<Error>) {
+    let mut ok = Vec::new();
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(v) => ok.push(v),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    (ok, first_error)
 }
 
 fn restore_failed(service: &str, cause: &Error, e: Error) -> Error {

@@ -100,6 +100,11 @@ pub async fn connect_d() -> SshHost {
     }
 }
 
+/// A fleet of A (the primary) and D (short keep-alive), for the outage tests.
+pub async fn fleet_a_d() -> Fleet {
+    Fleet::builder().host(connect(A).await).host(connect_d().await).images_from(super::docker().await).build().unwrap()
+}
+
 pub async fn connect(alias: &str) -> SshHost {
     ensure();
     match SshHost::builder(alias).call_timeout(Duration::from_secs(20)).connect().await {
