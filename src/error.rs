@@ -240,6 +240,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this is (or wraps) a host that cannot be reached any more.
+    pub fn is_host_lost(&self) -> bool {
+        match self {
+            Error::HostUnreachable { .. } => true,
+            Error::OnHost { source, .. } => source.is_host_lost(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn backend(operation: &'static str, target: impl Into<String>, message: impl fmt::Display) -> Self {
         Error::Backend { operation, target: target.into(), message: message.to_string() }
     }

@@ -416,6 +416,97 @@ async fn a_host_lost_mid_rollout_leaves_every_service_on_a_revision() {
     assert!(web.iter().all(|i| i.is_running()));
 }
 
+/// A host lost while its new instance passes its health gate: the gate ends at once with the host
+/// named (no waiting out its budget), the other host is rolled back, and the next apply converges.
+#[tokio::test]
+async fn a_host_lost_during_its_health_gate_is_named() {
+    workload::ensure_images();
+    let name = support::unique("gate");
+    let _guard = hosts::FleetGuard { aliases: vec![A, D], name: name.clone() };
+    let mut outage = hosts::outage().await;
+    let fleet = hosts::fleet_a_d().await;
+    let env = |version: &str| {
+        harbormaster::Environment::builder(PROJECT, &name)
+            .hosts("web", [A, D])
+            .service(
+                harbormaster::Service::builder("web")
+                    .image(workload::IMAGE)
+                    .role("web")
+                    .env("VERSION", version)
+                    // Not ready at once: the gate's first probe fails.
+                    .env("READY_DELAY_MS", if version == "v1" { "0" } else { "1500" })
+                    .replicas(2)
+                    .port(Port::tcp(8080).publish_ephemeral())
+                    // A generous budget: the gate must end because the host is lost, not because of it.
+                    .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(300)).retries(200))
+                    .stop_grace_period(Duration::from_secs(1))
+                    .rollout(Rollout::rolling().max_surge(Amount::count(1)).max_unavailable(Amount::count(0)))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
+    let versions = |instances: Vec<harbormaster::Instance>| {
+        let running: Vec<_> = instances.into_iter().filter(|i| i.service == "web" && i.is_running()).collect();
+        async move {
+            let mut out = Vec::new();
+            for i in running {
+                let host = i.host.clone().unwrap_or_default();
+                let port = i.published.iter().find(|p| p.container_port == 8080).map(|p| p.host_port).unwrap();
+                let (_, v) = get(&format!("http://{}:{port}/version", hosts::address(&host))).await;
+                out.push((host, v));
+            }
+            out.sort();
+            out
+        }
+    };
+    env("v1").apply(&fleet).await.expect("v1");
+
+    // Slot 0 (on A) goes first; D drops off at the first probe of slot 1's new instance (on D).
+    let mut run = env("v2").apply_streaming(&fleet);
+    while let Some(event) = run.next().await {
+        if let EventKind::ProbeFailed { instance, .. } = &event.kind {
+            if instance.contains("-web-1-") {
+                outage.cut();
+                break;
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let err = run.finish().await.expect_err("D is lost during its gate");
+    let waited = started.elapsed();
+    let text = err.to_string();
+    let Error::Apply(failure) = &err else { panic!("expected an apply failure: {err}") };
+    let Some(Error::RolledBack { reason, .. }) = failure.error_of("web") else { panic!("a rollback: {err}") };
+    let Error::Unhealthy(hf) = reason.as_ref() else { panic!("a failed gate: {err}") };
+    assert_eq!(hf.host.as_deref(), Some(D), "{err}");
+    assert!(text.contains("unreachable"), "the probes say the host is lost: {text}");
+    // 200 probes 300 ms apart would be a minute: the gate ended as soon as the connection was lost.
+    assert!(waited < Duration::from_secs(40), "took {waited:?}");
+    // A is back on v1.
+    // (The fleet cannot list while D is away: A's own engine is asked.)
+    let on_a: Vec<_> = hosts::connect(A)
+        .await
+        .list_instances(&scope)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|mut i| {
+            i.host = Some(A.to_string());
+            i
+        })
+        .collect();
+    assert_eq!(versions(on_a).await, [(A.to_string(), "v1".to_string())]);
+
+    outage.restore();
+    env("v2").apply(&fleet).await.expect("v2 once D is back");
+    let all = fleet.list_instances(&scope).await.unwrap();
+    assert_eq!(all.iter().filter(|i| i.service == "web").count(), 2, "nothing stray: {all:?}");
+    assert_eq!(versions(all).await, [(A.to_string(), "v2".to_string()), (D.to_string(), "v2".to_string())]);
+}
+
 /// A rollout across two hosts fails on the second host: it is rolled back on both, the first
 /// included, and every instance serves the old version again.
 #[tokio::test]

@@ -165,6 +165,9 @@ impl Gate<'_> {
             let passed = out.record.passed;
             history.push(out.record);
             failures = if passed { 0 } else { failures + 1 };
+            if !passed && out.hopeless {
+                return Err(self.failure(instance, "the probe cannot succeed".into(), history).await);
+            }
             if failures >= check.failure_threshold {
                 let reason =
                     format!("{failures} consecutive probe failures during its min_ready period of {min_ready:?}");

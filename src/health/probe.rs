@@ -36,7 +36,8 @@ pub(crate) async fn run(
         let address = match &check.probe {
             Probe::Http { port, .. } | Probe::Tcp { port } => match backend.probe_address(instance, *port).await {
                 Ok(a) => a,
-                Err(e) => return (false, format!("{}: {e}", describe(check, None)), false),
+                // A lost host will not come back within a health gate.
+                Err(e) => return (false, format!("{}: {e}", describe(check, None)), e.is_host_lost()),
             },
             _ => None,
         };

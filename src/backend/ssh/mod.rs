@@ -509,7 +509,9 @@ impl Backend for SshHost {
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
         // The container's address on the host, reached through a forward over the connection:
-        // works whether or not the port is published.
+        // works whether or not the port is published. A lost connection is said as such (a
+        // forward of a dead connection only refuses).
+        self.alive().await?;
         let Some(ip) = instance.ip else { return self.docker.probe_address(instance, port).await };
         let session = self.session().await;
         let local = self.inner.probes.local_for(&session, SocketAddr::new(ip, port)).await;
