@@ -190,14 +190,12 @@ impl ServiceRun<'_> {
                 let rest: Vec<Created> = created.into_values().collect();
                 return self.fail(e, done, stop_first, fresh, &mine, &rest).await;
             }
-            // The new instances serve: the batch is done, whatever happens to its old ones now.
-            if let Err(e) = self.leave(&start_first, drain).await {
-                // Still in rotation and running: they are left as they are.
-                done.push(Done { old: stop_first, new: fresh });
-                let rest: Vec<Created> = created.into_values().collect();
-                return self.fail(e, done, Vec::new(), Vec::new(), &[], &rest).await;
-            }
-            let stopped = self.stop_all(&start_first, grace).await;
+            // The new instances serve: the batch is done, whatever happens to its old ones now (a
+            // rollback starts them again where they stopped, and puts them back in rotation).
+            let stopped = match self.leave(&start_first, drain).await {
+                Ok(()) => self.stop_all(&start_first, grace).await,
+                Err(e) => Err(e),
+            };
             done.push(Done { old: stop_first.into_iter().chain(start_first).collect(), new: fresh });
             if let Err(e) = stopped {
                 let rest: Vec<Created> = created.into_values().collect();
