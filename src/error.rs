@@ -142,6 +142,34 @@ pub enum Error {
         holder: Box<crate::engine::LockHolder>,
     },
 
+    /// The deploy lock this operation held was taken over: its lease was not renewed in time (was
+    /// the process stopped or frozen?), or its record was removed. The operation stopped where it
+    /// was, as if it had been killed; the next apply finishes the job.
+    #[error("the deploy lock of `{environment}` was lost while this operation ran: {reason}. It stopped where it was; apply again to converge")]
+    LockLost {
+        /// `project-environment`.
+        environment: String,
+        /// What happened to it.
+        reason: String,
+    },
+
+    /// The environment's deploy records on the target are gone while its containers still run:
+    /// its state store was removed (`docker volume prune`, `docker system prune --volumes`, or by
+    /// hand). Revisions, the audit trail, waiting promotions and job completions recorded before
+    /// are lost; this is never read as an empty history. The next apply starts a new store and
+    /// notes the loss in the audit trail.
+    #[error("the deploy records of `{environment}` on {target} are lost: {reason}, while {running} of its container(s) still exist. Its revisions, audit trail, waiting promotions and job completions are gone (removed by `docker volume prune`, `docker system prune --volumes`, or by hand); the next apply starts new records and notes the loss in the audit trail")]
+    StateLost {
+        /// `project-environment`.
+        environment: String,
+        /// The backend that was asked.
+        target: String,
+        /// How many of the environment's containers exist.
+        running: usize,
+        /// What was found instead.
+        reason: String,
+    },
+
     /// An SSH host could not be reached, or the connection to it was lost.
     #[error("host `{host}` ({destination}) is unreachable over SSH: {message}. Nothing more was changed on it; check the host and the network, then apply again")]
     HostUnreachable {

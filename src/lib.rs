@@ -64,10 +64,13 @@
 pub mod backend;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod ingress;
 pub mod model;
 pub mod plan;
+mod process;
+pub mod state;
 
 pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};
 pub use backend::fleet::{Fleet, FleetBuilder, FleetHost};

@@ -240,46 +240,74 @@ async fn a_service_can_be_built_from_a_context() {
     let _ = h.docker.client().remove_image(&tag, None::<bollard::query_parameters::RemoveImageOptions>, None).await;
 }
 
-/// Records live on the engine: a name is taken once (the deploy lock relies on it), they list oldest
-/// first, a revision record keeps its image, and removing one twice is not an error.
+/// Records live on the engine as volumes: a name is taken once (the deploy lock relies on it),
+/// they list oldest first, they are not containers, and removing one twice is not an error. The
+/// state store keeps files, and survives losing its accessor container.
 #[tokio::test]
-async fn records_are_atomic_named_documents_on_the_engine() {
+async fn records_and_the_state_store_live_on_the_engine() {
     use harbormaster::backend::{NewRecord, Scope};
     use harbormaster::Backend;
     let h = Harness::new("records").await;
     let scope = Scope { project: support::PROJECT.into(), environment: h.name.clone() };
     let lock = |holder: &str| NewRecord {
-        name: format!("{}-{}-lock", scope.project, scope.environment),
+        name: format!("{}-{}.lock.1", scope.project, scope.environment),
         kind: "lock".into(),
         data: [("holder".to_string(), holder.to_string())].into(),
-        pin_image: None,
     };
-    let first = h.docker.create_record(&scope, &lock("a")).await.unwrap().expect("first create wins");
+    // Sixteen processes' worth of concurrent creates: exactly one wins.
+    let creates = futures::future::join_all((0..16).map(|i| {
+        let docker = h.docker.clone();
+        let record = lock(&format!("p{i}"));
+        let scope = scope.clone();
+        async move { docker.create_record(&scope, &record).await.unwrap() }
+    }))
+    .await;
+    let winners: Vec<_> = creates.into_iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "exactly one create of a name wins");
+    let first = winners.into_iter().next().unwrap();
     assert!(h.docker.create_record(&scope, &lock("b")).await.unwrap().is_none(), "the name is taken");
-    assert_eq!(first.data.get("holder").map(String::as_str), Some("a"));
-
-    let image = h.docker.image_id(support::workload::IMAGE).await.unwrap().unwrap();
-    let rev = NewRecord {
-        name: format!("{}-{}-api-rev-1", scope.project, scope.environment),
-        kind: "revision".into(),
-        data: [("revision".to_string(), "1".to_string())].into(),
-        pin_image: Some(image.clone()),
-    };
-    let rev = h.docker.create_record(&scope, &rev).await.unwrap().unwrap();
-    assert_eq!(rev.pinned_image.as_deref(), Some(image.as_str()));
     let locks = h.docker.list_records(&scope, "lock").await.unwrap();
     assert_eq!(locks.len(), 1);
     assert_eq!(locks[0].kind, "lock");
-    // Records are not instances.
+    assert_eq!(locks[0].data, first.data);
+    let age = h.docker.clock().await.unwrap().duration_since(locks[0].created).unwrap_or_default();
+    assert!(age < Duration::from_secs(60), "created by the engine's clock: {age:?}");
+    // Records are not instances, and not containers.
     let env = h.env().build().unwrap();
     assert!(env.status(&h.docker).await.unwrap().services.is_empty());
-
-    for r in [&first, &rev] {
-        h.docker.remove_record(&r.id).await.unwrap();
-        h.docker.remove_record(&r.id).await.unwrap();
-    }
+    let containers = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=io.harbormaster.environment={}", h.name)])
+        .output()
+        .unwrap();
+    assert!(containers.stdout.is_empty(), "records are not containers");
+    h.docker.remove_record(&first.id).await.unwrap();
+    h.docker.remove_record(&first.id).await.unwrap();
     assert!(h.docker.list_records(&scope, "lock").await.unwrap().is_empty());
-    assert!(h.docker.list_records(&scope, "revision").await.unwrap().is_empty());
+
+    // The state store: none at first; written files read back; its accessor may vanish.
+    assert!(h.docker.read_state(&scope).await.unwrap().is_none());
+    h.docker.write_state(&scope, "a.json", b"one").await.unwrap();
+    h.docker.write_state(&scope, "b.json", b"two").await.unwrap();
+    h.docker.write_state(&scope, "a.json", b"three").await.unwrap();
+    let accessors = || {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=io.harbormaster.environment={}", h.name)])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let open = accessors();
+    assert_eq!(open.len(), 1, "one accessor while the store is in use");
+    let status = std::process::Command::new("docker").args(["rm", "-f", &open[0]]).output().unwrap();
+    assert!(status.status.success());
+    let mut files = h.docker.read_state(&scope).await.unwrap().unwrap();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    let got: Vec<(&str, &[u8])> = files.iter().map(|f| (f.name.as_str(), f.contents.as_slice())).collect();
+    assert_eq!(got, [("a.json", b"three".as_slice()), ("b.json", b"two".as_slice())]);
+    h.docker.release_state(&scope).await;
+    assert!(accessors().is_empty(), "no accessor is left once the operation ends");
+    h.docker.remove_state(&scope).await.unwrap();
+    assert!(h.docker.read_state(&scope).await.unwrap().is_none());
 }
 
 /// Starting is idempotent: a rollback restores stopped and still-running old instances alike.

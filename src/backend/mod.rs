@@ -16,7 +16,7 @@ pub mod ssh;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -264,22 +264,22 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
-/// A small immutable document kept on the target for an environment: a revision, the deploy lock,
-/// an audit entry. Records live where the environment runs, so any process can read them.
+/// A small named record of an environment on the target: the deploy lock and the renewals of its
+/// lease. Creating one is an atomic test-and-set on its name (two processes never both create the
+/// same name), and records survive the routine pruning of containers and images (on a Docker
+/// engine they are volumes, which `docker system prune` without `--volumes` keeps).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// Engine ID (used to remove it).
+    /// The backend's ID (used to remove it).
     pub id: String,
     /// Unique name on the target; creating a second record with the same name fails.
     pub name: String,
-    /// What it is (`revision`, `lock`, `audit`).
+    /// What it is (`lock`, `lease`).
     pub kind: String,
-    /// When it was created (RFC 3339; sorts chronologically).
-    pub created: String,
+    /// When it was created, by the target's clock ([`Backend::clock`]).
+    pub created: SystemTime,
     /// Its data.
     pub data: BTreeMap<String, String>,
-    /// The image it keeps from being pruned, if any.
-    pub pinned_image: Option<String>,
 }
 
 /// A record to create.
@@ -291,8 +291,15 @@ pub struct NewRecord {
     pub kind: String,
     /// Its data (never secret values).
     pub data: BTreeMap<String, String>,
-    /// An image ID the record keeps on the target (a revision's image).
-    pub pin_image: Option<String>,
+}
+
+/// One file of an environment's durable state store ([`Backend::read_state`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateFile {
+    /// Its name in the store.
+    pub name: String,
+    /// Its contents.
+    pub contents: Vec<u8>,
 }
 
 /// One host of a backend that spreads an environment over several hosts.
@@ -379,6 +386,59 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Removes a record by ID; a missing one is not an error.
     async fn remove_record(&self, id: &str) -> Result<()>;
+
+    /// The target's clock. Leases are judged by it, so deployers whose own clocks differ agree.
+    async fn clock(&self) -> Result<SystemTime> {
+        Ok(SystemTime::now())
+    }
+
+    /// Every file of the environment's durable state store (revisions, audit trail, waiting
+    /// promotions, finished jobs), or `None` if it has no store. The store must survive what
+    /// routine maintenance removes: stopped containers, unused images and networks.
+    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
+        let _ = scope;
+        Err(crate::error::Error::backend("read state", self.describe(), "this backend keeps no state store"))
+    }
+
+    /// Writes (creates or replaces) one file of the environment's state store, creating the store
+    /// if it has none.
+    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
+        let _ = (scope, contents);
+        Err(crate::error::Error::backend("write state", name, "this backend keeps no state store"))
+    }
+
+    /// Removes the environment's state store and the images it keeps (see
+    /// [`keep_image`](Self::keep_image)); a missing store is not an error.
+    async fn remove_state(&self, scope: &Scope) -> Result<()> {
+        let _ = scope;
+        Ok(())
+    }
+
+    /// Lets go of whatever the backend holds open to reach the state store of `scope` (called when
+    /// an operation ends).
+    async fn release_state(&self, scope: &Scope) {
+        let _ = scope;
+    }
+
+    /// Keeps a copy of an image for the environment where pruning cannot remove it, so that a
+    /// revision can be rolled back to after `docker system prune -a` (no registry needed).
+    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        let _ = (scope, image_id);
+        Ok(())
+    }
+
+    /// Makes sure the target has `image_id`, loading the kept copy if the image was removed;
+    /// `Ok(false)` if it has neither.
+    async fn restore_image(&self, scope: &Scope, image_id: &str) -> Result<bool> {
+        let _ = scope;
+        Ok(self.image_id(image_id).await?.is_some())
+    }
+
+    /// Drops the kept copy of an image; a missing one is not an error.
+    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        let _ = (scope, image_id);
+        Ok(())
+    }
 
     /// Where the library reaches a container port of an instance for HTTP and TCP probes; `Ok(None)`
     /// if it cannot be reached at all (not published, no address).

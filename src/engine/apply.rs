@@ -6,8 +6,6 @@
 //! [`ServiceRun::run_job`] (jobs).
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -15,20 +13,20 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::audit::{self, AuditEntry};
 use super::deployment::Deployment;
-use super::events::{EventKind, EventSink, RolloutOutcome};
-use super::lock::DeployLock;
-use super::promotion;
-use super::revisions::Recorder;
 use super::traffic::Traffic;
 use crate::backend::{Backend, Instance, Scope};
 use crate::error::{ApplyFailure, Error, Result};
+use crate::events::{EventKind, EventSink, RolloutOutcome};
 use crate::health::gate::Gate;
 use crate::health::probe;
 use crate::model::{Condition, Environment, ImageSource, ServiceKind};
 use crate::plan::spec::Template;
 use crate::plan::{self, Action, Plan, ServicePlan};
+use crate::state::audit::{self, AuditEntry};
+use crate::state::lock::DeployLock;
+use crate::state::revisions::{self, Recorder};
+use crate::state::{jobs, promotion, Store};
 
 /// How far a service has got in this apply; dependents watch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,10 +54,43 @@ enum ServiceOutcome {
     Skipped,
 }
 
+/// The image ID of a service's image reference. A reference the target no longer has (a prune
+/// removed its tag) resolves to the image the service (or job) last ran under that reference,
+/// restored from the kept copy if the image itself was removed too.
+async fn image_of(
+    backend: &dyn Backend,
+    store: Option<&Store<'_>>,
+    svc: &crate::model::Service,
+    reference: &str,
+) -> Result<String> {
+    if let Some(id) = backend.image_id(reference).await? {
+        return Ok(id);
+    }
+    let recorded = match store {
+        Some(store) => match svc.kind {
+            ServiceKind::Job => jobs::image_of_reference(store, &svc.name, reference).await,
+            ServiceKind::Service => revisions::image_of_reference(store, &svc.name, reference).await,
+        },
+        None => None,
+    };
+    if let (Some(id), Some(store)) = (recorded, store) {
+        // A job that completed with it needs no image to stay completed; a service needs it back.
+        if svc.kind == ServiceKind::Job || backend.restore_image(store.scope(), &id).await? {
+            return Ok(id);
+        }
+    }
+    Err(Error::ImageNotFound {
+        service: svc.name.clone(),
+        reference: reference.to_string(),
+        backend: backend.describe(),
+    })
+}
+
 /// Resolves every service's image (building where asked) into a [`Template`].
 pub(crate) async fn templates(
     env: &Environment,
     backend: &dyn Backend,
+    store: Option<&Store<'_>>,
     sink: &EventSink,
 ) -> Result<HashMap<String, Template>> {
     let mut built: HashMap<String, String> = HashMap::new();
@@ -68,11 +99,7 @@ pub(crate) async fn templates(
     let placed = super::placement::place_all(env, &hosts)?;
     for svc in &env.services {
         let image_id = match &svc.image {
-            ImageSource::Reference(r) => backend.image_id(r).await?.ok_or_else(|| Error::ImageNotFound {
-                service: svc.name.clone(),
-                reference: r.clone(),
-                backend: backend.describe(),
-            })?,
+            ImageSource::Reference(r) => image_of(backend, store, svc, r).await?,
             ImageSource::Build(b) => {
                 let tag = b.tag.clone().unwrap_or_else(|| format!("harbormaster/{}-{}:latest", env.project, svc.name));
                 let key = format!("{}|{}|{tag}|{:?}", b.context.display(), b.dockerfile, b.args);
@@ -101,25 +128,14 @@ pub(crate) async fn templates(
     Ok(out)
 }
 
-/// Observes the target and computes the plan.
-pub(crate) async fn plan(
-    env: &Environment,
-    backend: &dyn Backend,
-    sink: &EventSink,
-) -> Result<(Plan, HashMap<String, Template>)> {
-    let (plan, templates, _) = observe(env, backend, sink).await?;
-    Ok((plan, templates))
-}
-
-/// Resolves images, lists what runs and computes the plan.
-async fn observe(
-    env: &Environment,
-    backend: &dyn Backend,
-    sink: &EventSink,
-) -> Result<(Plan, HashMap<String, Template>, Vec<Instance>)> {
-    let templates = templates(env, backend, sink).await?;
-    let o = observe_with(env, templates, backend, false).await?;
-    Ok((o.plan, o.templates, o.observed))
+/// Observes the target and computes the plan (for [`Environment::plan`]: nothing changes).
+pub(crate) async fn plan(env: &Environment, backend: &dyn Backend, sink: &EventSink) -> Result<Plan> {
+    let scope = scope_of(env);
+    let store = Store::open_lenient(backend, &scope).await;
+    backend.release_state(&scope).await;
+    let store = store?;
+    let templates = templates(env, backend, Some(&store), sink).await?;
+    Ok(observe_with(env, templates, backend, &store, false).await?.plan)
 }
 
 /// What runs, and the plan against it.
@@ -142,6 +158,7 @@ async fn observe_with(
     env: &Environment,
     templates: HashMap<String, Template>,
     backend: &dyn Backend,
+    store: &Store<'_>,
     rollback: bool,
 ) -> Result<Observed> {
     let scope = scope_of(env);
@@ -149,14 +166,20 @@ async fn observe_with(
     let same = |p: &promotion::Pending| {
         templates.get(&p.service).is_some_and(|t| t.spec_hash == p.spec_hash && t.image_id == p.image_id)
     };
-    let (waiting, discarded): (Vec<_>, Vec<_>) = promotion::pending(backend, &scope)
-        .await?
+    let (waiting, discarded): (Vec<_>, Vec<_>) = promotion::pending(store)
+        .await
         .into_iter()
         .filter(|p| templates.contains_key(&p.service))
         .partition(|p| same(p));
     let discard: Vec<Instance> = observed.iter().filter(|i| discarded.iter().any(|p| p.has(i))).cloned().collect();
     let observed: Vec<Instance> = observed.into_iter().filter(|i| !discard.iter().any(|d| d.id == i.id)).collect();
-    let mut plan = plan::compute(env, &templates, &observed);
+    let mut completed = HashMap::new();
+    for s in env.services.iter().filter(|s| s.kind == ServiceKind::Job) {
+        if let Some(c) = jobs::completed(store, &s.name).await {
+            completed.insert(s.name.clone(), c);
+        }
+    }
+    let mut plan = plan::compute(env, &templates, &observed, &completed);
     if rollback {
         // Other services are not part of a rollback.
         plan.services.retain(|s| !matches!(s.action, Action::Remove { .. }));
@@ -213,8 +236,8 @@ pub(crate) async fn apply(env: &Environment, backend: &dyn Backend, sink: EventS
     execute(env, backend, sink, Operation::Apply).await
 }
 
-/// Runs an operation under the environment's deploy lock, bounded by its deadline, and writes its
-/// audit entry.
+/// Runs an operation under the environment's deploy lock (renewing its lease), bounded by its
+/// deadline, and writes its audit entry.
 pub(crate) async fn execute(
     env: &Environment,
     backend: &dyn Backend,
@@ -225,10 +248,35 @@ pub(crate) async fn execute(
     let operation = op.describe();
     // Every host reachable and fit before anything changes (the lock included).
     backend.preflight().await?;
-    let lock =
-        DeployLock::acquire(backend, &scope, &sink, &operation, env.actor(), env.deadline, env.lock_timeout).await?;
+    let lock = DeployLock::acquire(backend, &scope, &sink, &operation, env.actor(), env.lock_timeout).await?;
+    let result = lock.hold(backend, locked(env, backend, &sink, op, operation)).await;
+    if let Err(e) = lock.release(backend).await {
+        tracing::warn!(error = %e, "could not release the deploy lock; it is taken over once its lease lapses");
+    }
+    backend.release_state(&scope).await;
+    result
+}
+
+/// The operation, once the lock is held: open the state store, run, write the audit entry.
+async fn locked(
+    env: &Environment,
+    backend: &dyn Backend,
+    sink: &EventSink,
+    op: Operation,
+    operation: String,
+) -> Result<Deployment> {
+    let scope = scope_of(env);
     let at = std::time::SystemTime::now();
     let started = Instant::now();
+    let instances = backend.list_instances(&scope).await?;
+    let (store, lost) = match &op {
+        Operation::Apply => Store::open_for_change(backend, &scope, &instances).await?,
+        _ => (Store::open(backend, &scope, &instances).await?, None),
+    };
+    if let Some(note) = &lost {
+        tracing::warn!(environment = %scope.qualified(), "{note}");
+        sink.emit(EventKind::StateLost { detail: note.clone() });
+    }
     let recorder = Recorder {
         origin: match &op {
             Operation::Apply => "apply".into(),
@@ -239,22 +287,21 @@ pub(crate) async fn execute(
         actor: env.actor.clone(),
         keep: env.revision_history,
         recorded: Default::default(),
+        after_loss: lost.is_some(),
     };
-    let result = bounded(env, backend, &sink, op, &recorder).await;
+    let result = bounded(env, backend, &store, sink, op, &recorder).await;
     let entry = AuditEntry {
         at,
         took: started.elapsed(),
         operation,
         actor: env.actor.clone(),
-        host: super::lock::me().host,
+        host: crate::process::me().host.clone(),
         revisions: recorder.recorded.lock().map(|m| m.clone()).unwrap_or_default(),
         error: result.as_ref().err().map(|e| e.to_string()),
+        notes: lost.into_iter().collect(),
     };
-    if let Err(e) = audit::write(backend, &scope, &entry).await {
+    if let Err(e) = audit::write(&store, &entry).await {
         tracing::warn!(error = %e, "could not write the audit entry");
-    }
-    if let Err(e) = lock.release(backend).await {
-        tracing::warn!(error = %e, "could not release the deploy lock; the next deploy from this process recovers it");
     }
     result
 }
@@ -263,6 +310,7 @@ pub(crate) async fn execute(
 async fn bounded(
     env: &Environment,
     backend: &dyn Backend,
+    store: &Store<'_>,
     sink: &EventSink,
     op: Operation,
     recorder: &Recorder,
@@ -272,7 +320,8 @@ async fn bounded(
     // A rollback works on the one service, with its restored template.
     let (scoped, overrides) = match op {
         Operation::Promotion { service, promote } => {
-            let finish = promotion::finish(env, backend, sink, recorder, &service, promote).instrument(span);
+            let finish =
+                super::promotion::finish(env, backend, store, sink, recorder, &service, promote).instrument(span);
             return match tokio::time::timeout(env.deadline, finish).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::Deadline {
@@ -292,7 +341,7 @@ async fn bounded(
     };
     let phases: BTreeMap<String, watch::Sender<Phase>> =
         scoped.services.iter().map(|s| (s.name.clone(), watch::channel(Phase::Pending).0)).collect();
-    let run = run(env, &scoped, overrides, backend, sink, &phases, recorder).instrument(span);
+    let run = run(env, &scoped, overrides, backend, store, sink, &phases, recorder).instrument(span);
     match tokio::time::timeout(env.deadline, run).await {
         Ok(Ok(deployment)) => {
             sink.emit(EventKind::Applied { took: started.elapsed() });
@@ -312,22 +361,24 @@ async fn bounded(
 
 /// `env` is the whole description; `scoped` the services this run changes (all of them, or the one
 /// a rollback restores, whose template is in `overrides`).
+#[allow(clippy::too_many_arguments)]
 async fn run(
     env: &Environment,
     scoped: &Environment,
     overrides: HashMap<String, Template>,
     backend: &dyn Backend,
+    store: &Store<'_>,
     sink: &EventSink,
     phases: &BTreeMap<String, watch::Sender<Phase>>,
     recorder: &Recorder,
 ) -> Result<Deployment> {
     let scope = scope_of(env);
     let rollback = !overrides.is_empty();
-    let templates = if rollback { overrides } else { templates(env, backend, sink).await? };
+    let templates = if rollback { overrides } else { templates(env, backend, Some(store), sink).await? };
     let Observed { plan, templates, observed, waiting, discarded } =
-        observe_with(scoped, templates, backend, rollback).await?;
+        observe_with(scoped, templates, backend, store, rollback).await?;
     for p in &discarded {
-        promotion::clear(backend, p).await?;
+        promotion::clear(store, &p.service).await?;
     }
     let count = |f: fn(&Action) -> bool| plan.services.iter().filter(|s| f(&s.action)).count();
     sink.emit(EventKind::Planned {
@@ -358,6 +409,7 @@ async fn run(
         let phase = phases.get(&sp.service)?;
         let run = ServiceRun {
             backend,
+            store,
             sink,
             scope: &scope,
             http: &http,
@@ -422,16 +474,7 @@ pub(crate) async fn retire(
 
 /// A unique container name: `project-env-service-slot-nonce`.
 fn instance_name(scope: &Scope, service: &str, slot: u32) -> String {
-    format!("{}-{service}-{slot}-{}", scope.qualified(), nonce())
-}
-
-/// Six hex digits that differ between calls (a process counter and the clock, hashed).
-pub(crate) fn nonce() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
-    format!("{:06x}", h.finish() & 0xff_ffff)
+    format!("{}-{service}-{slot}-{}", scope.qualified(), crate::process::nonce())
 }
 
 /// An instance created but not started yet.
@@ -444,6 +487,7 @@ pub(super) struct Created {
 /// One service's part of an apply.
 pub(super) struct ServiceRun<'a> {
     pub(super) backend: &'a dyn Backend,
+    pub(super) store: &'a Store<'a>,
     pub(super) sink: &'a EventSink,
     pub(super) scope: &'a Scope,
     pub(super) http: &'a reqwest::Client,
@@ -537,7 +581,7 @@ impl ServiceRun<'_> {
             Err(Error::Paused { reason, .. }) => RolloutOutcome::Paused { reason: reason.to_string() },
             Err(e) => RolloutOutcome::Failed { reason: e.to_string() },
         };
-        match self.recorder.record(self.backend, self.scope, self.template, &outcome).await {
+        match self.recorder.record(self.store, self.template, &outcome).await {
             Ok(Some(n)) => {
                 self.sink.emit(EventKind::RevisionRecorded { service: self.name().to_string(), revision: n })
             }
@@ -647,20 +691,34 @@ impl ServiceRun<'_> {
         Ok(outcome)
     }
 
-    /// A job: run it (unless its last run of the same spec succeeded) and require exit code 0.
-    /// Returns whether it ran (`false`: its last run of the same spec succeeded).
+    /// A job: run it unless it already exited 0 for exactly this configuration, and require exit
+    /// code 0. A run still going (an interrupted apply started it) is waited for, not started
+    /// twice. Returns whether it ran (`false`: it had completed already).
     async fn run_job(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<bool> {
         let svc = &self.template.service;
         let p = self.plan;
         retire(self.backend, self.sink, self.name(), &p.retire, Duration::from_secs(2)).await?;
         let instance = match p.keep.first() {
             Some(kept) if !kept.is_running() => {
+                // Exited 0 with this configuration (the planner keeps nothing else): make sure the
+                // store says so too, so that pruning its container does not make it run again.
+                if jobs::completed(self.store, self.name()).await
+                    != Some((self.template.spec_hash.clone(), self.template.image_id.clone()))
+                {
+                    jobs::record(self.store, self.template).await?;
+                }
                 self.sink.emit(EventKind::ServiceUnchanged { service: self.name().to_string() });
                 phase.send_replace(Phase::Completed);
                 return Ok(false);
             }
             // Still running from an interrupted apply: wait for it.
             Some(kept) => kept.clone(),
+            // Completed for this configuration, by the store's record (its container was pruned).
+            None if p.action == Action::Unchanged => {
+                self.sink.emit(EventKind::ServiceUnchanged { service: self.name().to_string() });
+                phase.send_replace(Phase::Completed);
+                return Ok(false);
+            }
             None => {
                 let old: Vec<Instance> = p.replace.iter().map(|(_, i)| i.clone()).collect();
                 retire(self.backend, self.sink, self.name(), &old, Duration::from_secs(2)).await?;
@@ -697,6 +755,7 @@ impl ServiceRun<'_> {
                 logs,
             });
         }
+        jobs::record(self.store, self.template).await?;
         phase.send_replace(Phase::Completed);
         Ok(true)
     }

@@ -1,6 +1,6 @@
 //! [`Deployment`]: what an apply leaves running, and where to reach it.
 
-use super::events::RolloutOutcome;
+use crate::events::RolloutOutcome;
 use std::collections::BTreeMap;
 use std::fmt;
 

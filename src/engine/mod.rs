@@ -9,19 +9,14 @@
 //!   dependency waits, jobs.
 //! - `rollout.rs`: where a rollout decides its next step: batches, traffic moves, rollback.
 //! - `traffic.rs`: which instances receive traffic, pushed to the ingress.
-//! - `events.rs`: the typed progress [`Event`]s.
 //! - `deployment.rs`: the [`Deployment`] an apply returns, with endpoints.
 //! - `ops.rs`: down, status, logs, exec.
 
 mod apply;
-mod audit;
 mod deployment;
-pub(crate) mod events;
-mod lock;
 mod ops;
 mod placement;
 mod promotion;
-mod revisions;
 mod rollout;
 mod traffic;
 
@@ -33,26 +28,27 @@ use futures::stream::BoxStream;
 use futures::Stream;
 use tokio::sync::mpsc;
 
-pub use audit::AuditEntry;
+pub use crate::events::{Event, EventKind, RolloutOutcome};
+pub use crate::state::audit::AuditEntry;
+pub use crate::state::lock::LockHolder;
+pub use crate::state::revisions::Revision;
 pub use deployment::{Deployment, Endpoint};
-pub use events::{Event, EventKind, RolloutOutcome};
-pub use lock::LockHolder;
 pub use ops::{Down, DownReport, Health, InstanceStatus, LogOptions, ServiceStatus, Status};
-pub use revisions::Revision;
 
 use crate::backend::{Backend, ExecOutput, LogLine};
 use crate::error::{Error, Result};
+use crate::events::EventSink;
 use crate::model::{Environment, Service, ServiceKind};
 use crate::plan::spec::Template;
 use crate::plan::Plan;
-use events::EventSink;
+use crate::state::{audit, promotion as waiting, revisions, Store};
 
 impl Environment {
     /// What [`apply`](Self::apply) would do, and why, without changing anything.
     /// (Services with a build are built, since their image ID decides whether they changed.)
     pub async fn plan<B: Backend>(&self, backend: &B) -> Result<Plan> {
         let sink = EventSink::new(self.qualified_name(), None);
-        Ok(apply::plan(self, backend, &sink).await?.0)
+        apply::plan(self, backend, &sink).await
     }
 
     /// Makes the target match the description: creates, replaces (health-gated), scales and removes,
@@ -113,7 +109,7 @@ impl Environment {
     /// # Ok(()) }
     /// ```
     pub async fn rollback<B: Backend>(&self, backend: &B, service: &str) -> Result<Deployment> {
-        let (revs, _) = self.revisions_of(backend, service).await?;
+        let (revs, _, _) = self.revisions_of(backend, service).await?;
         let Some(target) = revisions::previous(&revs) else {
             return Err(Error::NoRevision {
                 service: service.to_string(),
@@ -126,12 +122,12 @@ impl Environment {
     /// Rolls `service` out to revision `revision` (a number from [`history`](Self::history)), as
     /// [`rollback`](Self::rollback) does.
     pub async fn rollback_to<B: Backend>(&self, backend: &B, service: &str, revision: u64) -> Result<Deployment> {
-        let (revs, svc) = self.revisions_of(backend, service).await?;
+        let (revs, svc, waiting) = self.revisions_of(backend, service).await?;
         let no = |reason: String| Error::NoRevision { service: service.to_string(), reason };
-        let scope = apply::scope_of(self);
-        if promotion::pending(backend, &scope).await?.iter().any(|p| p.service == service) {
+        if waiting {
             return Err(no("a rollout of it waits for a promotion; promote or abort it first".into()));
         }
+        let scope = apply::scope_of(self);
         let Some(rev) = revs.iter().find(|r| r.number == revision) else {
             let kept: Vec<String> = revs.iter().map(|r| r.number.to_string()).collect();
             return Err(no(format!("it has no revision {revision} (kept: {})", kept.join(", "))));
@@ -139,6 +135,15 @@ impl Environment {
         let mut template = Template::from_recorded(svc, &rev.spec_json, &rev.image_id)
             .map_err(|reason| no(format!("revision {revision}: {reason}")))?;
         template.hosts = placement::hosts_of(self, svc, &backend.hosts())?;
+        // A prune may have removed its image: the copy kept on the target brings it back.
+        let restored = backend.restore_image(&scope, &rev.image_id).await;
+        backend.release_state(&scope).await;
+        if !restored? {
+            return Err(no(format!(
+                "revision {revision}: its image {} is no longer on the target and no copy of it was kept",
+                rev.image_id
+            )));
+        }
         let op = apply::Operation::Rollback { service: service.to_string(), template: Box::new(template), revision };
         apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await
     }
@@ -171,18 +176,30 @@ impl Environment {
     }
 
     /// The revisions of `service` kept on the target, oldest first, with time, outcome, what
-    /// changed and which one runs now.
+    /// changed and which one runs now. [`Error::StateLost`] if its records were removed while its
+    /// containers run (never an empty history).
     pub async fn history<B: Backend>(&self, backend: &B, service: &str) -> Result<Vec<Revision>> {
         Ok(self.revisions_of(backend, service).await?.0)
     }
 
     /// The environment's audit trail on the target, oldest first: one entry per apply, rollback
-    /// and promotion (the newest 100 are kept).
+    /// and promotion (the newest 100 are kept). [`Error::StateLost`] if its records were removed
+    /// while its containers run.
     pub async fn audit_log<B: Backend>(&self, backend: &B) -> Result<Vec<AuditEntry>> {
-        audit::list(backend, &apply::scope_of(self)).await
+        let scope = apply::scope_of(self);
+        let read = async {
+            let running = backend.list_instances(&scope).await?;
+            let store = Store::open(backend, &scope, &running).await?;
+            Ok(audit::list(&store).await)
+        };
+        let result = read.await;
+        backend.release_state(&scope).await;
+        result
     }
 
-    async fn revisions_of<B: Backend>(&self, backend: &B, service: &str) -> Result<(Vec<Revision>, &Service)> {
+    /// A service's revisions, the service, and whether a rollout of it waits for its promotion.
+    /// Refuses a job and a lost store.
+    async fn revisions_of<B: Backend>(&self, backend: &B, service: &str) -> Result<(Vec<Revision>, &Service, bool)> {
         let svc = self.service(service).ok_or_else(|| Error::UnknownService {
             environment: self.qualified_name(),
             service: service.to_string(),
@@ -194,8 +211,16 @@ impl Environment {
             });
         }
         let scope = apply::scope_of(self);
-        let running = backend.list_instances(&scope).await?;
-        Ok((revisions::list(backend, &scope, service, &running).await?, svc))
+        let read = async {
+            let running = backend.list_instances(&scope).await?;
+            let store = Store::open(backend, &scope, &running).await?;
+            let waiting = waiting::pending(&store).await.iter().any(|p| p.service == service);
+            Ok::<_, Error>((revisions::list(&store, service, &running).await, waiting))
+        };
+        let result = read.await;
+        backend.release_state(&scope).await;
+        let (revs, waiting) = result?;
+        Ok((revs, svc, waiting))
     }
 
     /// Stops and removes every container and the network the environment owns. Named volumes are

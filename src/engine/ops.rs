@@ -6,12 +6,12 @@ use std::time::Duration;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::apply::{retire, scope_of};
-use super::events::EventSink;
-use super::lock::DeployLock;
 use crate::backend::{Backend, ExecOutput, Instance, InstanceState, LogLine};
 use crate::error::{Error, Result};
+use crate::events::EventSink;
 use crate::health::probe;
 use crate::model::Environment;
+use crate::state::lock::DeployLock;
 
 /// Options of [`Environment::down`](crate::Environment::down). Volumes are kept unless asked.
 #[derive(Clone, Debug, Default)]
@@ -45,25 +45,30 @@ pub struct DownReport {
 pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, sink: &EventSink) -> Result<DownReport> {
     let scope = scope_of(env);
     // Never tear down under a running deploy.
-    let lock =
-        DeployLock::acquire(backend, &scope, sink, "down", env.actor(), env.deadline(), env.lock_timeout()).await?;
-    let instances = backend.list_instances(&scope).await?;
-    let mut by_service: BTreeMap<&str, Vec<Instance>> = BTreeMap::new();
-    for i in &instances {
-        by_service.entry(i.service.as_str()).or_default().push(i.clone());
-    }
-    let removals = by_service.iter().map(|(service, list)| {
-        let grace = env.service(service).map(|s| s.stop_grace).unwrap_or(Duration::from_secs(10));
-        retire(backend, sink, service, list, grace)
-    });
-    futures::future::join_all(removals).await.into_iter().collect::<Result<Vec<()>>>()?;
-    // The environment's records (revisions, audit, pending promotions) go with it; the lock last.
-    for kind in [super::revisions::KIND, super::audit::KIND, super::promotion::KIND] {
-        for r in backend.list_records(&scope, kind).await? {
-            backend.remove_record(&r.id).await?;
+    let lock = DeployLock::acquire(backend, &scope, sink, "down", env.actor(), env.lock_timeout()).await?;
+    let work = async {
+        let instances = backend.list_instances(&scope).await?;
+        let mut by_service: BTreeMap<&str, Vec<Instance>> = BTreeMap::new();
+        for i in &instances {
+            by_service.entry(i.service.as_str()).or_default().push(i.clone());
         }
-    }
-    lock.release(backend).await?;
+        let removals = by_service.iter().map(|(service, list)| {
+            let grace = env.service(service).map(|s| s.stop_grace).unwrap_or(Duration::from_secs(10));
+            retire(backend, sink, service, list, grace)
+        });
+        futures::future::join_all(removals).await.into_iter().collect::<Result<Vec<()>>>()?;
+        // The environment's records (revisions, audit, waiting promotions, kept images) go with it.
+        backend.remove_state(&scope).await?;
+        Ok::<_, Error>(instances)
+    };
+    let instances = match lock.hold(backend, work).await {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = lock.release(backend).await;
+            return Err(e);
+        }
+    };
+    lock.release_all(backend).await?;
     let removed_network = backend.remove_network(&scope).await?;
     let volumes = backend.list_volumes(&scope).await?;
     let mut report = DownReport {

@@ -15,13 +15,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::apply::{retire, Created, Phase, ServiceRun};
-use super::events::{EventKind, RolloutOutcome};
-use super::promotion;
-use super::traffic::split;
 use crate::backend::Instance;
 use crate::error::{Error, Result};
+use crate::events::{EventKind, RolloutOutcome};
+use crate::ingress::config::split;
 use crate::ingress::config::Upstream;
 use crate::model::{CanaryStep, OnFailure, Strategy};
+use crate::state::promotion;
 
 /// One batch: slots whose old instance stops before the new one starts, and slots whose old
 /// instance stops after the new one is ready.
@@ -248,7 +248,7 @@ impl ServiceRun<'_> {
             if weight == 0 {
                 self.set_weights(&old, &fresh, 0).await?;
             }
-            promotion::begin(self.backend, self.scope, self.template, weight, self.recorder.actor.as_deref()).await?;
+            promotion::begin(self.store, self.template, weight, self.recorder.actor.as_deref()).await?;
             self.sink.emit(EventKind::AwaitingPromotion { service: self.name().to_string(), weight });
             return Ok(RolloutOutcome::AwaitingPromotion { weight });
         }

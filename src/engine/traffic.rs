@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use super::promotion::Pending;
 use crate::backend::{Backend, Instance, PublishedPort};
 use crate::error::{Error, Result};
 use crate::ingress::config::{self, Remote, Rotation, Upstream};
 use crate::model::{Ingress, INGRESS_CONFIG_PATH};
+use crate::state::promotion::Pending;
 
 /// How long loading a configuration into a proxy may take.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
@@ -266,18 +266,6 @@ impl<'a> Traffic<'a> {
         tracing::debug!(instances = ids.len(), "ingress configuration loaded");
         results.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
     }
-}
-
-/// A rotation that sends `percent` of the traffic to the `new` instances and the rest to `old`, each
-/// set's share spread evenly over its instances.
-pub(crate) fn split(old: &[String], new: &[String], percent: u8) -> Vec<Upstream> {
-    let p = u32::from(percent.min(100));
-    let (n_old, n_new) = (old.len().max(1) as u32, new.len().max(1) as u32);
-    old.iter()
-        .map(|i| Upstream { instance: i.clone(), weight: (100 - p) * n_new })
-        .chain(new.iter().map(|i| Upstream { instance: i.clone(), weight: p * n_old }))
-        .filter(|u| u.weight > 0)
-        .collect()
 }
 
 fn caddy_json(ingress: &Ingress, config: &serde_json::Value) -> Result<Vec<u8>> {

@@ -14,8 +14,8 @@ use tokio::time::Instant;
 use super::probe::{self, Outcome};
 use super::{ProbeHistory, ProbeRecord};
 use crate::backend::{Backend, Instance};
-use crate::engine::events::{EventKind, EventSink};
 use crate::error::{Error, HealthFailure};
+use crate::events::{EventKind, EventSink};
 use crate::model::{HealthCheck, Probe};
 
 /// What the gate needs from the engine.

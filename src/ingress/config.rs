@@ -179,6 +179,18 @@ fn gcd(a: u32, b: u32) -> u32 {
     }
 }
 
+/// A rotation that sends `percent` of the traffic to the `new` instances and the rest to `old`, each
+/// set's share spread evenly over its instances.
+pub(crate) fn split(old: &[String], new: &[String], percent: u8) -> Vec<Upstream> {
+    let p = u32::from(percent.min(100));
+    let (n_old, n_new) = (old.len().max(1) as u32, new.len().max(1) as u32);
+    old.iter()
+        .map(|i| Upstream { instance: i.clone(), weight: (100 - p) * n_new })
+        .chain(new.iter().map(|i| Upstream { instance: i.clone(), weight: p * n_old }))
+        .filter(|u| u.weight > 0)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,8 +120,16 @@ impl fmt::Display for Plan {
     }
 }
 
+/// The configuration (spec hash, image ID) each job last completed with, as the state store records it.
+pub(crate) type CompletedJobs = HashMap<String, (String, String)>;
+
 /// Decides what to do. `templates` holds the desired state of every described service.
-pub(crate) fn compute(env: &Environment, templates: &HashMap<String, Template>, observed: &[Instance]) -> Plan {
+pub(crate) fn compute(
+    env: &Environment,
+    templates: &HashMap<String, Template>,
+    observed: &[Instance],
+    completed: &CompletedJobs,
+) -> Plan {
     let mut by_service: BTreeMap<&str, Vec<&Instance>> = BTreeMap::new();
     for i in observed {
         by_service.entry(i.service.as_str()).or_default().push(i);
@@ -131,7 +139,7 @@ pub(crate) fn compute(env: &Environment, templates: &HashMap<String, Template>, 
         let Some(t) = templates.get(&svc.name) else { continue };
         let found = by_service.remove(svc.name.as_str()).unwrap_or_default();
         services.push(match svc.kind {
-            ServiceKind::Job => plan_job(t, &found),
+            ServiceKind::Job => plan_job(t, &found, completed.get(&svc.name)),
             ServiceKind::Service => plan_service(t, &found),
         });
     }
@@ -236,20 +244,34 @@ fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {
     plan
 }
 
-fn plan_job(t: &Template, found: &[&Instance]) -> ServicePlan {
+/// A job runs again unless it exited 0 for exactly its configuration: its newest container says
+/// so, or (once its container was pruned) the state store's record does. A run still going is
+/// waited for; a container created but never started (an apply killed in between) is not a run.
+fn plan_job(t: &Template, found: &[&Instance], completed: Option<&(String, String)>) -> ServicePlan {
     let mut plan = empty(&t.service.name);
     let mut found: Vec<&Instance> = found.to_vec();
     found.sort_by(|a, b| b.created.cmp(&a.created));
+    let recorded = completed.is_some_and(|(hash, image)| *hash == t.spec_hash && *image == t.image_id);
     let Some((latest, older)) = found.split_first() else {
-        plan.action = Action::Create { replicas: 1 };
-        plan.create = vec![0];
+        if !recorded {
+            plan.action = Action::Create { replicas: 1 };
+            plan.create = vec![0];
+        }
         return plan;
     };
     plan.retire = older.iter().map(|i| (*i).clone()).collect();
     let mut why = staleness(t, latest);
+    if !why.is_empty() && recorded {
+        // An older configuration's run; this one already completed (its container was pruned).
+        plan.retire.insert(0, (*latest).clone());
+        return plan;
+    }
     match (latest.state, latest.exit_code) {
         (InstanceState::Exited, Some(0)) => {}
-        (InstanceState::Running | InstanceState::Restarting | InstanceState::Created, _) if why.is_empty() => {}
+        (InstanceState::Running | InstanceState::Restarting, _) if why.is_empty() => {}
+        (InstanceState::Created, _) => {
+            why.push("its last run never started (an apply was interrupted after creating it)".into())
+        }
         (_, code) => why.push(format!(
             "its last run did not succeed (exit code {})",
             code.map_or("none".into(), |c| c.to_string())

@@ -5,14 +5,21 @@
 //! - `containers.rs`: where containers are created (`create_body`), started, stopped and inspected.
 //! - `images.rs`: image look-up and builds through the engine's build API.
 //! - `network.rs`: the environment's network and named volumes.
+//! - `files.rs`: files written into and read from containers (the archive API).
+//! - `records.rs`: the deploy lock's records, as volumes (an atomic test-and-set on a name).
+//! - `state.rs`: the environment's durable state store and kept images, in volumes that survive
+//!   `docker system prune -a`.
 //!
 //! Every call is bounded by the backend's call timeout (default 60 s); a call that exceeds it fails
 //! with an error naming the operation and its target.
 
 mod containers;
+mod files;
 mod images;
 mod network;
 mod records;
+mod state;
+mod time;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +31,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use tracing::instrument::WithSubscriber;
 
-use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope};
+use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope, StateFile};
 use crate::error::{Error, Result};
 use crate::model::Build;
 
@@ -52,6 +59,7 @@ pub struct DockerBackend {
     route: ProbeRoute,
     published_host: String,
     call_timeout: Duration,
+    accessors: std::sync::Arc<state::Accessors>,
 }
 
 /// Builder for [`DockerBackend`].
@@ -125,7 +133,14 @@ impl DockerBackendBuilder {
         let published_host =
             self.published_host.unwrap_or_else(|| if local { "127.0.0.1".to_string() } else { host_of(&endpoint) });
         tracing::debug!(%endpoint, api = %docker.client_version(), "connected to docker");
-        Ok(DockerBackend { docker, endpoint, route, published_host, call_timeout: self.call_timeout })
+        Ok(DockerBackend {
+            docker,
+            endpoint,
+            route,
+            published_host,
+            call_timeout: self.call_timeout,
+            accessors: DockerBackend::new_accessors(),
+        })
     }
 }
 
@@ -286,11 +301,11 @@ impl Backend for DockerBackend {
     }
 
     async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
-        quiet(records::write_file(self, id, path, contents, mode)).await
+        quiet(files::write_file(self, id, path, contents, mode)).await
     }
 
     async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
-        quiet(records::read_file(self, id, path)).await
+        quiet(files::read_file(self, id, path)).await
     }
 
     async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
@@ -302,7 +317,39 @@ impl Backend for DockerBackend {
     }
 
     async fn remove_record(&self, id: &str) -> Result<()> {
-        quiet(containers::remove(self, id)).await
+        quiet(records::remove(self, id)).await
+    }
+
+    async fn clock(&self) -> Result<std::time::SystemTime> {
+        quiet(records::clock(self)).await
+    }
+
+    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
+        quiet(state::read(self, scope)).await
+    }
+
+    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
+        quiet(state::write(self, scope, name, contents)).await
+    }
+
+    async fn remove_state(&self, scope: &Scope) -> Result<()> {
+        quiet(state::remove(self, scope)).await
+    }
+
+    async fn release_state(&self, scope: &Scope) {
+        quiet(state::release(self, scope)).await
+    }
+
+    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        quiet(state::keep_image(self, scope, image_id)).await
+    }
+
+    async fn restore_image(&self, scope: &Scope, image_id: &str) -> Result<bool> {
+        quiet(state::restore_image(self, scope, image_id)).await
+    }
+
+    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        quiet(state::drop_image(self, scope, image_id)).await
     }
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {

@@ -64,7 +64,10 @@ pub(super) async fn ensure_volume(d: &DockerBackend, scope: &Scope, volume: &str
 }
 
 pub(super) async fn list_volumes(d: &DockerBackend, scope: &Scope) -> Result<Vec<String>> {
-    let options = ListVolumesOptionsBuilder::new().filters(&label_filters(scope)).build();
+    // The services' named volumes only (they carry the volume label), not the library's records.
+    let mut filters = label_filters(scope);
+    filters.entry("label").or_default().push(label::VOLUME.to_string());
+    let options = ListVolumesOptionsBuilder::new().filters(&filters).build();
     let resp = d.call("list volumes", &scope.qualified(), d.docker.list_volumes(Some(options))).await?;
     let mut names: Vec<String> = resp.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect();
     names.sort();

@@ -9,8 +9,8 @@
 //! every host it reached.
 //!
 //! - Images: see `images.rs` (shipped from the image source, only to hosts that lack them).
-//! - Records (deploy lock, revisions, audit) live on the primary host, the first one added, so one
-//!   lock covers the whole fleet.
+//! - Records and state (deploy lock, revisions, audit, kept images) live on the primary host, the
+//!   first one added, so one lock covers the whole fleet.
 //! - Networks: each host has the environment's network; services on the same host reach each
 //!   other by name, across hosts by the other host's address and published port
 //!   ([`ServiceRef`](crate::ServiceRef)).
@@ -26,7 +26,7 @@ use bytes::Bytes;
 use futures::future::join_all;
 use futures::stream::BoxStream;
 
-use super::{Backend, ExecOutput, HostInfo, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope};
+use super::{Backend, ExecOutput, HostInfo, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope, StateFile};
 use crate::error::{Error, Result};
 use crate::model::Build;
 
@@ -366,9 +366,6 @@ impl Backend for Fleet {
 
     async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
         let m = self.primary();
-        if let Some(image) = &record.pin_image {
-            on(m, self.shipments.ensure(self.source.as_ref(), m, image).await)?;
-        }
         on(m, m.backend.create_record(scope, record).await)
     }
 
@@ -380,6 +377,53 @@ impl Backend for Fleet {
     async fn remove_record(&self, id: &str) -> Result<()> {
         let m = self.primary();
         on(m, m.backend.remove_record(id).await)
+    }
+
+    async fn clock(&self) -> Result<std::time::SystemTime> {
+        let m = self.primary();
+        on(m, m.backend.clock().await)
+    }
+
+    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
+        let m = self.primary();
+        on(m, m.backend.read_state(scope).await)
+    }
+
+    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
+        let m = self.primary();
+        on(m, m.backend.write_state(scope, name, contents).await)
+    }
+
+    async fn remove_state(&self, scope: &Scope) -> Result<()> {
+        let m = self.primary();
+        on(m, m.backend.remove_state(scope).await)
+    }
+
+    async fn release_state(&self, scope: &Scope) {
+        self.primary().backend.release_state(scope).await
+    }
+
+    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        // Kept on the primary, with the records: shipped there first if it lacks the image.
+        let m = self.primary();
+        on(m, self.shipments.ensure(self.source.as_ref(), m, image_id).await)?;
+        on(m, m.backend.keep_image(scope, image_id).await)
+    }
+
+    async fn restore_image(&self, scope: &Scope, image_id: &str) -> Result<bool> {
+        // The image source (where images are built) may still have it; else the primary's copy.
+        if let Some(source) = &self.source {
+            if source.image_id(image_id).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        let m = self.primary();
+        on(m, m.backend.restore_image(scope, image_id).await)
+    }
+
+    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        let m = self.primary();
+        on(m, m.backend.drop_image(scope, image_id).await)
     }
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {

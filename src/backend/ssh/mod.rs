@@ -35,7 +35,7 @@ use openssh::Session;
 pub use checks::HostReport;
 
 use super::docker::{DockerBackend, ProbeRoute};
-use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope};
+use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope, StateFile};
 use crate::error::{Error, Result};
 use crate::model::Build;
 
@@ -505,6 +505,38 @@ impl Backend for SshHost {
 
     async fn remove_record(&self, id: &str) -> Result<()> {
         self.guard(self.docker.remove_record(id).await).await
+    }
+
+    async fn clock(&self) -> Result<std::time::SystemTime> {
+        self.guard(self.docker.clock().await).await
+    }
+
+    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
+        self.guard(self.docker.read_state(scope).await).await
+    }
+
+    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
+        self.guard(self.docker.write_state(scope, name, contents).await).await
+    }
+
+    async fn remove_state(&self, scope: &Scope) -> Result<()> {
+        self.guard(self.docker.remove_state(scope).await).await
+    }
+
+    async fn release_state(&self, scope: &Scope) {
+        self.docker.release_state(scope).await
+    }
+
+    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        self.guard(self.docker.keep_image(scope, image_id).await).await
+    }
+
+    async fn restore_image(&self, scope: &Scope, image_id: &str) -> Result<bool> {
+        self.guard(self.docker.restore_image(scope, image_id).await).await
+    }
+
+    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        self.guard(self.docker.drop_image(scope, image_id).await).await
     }
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {

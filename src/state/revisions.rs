@@ -1,21 +1,24 @@
 //! Revisions: every apply records, per service, what it rolled out (image ID and the whole container
-//! configuration, secret references but never their values) as a record on the target, pinning the
-//! image so that pruning keeps it. [`Environment::history`](crate::Environment::history) lists them;
+//! configuration, secret references but never their values), in the environment's state store.
+//! [`Environment::history`](crate::Environment::history) lists them;
 //! [`Environment::rollback`](crate::Environment::rollback) restores one with the service's rollout.
 //!
-//! Records are immutable: a rollback records a new revision (same content as the one it went back
+//! Revisions are immutable: a rollback records a new revision (same content as the one it went back
 //! to, origin `rollback to revision N`), as `kubectl rollout undo` does.
+//!
+//! The image of every revision that can still be rolled back to is kept on the target
+//! ([`Backend::keep_image`](crate::Backend::keep_image)) from the moment a newer revision replaces
+//! it, so `docker system prune -a` does not take it away; images no kept revision needs are dropped.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::events::RolloutOutcome;
-use crate::backend::{Backend, Instance, NewRecord, Record, Scope};
+use super::document::{now_ms, RevisionRecord};
+use super::Store;
+use crate::backend::Instance;
 use crate::error::Result;
+use crate::events::RolloutOutcome;
 use crate::plan::spec::{describe_changes, Template};
-
-/// The record kind of revisions.
-pub(crate) const KIND: &str = "revision";
 
 /// One recorded revision of a service, as [`Environment::history`](crate::Environment::history)
 /// lists it.
@@ -44,28 +47,27 @@ pub struct Revision {
 }
 
 impl Revision {
-    fn from_record(r: &Record) -> Option<Revision> {
-        let get = |k: &str| r.data.get(k).cloned().unwrap_or_default();
-        let reason = get("reason");
-        let outcome = match get("outcome").as_str() {
+    fn from_record(r: &RevisionRecord) -> Revision {
+        let reason = r.reason.clone();
+        let outcome = match r.outcome.as_str() {
             "succeeded" => RolloutOutcome::Succeeded,
             "rolled back" => RolloutOutcome::RolledBack { reason },
             "paused" => RolloutOutcome::Paused { reason },
             _ => RolloutOutcome::Failed { reason },
         };
-        Some(Revision {
-            number: r.data.get("number")?.parse().ok()?,
-            at: UNIX_EPOCH + Duration::from_millis(get("at").parse().unwrap_or(0)),
-            image: get("image"),
-            image_id: r.data.get("image_id")?.clone(),
+        Revision {
+            number: r.number,
+            at: UNIX_EPOCH.checked_add(Duration::from_millis(r.at_ms)).unwrap_or(UNIX_EPOCH),
+            image: r.image.clone(),
+            image_id: r.image_id.clone(),
             outcome,
-            changes: get("changes").lines().map(str::to_string).filter(|l| !l.is_empty()).collect(),
-            origin: get("origin"),
-            actor: r.data.get("actor").cloned(),
+            changes: r.changes.clone(),
+            origin: r.origin.clone(),
+            actor: r.actor.clone(),
             current: false,
-            spec_json: r.data.get("spec")?.clone(),
-            spec_hash: get("spec_hash"),
-        })
+            spec_json: r.spec.clone(),
+            spec_hash: r.spec_hash.clone(),
+        }
     }
 
     /// Whether instances of `template` would run this revision.
@@ -79,28 +81,23 @@ impl Revision {
 }
 
 /// The service's revisions, oldest first, with `current` set from what runs.
-pub(crate) async fn list(
-    backend: &dyn Backend,
-    scope: &Scope,
-    service: &str,
-    running: &[Instance],
-) -> Result<Vec<Revision>> {
-    let mut out: Vec<Revision> = backend
-        .list_records(scope, KIND)
-        .await?
-        .iter()
-        .filter(|r| r.data.get("service").map(String::as_str) == Some(service))
-        .filter_map(Revision::from_record)
-        .collect();
+pub(crate) async fn list(store: &Store<'_>, service: &str, running: &[Instance]) -> Vec<Revision> {
+    let mut out: Vec<Revision> = store
+        .read(|d| d.revisions.get(service).map(|v| v.iter().map(Revision::from_record).collect()).unwrap_or_default())
+        .await;
     out.sort_by_key(|r| r.number);
-    // The newest revision matching the running instances is the current one.
+    mark_current(&mut out, service, running);
+    out
+}
+
+/// The newest revision matching the running instances is the current one.
+fn mark_current(revisions: &mut [Revision], service: &str, running: &[Instance]) {
     let live = running.iter().find(|i| i.service == service && i.is_running());
     if let Some(i) = live {
-        if let Some(r) = out.iter_mut().rev().find(|r| r.is_version_of(&i.spec_hash, &i.image_id)) {
+        if let Some(r) = revisions.iter_mut().rev().find(|r| r.is_version_of(&i.spec_hash, &i.image_id)) {
             r.current = true;
         }
     }
-    Ok(out)
 }
 
 /// The revision `rollback` goes to: the newest successful one before the current one that runs
@@ -108,14 +105,27 @@ pub(crate) async fn list(
 pub(crate) fn previous(revisions: &[Revision]) -> Option<&Revision> {
     let current = revisions.iter().rposition(|r| r.current);
     let before = match current {
-        Some(i) => &revisions[..i],
+        Some(i) => revisions.get(..i).unwrap_or_default(),
         None => revisions,
     };
-    let (hash, image) = match current {
-        Some(i) => (revisions[i].spec_hash.as_str(), revisions[i].image_id.as_str()),
+    let (hash, image) = match current.and_then(|i| revisions.get(i)) {
+        Some(r) => (r.spec_hash.as_str(), r.image_id.as_str()),
         None => ("", ""),
     };
     before.iter().rev().find(|r| r.succeeded() && !r.is_version_of(hash, image))
+}
+
+/// The image a recorded revision of `service` ran under this image reference, newest first (to
+/// restore an image whose tag a prune removed).
+pub(crate) async fn image_of_reference(store: &Store<'_>, service: &str, reference: &str) -> Option<String> {
+    store
+        .read(|d| {
+            d.revisions
+                .get(service)
+                .and_then(|v| v.iter().rev().find(|r| r.image == reference && r.outcome == "succeeded"))
+                .map(|r| r.image_id.clone())
+        })
+        .await
 }
 
 /// What to record and keep.
@@ -126,7 +136,9 @@ pub(crate) struct Recorder {
     /// Revisions kept per service.
     pub(crate) keep: usize,
     /// Revisions recorded in this operation, for the audit entry.
-    pub(crate) recorded: std::sync::Mutex<BTreeMap<String, u64>>,
+    pub(crate) recorded: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// A note for the revisions of services that had none because the store was lost.
+    pub(crate) after_loss: bool,
 }
 
 fn outcome_label(o: &RolloutOutcome) -> (&'static str, &str) {
@@ -139,11 +151,11 @@ fn outcome_label(o: &RolloutOutcome) -> (&'static str, &str) {
     }
 }
 
-/// A label-sized summary of an error: its first line, at most 400 characters.
+/// A summary of an error for a record: its first line, at most 400 characters.
 pub(crate) fn short(text: &str) -> String {
     let first = text.lines().next().unwrap_or_default();
     match first.char_indices().nth(400) {
-        Some((i, _)) => format!("{}…", &first[..i]),
+        Some((i, _)) => format!("{}…", first.get(..i).unwrap_or_default()),
         None => first.to_string(),
     }
 }
@@ -151,17 +163,17 @@ pub(crate) fn short(text: &str) -> String {
 impl Recorder {
     /// Records the revision `template` rolled out with `outcome`, unless the newest revision is
     /// already this version, successfully. Then prunes to the newest `keep` plus the newest
-    /// successful one. Returns the new revision's number.
+    /// successful one, keeps the image of the revision this one replaces, and drops kept images
+    /// no revision needs any more. Returns the new revision's number.
     pub(crate) async fn record(
         &self,
-        backend: &dyn Backend,
-        scope: &Scope,
+        store: &Store<'_>,
         template: &Template,
         outcome: &RolloutOutcome,
     ) -> Result<Option<u64>> {
         let service = template.service.name.as_str();
-        let existing = list(backend, scope, service, &[]).await?;
         let (label, reason) = outcome_label(outcome);
+        let existing = list(store, service, &[]).await;
         if let Some(last) = existing.last() {
             if label == "succeeded" && last.succeeded() && last.is_version_of(&template.spec_hash, &template.image_id) {
                 return Ok(None);
@@ -169,6 +181,7 @@ impl Recorder {
         }
         let before = existing.iter().rev().find(|r| r.succeeded());
         let mut changes = match before {
+            None if self.after_loss => vec!["first revision since the state store was lost".to_string()],
             None => vec!["first revision".to_string()],
             Some(b) => {
                 let mut c = Vec::new();
@@ -184,62 +197,67 @@ impl Recorder {
         if changes.is_empty() {
             changes.push("no change".into());
         }
-        let at = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
+        // A successful rollout replaced the image `before` ran: keep it, so that a rollback to it
+        // works after `docker system prune -a` (it was in use until a moment ago: it is here).
+        let superseded = before
+            .filter(|b| label == "succeeded" && b.image_id != template.image_id)
+            .map(|b| b.image_id.clone())
+            .filter(|id| !id.is_empty());
+        if let Some(id) = &superseded {
+            if !store.read(|d| d.kept_images.contains(id)).await {
+                if let Err(e) = store.backend().keep_image(store.scope(), id).await {
+                    tracing::warn!(service, image = %id, error = %e, "could not keep the replaced image; a prune may remove it");
+                }
+            }
+        }
         let image = match &template.service.image {
             crate::model::ImageSource::Reference(r) => r.clone(),
             crate::model::ImageSource::Build(b) => format!("built from {}", b.context.display()),
         };
-        let first = existing.last().map_or(1, |r| r.number + 1);
-        let mut data = BTreeMap::from([
-            ("service".to_string(), service.to_string()),
-            ("at".to_string(), at.to_string()),
-            ("image".to_string(), image),
-            ("image_id".to_string(), template.image_id.clone()),
-            ("spec".to_string(), template.spec_json.clone()),
-            ("spec_hash".to_string(), template.spec_hash.clone()),
-            ("outcome".to_string(), label.to_string()),
-            ("reason".to_string(), short(reason)),
-            ("changes".to_string(), changes.join("\n")),
-            ("origin".to_string(), self.origin.clone()),
-        ]);
-        if let Some(a) = &self.actor {
-            data.insert("actor".into(), a.clone());
-        }
-        // Numbers are taken under the deploy lock; a clash (a record made by hand) moves on.
-        for number in first..first + 5 {
-            data.insert("number".into(), number.to_string());
-            let record = NewRecord {
-                name: format!("{}-rev-{service}-{number}", scope.qualified()),
-                kind: KIND.into(),
-                data: data.clone(),
-                pin_image: Some(template.image_id.clone()),
-            };
-            if backend.create_record(scope, &record).await?.is_some() {
-                if let Ok(mut m) = self.recorded.lock() {
-                    m.insert(service.to_string(), number);
+        let record = RevisionRecord {
+            number: existing.last().map_or(1, |r| r.number.saturating_add(1)),
+            at_ms: now_ms(),
+            image,
+            image_id: template.image_id.clone(),
+            spec: template.spec_json.clone(),
+            spec_hash: template.spec_hash.clone(),
+            outcome: label.to_string(),
+            reason: short(reason),
+            changes,
+            origin: self.origin.clone(),
+            actor: self.actor.clone(),
+        };
+        let number = record.number;
+        let keep = self.keep;
+        let dropped = store
+            .update(|d| {
+                let list = d.revisions.entry(service.to_string()).or_default();
+                list.push(record);
+                let numbers: Vec<(u64, bool)> = list.iter().map(|r| (r.number, r.outcome == "succeeded")).collect();
+                let kept = retained(&numbers, keep);
+                list.retain(|r| kept.contains(&r.number));
+                if let Some(id) = superseded {
+                    if !d.kept_images.contains(&id) {
+                        d.kept_images.push(id);
+                    }
                 }
-                self.prune(backend, scope, service).await?;
-                return Ok(Some(number));
+                // Images only revisions that are gone needed.
+                let needed: BTreeSet<&String> = d.revisions.values().flatten().map(|r| &r.image_id).collect();
+                let (keep_these, drop_these): (Vec<String>, Vec<String>) =
+                    d.kept_images.drain(..).partition(|id| needed.contains(id));
+                d.kept_images = keep_these;
+                drop_these
+            })
+            .await?;
+        for id in dropped {
+            if let Err(e) = store.backend().drop_image(store.scope(), &id).await {
+                tracing::warn!(image = %id, error = %e, "could not drop a kept image no revision needs");
             }
         }
-        Ok(None)
-    }
-
-    async fn prune(&self, backend: &dyn Backend, scope: &Scope, service: &str) -> Result<()> {
-        let all: Vec<(Record, Revision)> = backend
-            .list_records(scope, KIND)
-            .await?
-            .into_iter()
-            .filter(|r| r.data.get("service").map(String::as_str) == Some(service))
-            .filter_map(|r| Revision::from_record(&r).map(|v| (r, v)))
-            .collect();
-        let numbers: Vec<(u64, bool)> = all.iter().map(|(_, v)| (v.number, v.succeeded())).collect();
-        for (record, rev) in &all {
-            if !retained(&numbers, self.keep).contains(&rev.number) {
-                backend.remove_record(&record.id).await?;
-            }
+        if let Ok(mut m) = self.recorded.lock() {
+            m.insert(service.to_string(), number);
         }
-        Ok(())
+        Ok(Some(number))
     }
 }
 
@@ -258,7 +276,7 @@ pub(crate) fn retained(revisions: &[(u64, bool)], keep: usize) -> Vec<u64> {
 
 fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
+    id.get(..12).unwrap_or(id)
 }
 
 #[cfg(test)]
@@ -307,9 +325,10 @@ mod tests {
     }
 
     #[test]
-    fn short_reasons_fit_in_a_label() {
+    fn short_reasons_fit_in_a_record() {
         let long = "x".repeat(1000) + "\nsecond line";
         let s = short(&long);
         assert!(s.chars().count() <= 401 && !s.contains("second"));
+        assert_eq!(short(&"é".repeat(500)).chars().count(), 401, "cut on a character boundary");
     }
 }

@@ -188,6 +188,12 @@ pub enum EventKind {
         /// Who had held it.
         holder: String,
     },
+    /// The environment's state store (revisions, audit trail, waiting promotions, finished jobs)
+    /// was found removed while its containers ran; a new one starts, and the audit trail notes it.
+    StateLost {
+        /// What was lost, and how it was noticed.
+        detail: String,
+    },
     /// A rollout stopped to wait for a promotion.
     AwaitingPromotion {
         /// The service.

@@ -1,0 +1,151 @@
+//! State kept on the target between operations, below the engine: what any process needs to know
+//! about an environment's past, stored where the environment runs.
+//!
+//! - [`Store`] (here) and `document.rs`: the environment's state document (revisions, audit trail,
+//!   waiting promotions, finished jobs, kept images), written so that a killed writer never
+//!   corrupts it, in a store that survives `docker system prune -a`
+//!   ([`Backend::read_state`](crate::Backend::read_state)).
+//! - `lock.rs`: the deploy lock, with a lease its holder renews.
+//! - `revisions.rs`, `audit.rs`, `promotion.rs`, `jobs.rs`: the parts of the document, each with
+//!   its rules (what is kept, what is pruned).
+//!
+//! A store can still be lost: `docker volume prune`, `docker system prune --volumes`, or by hand.
+//! That is noticed: a store missing (or unreadable) while the environment's containers run is
+//! [`Error::StateLost`] for reads, never an empty history, and the next apply starts a new store
+//! with a note in the audit trail.
+
+pub(crate) mod audit;
+pub(crate) mod document;
+pub(crate) mod jobs;
+pub(crate) mod lock;
+pub(crate) mod promotion;
+pub(crate) mod revisions;
+
+pub use lock::{LEASE, RENEW_EVERY};
+
+use tokio::sync::Mutex;
+
+use crate::backend::{Backend, Instance, Scope};
+use crate::error::{Error, Result};
+use document::{Document, LostRecord};
+
+/// What reading the store found.
+enum Found {
+    /// A document.
+    Document(Document),
+    /// No store at all.
+    Missing,
+    /// A store without a readable document, and why.
+    Unreadable(String),
+}
+
+async fn load(backend: &dyn Backend, scope: &Scope) -> Result<Found> {
+    let Some(files) = backend.read_state(scope).await? else { return Ok(Found::Missing) };
+    match Document::newest(&files) {
+        Ok(doc) => Ok(Found::Document(doc)),
+        Err(why) if why.contains("newer than this library") => {
+            Err(Error::backend("read state", scope.qualified(), format!("the state store {why}")))
+        }
+        Err(why) if files.is_empty() => Ok(Found::Unreadable(format!("its state store is empty ({why})"))),
+        Err(why) => Ok(Found::Unreadable(format!("its state store holds no readable document: {why}"))),
+    }
+}
+
+/// The environment's state store, open for one operation. Reads come from the document read at
+/// open; writes update it and write it whole.
+pub(crate) struct Store<'a> {
+    backend: &'a dyn Backend,
+    scope: Scope,
+    doc: Mutex<Document>,
+}
+
+impl<'a> Store<'a> {
+    fn with(backend: &'a dyn Backend, scope: &Scope, doc: Document) -> Store<'a> {
+        Store { backend, scope: scope.clone(), doc: Mutex::new(doc) }
+    }
+
+    /// Opens the store to read it. Missing while `instances` run (or unreadable): the store was
+    /// lost, [`Error::StateLost`]. Missing with nothing running: a new environment, empty.
+    pub(crate) async fn open(backend: &'a dyn Backend, scope: &Scope, instances: &[Instance]) -> Result<Store<'a>> {
+        match load(backend, scope).await? {
+            Found::Document(doc) => Ok(Store::with(backend, scope, doc)),
+            Found::Missing | Found::Unreadable(_) if instances.is_empty() => {
+                Ok(Store::with(backend, scope, Document::new()))
+            }
+            Found::Missing => Err(lost(backend, scope, instances, "its state store is gone".into())),
+            Found::Unreadable(why) => Err(lost(backend, scope, instances, why)),
+        }
+    }
+
+    /// Opens the store to read it, reading a lost store as empty (for a plan, which shows what an
+    /// apply would do: it would start a new store).
+    pub(crate) async fn open_lenient(backend: &'a dyn Backend, scope: &Scope) -> Result<Store<'a>> {
+        Ok(match load(backend, scope).await? {
+            Found::Document(doc) => Store::with(backend, scope, doc),
+            _ => Store::with(backend, scope, Document::new()),
+        })
+    }
+
+    /// Opens the store for an operation that changes the environment: a missing store is created
+    /// (before any container is, so that containers without a store always mean a lost one), and
+    /// a lost one is replaced by a new store that records the loss. Returns the store and, if one
+    /// was lost, what was lost.
+    pub(crate) async fn open_for_change(
+        backend: &'a dyn Backend,
+        scope: &Scope,
+        instances: &[Instance],
+    ) -> Result<(Store<'a>, Option<String>)> {
+        let (doc, lost) = match load(backend, scope).await? {
+            Found::Document(doc) => return Ok((Store::with(backend, scope, doc), None)),
+            Found::Missing | Found::Unreadable(_) if instances.is_empty() => (Document::new(), None),
+            Found::Missing => (Document::new(), Some("its state store is gone".to_string())),
+            Found::Unreadable(why) => (Document::new(), Some(why)),
+        };
+        let store = Store::with(backend, scope, doc);
+        let note = lost.map(|why| {
+            format!(
+                "the state store was lost ({why}) while {} container(s) ran: revisions, audit entries, waiting \
+                 promotions and job completions recorded before are gone; a new store starts here",
+                instances.len()
+            )
+        });
+        store
+            .update(|d| {
+                if let Some(n) = &note {
+                    d.lost.push(LostRecord { noticed_ms: document::now_ms(), what: n.clone() });
+                }
+            })
+            .await?;
+        Ok((store, note))
+    }
+
+    /// Reads the document.
+    pub(crate) async fn read<T>(&self, f: impl FnOnce(&Document) -> T) -> T {
+        f(&*self.doc.lock().await)
+    }
+
+    /// Changes the document and writes it (into the slot that does not hold the newest copy).
+    pub(crate) async fn update<T>(&self, f: impl FnOnce(&mut Document) -> T) -> Result<T> {
+        let mut doc = self.doc.lock().await;
+        let mut next = doc.clone();
+        let out = f(&mut next);
+        next.seq = next.seq.saturating_add(1);
+        self.backend.write_state(&self.scope, &document::slot(next.seq), &next.encode()).await?;
+        *doc = next;
+        Ok(out)
+    }
+
+    /// The backend the store lives on.
+    pub(crate) fn backend(&self) -> &'a dyn Backend {
+        self.backend
+    }
+
+    /// The environment.
+    pub(crate) fn scope(&self) -> &Scope {
+        &self.scope
+    }
+}
+
+fn lost(backend: &dyn Backend, scope: &Scope, instances: &[Instance], reason: String) -> Error {
+    Error::StateLost { environment: scope.qualified(), target: backend.describe(), running: instances.len(), reason }
+}
