@@ -1,10 +1,10 @@
 //! State kept on the target between operations, below the engine: what any process needs to know
 //! about an environment's past, stored where the environment runs.
 //!
-//! - [`Store`] (here) and `document.rs`: the environment's state document (revisions, audit trail,
+//! - `Store` (here) and `document.rs`: the environment's state document (revisions, audit trail,
 //!   waiting promotions, finished jobs, kept images), written so that a killed writer never
 //!   corrupts it, in a store that survives `docker system prune -a`
-//!   ([`Backend::read_state`](crate::Backend::read_state)).
+//!   ([`Backend::read_state`]).
 //! - `lock.rs`: the deploy lock, with a lease its holder renews.
 //! - `revisions.rs`, `audit.rs`, `promotion.rs`, `jobs.rs`: the parts of the document, each with
 //!   its rules (what is kept, what is pruned).
