@@ -278,7 +278,97 @@ impl Error {
     }
 
     pub(crate) fn backend(operation: &'static str, target: impl Into<String>, message: impl fmt::Display) -> Self {
-        Error::Backend { operation, target: target.into(), message: message.to_string() }
+        Error::Backend {
+            operation,
+            target: target.into(),
+            message: crate::scrub::text(&message.to_string()).into_owned(),
+        }
+    }
+
+    /// The same error with every known secret value scrubbed from its text, however deep (see
+    /// [`crate::scrub`]). Every error the library hands out has been through this.
+    pub(crate) fn scrubbed(self) -> Error {
+        use crate::scrub::{all, in_place};
+        let deep = |e: Box<Error>| Box::new(e.scrubbed());
+        match self {
+            Error::Invalid(v) => Error::Invalid(v.scrubbed()),
+            Error::Connect { endpoint, mut message } => {
+                in_place(&mut message);
+                Error::Connect { endpoint, message }
+            }
+            Error::Backend { operation, mut target, mut message } => {
+                in_place(&mut target);
+                in_place(&mut message);
+                Error::Backend { operation, target, message }
+            }
+            Error::ImageBuild { tag, mut message, mut log } => {
+                in_place(&mut message);
+                all(&mut log);
+                Error::ImageBuild { tag, message, log }
+            }
+            Error::Unhealthy(mut h) => {
+                in_place(&mut h.reason);
+                all(&mut h.last_logs);
+                h.last_probes.iter_mut().for_each(|p| in_place(&mut p.detail));
+                Error::Unhealthy(h)
+            }
+            Error::JobFailed { service, instance, exit_code, mut logs } => {
+                all(&mut logs);
+                Error::JobFailed { service, instance, exit_code, logs }
+            }
+            Error::Deadline { mut what, deadline, mut pending } => {
+                in_place(&mut what);
+                all(&mut pending);
+                Error::Deadline { what, deadline, pending }
+            }
+            Error::RolledBack { service, reason } => Error::RolledBack { service, reason: deep(reason) },
+            Error::RollbackIncomplete { service, reason, failures } => Error::RollbackIncomplete {
+                service,
+                reason: deep(reason),
+                failures: failures.into_iter().map(Error::scrubbed).collect(),
+            },
+            Error::Paused { service, replaced, total, reason } => {
+                Error::Paused { service, replaced, total, reason: deep(reason) }
+            }
+            Error::LockLost { environment, mut reason } => {
+                in_place(&mut reason);
+                Error::LockLost { environment, reason }
+            }
+            Error::StateLost { environment, target, running, mut reason } => {
+                in_place(&mut reason);
+                Error::StateLost { environment, target, running, reason }
+            }
+            Error::HostUnreachable { host, destination, mut message } => {
+                in_place(&mut message);
+                Error::HostUnreachable { host, destination, message }
+            }
+            Error::HostKey { host, destination, changed, mut message } => {
+                in_place(&mut message);
+                Error::HostKey { host, destination, changed, message }
+            }
+            Error::HostCheck { host, check, mut message } => {
+                in_place(&mut message);
+                Error::HostCheck { host, check, message }
+            }
+            Error::OnHost { host, source } => Error::OnHost { host, source: deep(source) },
+            Error::Placement { service, mut reason } => {
+                in_place(&mut reason);
+                Error::Placement { service, reason }
+            }
+            Error::NoRevision { service, mut reason } => {
+                in_place(&mut reason);
+                Error::NoRevision { service, reason }
+            }
+            Error::Apply(mut f) => {
+                f.failed = std::mem::take(&mut f.failed).into_iter().map(|(s, e)| (s, e.scrubbed())).collect();
+                Error::Apply(f)
+            }
+            other @ (Error::ImageNotFound { .. }
+            | Error::Locked { .. }
+            | Error::NoPendingPromotion { .. }
+            | Error::UnknownService { .. }
+            | Error::NoEndpoint { .. }) => other,
+        }
     }
 }
 
@@ -457,6 +547,24 @@ pub enum ValidationError {
         /// What is wrong and what would be right.
         reason: String,
     },
+}
+
+impl ValidationError {
+    /// The same error with every known secret value scrubbed from its text.
+    pub(crate) fn scrubbed(self) -> ValidationError {
+        use crate::scrub::in_place;
+        match self {
+            ValidationError::SecretUnavailable { source_ref, mut reason } => {
+                in_place(&mut reason);
+                ValidationError::SecretUnavailable { source_ref, reason }
+            }
+            ValidationError::InvalidValue { owner, field, mut reason } => {
+                in_place(&mut reason);
+                ValidationError::InvalidValue { owner, field, reason }
+            }
+            other => other,
+        }
+    }
 }
 
 /// [`Error::RollbackIncomplete`]'s message; a failure that repeats the cause (the same lost host)

@@ -228,6 +228,7 @@ impl EventSink {
     }
 
     pub(crate) fn emit(&self, kind: EventKind) {
+        let kind = kind.scrubbed();
         match &kind {
             EventKind::ProbeFailed { .. } | EventKind::ProbePassed { .. } => tracing::debug!(event = ?kind),
             EventKind::ServiceFailed { .. } => tracing::warn!(event = ?kind),
@@ -235,6 +236,34 @@ impl EventSink {
         }
         if let Some(tx) = &self.tx {
             let _ = tx.send(Event { at: SystemTime::now(), environment: self.environment.clone(), kind });
+        }
+    }
+}
+
+impl EventKind {
+    /// The same event with every known secret value scrubbed from its text ([`crate::scrub`]).
+    fn scrubbed(mut self) -> EventKind {
+        use crate::scrub::in_place;
+        match &mut self {
+            EventKind::ProbeFailed { detail, .. }
+            | EventKind::ProbePassed { detail, .. }
+            | EventKind::StateLost { detail } => in_place(detail),
+            EventKind::ServiceFailed { error, .. } => in_place(error),
+            EventKind::WaitingForLock { holder } | EventKind::LockRecovered { holder } => in_place(holder),
+            EventKind::RolloutFinished { outcome, .. } => outcome.scrub(),
+            _ => {}
+        }
+        self
+    }
+}
+
+impl RolloutOutcome {
+    fn scrub(&mut self) {
+        match self {
+            RolloutOutcome::RolledBack { reason }
+            | RolloutOutcome::Paused { reason }
+            | RolloutOutcome::Failed { reason } => crate::scrub::in_place(reason),
+            _ => {}
         }
     }
 }

@@ -62,14 +62,18 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+mod clock;
 pub mod engine;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fuzz;
 pub mod health;
 pub mod ingress;
 pub mod model;
 pub mod plan;
 mod process;
+pub mod scrub;
 pub mod state;
 
 pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};

@@ -305,3 +305,35 @@ async fn rollout_deadline_is_enforced() {
     let status = h.env().service(h.svc("api").build().unwrap()).build().unwrap().status(&h.docker).await.unwrap();
     assert_eq!(status.services[0].instances.len(), 0, "the timed-out rollout's instance was removed: {status:?}");
 }
+
+/// What only the engine knows (its host's cores, whether a bind mount source exists there) is
+/// reported by the plan, and the apply refuses it before anything changes.
+#[tokio::test]
+async fn the_plan_reports_what_only_the_target_knows() {
+    let h = Harness::new("target").await;
+    let missing = format!("/nonexistent-harbormaster/{}", h.name);
+    let web = h.svc("web").volume(Volume::bind(&missing).at("/conf").read_only()).build().unwrap();
+    let env = h.env().service(web).build().unwrap();
+    let err = env.plan(&h.docker).await.unwrap_err();
+    let Error::Invalid(harbormaster::ValidationError::InvalidValue { field, reason, .. }) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(*field, "volumes");
+    assert!(reason.contains(&missing) && reason.contains("does not exist"), "{reason}");
+    let err = env.apply(&h.docker).await.unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    assert!(
+        env.status(&h.docker).await.unwrap().services.iter().all(|s| s.instances.is_empty()),
+        "nothing was created"
+    );
+
+    // An existing source is fine.
+    let dir = std::env::temp_dir();
+    let ok = h.svc("web").volume(Volume::bind(&dir).at("/conf").read_only()).build().unwrap();
+    assert!(h.env().service(ok).build().unwrap().plan(&h.docker).await.is_ok());
+
+    // More cores than any test machine has (and within what a description may ask for).
+    let greedy = h.svc("web").resources(harbormaster::Resources::new().cpus(4000.0)).build().unwrap();
+    let err = h.env().service(greedy).build().unwrap().plan(&h.docker).await.unwrap_err();
+    assert!(err.to_string().contains("core"), "{err}");
+}

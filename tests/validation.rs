@@ -222,3 +222,74 @@ fn manual_promotion_needs_blue_green_or_canary_and_history_keeps_one() {
     let err = Environment::builder("p", "e").revision_history(0).build().unwrap_err();
     assert!(err.to_string().contains("revision_history"), "{err}");
 }
+
+/// What Docker, runc or the kernel would refuse later is refused when building, naming the field;
+/// a secret's value is never in the message.
+#[test]
+fn what_the_engine_would_refuse_is_refused_at_build() {
+    use harbormaster::Secret;
+    let field = |b: harbormaster::ServiceBuilder| match b.build() {
+        Err(ValidationError::InvalidValue { field, reason, .. }) => (field, reason),
+        other => panic!("expected InvalidValue, got {other:?}"),
+    };
+    for bad in ["Postgres:15", "api:", "a b", "api@sha256:xyz", "team/API", "host:port/x", "-api"] {
+        assert_eq!(field(Service::builder("a").image(bad)).0, "image", "{bad:?}");
+    }
+    assert_eq!(field(svc("a").env("K", "v\0w")).0, "env");
+    assert_eq!(field(svc("a").env("K\0", "v")).0, "env");
+    assert_eq!(field(svc("a").command(["run", "x\0y"])).0, "command");
+    assert_eq!(field(svc("a").entrypoint(["\0"])).0, "command");
+    assert_eq!(field(svc("a").user("app\0")).0, "user");
+    assert_eq!(field(svc("a").user("")).0, "user");
+    assert_eq!(field(svc("a").workdir("relative/dir")).0, "workdir");
+    assert_eq!(field(svc("a").workdir("/srv\0")).0, "workdir");
+    assert_eq!(field(svc("a").volume(Volume::tmpfs().at("/"))).0, "volumes");
+    assert_eq!(
+        field(svc("a").volume(Volume::tmpfs().at("/data")).volume(Volume::named("v").at("/data/"))).0,
+        "volumes"
+    );
+    assert_eq!(field(svc("a").resources(Resources::new().cpus(1e-12))).0, "resources");
+    assert_eq!(field(svc("a").resources(Resources::new().cpus(f64::INFINITY))).0, "resources");
+    assert_eq!(field(svc("a").resources(Resources::new().memory_mb(1 << 44))).0, "resources");
+    assert_eq!(field(svc("a").env("BIG", "x".repeat(128 * 1024))).0, "env");
+    assert_eq!(field(svc("a").label("l", "a\0")).0, "labels");
+    let (f, reason) = field(svc("a").secret("PW", Secret::new("hunter2-\0-secret")));
+    assert_eq!(f, "secrets");
+    assert!(!reason.contains("hunter2"), "{reason}");
+    let (f, reason) = field(svc("a").secret("PW", Secret::new("s3cr3t".repeat(30_000))));
+    assert_eq!(f, "env");
+    assert!(!reason.contains("s3cr3t"), "{reason}");
+    // Accepted forms: registries with ports, digests, relative bind sources (made absolute).
+    for ok in [
+        "registry.example.com:5000/team/api:2",
+        "postgres@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    ] {
+        assert!(Service::builder("a").image(ok).build().is_ok(), "{ok}");
+    }
+    assert!(svc("a").volume(Volume::bind("conf").at("/conf")).workdir("/srv").user("1000:1000").build().is_ok());
+}
+
+/// Huge durations, sizes and counts are refused when building; nothing panics on them, and the
+/// public getters saturate instead of overflowing.
+#[test]
+fn huge_values_are_refused_and_never_panic() {
+    let max = Duration::MAX;
+    let refused = |b: harbormaster::ServiceBuilder| assert!(b.build().is_err());
+    refused(svc("a").deadline(max));
+    refused(svc("a").stop_grace_period(max));
+    refused(svc("a").replicas(u32::MAX));
+    refused(svc("a").health(HealthCheck::tcp(1).interval(max)));
+    refused(svc("a").health(HealthCheck::tcp(1).start_interval(max)));
+    refused(svc("a").health(HealthCheck::tcp(1).timeout(max)));
+    refused(svc("a").health(HealthCheck::tcp(1).start_period(max)));
+    refused(svc("a").health(HealthCheck::tcp(1).retries(u32::MAX)));
+    refused(svc("a").rollout(Rollout::rolling().min_ready(max)));
+    refused(svc("a").rollout(Rollout::rolling().deadline(max)));
+    refused(svc("a").rollout(Rollout::rolling().drain(max)));
+    refused(svc("a").rollout(Rollout::rolling().batch_delay(max)));
+    assert!(Environment::builder("p", "e").deadline(max).build().is_err());
+    assert!(Environment::builder("p", "e").lock_timeout(max).build().is_err());
+    // The getters of what was never built saturate.
+    let check = HealthCheck::tcp(1).interval(max).start_period(max).retries(u32::MAX);
+    assert_eq!(check.startup_budget(), max);
+}

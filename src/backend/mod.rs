@@ -190,6 +190,8 @@ pub struct Instance {
     pub state: InstanceState,
     /// Exit code, once exited.
     pub exit_code: Option<i64>,
+    /// How many times its restart policy restarted it.
+    pub restarts: u32,
     /// The engine's health status.
     pub engine_health: EngineHealth,
     /// Published ports.
@@ -216,6 +218,7 @@ impl fmt::Debug for Instance {
             .field("image_id", &self.image_id)
             .field("state", &self.state)
             .field("exit_code", &self.exit_code)
+            .field("restarts", &self.restarts)
             .field("engine_health", &self.engine_health)
             .field("published", &self.published)
             .field("ip", &self.ip)
@@ -469,6 +472,15 @@ pub trait Backend: Send + Sync + 'static {
     /// Checks, before an operation changes anything, that the target can carry it out (every host
     /// reachable, its engine answering, disk space left). The default checks nothing.
     async fn preflight(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Checks what only the target can tell about instances made from `spec`, before anything
+    /// changes: that its CPU limit fits the host's cores, that its bind mount sources exist there.
+    /// A problem is an [`Error::Invalid`](crate::Error::Invalid) naming the service and field. The
+    /// default checks nothing.
+    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
+        let _ = spec;
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use super::traffic::Traffic;
 use crate::backend::{Backend, Instance, Scope};
 use crate::error::{ApplyFailure, Error, Result};
 use crate::events::{EventKind, EventSink, RolloutOutcome};
-use crate::health::gate::Gate;
+use crate::health::gate::{Cutoff, Gate};
 use crate::health::probe;
 use crate::model::{Condition, Environment, ImageSource, ServiceKind};
 use crate::plan::spec::Template;
@@ -135,7 +135,26 @@ pub(crate) async fn plan(env: &Environment, backend: &dyn Backend, sink: &EventS
     backend.release_state(&scope).await;
     let store = store?;
     let templates = templates(env, backend, Some(&store), sink).await?;
-    Ok(observe_with(env, templates, backend, &store, false).await?.plan)
+    let observed = observe_with(env, templates, backend, &store, false).await?;
+    check_target(backend, &scope, &observed.plan, &observed.templates).await?;
+    Ok(observed.plan)
+}
+
+/// What only the target can tell (its cores, its bind mount sources), for every service the plan
+/// creates instances of, before anything changes.
+async fn check_target(
+    backend: &dyn Backend,
+    scope: &Scope,
+    plan: &Plan,
+    templates: &HashMap<String, Template>,
+) -> Result<()> {
+    for sp in plan.services.iter().filter(|s| !s.create.is_empty() || !s.replace.is_empty()) {
+        if let Some(t) = templates.get(&sp.service) {
+            let slot = sp.create.first().copied().or_else(|| sp.replace.first().map(|(s, _)| *s)).unwrap_or(0);
+            backend.check_spec(&t.instance(scope, slot, format!("{}-check", scope.qualified()))).await?;
+        }
+    }
+    Ok(())
 }
 
 /// What runs, and the plan against it.
@@ -341,8 +360,13 @@ async fn bounded(
     };
     let phases: BTreeMap<String, watch::Sender<Phase>> =
         scoped.services.iter().map(|s| (s.name.clone(), watch::channel(Phase::Pending).0)).collect();
-    let run = run(env, &scoped, overrides, backend, store, sink, &phases, recorder).instrument(span);
-    match tokio::time::timeout(env.deadline, run).await {
+    // At the deadline, rollouts in progress roll back (the waits end with a Deadline error, which
+    // they handle as any failure); the hard bound leaves them the time to.
+    let what = format!("apply of {}", env.qualified_name());
+    let cutoff = Cutoff { at: crate::clock::after(started, env.deadline), what: what.clone(), limit: env.deadline };
+    let allowance = scoped.services.iter().map(rollback_allowance).max().unwrap_or_default();
+    let run = run(env, &scoped, overrides, backend, store, sink, &phases, recorder, &cutoff).instrument(span);
+    match tokio::time::timeout(env.deadline.saturating_add(allowance), run).await {
         Ok(Ok(deployment)) => {
             sink.emit(EventKind::Applied { took: started.elapsed() });
             Ok(deployment)
@@ -354,7 +378,7 @@ async fn bounded(
                 .filter(|(_, p)| matches!(*p.borrow(), Phase::Pending | Phase::Started))
                 .map(|(n, _)| n.clone())
                 .collect();
-            Err(Error::Deadline { what: format!("apply of {}", env.qualified_name()), deadline: env.deadline, pending })
+            Err(Error::Deadline { what, deadline: env.deadline, pending })
         }
     }
 }
@@ -371,12 +395,14 @@ async fn run(
     sink: &EventSink,
     phases: &BTreeMap<String, watch::Sender<Phase>>,
     recorder: &Recorder,
+    cutoff: &Cutoff,
 ) -> Result<Deployment> {
     let scope = scope_of(env);
     let rollback = !overrides.is_empty();
     let templates = if rollback { overrides } else { templates(env, backend, Some(store), sink).await? };
     let Observed { plan, templates, observed, waiting, discarded } =
         observe_with(scoped, templates, backend, store, rollback).await?;
+    check_target(backend, &scope, &plan, &templates).await?;
     for p in &discarded {
         promotion::clear(store, &p.service).await?;
     }
@@ -407,7 +433,17 @@ async fn run(
     let runs = plan.services.iter().filter_map(|sp| {
         let t = templates.get(&sp.service)?;
         let phase = phases.get(&sp.service)?;
+        // The rollout's own deadline, if it comes before the environment's.
+        let cutoff = match t.service.rollout.deadline {
+            Some(d) if crate::clock::after(Instant::now(), d) < cutoff.at => Cutoff {
+                at: crate::clock::after(Instant::now(), d),
+                what: format!("rollout of `{}`", sp.service),
+                limit: d,
+            },
+            _ => cutoff.clone(),
+        };
         let run = ServiceRun {
+            cutoff,
             backend,
             store,
             sink,
@@ -496,6 +532,19 @@ pub(super) struct ServiceRun<'a> {
     pub(super) phases: &'a BTreeMap<String, watch::Sender<Phase>>,
     pub(super) traffic: &'a Traffic<'a>,
     pub(super) recorder: &'a Recorder,
+    /// When this service's part of the operation must end: the environment's deadline, or the
+    /// rollout's own if it comes first. Waits end there with [`Error::Deadline`], which a rollout
+    /// handles as any failure: it rolls back.
+    pub(super) cutoff: Cutoff,
+}
+
+/// How long a rollback may take after a deadline ended a rollout: restoring old instances waits
+/// for their health gate, and stops take their grace.
+pub(crate) fn rollback_allowance(svc: &crate::model::Service) -> Duration {
+    svc.deadline()
+        .saturating_add(svc.stop_grace.saturating_mul(2))
+        .saturating_add(svc.rollout.drain)
+        .saturating_add(Duration::from_secs(60))
 }
 
 impl ServiceRun<'_> {
@@ -509,16 +558,29 @@ impl ServiceRun<'_> {
         let created = join_all(self.slots_to_launch().into_iter().map(|s| self.create(s))).await;
         let (created, create_errors): (Vec<_>, Vec<_>) = created.into_iter().partition(|r| r.is_ok());
         let created: Vec<Created> = created.into_iter().filter_map(|r| r.ok()).collect();
-        let deps = self.wait_for_dependencies().await;
+        let deps = match tokio::time::timeout_at(self.cutoff.at, self.wait_for_dependencies()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(dep)) => Err(Some(dep)),
+            Err(_) => Err(None), // the deadline passed first
+        };
         let first_create_error = create_errors.into_iter().find_map(|r| r.err());
         if deps.is_err() || first_create_error.is_some() {
             let ids: Vec<&str> = created.iter().map(|c| c.id.as_str()).collect();
             join_all(ids.iter().map(|id| self.backend.remove_instance(id))).await;
         }
-        if let Err(dep) = deps {
-            phase.send_replace(Phase::Failed);
-            self.sink.emit(EventKind::ServiceSkipped { service: self.name().to_string(), because: dep.clone() });
-            return ServiceOutcome::Skipped;
+        match deps {
+            Err(Some(dep)) => {
+                phase.send_replace(Phase::Failed);
+                self.sink.emit(EventKind::ServiceSkipped { service: self.name().to_string(), because: dep.clone() });
+                return ServiceOutcome::Skipped;
+            }
+            Err(None) => {
+                let e = self.cutoff.error(self.name());
+                phase.send_replace(Phase::Failed);
+                self.sink.emit(EventKind::ServiceFailed { service: self.name().to_string(), error: e.to_string() });
+                return ServiceOutcome::Failed(e);
+            }
+            Ok(()) => {}
         }
         let created_ids: Vec<String> = created.iter().map(|c| c.id.clone()).collect();
         let work = async {
@@ -536,23 +598,18 @@ impl ServiceRun<'_> {
                 },
             }
         };
-        // The rollout's own deadline, if set, bounds this service's whole part of the apply.
-        let result = match self.template.service.rollout.deadline {
-            None => work.await,
-            Some(deadline) => match tokio::time::timeout(deadline, work).await {
-                Ok(r) => r,
-                Err(_) => {
-                    // Remove what this rollout started and bring back any old instance it had stopped.
-                    join_all(created_ids.iter().map(|id| self.backend.remove_instance(id))).await;
-                    let old: Vec<Instance> = self.plan.replace.iter().map(|(_, i)| i.clone()).collect();
-                    let _ = self.restore(&old).await;
-                    Err(Error::Deadline {
-                        what: format!("rollout of `{}`", self.name()),
-                        deadline,
-                        pending: vec![self.name().to_string()],
-                    })
-                }
-            },
+        // The deadline ends the waits and the rollout rolls back by itself; this bound is only
+        // the last resort if even the rollback does not finish in its allowance.
+        let bound = crate::clock::after(self.cutoff.at, rollback_allowance(&self.template.service));
+        let result = match tokio::time::timeout_at(bound, work).await {
+            Ok(r) => r,
+            Err(_) => {
+                // Remove what this rollout started and bring back any old instance it had stopped.
+                join_all(created_ids.iter().map(|id| self.backend.remove_instance(id))).await;
+                let old: Vec<Instance> = self.plan.replace.iter().map(|(_, i)| i.clone()).collect();
+                let _ = self.restore(&old).await;
+                Err(self.cutoff.error(self.name()))
+            }
         };
         self.record_revision(&result).await;
         match result {
@@ -604,8 +661,22 @@ impl ServiceRun<'_> {
         join_all(waits).await.into_iter().collect::<std::result::Result<Vec<()>, String>>().map(|_| ())
     }
 
+    /// The health gate for new instances: its waits end at the cutoff.
     pub(super) fn gate(&self) -> Gate<'_> {
-        Gate { backend: self.backend, http: self.http, events: self.sink, service: self.name() }
+        Gate {
+            backend: self.backend,
+            http: self.http,
+            events: self.sink,
+            service: self.name(),
+            cutoff: Some(&self.cutoff),
+            settle: self.template.service.settle,
+        }
+    }
+
+    /// The health gate for old instances a rollback brings back: a deadline that passed must not
+    /// keep the previous version from serving again.
+    pub(super) fn restore_gate(&self) -> Gate<'_> {
+        Gate { cutoff: None, ..self.gate() }
     }
 
     /// The slots that get a new instance in this apply: replaced ones, then missing ones.
@@ -654,12 +725,12 @@ impl ServiceRun<'_> {
         let p = self.plan;
         let grace = self.template.stop_grace();
 
-        // Kept instances are only checked, never touched.
+        // Kept instances are only checked, never touched: probed if they have a health check (the
+        // planner kept only running ones; without a check there is nothing more to see).
         let gate = self.gate();
+        let checked = p.keep.iter().filter(|_| svc.health.is_some());
         let verified = join_all(
-            p.keep
-                .iter()
-                .map(|i| gate.wait_ready(svc.health.as_ref(), i, Instant::now(), svc.deadline(), Duration::ZERO)),
+            checked.map(|i| gate.wait_ready(svc.health.as_ref(), i, Instant::now(), svc.deadline(), Duration::ZERO)),
         )
         .await;
         if let Some(e) = verified.into_iter().find_map(|r| r.err()) {
@@ -730,10 +801,14 @@ impl ServiceRun<'_> {
         };
         phase.send_replace(Phase::Started);
         let deadline = svc.deadline();
-        let code = match tokio::time::timeout(deadline, self.backend.wait_exit(&instance.id)).await {
+        let end = crate::clock::after(Instant::now(), deadline).min(self.cutoff.at);
+        let code = match tokio::time::timeout_at(end, self.backend.wait_exit(&instance.id)).await {
             Ok(r) => r?,
             Err(_) => {
                 let _ = self.backend.stop_instance(&instance.id, Duration::from_secs(2)).await;
+                if self.cutoff.passed() {
+                    return Err(self.cutoff.error(&instance.name));
+                }
                 return Err(Error::Deadline {
                     what: format!("job `{}`", svc.name),
                     deadline,

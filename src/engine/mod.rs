@@ -34,6 +34,8 @@ pub use crate::state::lock::LockHolder;
 pub use crate::state::revisions::Revision;
 pub use deployment::{Deployment, Endpoint};
 pub use ops::{Down, DownReport, Health, InstanceStatus, LogOptions, ServiceStatus, Status};
+#[cfg(test)]
+pub(crate) use rollout::batches as rollout_batches;
 
 use crate::backend::{Backend, ExecOutput, LogLine};
 use crate::error::{Error, Result};
@@ -48,7 +50,7 @@ impl Environment {
     /// (Services with a build are built, since their image ID decides whether they changed.)
     pub async fn plan<B: Backend>(&self, backend: &B) -> Result<Plan> {
         let sink = EventSink::new(self.qualified_name(), None);
-        apply::plan(self, backend, &sink).await
+        apply::plan(self, backend, &sink).await.map_err(Error::scrubbed)
     }
 
     /// Makes the target match the description: creates, replaces (health-gated), scales and removes,
@@ -66,7 +68,7 @@ impl Environment {
     /// # Ok(()) }
     /// ```
     pub async fn apply<B: Backend>(&self, backend: &B) -> Result<Deployment> {
-        apply::apply(self, backend, EventSink::new(self.qualified_name(), None)).await
+        apply::apply(self, backend, EventSink::new(self.qualified_name(), None)).await.map_err(Error::scrubbed)
     }
 
     /// Like [`apply`](Self::apply), as a stream of progress [`Event`]s; the result comes from
@@ -88,7 +90,7 @@ impl Environment {
         let backend = backend.clone();
         let handle = tokio::spawn(async move {
             let sink = EventSink::new(env.qualified_name(), Some(tx));
-            apply::apply(&env, &backend, sink).await
+            apply::apply(&env, &backend, sink).await.map_err(Error::scrubbed)
         });
         ApplyRun { events: rx, handle }
     }
@@ -109,7 +111,7 @@ impl Environment {
     /// # Ok(()) }
     /// ```
     pub async fn rollback<B: Backend>(&self, backend: &B, service: &str) -> Result<Deployment> {
-        let (revs, _, _) = self.revisions_of(backend, service).await?;
+        let (revs, _, _) = self.revisions_of(backend, service).await.map_err(Error::scrubbed)?;
         let Some(target) = revisions::previous(&revs) else {
             return Err(Error::NoRevision {
                 service: service.to_string(),
@@ -122,7 +124,7 @@ impl Environment {
     /// Rolls `service` out to revision `revision` (a number from [`history`](Self::history)), as
     /// [`rollback`](Self::rollback) does.
     pub async fn rollback_to<B: Backend>(&self, backend: &B, service: &str, revision: u64) -> Result<Deployment> {
-        let (revs, svc, waiting) = self.revisions_of(backend, service).await?;
+        let (revs, svc, waiting) = self.revisions_of(backend, service).await.map_err(Error::scrubbed)?;
         let no = |reason: String| Error::NoRevision { service: service.to_string(), reason };
         if waiting {
             return Err(no("a rollout of it waits for a promotion; promote or abort it first".into()));
@@ -145,7 +147,7 @@ impl Environment {
             )));
         }
         let op = apply::Operation::Rollback { service: service.to_string(), template: Box::new(template), revision };
-        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await
+        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await.map_err(Error::scrubbed)
     }
 
     /// Promotes the rollout of `service` that waits for it
@@ -165,21 +167,21 @@ impl Environment {
     /// ```
     pub async fn promote<B: Backend>(&self, backend: &B, service: &str) -> Result<Deployment> {
         let op = apply::Operation::Promotion { service: service.to_string(), promote: true };
-        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await
+        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await.map_err(Error::scrubbed)
     }
 
     /// Aborts the rollout of `service` that waits for its promotion: all traffic back to the old set,
     /// the new set drains and is removed, and the revision is recorded as rolled back.
     pub async fn abort_promotion<B: Backend>(&self, backend: &B, service: &str) -> Result<Deployment> {
         let op = apply::Operation::Promotion { service: service.to_string(), promote: false };
-        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await
+        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await.map_err(Error::scrubbed)
     }
 
     /// The revisions of `service` kept on the target, oldest first, with time, outcome, what
     /// changed and which one runs now. [`Error::StateLost`] if its records were removed while its
     /// containers run (never an empty history).
     pub async fn history<B: Backend>(&self, backend: &B, service: &str) -> Result<Vec<Revision>> {
-        Ok(self.revisions_of(backend, service).await?.0)
+        Ok(self.revisions_of(backend, service).await.map_err(Error::scrubbed)?.0)
     }
 
     /// The environment's audit trail on the target, oldest first: one entry per apply, rollback
@@ -194,7 +196,7 @@ impl Environment {
         };
         let result = read.await;
         backend.release_state(&scope).await;
-        result
+        result.map_err(Error::scrubbed)
     }
 
     /// A service's revisions, the service, and whether a rollout of it waits for its promotion.
@@ -226,12 +228,12 @@ impl Environment {
     /// Stops and removes every container and the network the environment owns. Named volumes are
     /// kept unless [`Down::with_volumes`] is given.
     pub async fn down<B: Backend>(&self, backend: &B, options: Down) -> Result<DownReport> {
-        ops::down(self, backend, options, &EventSink::new(self.qualified_name(), None)).await
+        ops::down(self, backend, options, &EventSink::new(self.qualified_name(), None)).await.map_err(Error::scrubbed)
     }
 
     /// Each service's instances, their state, and their health as one probe sees it now.
     pub async fn status<B: Backend>(&self, backend: &B) -> Result<Status> {
-        ops::status(self, backend).await
+        ops::status(self, backend).await.map_err(Error::scrubbed)
     }
 
     /// The log lines of every instance of `service`, merged; with [`LogOptions::follow`], new lines
@@ -242,7 +244,7 @@ impl Environment {
         service: &str,
         options: LogOptions,
     ) -> Result<BoxStream<'static, Result<LogLine>>> {
-        ops::logs(self, backend, service, options).await
+        ops::logs(self, backend, service, options).await.map_err(Error::scrubbed)
     }
 
     /// Runs a command in the first running instance of `service` (bounded by 60 s).
@@ -253,7 +255,7 @@ impl Environment {
         S: Into<String>,
     {
         let command: Vec<String> = command.into_iter().map(Into::into).collect();
-        ops::exec(self, backend, service, &command, Duration::from_secs(60)).await
+        ops::exec(self, backend, service, &command, Duration::from_secs(60)).await.map_err(Error::scrubbed)
     }
 }
 

@@ -52,11 +52,11 @@ pub(crate) fn batches(strategy: &Strategy, replicas: u32, slots: &[u32]) -> Vec<
             if surge == 0 && unavailable == 0 {
                 unavailable = 1; // as Kubernetes does when percentages round both to 0
             }
-            let size = (surge + unavailable).max(1) as usize;
+            let size = usize::try_from(surge.saturating_add(unavailable).max(1)).unwrap_or(usize::MAX);
             slots
                 .chunks(size)
                 .map(|chunk| {
-                    let u = (unavailable as usize).min(chunk.len());
+                    let u = usize::try_from(unavailable).unwrap_or(usize::MAX).min(chunk.len());
                     Batch { stop_first: chunk[..u].to_vec(), start_first: chunk[u..].to_vec() }
                 })
                 .collect()
@@ -156,7 +156,13 @@ impl ServiceRun<'_> {
         let mut done: Vec<Done> = Vec::new();
         for (n, batch) in plan.iter().enumerate() {
             if n > 0 && !svc.rollout.batch_delay.is_zero() {
-                tokio::time::sleep(svc.rollout.batch_delay).await;
+                let until = crate::clock::after(Instant::now(), svc.rollout.batch_delay).min(self.cutoff.at);
+                tokio::time::sleep_until(until).await;
+            }
+            // A deadline that passed between batches: roll back what was done.
+            if self.cutoff.passed() {
+                let rest: Vec<Created> = created.into_values().collect();
+                return self.fail(self.cutoff.error(self.name()), done, Vec::new(), Vec::new(), &[], &rest).await;
             }
             self.sink.emit(EventKind::RolloutBatch {
                 service: self.name().to_string(),
@@ -265,13 +271,16 @@ impl ServiceRun<'_> {
 
     /// Every new instance keeps running for `d`; the first one that exits fails the step.
     async fn watch_running(&self, fresh: &[Instance], d: Duration) -> Result<()> {
+        // The pause ends at the deadline, and the step fails then: the canary rolls back.
+        let until = crate::clock::after(Instant::now(), d).min(self.cutoff.at);
+        let ended = || if self.cutoff.passed() { Err(self.cutoff.error(self.name())) } else { Ok(()) };
         if fresh.is_empty() {
-            tokio::time::sleep(d).await;
-            return Ok(());
+            tokio::time::sleep_until(until).await;
+            return ended();
         }
         let exits = futures::future::select_all(fresh.iter().map(|i| Box::pin(self.backend.wait_exit(&i.id))));
         tokio::select! {
-            _ = tokio::time::sleep(d) => Ok(()),
+            _ = tokio::time::sleep_until(until) => ended(),
             (code, index, _) = exits => {
                 let i = &fresh[index];
                 let logs = self.backend.logs_tail(&i.id, 20).await.unwrap_or_default();
@@ -445,7 +454,9 @@ impl ServiceRun<'_> {
         let results = join_all(old.iter().map(|i| async move {
             self.backend.start_instance(&i.id).await?;
             let fresh = self.backend.inspect_instance(&i.id).await?;
-            self.gate().wait_ready(svc.health.as_ref(), &fresh, started, svc.deadline(), Duration::ZERO).await?;
+            self.restore_gate()
+                .wait_ready(svc.health.as_ref(), &fresh, started, svc.deadline(), Duration::ZERO)
+                .await?;
             Ok::<_, Error>(fresh)
         }))
         .await;

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::probe::{self, Outcome};
 use super::{ProbeHistory, ProbeRecord};
-use crate::backend::{Backend, Instance};
+use crate::backend::{Backend, Instance, InstanceState};
 use crate::error::{Error, HealthFailure};
 use crate::events::{EventKind, EventSink};
 use crate::model::{HealthCheck, Probe};
@@ -24,6 +24,34 @@ pub(crate) struct Gate<'a> {
     pub http: &'a reqwest::Client,
     pub events: &'a EventSink,
     pub service: &'a str,
+    /// An operation deadline that ends the wait early (the environment's, or the rollout's), so a
+    /// rollout can roll back in time; `None` for a rollback's own restores.
+    pub cutoff: Option<&'a Cutoff>,
+    /// Without a health check, how long a new instance must keep running to count as started.
+    pub settle: Duration,
+}
+
+/// A deadline that ends a gate's wait with [`Error::Deadline`].
+#[derive(Clone, Debug)]
+pub(crate) struct Cutoff {
+    /// When.
+    pub at: Instant,
+    /// Whose deadline (`apply of shop-staging`, `rollout of `api``).
+    pub what: String,
+    /// Its length, for the message.
+    pub limit: Duration,
+}
+
+impl Cutoff {
+    /// The error of a wait it ended.
+    pub(crate) fn error(&self, pending: &str) -> Error {
+        Error::Deadline { what: self.what.clone(), deadline: self.limit, pending: vec![pending.to_string()] }
+    }
+
+    /// Whether it has passed.
+    pub(crate) fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
 }
 
 enum Step {
@@ -33,8 +61,20 @@ enum Step {
 }
 
 impl Gate<'_> {
+    /// When the wait for an instance started at `started` ends: its own deadline, or the cutoff.
+    fn end(&self, started: Instant, deadline: Duration) -> Instant {
+        let own = crate::clock::after(started, deadline);
+        self.cutoff.map_or(own, |c| c.at.min(own))
+    }
+
+    /// The cutoff, if it is what ended a wait.
+    fn cut(&self) -> Option<&Cutoff> {
+        self.cutoff.filter(|c| c.passed())
+    }
+
     /// Waits for `instance` (started at `started`) to pass `check`, then to stay healthy for
-    /// `min_ready`. Returns the time from start to healthy.
+    /// `min_ready`. Without a check, it must keep running for the settle time, without restarts.
+    /// Returns the time from start to healthy.
     pub(crate) async fn wait_ready(
         &self,
         check: Option<&HealthCheck>,
@@ -45,11 +85,14 @@ impl Gate<'_> {
     ) -> Result<Duration, Error> {
         let mut exit = self.backend.wait_exit(&instance.id).boxed().fuse();
         let mut history = ProbeHistory::default();
-        let hard_end = started + deadline;
+        let hard_end = self.end(started, deadline);
         let after = match check {
-            None => started.elapsed(),
+            None => {
+                self.settle(instance, started, hard_end, &mut exit, &history).await?;
+                started.elapsed()
+            }
             Some(check) => {
-                let budget_end = (started + check.startup_budget()).min(hard_end);
+                let budget_end = crate::clock::after(started, check.startup_budget()).min(hard_end);
                 let mut logs = match &check.probe {
                     Probe::LogLine { .. } => Some(self.backend.logs(&instance.id, true, None)),
                     _ => None,
@@ -76,22 +119,23 @@ impl Gate<'_> {
                     };
                     match step {
                         Step::Exited(code) => {
-                            return Err(self
-                                .failure(
-                                    instance,
-                                    format!("the container exited with code {code} while starting"),
-                                    &history,
-                                )
-                                .await)
+                            let reason = format!("the container exited with code {code} while starting");
+                            return Err(self.failure(instance, reason, &history).await);
                         }
                         Step::Expired => {
-                            let reason = format!(
+                            if let Some(cut) = self.cut() {
+                                return Err(cut.error(&instance.name));
+                            }
+                            let mut reason = format!(
                                 "not healthy within {:?} (start period {:?} + interval {:?} x {} retries)",
                                 check.startup_budget().min(deadline),
                                 check.start_period,
                                 check.interval,
                                 check.failure_threshold
                             );
+                            if let Some(why) = self.not_running(instance).await {
+                                reason = format!("{reason}; {why}");
+                            }
                             return Err(self.failure(instance, reason, &history).await);
                         }
                         Step::Probed(out) => {
@@ -106,12 +150,16 @@ impl Gate<'_> {
                             } else {
                                 successes = 0;
                                 if out.hopeless {
-                                    return Err(self
-                                        .failure(instance, "the probe cannot succeed".into(), &history)
-                                        .await);
+                                    // A container that died before it could be probed has no
+                                    // address: say that it died, not that it has no address.
+                                    let reason = match self.not_running(instance).await {
+                                        Some(why) => why,
+                                        None => "the probe cannot succeed".into(),
+                                    };
+                                    return Err(self.failure(instance, reason, &history).await);
                                 }
                             }
-                            next = Instant::now() + check.start_interval;
+                            next = crate::clock::after(Instant::now(), check.start_interval);
                         }
                     }
                 }
@@ -129,6 +177,58 @@ impl Gate<'_> {
         Ok(after)
     }
 
+    /// Without a health check, "started" means it kept running for the settle time: an instance
+    /// that exits, or that its restart policy restarted (a crash loop), fails.
+    async fn settle(
+        &self,
+        instance: &Instance,
+        started: Instant,
+        end: Instant,
+        exit: &mut (impl futures::future::FusedFuture<Output = crate::Result<i64>> + Unpin),
+        history: &ProbeHistory,
+    ) -> Result<(), Error> {
+        let settled = crate::clock::after(started, self.settle).min(end);
+        tokio::select! {
+            code = &mut *exit => {
+                if let Ok(code) = code {
+                    let reason = format!("the container exited with code {code} within its settle time of {:?}", self.settle);
+                    return Err(self.failure(instance, reason, history).await);
+                }
+                tokio::time::sleep_until(settled).await;
+            }
+            _ = tokio::time::sleep_until(settled) => {}
+        }
+        if let Some(cut) = self.cut() {
+            return Err(cut.error(&instance.name));
+        }
+        match self.not_running(instance).await {
+            Some(why) => Err(self.failure(instance, why, history).await),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the instance is not simply running, if it is not: exited (with its code), or
+    /// restarted by its restart policy (crash-looping). `None` if it runs, or cannot be read.
+    async fn not_running(&self, instance: &Instance) -> Option<String> {
+        let now = self.backend.inspect_instance(&instance.id).await.ok()?;
+        let restarts = if now.restarts > 0 {
+            format!("; it was restarted {} time(s) by its restart policy: it is crash-looping", now.restarts)
+        } else {
+            String::new()
+        };
+        match now.state {
+            InstanceState::Running if now.restarts == 0 => None,
+            InstanceState::Running | InstanceState::Restarting => {
+                Some(format!("the container keeps exiting{restarts}"))
+            }
+            InstanceState::Exited | InstanceState::Dead => Some(format!(
+                "the container exited with code {} while starting{restarts}",
+                now.exit_code.map_or("unknown".to_string(), |c| c.to_string())
+            )),
+            state => Some(format!("the container is {state:?}{restarts}").to_lowercase()),
+        }
+    }
+
     /// Keeps probing for `min_ready`; fails on exit or on `failure_threshold` consecutive failures.
     async fn soak(
         &self,
@@ -138,12 +238,12 @@ impl Gate<'_> {
         exit: &mut (impl futures::future::FusedFuture<Output = crate::Result<i64>> + Unpin),
         history: &mut ProbeHistory,
     ) -> Result<(), Error> {
-        let end = Instant::now() + min_ready;
+        let end = self.end(Instant::now(), min_ready);
         let mut failures = 0u32;
         let mut last_failure = None;
         loop {
             let interval = check.map(|c| c.interval).unwrap_or(min_ready);
-            let next = (Instant::now() + interval).min(end);
+            let next = crate::clock::after(Instant::now(), interval).min(end);
             tokio::select! {
                 code = &mut *exit => {
                     if let Ok(code) = code {
@@ -154,7 +254,10 @@ impl Gate<'_> {
                 _ = tokio::time::sleep_until(next) => {}
             }
             if Instant::now() >= end {
-                return Ok(());
+                return match self.cut() {
+                    Some(cut) => Err(cut.error(&instance.name)),
+                    None => Ok(()),
+                };
             }
             let Some(check) = check else { continue };
             if matches!(check.probe, Probe::LogLine { .. }) {

@@ -156,13 +156,20 @@ impl EnvironmentBuilder {
         self
     }
 
-    /// Deadline for a whole apply (default 15 minutes).
+    /// Deadline for a whole apply, rollback or promotion (default 15 minutes, at most
+    /// [`limits::MAX_WAIT`](super::limits::MAX_WAIT)). When it passes in the middle of a rollout,
+    /// the rollout is rolled back: the old version serves again.
     pub fn deadline(mut self, d: Duration) -> Self {
-        if d.is_zero() {
+        let problem = if d.is_zero() {
+            Some("must be greater than zero".to_string())
+        } else {
+            super::limits::duration("deadline", d, super::limits::MAX_WAIT)
+        };
+        if let Some(reason) = problem {
             self.errors.push(ValidationError::InvalidValue {
                 owner: format!("environment `{}`", self.env.name),
                 field: "deadline",
-                reason: "must be greater than zero".into(),
+                reason,
             });
         }
         self.env.deadline = d;
@@ -187,6 +194,13 @@ impl EnvironmentBuilder {
     /// How long an apply, rollback or promotion waits for the deploy lock held by another process
     /// before failing with [`Error::Locked`](crate::Error::Locked) (default: zero, fail at once).
     pub fn lock_timeout(mut self, d: Duration) -> Self {
+        if let Some(reason) = super::limits::duration("lock timeout", d, super::limits::MAX_WAIT) {
+            self.errors.push(ValidationError::InvalidValue {
+                owner: format!("environment `{}`", self.env.name),
+                field: "lock_timeout",
+                reason,
+            });
+        }
         self.env.lock_timeout = d;
         self
     }
@@ -244,12 +258,21 @@ impl EnvironmentBuilder {
         check_host_ports(&env.services, &env.roles)?;
         check_routes(&env)?;
         check_placement(&env)?;
-        for k in env.shared_env.keys() {
-            if k.is_empty() || k.contains('=') {
+        for (k, v) in &env.shared_env {
+            let problem = if k.is_empty() || k.contains(['=', '\0']) {
+                Some(format!("variable name {} must be non-empty and contain no '=' or NUL", super::limits::show(k)))
+            } else if v.contains('\0') {
+                Some(format!("the value of {k} contains a NUL byte, which a process cannot receive"))
+            } else if k.len().saturating_add(v.len()).saturating_add(2) > super::limits::MAX_ENV_ENTRY {
+                Some(format!("{k}=… is longer than the {} bytes one entry may hold", super::limits::MAX_ENV_ENTRY))
+            } else {
+                None
+            };
+            if let Some(reason) = problem {
                 return Err(ValidationError::InvalidValue {
                     owner: format!("environment `{}`", env.name),
                     field: "env",
-                    reason: format!("variable name {k:?} must be non-empty and contain no '='"),
+                    reason,
                 });
             }
         }

@@ -201,7 +201,7 @@ impl HealthCheck {
     /// The longest an instance may take to become healthy before it fails:
     /// `start_period + interval × failure_threshold`.
     pub fn startup_budget(&self) -> Duration {
-        self.start_period + self.interval.saturating_mul(self.failure_threshold)
+        self.start_period.saturating_add(self.interval.saturating_mul(self.failure_threshold))
     }
 
     pub(crate) fn problems(&self) -> Option<String> {
@@ -212,12 +212,33 @@ impl HealthCheck {
         if self.failure_threshold == 0 || self.success_threshold == 0 {
             return Some("retries (failure threshold) and success threshold must be at least 1".into());
         }
+        let max = super::limits::MAX_STEP;
+        for (what, d) in [
+            ("interval", self.interval),
+            ("start interval", self.start_interval),
+            ("timeout", self.timeout),
+            ("start period", self.start_period),
+        ] {
+            if let Some(p) = super::limits::duration(what, d, max) {
+                return Some(p);
+            }
+        }
+        if self.failure_threshold.max(self.success_threshold) > super::limits::MAX_THRESHOLD {
+            return Some(format!("retries and success threshold may be at most {}", super::limits::MAX_THRESHOLD));
+        }
         match &self.probe {
             Probe::Http { port: 0, .. } | Probe::Tcp { port: 0 } => Some("probe port must not be 0".into()),
             Probe::Http { status_min, status_max, .. } if status_min > status_max => {
                 Some(format!("expected status range {status_min}..={status_max} is empty"))
             }
+            Probe::Http { path, .. } if path.chars().any(|c| c.is_whitespace() || c.is_control()) => Some(format!(
+                "HTTP probe path {} must not contain spaces or control characters",
+                super::limits::show(path)
+            )),
             Probe::Exec { command } if command.is_empty() => Some("exec probe needs a command".into()),
+            Probe::Exec { command } if command.iter().any(|a| a.contains('\0')) => {
+                Some("an exec probe argument contains a NUL byte, which a process cannot receive".into())
+            }
             Probe::LogLine { contains } if contains.is_empty() => Some("log-line probe needs some text".into()),
             _ => None,
         }

@@ -59,3 +59,172 @@ impl Build {
         self.tag.as_deref()
     }
 }
+
+/// A path component: lowercase letters and digits, joined by `.`, `_`, `__` or runs of `-`.
+fn path_component(c: &str) -> bool {
+    let bytes = c.as_bytes();
+    let alnum = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !alnum(bytes.first()) || !alnum(bytes.last()) {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_lowercase() || b.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        // A separator: `.`, `_`, `__`, or `-`+, followed by an alphanumeric.
+        let start = i;
+        match b {
+            b'.' => i += 1,
+            b'_' => i += if bytes.get(i + 1) == Some(&b'_') { 2 } else { 1 },
+            b'-' => {
+                while bytes.get(i) == Some(&b'-') {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+        if i == start || !bytes.get(i).is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+            return false;
+        }
+    }
+    true
+}
+
+fn domain_component(c: &str) -> bool {
+    !c.is_empty()
+        && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !c.starts_with('-')
+        && !c.ends_with('-')
+}
+
+fn domain(d: &str) -> bool {
+    if let Some(v6) = d.strip_prefix('[') {
+        let Some((addr, port)) = v6.split_once(']') else { return false };
+        return addr.parse::<std::net::Ipv6Addr>().is_ok()
+            && (port.is_empty() || port.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok()));
+    }
+    let (host, port) = match d.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (d, None),
+    };
+    host.split('.').all(domain_component) && port.map_or(true, |p| !p.is_empty() && p.parse::<u16>().is_ok())
+}
+
+/// Checks an image reference against the grammar Docker parses
+/// (`[domain[:port]/]path[:tag][@algorithm:hex]`); `Err` says what is wrong.
+pub(crate) fn check_reference(r: &str) -> Result<(), String> {
+    if r.is_empty() {
+        return Err("the image reference is empty".into());
+    }
+    if r.len() > 512 || r.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("an image reference has no spaces or control characters and is short".into());
+    }
+    let (rest, digest) = match r.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (r, None),
+    };
+    if let Some(d) = digest {
+        let (alg, hex) = d.split_once(':').ok_or("its digest must be algorithm:hex (sha256:…)")?;
+        let alg_ok = alg.split(['+', '.', '-', '_']).all(|c| {
+            c.chars().next().is_some_and(|f| f.is_ascii_alphabetic()) && c.chars().all(|x| x.is_ascii_alphanumeric())
+        });
+        if !alg_ok || hex.len() < 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("its digest {d:?} is not algorithm:hex with at least 32 hex digits"));
+        }
+        if alg == "sha256" && hex.len() != 64 {
+            return Err("a sha256 digest has 64 hex digits".into());
+        }
+    }
+    // A tag follows the last ':' after the last '/' (a ':' before a '/' is a registry's port).
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(t) = tag {
+        let ok = t.len() <= 128
+            && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !ok {
+            return Err(format!(
+                "its tag {t:?} is not 1-128 of letters, digits, '_', '.', '-' (not starting with '.' or '-')"
+            ));
+        }
+    }
+    if name.len() > 255 {
+        return Err("its name is longer than 255 characters".into());
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    // The first part is a registry when it has a '.' or ':', is `localhost`, or has capitals.
+    if parts.len() > 1 {
+        let first = parts[0];
+        if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) {
+            if !domain(first) {
+                return Err(format!("its registry {first:?} is not a host name with an optional port"));
+            }
+            parts.remove(0);
+        }
+    }
+    if parts.iter().any(|p| p.chars().any(|c| c.is_ascii_uppercase())) {
+        return Err("a repository name must be lowercase".into());
+    }
+    if !parts.iter().all(|p| path_component(p)) {
+        return Err(format!(
+            "its name {name:?} is not lowercase letters and digits separated by '/', '.', '_', '__' or '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_reference;
+
+    #[test]
+    fn references_docker_takes() {
+        for ok in [
+            "postgres",
+            "postgres:15",
+            "library/postgres:15.4-alpine",
+            "registry.example.com:5000/team/api:2",
+            "localhost:5000/api",
+            "localhost/api",
+            "[::1]:5000/api:v1",
+            "api@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "my-app__x/a.b-c:v1.0_rc",
+            "harbormaster-test/workload:latest",
+            "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "Registry.Example.com/team/api",
+        ] {
+            assert_eq!(check_reference(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn references_docker_refuses() {
+        for bad in [
+            "",
+            "Postgres",
+            "team/API",
+            "api:",
+            "api:-x",
+            ":tag",
+            "a b",
+            "api@sha256:xyz",
+            "api@sha256:0123",
+            "-api",
+            "api-",
+            "a..b",
+            "a/-b",
+            "api:\0",
+            "host:port/api",
+            "a//b",
+            &format!("api:{}", "t".repeat(129)),
+        ] {
+            assert!(check_reference(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

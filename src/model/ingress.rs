@@ -246,14 +246,22 @@ impl IngressBuilder {
         }
         for r in &self.routes {
             if let Some(p) = &r.path_prefix {
-                if !p.starts_with('/') {
+                if !p.starts_with('/') || p.chars().any(|c| c.is_whitespace() || c.is_control()) {
                     return Err(invalid(format!(
-                        "path prefix {p:?} of the route to {} must start with '/'",
+                        "path prefix {p:?} of the route to {} must start with '/' and hold no spaces or control characters",
                         r.service
                     )));
                 }
             }
-            if r.hosts.iter().any(|h| h.is_empty() || h.contains('/') || h.contains(' ')) {
+            let host_ok = |h: &str| {
+                let h = h.strip_prefix("*.").unwrap_or(h);
+                !h.is_empty()
+                    && h.len() <= 253
+                    && h.split('.').all(|l| {
+                        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    })
+            };
+            if !r.hosts.iter().all(|h| host_ok(h)) {
                 return Err(invalid(format!("a host of the route to {} is not a host name", r.service)));
             }
         }

@@ -11,6 +11,7 @@ mod environment;
 mod health;
 mod image;
 mod ingress;
+pub mod limits;
 pub(crate) mod name;
 mod port;
 mod reference;

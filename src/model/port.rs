@@ -7,7 +7,13 @@ use serde::{Deserialize, Serialize};
 /// A port a service listens on, and whether the host publishes it.
 ///
 /// Other services of the environment always reach it by service name (`http://api:8080`);
-/// publishing makes it reachable from the host too.
+/// publishing makes it reachable from the host too. What a published port binds to:
+///
+/// | publishing | binds to, unless [`on_host_ip`](Self::on_host_ip) says otherwise |
+/// |---|---|
+/// | not published ([`Port::tcp`]) | nothing: the environment's network only |
+/// | [`publish_ephemeral`](Self::publish_ephemeral) | a local engine: `127.0.0.1` only (a test database is not on the network); an [`SshHost`](crate::SshHost): the host's address (other hosts reach it there); another remote engine: every address |
+/// | [`publish`](Self::publish) (a fixed port) | every address (`0.0.0.0`), as `docker run -p 80:80` does |
 ///
 /// ```
 /// use harbormaster::Port;
@@ -73,16 +79,24 @@ impl Port {
     }
 
     /// Publishes it on a free host port chosen by the engine; read it back with
-    /// [`Deployment::endpoint`](crate::Deployment::endpoint).
+    /// [`Deployment::endpoint`](crate::Deployment::endpoint). On a local engine it binds to
+    /// `127.0.0.1` only (see the table above).
     pub fn publish_ephemeral(mut self) -> Self {
         self.publish = Publish::Ephemeral;
         self
     }
 
-    /// Binds the published port on this host address only (for example `127.0.0.1`).
+    /// Binds the published port on this host address only (`127.0.0.1`, a private address), or
+    /// on every address with `0.0.0.0`.
     pub fn on_host_ip(mut self, ip: IpAddr) -> Self {
         self.host_ip = Some(ip);
         self
+    }
+
+    /// The host address given with [`on_host_ip`](Self::on_host_ip), if any (otherwise the
+    /// defaults of the table above apply).
+    pub fn host_ip(&self) -> Option<IpAddr> {
+        self.host_ip
     }
 
     /// The port inside the container.

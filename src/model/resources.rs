@@ -21,7 +21,7 @@ impl Resources {
         Self::default()
     }
 
-    /// CPU limit in cores (`0.5` is half a core).
+    /// CPU limit in cores (`0.5` is half a core; from 0.01 to the host's cores).
     pub fn cpus(mut self, cpus: f64) -> Self {
         self.cpus = Some(cpus);
         self
@@ -34,14 +34,19 @@ impl Resources {
     }
 
     pub(crate) fn problems(&self) -> Option<String> {
+        use super::limits::{MAX_CPUS, MAX_MEMORY_MB, MIN_CPUS};
         if let Some(c) = self.cpus {
-            if !c.is_finite() || c <= 0.0 {
-                return Some(format!("cpus must be a positive number, got {c}"));
+            if !c.is_finite() || !(MIN_CPUS..=MAX_CPUS).contains(&c) {
+                return Some(format!(
+                    "cpus must be between {MIN_CPUS} and {MAX_CPUS} (and no more than the host's cores), got {c}"
+                ));
             }
         }
         if let Some(m) = self.memory_mb {
-            if m < 6 {
-                return Some(format!("memory must be at least 6 MiB, got {m}"));
+            if !(6..=MAX_MEMORY_MB).contains(&m) {
+                return Some(format!(
+                    "memory must be between 6 MiB (Docker's minimum) and {MAX_MEMORY_MB} MiB, got {m}"
+                ));
             }
         }
         None

@@ -305,6 +305,29 @@ impl Rollout {
 
     /// Problems with the combination of settings, if any.
     pub(crate) fn problems(&self) -> Option<String> {
+        use super::limits::{duration, MAX_WAIT};
+        let pauses = match &self.strategy {
+            Strategy::Canary { steps } => steps
+                .iter()
+                .filter_map(|s| match s {
+                    CanaryStep::Pause(d) => Some(*d),
+                    CanaryStep::Weight(_) => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let waits = [("min_ready", self.min_ready), ("drain", self.drain), ("batch_delay", self.batch_delay)]
+            .into_iter()
+            .chain(self.deadline.map(|d| ("deadline", d)))
+            .chain(pauses.into_iter().map(|d| ("canary pause", d)));
+        for (what, d) in waits {
+            if let Some(p) = duration(what, d, MAX_WAIT) {
+                return Some(p);
+            }
+        }
+        if self.deadline == Some(Duration::ZERO) {
+            return Some("the rollout deadline must be greater than zero".into());
+        }
         if self.manual_promotion && !self.needs_ingress() {
             return Some(
                 "manual promotion needs a blue/green or canary strategy, where two sets run side by side".into(),

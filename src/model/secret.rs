@@ -49,17 +49,31 @@ impl fmt::Display for SecretSource {
 impl Secret {
     /// A secret given in code.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret { source: SecretSource::Inline, value: Arc::from(value.into()) }
+        Secret::with(SecretSource::Inline, value.into())
+    }
+
+    /// Every secret value is remembered by the scrubber ([`crate::scrub`]) the moment it exists.
+    fn with(source: SecretSource, value: String) -> Self {
+        crate::scrub::remember(&value);
+        Secret { source, value: Arc::from(value) }
     }
 
     /// Reads the secret from the caller's environment variable `var`.
     ///
-    /// Fails with [`ValidationError::SecretUnavailable`] if the variable is unset or not UTF-8.
+    /// Fails with [`ValidationError::SecretUnavailable`] if the variable is unset or not UTF-8
+    /// (the error never holds the value).
     pub fn from_env(var: &str) -> Result<Self, ValidationError> {
         let source = SecretSource::Env(var.to_string());
         match std::env::var(var) {
-            Ok(v) => Ok(Secret { source, value: Arc::from(v) }),
-            Err(e) => Err(ValidationError::SecretUnavailable { source_ref: source.to_string(), reason: e.to_string() }),
+            Ok(v) => Ok(Secret::with(source, v)),
+            Err(e) => {
+                let reason = match e {
+                    std::env::VarError::NotPresent => "the variable is not set".to_string(),
+                    // Its Display would quote the value.
+                    std::env::VarError::NotUnicode(_) => "its value is not valid UTF-8".to_string(),
+                };
+                Err(ValidationError::SecretUnavailable { source_ref: source.to_string(), reason })
+            }
         }
     }
 
@@ -68,7 +82,7 @@ impl Secret {
         let path = path.into();
         let source = SecretSource::File(path.clone());
         match std::fs::read_to_string(&path) {
-            Ok(v) => Ok(Secret { source, value: Arc::from(v.trim_end_matches(['\n', '\r'])) }),
+            Ok(v) => Ok(Secret::with(source, v.trim_end_matches(['\n', '\r']).to_string())),
             Err(e) => Err(ValidationError::SecretUnavailable { source_ref: source.to_string(), reason: e.to_string() }),
         }
     }
@@ -118,6 +132,16 @@ mod tests {
     fn from_env_missing_names_the_variable() {
         let err = Secret::from_env("HARBORMASTER_SURELY_UNSET_VAR").unwrap_err();
         assert!(err.to_string().contains("env:HARBORMASTER_SURELY_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_never_in_the_error() {
+        use std::os::unix::ffi::OsStrExt;
+        let var = format!("HM_TEST_NOT_UTF8_{}", std::process::id());
+        std::env::set_var(&var, std::ffi::OsStr::from_bytes(b"top-\xffsecret-value"));
+        let err = Secret::from_env(&var).unwrap_err().to_string();
+        std::env::remove_var(&var);
+        assert!(!err.contains("secret-value") && err.contains("UTF-8"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    name, Build, Condition, Dependency, HealthCheck, ImageSource, Port, Publish, Resources, RestartPolicy, Rollout,
-    Secret, ServiceRef, Strategy, Volume, VolumeSource,
+    limits, name, Build, Condition, Dependency, HealthCheck, ImageSource, Port, Publish, Resources, RestartPolicy,
+    Rollout, Secret, ServiceRef, Strategy, Volume, VolumeSource,
 };
 use crate::error::ValidationError;
 
@@ -60,6 +60,7 @@ pub struct Service {
     pub(crate) deadline: Option<Duration>,
     pub(crate) role: Option<String>,
     pub(crate) env_refs: BTreeMap<String, ServiceRef>,
+    pub(crate) settle: Duration,
 }
 
 impl Service {
@@ -131,7 +132,7 @@ impl Service {
         }
         match (self.kind, &self.health) {
             (ServiceKind::Job, _) => Duration::from_secs(600),
-            (_, Some(h)) => h.startup_budget() + Duration::from_secs(30),
+            (_, Some(h)) => h.startup_budget().saturating_add(Duration::from_secs(30)),
             (_, None) => Duration::from_secs(60),
         }
     }
@@ -178,6 +179,7 @@ impl ServiceBuilder {
                 deadline: None,
                 role: None,
                 env_refs: BTreeMap::new(),
+                settle: Duration::from_secs(1),
             },
             image_set: false,
             replicas_set: None,
@@ -329,6 +331,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// Without a health check: how long a new instance must keep running, not exiting and not
+    /// restarted by its restart policy, to count as started (default 1 s). An instance that exits
+    /// or crash-loops within it fails its rollout. A health check says much more: give one.
+    pub fn settle_time(mut self, d: Duration) -> Self {
+        self.svc.settle = d;
+        self
+    }
+
     /// How long one instance may take from creation until healthy (or a job until it exits).
     /// Must cover the health check's `start_period + interval × retries`.
     pub fn deadline(mut self, d: Duration) -> Self {
@@ -339,11 +349,155 @@ impl ServiceBuilder {
     /// Validates and returns the service; the first problem found is the error.
     pub fn build(mut self) -> Result<Service, ValidationError> {
         name::check("service", &self.svc.name)?;
+        self.absolute_bind_sources();
         self.check_fields();
+        self.check_engine_rules();
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e);
         }
         Ok(self.svc)
+    }
+
+    /// A relative bind mount source is taken from the current directory, as `docker run -v ./x:/y`
+    /// does, and recorded absolute.
+    fn absolute_bind_sources(&mut self) {
+        for v in &mut self.svc.volumes {
+            if let VolumeSource::Bind(p) = &mut v.source {
+                if p.as_os_str().is_empty() || p.is_absolute() {
+                    continue;
+                }
+                if let Ok(abs) = std::path::absolute(&*p) {
+                    *p = abs;
+                }
+            }
+        }
+    }
+
+    /// What Docker, runc and the kernel would refuse later, refused now ([`limits`]).
+    fn check_engine_rules(&mut self) {
+        use limits::{c_string, duration, show};
+        let svc = self.svc.clone();
+        match &svc.image {
+            ImageSource::Reference(r) if self.image_set && !r.trim().is_empty() => {
+                if let Err(why) = super::image::check_reference(r) {
+                    self.invalid("image", format!("{} is not an image reference Docker takes: {why}", show(r)));
+                }
+            }
+            ImageSource::Build(b) => {
+                if let Some(Err(why)) = b.tag.as_deref().map(super::image::check_reference) {
+                    self.invalid("image", format!("build tag {}: {why}", show(b.tag.as_deref().unwrap_or_default())));
+                }
+                if let Some(p) =
+                    b.args.iter().find_map(|(k, v)| c_string(&format!("build argument {k}"), &format!("{k}{v}")))
+                {
+                    self.invalid("image", p);
+                }
+            }
+            _ => {}
+        }
+        let args = svc.entrypoint.iter().chain(svc.command.iter()).flatten();
+        if let Some(p) = args.clone().find_map(|a| c_string(&format!("argument {}", show(a)), a)) {
+            self.invalid("command", p);
+        }
+        for (k, v) in &svc.env {
+            if let Some(p) = c_string(&format!("the value of {k}"), v) {
+                self.invalid("env", p);
+            }
+        }
+        for (k, secret) in &svc.secrets {
+            // Never the value in a message.
+            if secret.expose().contains('\0') {
+                self.invalid(
+                    "secrets",
+                    format!("the value of secret {k} contains a NUL byte, which a process cannot receive"),
+                );
+            }
+        }
+        for (k, r) in &svc.env_refs {
+            if let Some(p) = c_string(&format!("the format of reference {k}"), &r.format) {
+                self.invalid("env", p);
+            }
+        }
+        // `KEY=VALUE\0` per entry, and everything a process is started with.
+        let entries = svc
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.len(), false))
+            .chain(svc.secrets.iter().map(|(k, s)| (k.as_str(), s.expose().len(), true)));
+        let mut total: usize = args.map(|a| a.len().saturating_add(1)).fold(0, usize::saturating_add);
+        for (k, len, secret) in entries {
+            let entry = k.len().saturating_add(len).saturating_add(2);
+            if entry > limits::MAX_ENV_ENTRY {
+                let what = if secret { "secret" } else { "variable" };
+                self.invalid(
+                    "env",
+                    format!("{what} {k} is {entry} bytes as KEY=VALUE; one entry may hold at most {} (Linux MAX_ARG_STRLEN)", limits::MAX_ENV_ENTRY),
+                );
+            }
+            total = total.saturating_add(entry);
+        }
+        if total > limits::MAX_ENV_TOTAL {
+            self.invalid(
+                "env",
+                format!(
+                    "environment and arguments take {total} bytes; at most {} are allowed (Linux ARG_MAX)",
+                    limits::MAX_ENV_TOTAL
+                ),
+            );
+        }
+        for (k, v) in &svc.labels {
+            if k.is_empty() || k.contains('\0') || v.contains('\0') {
+                self.invalid("labels", format!("label {} must be non-empty and hold no NUL byte", show(k)));
+            }
+        }
+        match &svc.user {
+            Some(u) if u.is_empty() || u.contains('\0') || u.contains(char::is_whitespace) => self.invalid(
+                "user",
+                format!("user {} must be a name or ID (`1000`, `app:app`), without spaces or NUL", show(u)),
+            ),
+            _ => {}
+        }
+        match &svc.workdir {
+            Some(w) if !w.starts_with('/') || w.contains('\0') => {
+                self.invalid("workdir", format!("working directory {} must be an absolute path without NUL", show(w)))
+            }
+            _ => {}
+        }
+        let mut targets: Vec<&str> = Vec::new();
+        for v in &svc.volumes {
+            let target = v.target.trim_end_matches('/');
+            if v.target.starts_with('/') && target.is_empty() {
+                self.invalid("volumes", "a mount cannot target `/`, the container's root".to_string());
+            }
+            if v.target.contains('\0') {
+                self.invalid("volumes", format!("mount target {} contains a NUL byte", show(&v.target)));
+            }
+            if !target.is_empty() && targets.contains(&target) {
+                self.invalid("volumes", format!("two mounts target {}", show(&v.target)));
+            }
+            targets.push(target);
+            if let VolumeSource::Bind(p) = &v.source {
+                let text = p.to_string_lossy();
+                if text.is_empty() || text.contains('\0') {
+                    self.invalid("volumes", format!("bind mount source {} must be a path without NUL", show(&text)));
+                }
+            }
+        }
+        if svc.replicas > limits::MAX_REPLICAS {
+            self.invalid(
+                "replicas",
+                format!("{} replicas; at most {} are allowed", svc.replicas, limits::MAX_REPLICAS),
+            );
+        }
+        if let Some(p) = duration("stop grace period", svc.stop_grace, limits::MAX_STEP) {
+            self.invalid("stop_grace_period", p);
+        }
+        if let Some(p) = duration("settle time", svc.settle, limits::MAX_STEP) {
+            self.invalid("settle_time", p);
+        }
+        if let Some(p) = svc.deadline.and_then(|d| duration("deadline", d, limits::MAX_WAIT)) {
+            self.invalid("deadline", p);
+        }
     }
 
     fn check_fields(&mut self) {
@@ -475,12 +629,9 @@ impl ServiceBuilder {
             self.invalid("deadline", "must be greater than zero");
         }
         if let (Some(rd), Some(h)) = (svc.rollout.deadline, &svc.health) {
-            if rd < h.startup_budget() + svc.rollout.min_ready {
-                self.errors.push(ValidationError::DeadlineTooShort {
-                    service: svc.name.clone(),
-                    deadline: rd,
-                    needed: h.startup_budget() + svc.rollout.min_ready,
-                });
+            let needed = h.startup_budget().saturating_add(svc.rollout.min_ready);
+            if rd < needed {
+                self.errors.push(ValidationError::DeadlineTooShort { service: svc.name.clone(), deadline: rd, needed });
             }
         }
         if svc.command.as_ref().is_some_and(Vec::is_empty) || svc.entrypoint.as_ref().is_some_and(Vec::is_empty) {

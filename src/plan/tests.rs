@@ -27,6 +27,7 @@ fn observed(t: &Template, slot: u32, name: &str) -> Instance {
         image_id: t.image_id.clone(),
         state: InstanceState::Running,
         exit_code: None,
+        restarts: 0,
         engine_health: EngineHealth::None,
         published: Vec::new(),
         ip: None,

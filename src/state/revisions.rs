@@ -151,8 +151,10 @@ fn outcome_label(o: &RolloutOutcome) -> (&'static str, &str) {
     }
 }
 
-/// A summary of an error for a record: its first line, at most 400 characters.
+/// A summary of an error for a record: its first line, at most 400 characters, scrubbed of secret
+/// values.
 pub(crate) fn short(text: &str) -> String {
+    let text = crate::scrub::text(text);
     let first = text.lines().next().unwrap_or_default();
     match first.char_indices().nth(400) {
         Some((i, _)) => format!("{}…", first.get(..i).unwrap_or_default()),

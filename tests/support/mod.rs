@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod kill;
 pub mod load;
 pub mod workload;
 

@@ -11,8 +11,8 @@ use bollard::models::{
     HostConfig, Mount, MountType, NetworkingConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures::stream::{BoxStream, StreamExt};
 
@@ -23,8 +23,9 @@ use crate::backend::{
 use crate::error::{Error, Result};
 use crate::model::{Publish, RestartPolicy, ServiceKind, VolumeSource};
 
-/// Translates an [`InstanceSpec`] into the engine's container-create body.
-pub(crate) fn create_body(spec: &InstanceSpec) -> Result<ContainerCreateBody> {
+/// Translates an [`InstanceSpec`] into the engine's container-create body. An ephemeral port without
+/// an address of its own binds to `ephemeral_bind` (every address if `None`).
+pub(crate) fn create_body(spec: &InstanceSpec, ephemeral_bind: Option<IpAddr>) -> Result<ContainerCreateBody> {
     let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.extend(spec.secrets.iter().map(|(k, s)| format!("{k}={}", s.expose())));
 
@@ -33,12 +34,13 @@ pub(crate) fn create_body(spec: &InstanceSpec) -> Result<ContainerCreateBody> {
     for p in &spec.ports {
         let key = format!("{}/{}", p.container, p.protocol.as_str());
         exposed.push(key.clone());
-        let host_port = match p.publish {
+        let (host_port, default_ip) = match p.publish {
             Publish::No => continue,
-            Publish::Ephemeral => String::new(),
-            Publish::Fixed(h) => h.to_string(),
+            Publish::Ephemeral => (String::new(), ephemeral_bind),
+            Publish::Fixed(h) => (h.to_string(), None),
         };
-        let binding = PortBinding { host_ip: p.host_ip.map(|ip| ip.to_string()), host_port: Some(host_port) };
+        let host_ip = p.host_ip.or(default_ip).map(|ip| ip.to_string());
+        let binding = PortBinding { host_ip, host_port: Some(host_port) };
         bindings.insert(key, Some(vec![binding]));
     }
 
@@ -77,8 +79,9 @@ pub(crate) fn create_body(spec: &InstanceSpec) -> Result<ContainerCreateBody> {
     let host_config = HostConfig {
         port_bindings: (!bindings.is_empty()).then_some(bindings),
         mounts: (!mounts.is_empty()).then_some(mounts),
-        nano_cpus: spec.resources.cpus.map(|c| (c * 1e9) as i64),
-        memory: spec.resources.memory_mb.map(|m| (m * 1024 * 1024) as i64),
+        // Bounded when built; `as` from f64 saturates, and the product is checked.
+        nano_cpus: spec.resources.cpus.map(|c| (c * 1e9).round() as i64),
+        memory: spec.resources.memory_mb.map(|m| i64::try_from(m.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX)),
         restart_policy: Some(restart),
         ..Default::default()
     };
@@ -101,11 +104,78 @@ pub(crate) fn create_body(spec: &InstanceSpec) -> Result<ContainerCreateBody> {
     })
 }
 
+/// Creates the container through the silent transport: the body holds the secrets' values.
 pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<String> {
-    let body = create_body(spec)?;
-    let options = CreateContainerOptionsBuilder::new().name(&spec.name).build();
-    let resp = d.call("create container", &spec.name, d.docker.create_container(Some(options), body)).await?;
-    Ok(resp.id)
+    let body = create_body(spec, d.ephemeral_bind)?;
+    d.transport.create_container(&spec.name, &body).await
+}
+
+/// What only the engine can tell about `spec`: its CPU limit against the host's cores, and its
+/// bind mount sources (the engine is asked to create a container that mounts them, then it is
+/// removed: the engine says which source does not exist, wherever the engine runs).
+pub(super) async fn check(d: &DockerBackend, spec: &InstanceSpec) -> Result<()> {
+    let invalid = |field: &'static str, reason: String| {
+        Error::Invalid(crate::error::ValidationError::InvalidValue {
+            owner: format!("service `{}`", spec.service),
+            field,
+            reason,
+        })
+    };
+    if let Some(cpus) = spec.resources.cpus {
+        let cores = d
+            .cores
+            .get_or_try_init(|| async {
+                let info = d.call("read the engine's host", &d.endpoint, d.docker.info()).await?;
+                Ok::<_, Error>(info.ncpu.unwrap_or(0))
+            })
+            .await?;
+        if *cores > 0 && cpus > *cores as f64 {
+            return Err(invalid(
+                "resources",
+                format!(
+                    "cpus {cpus} is more than the {cores} core(s) of {}; Docker refuses a limit above them",
+                    d.endpoint
+                ),
+            ));
+        }
+    }
+    let binds: Vec<Mount> = spec
+        .volumes
+        .iter()
+        .enumerate()
+        .filter_map(|(n, v)| match &v.source {
+            VolumeSource::Bind(p) => Some(Mount {
+                target: Some(format!("/harbormaster-check/{n}")),
+                source: Some(p.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            }),
+            _ => None,
+        })
+        .collect();
+    if binds.is_empty() {
+        return Ok(());
+    }
+    for m in binds {
+        let source = m.source.clone().unwrap_or_default();
+        match super::state::probe_mount(d, &spec.scope, m).await {
+            Ok(()) => {}
+            Err(message) if message.contains("does not exist") || message.contains("no such file") => {
+                return Err(invalid(
+                    "volumes",
+                    format!(
+                        "bind mount source {source} does not exist on {}; create it there, or fix the path",
+                        d.endpoint
+                    ),
+                ))
+            }
+            Err(message) => {
+                return Err(invalid("volumes", format!("bind mount source {source} cannot be mounted: {message}")))
+            }
+        }
+    }
+    Ok(())
 }
 
 pub(super) async fn stop(d: &DockerBackend, id: &str, grace: Duration) -> Result<()> {
@@ -113,13 +183,14 @@ pub(super) async fn stop(d: &DockerBackend, id: &str, grace: Duration) -> Result
     let options = StopContainerOptionsBuilder::new().t(secs).build();
     // Stopping waits up to the grace period, so the bound is the grace period plus the call timeout.
     let fut = d.docker.stop_container(id, Some(options));
-    match tokio::time::timeout(grace + d.call_timeout, fut).await {
+    let bound = grace.saturating_add(d.call_timeout);
+    match tokio::time::timeout(bound, fut).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) if is_not_found(&e) => Ok(()),
         // 304: already stopped.
         Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. })) => Ok(()),
         Ok(Err(e)) => Err(Error::backend("stop container", id, engine_message(&e))),
-        Err(_) => Err(Error::backend("stop container", id, format!("not stopped within {:?}", grace + d.call_timeout))),
+        Err(_) => Err(Error::backend("stop container", id, format!("not stopped within {bound:?}"))),
     }
 }
 
@@ -147,15 +218,9 @@ pub(super) async fn list(d: &DockerBackend, scope: &Scope) -> Result<Vec<Instanc
     let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     let summaries = d.call("list containers", &scope.qualified(), d.docker.list_containers(Some(options))).await?;
     let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
-    let inspected = futures::future::join_all(ids.iter().map(|id| async move {
-        match tokio::time::timeout(d.call_timeout, d.docker.inspect_container(id, None)).await {
-            Ok(Ok(c)) => Ok(Some(c)),
-            Ok(Err(e)) if is_not_found(&e) => Ok(None), // removed meanwhile
-            Ok(Err(e)) => Err(Error::backend("inspect container", id.as_str(), engine_message(&e))),
-            Err(_) => Err(Error::backend("inspect container", id.as_str(), "no answer in time")),
-        }
-    }))
-    .await;
+    // Through the silent transport: the answer holds the secrets' values. A container removed
+    // meanwhile is left out.
+    let inspected = futures::future::join_all(ids.iter().map(|id| d.transport.inspect_container(id))).await;
     let network = scope.network_name();
     let mut out = Vec::new();
     for c in inspected {
@@ -172,7 +237,11 @@ pub(super) async fn list(d: &DockerBackend, scope: &Scope) -> Result<Vec<Instanc
 }
 
 pub(super) async fn inspect(d: &DockerBackend, id: &str) -> Result<Instance> {
-    let c = d.call("inspect container", id, d.docker.inspect_container(id, None)).await?;
+    let c = d
+        .transport
+        .inspect_container(id)
+        .await?
+        .ok_or_else(|| Error::backend("inspect container", id, "engine answered 404: no such container"))?;
     let labels = c.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
     let network = match (labels.get(label::PROJECT), labels.get(label::ENVIRONMENT)) {
         (Some(p), Some(e)) => Some(format!("{p}-{e}")),
@@ -203,6 +272,8 @@ fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Ins
             secret_keys.contains(&k).then(|| (k.to_string(), v.to_string()))
         })
         .collect();
+    // Values deployed earlier (perhaps by another process, before a rotation) are scrubbed too.
+    secret_env.values().for_each(|v| crate::scrub::remember(v));
     let state_info = c.state.unwrap_or_default();
     let state = match state_info.status {
         Some(ContainerStateStatusEnum::CREATED) => InstanceState::Created,
@@ -246,7 +317,9 @@ fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Ins
     let ip = network
         .and_then(|n| settings.networks.as_ref()?.get(n)?.ip_address.clone())
         .and_then(|ip| ip.parse::<IpAddr>().ok());
+    let restarts = c.restart_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
     Some(Instance {
+        restarts,
         id: c.id.unwrap_or_default(),
         name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
         service,
@@ -283,8 +356,8 @@ pub(super) async fn wait_exit(d: &DockerBackend, id: &str) -> Result<i64> {
         Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
         Some(Err(e)) => Err(Error::backend("wait for container", id, engine_message(&e))),
         None => {
-            let c = d.call("inspect container", id, d.docker.inspect_container(id, None)).await?;
-            Ok(c.state.and_then(|s| s.exit_code).unwrap_or(-1))
+            let c = d.transport.inspect_container(id).await?;
+            Ok(c.and_then(|c| c.state).and_then(|s| s.exit_code).unwrap_or(-1))
         }
     }
 }
@@ -295,9 +368,10 @@ fn log_lines(instance: &str, out: LogOutput) -> Vec<LogLine> {
         LogOutput::StdOut { message } | LogOutput::Console { message } => (LogStream::Stdout, message),
         LogOutput::StdIn { .. } => return Vec::new(),
     };
+    // A container may print its secrets; what comes back is scrubbed of them.
     String::from_utf8_lossy(&bytes)
         .lines()
-        .map(|l| LogLine { instance: instance.to_string(), stream, text: l.to_string() })
+        .map(|l| LogLine { instance: instance.to_string(), stream, text: crate::scrub::text(l).into_owned() })
         .collect()
 }
 
@@ -370,6 +444,8 @@ pub(super) async fn exec(d: &DockerBackend, id: &str, command: &[String], timeou
         }
         let inspected =
             d.docker.inspect_exec(&created.id).await.map_err(|e| Error::backend("exec", id, engine_message(&e)))?;
+        crate::scrub::in_place(&mut stdout);
+        crate::scrub::in_place(&mut stderr);
         Ok(ExecOutput { exit_code: inspected.exit_code.unwrap_or(-1), stdout, stderr })
     };
     match tokio::time::timeout(timeout, run).await {

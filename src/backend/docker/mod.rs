@@ -7,6 +7,8 @@
 //! - `network.rs`: the environment's network and named volumes.
 //! - `files.rs`: files written into and read from containers (the archive API).
 //! - `records.rs`: the deploy lock's records, as volumes (an atomic test-and-set on a name).
+//! - `transport.rs`: the silent path for container create and inspect, whose bodies hold secret
+//!   values (bollard logs bodies through the `log` facade).
 //! - `state.rs`: the environment's durable state store and kept images, in volumes that survive
 //!   `docker system prune -a`.
 //!
@@ -20,6 +22,10 @@ mod network;
 mod records;
 mod state;
 mod time;
+mod transport;
+
+#[cfg(test)]
+pub(crate) use containers::create_body;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -60,6 +66,11 @@ pub struct DockerBackend {
     published_host: String,
     call_timeout: Duration,
     accessors: std::sync::Arc<state::Accessors>,
+    transport: transport::Transport,
+    /// The host's cores, once read.
+    cores: std::sync::Arc<tokio::sync::OnceCell<i64>>,
+    /// Where ephemeral ports bind when they say nothing (`None`: every address).
+    ephemeral_bind: Option<std::net::IpAddr>,
 }
 
 /// Builder for [`DockerBackend`].
@@ -70,9 +81,18 @@ pub struct DockerBackendBuilder {
     call_timeout: Duration,
     route: Option<ProbeRoute>,
     published_host: Option<String>,
+    ephemeral_bind: Option<Option<std::net::IpAddr>>,
 }
 
 impl DockerBackendBuilder {
+    /// The host address ephemeral ports ([`Port::publish_ephemeral`](crate::Port::publish_ephemeral))
+    /// bind to when they name none (default: `127.0.0.1` for a local socket, where the library and
+    /// the tests reach them; every address for a remote engine). `None`: every address.
+    pub fn ephemeral_bind(mut self, address: Option<std::net::IpAddr>) -> Self {
+        self.ephemeral_bind = Some(address);
+        self
+    }
+
     /// The engine address: `unix:///path`, `tcp://host:port` or `http://host:port`
     /// (default: `DOCKER_HOST`, else the local socket).
     pub fn host(mut self, host: impl Into<String>) -> Self {
@@ -132,6 +152,10 @@ impl DockerBackendBuilder {
         });
         let published_host =
             self.published_host.unwrap_or_else(|| if local { "127.0.0.1".to_string() } else { host_of(&endpoint) });
+        let ephemeral_bind =
+            self.ephemeral_bind.unwrap_or_else(|| local.then_some(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
+        let transport = transport::Transport::new(&endpoint, docker.client_version().to_string(), self.call_timeout)
+            .ok_or_else(|| connect_err("unsupported address; use unix://, tcp:// or http://".into()))?;
         tracing::debug!(%endpoint, api = %docker.client_version(), "connected to docker");
         Ok(DockerBackend {
             docker,
@@ -140,6 +164,9 @@ impl DockerBackendBuilder {
             published_host,
             call_timeout: self.call_timeout,
             accessors: DockerBackend::new_accessors(),
+            transport,
+            cores: Default::default(),
+            ephemeral_bind,
         })
     }
 }
@@ -161,7 +188,13 @@ impl DockerBackend {
 
     /// A builder for other settings.
     pub fn builder() -> DockerBackendBuilder {
-        DockerBackendBuilder { host: None, call_timeout: Duration::from_secs(60), route: None, published_host: None }
+        DockerBackendBuilder {
+            host: None,
+            call_timeout: Duration::from_secs(60),
+            route: None,
+            published_host: None,
+            ephemeral_bind: None,
+        }
     }
 
     /// The underlying bollard client, for what this crate does not cover.
@@ -209,13 +242,16 @@ pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
 }
 
+/// What the engine said, scrubbed of secret values (runc quotes a container's environment in
+/// some of its errors).
 pub(crate) fn engine_message(e: &bollard::errors::Error) -> String {
-    match e {
+    let text = match e {
         bollard::errors::Error::DockerResponseServerError { status_code, message } => {
             format!("engine answered {status_code}: {message}")
         }
         other => other.to_string(),
-    }
+    };
+    crate::scrub::text(&text).into_owned()
 }
 
 #[async_trait]
@@ -326,6 +362,10 @@ impl Backend for DockerBackend {
 
     async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
         quiet(state::read(self, scope)).await
+    }
+
+    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
+        quiet(containers::check(self, spec)).await
     }
 
     async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {

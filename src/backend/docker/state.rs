@@ -157,6 +157,32 @@ async fn create_accessor(d: &DockerBackend, scope: &Scope, volume: &str, mount: 
     Ok(d.call("create state accessor", &name, d.docker.create_container(Some(options), body)).await?.id)
 }
 
+/// Whether the engine accepts a container with mount `m`: created (never started) from the
+/// accessor image, then removed. `Err` holds the engine's refusal.
+pub(super) async fn probe_mount(d: &DockerBackend, scope: &Scope, m: Mount) -> std::result::Result<(), String> {
+    let image = accessor_image(d).await.map_err(|e| e.to_string())?;
+    let mut labels: HashMap<String, String> = scope.labels().into_iter().collect();
+    labels.insert(label::RECORD.into(), "accessor".into());
+    let body = ContainerCreateBody {
+        image: Some(image),
+        labels: Some(labels),
+        entrypoint: Some(vec!["/harbormaster-accessor".into()]),
+        network_disabled: Some(true),
+        host_config: Some(HostConfig { mounts: Some(vec![m]), ..Default::default() }),
+        ..Default::default()
+    };
+    let name = format!("{}.check.{}", scope.qualified(), crate::process::nonce());
+    let options = CreateContainerOptionsBuilder::new().name(&name).build();
+    match tokio::time::timeout(d.call_timeout, d.docker.create_container(Some(options), body)).await {
+        Ok(Ok(created)) => {
+            let _ = super::containers::remove(d, &created.id).await;
+            Ok(())
+        }
+        Ok(Err(e)) => Err(engine_message(&e)),
+        Err(_) => Err("no answer from the engine in time".into()),
+    }
+}
+
 /// The open accessor of the state volume, created if needed.
 async fn state_accessor(d: &DockerBackend, scope: &Scope, fresh: bool) -> Result<String> {
     let volume = state_volume(scope);

@@ -27,7 +27,7 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let (date, rest) = s.split_once(['T', 't', ' '])?;
     let mut d = date.splitn(3, '-');
     let (year, month, day) = (number(d.next()?)?, number(d.next()?)?, number(d.next()?)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
     // Time, then fraction, then zone.
@@ -56,7 +56,11 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
         z => {
             let sign = if z.starts_with('-') { -1 } else { 1 };
             let (oh, om) = z.get(1..)?.split_once(':')?;
-            sign * (number(oh)? * 3600 + number(om)? * 60)
+            let (oh, om) = (number(oh)?, number(om)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            sign * (oh * 3600 + om * 60)
         }
     };
     let secs = days_from_civil(year, month, day)

@@ -384,6 +384,15 @@ impl Backend for Fleet {
         on(m, m.backend.clock().await)
     }
 
+    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
+        // On the host the instance goes to (the primary for an unplaced one on a one-host fleet).
+        let m = match &spec.host {
+            Some(h) => self.member(h)?,
+            None => self.primary(),
+        };
+        on(m, m.backend.check_spec(spec).await)
+    }
+
     async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
         let m = self.primary();
         on(m, m.backend.read_state(scope).await)

@@ -90,7 +90,7 @@ pub(super) async fn master(b: &SshHostBuilder, control_dir: &PathBuf) -> Result<
         sb.jump_hosts(&b.jump_hosts);
     }
     // Authentication has no timeout of its own in the client: bound the whole of it.
-    let limit = b.connect_timeout * 2 + Duration::from_secs(5);
+    let limit = b.connect_timeout.saturating_mul(2).saturating_add(Duration::from_secs(5));
     match tokio::time::timeout(limit, sb.connect_mux(&b.destination)).await {
         Ok(Ok(session)) => Ok(session),
         Ok(Err(e)) => Err(classify(b, &chain(&e))),

@@ -381,11 +381,14 @@ impl SshHostBuilder {
             message: m,
         })?;
         let address = self.address.clone().unwrap_or(resolved.hostname);
+        // Ephemeral ports bind to the host's address when it is one (other hosts reach them
+        // there), else to every address.
         let docker = DockerBackend::builder()
             .host(format!("unix://{}", local.display()))
             .call_timeout(self.call_timeout)
             .probe_route(ProbeRoute::PublishedPort)
             .published_host(address.clone())
+            .ephemeral_bind(address.parse().ok())
             .connect()
             .await
             .map_err(|e| Error::HostCheck {
@@ -513,6 +516,10 @@ impl Backend for SshHost {
 
     async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
         self.guard(self.docker.read_state(scope).await).await
+    }
+
+    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
+        self.guard(self.docker.check_spec(spec).await).await
     }
 
     async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {

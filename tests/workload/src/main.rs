@@ -12,12 +12,15 @@
 //! | `REQUIRE` | `host:port` list (comma separated) that must accept TCP at start, else exit 3 |
 //! | `STOP_DELAY_MS` | delay between SIGTERM and exit (a slow shutdown) |
 //! | `LOG_REQUESTS` | log each request's method and path |
+//! | `APPEND_FILE`, `APPEND_LINE` | append the line to the file at start (a job that leaves a trace) |
+//! | `LOG_ENV` | names (comma separated) whose `NAME=value` is printed at start (a careless service) |
 //!
 //! Routes: `/health`, `/version`, `/env/NAME` (value of an env var),
 //! `/call/HOST/PORT/PATH` (GET on another service, answers its body).
 //!
 //! `workload probe [PORT] [PATH]` exits 0 when `GET localhost:PORT/PATH` answers 2xx, for images'
 //! own `HEALTHCHECK` and exec probes (the image is `FROM scratch`: it has no curl).
+//! `workload cat PATH` prints a file (for `exec`: the image has no cat).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -65,6 +68,19 @@ fn main() {
         });
     }
 
+    if args.get(1).map(String::as_str) == Some("cat") {
+        match std::fs::read(args.get(2).map(String::as_str).unwrap_or("")) {
+            Ok(bytes) => {
+                let _ = std::io::stdout().write_all(&bytes);
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("cat: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+
     STOP_DELAY_MS.store(env_u64("STOP_DELAY_MS").unwrap_or(0), Ordering::Relaxed);
     unsafe {
         signal(15, on_term as *const () as usize); // SIGTERM
@@ -72,6 +88,26 @@ fn main() {
     }
     let version = std::env::var("VERSION").unwrap_or_else(|_| "v0".into());
     log(&format!("workload {version} starting at_unix_ns={}", now_ns()));
+    if let (Ok(file), Ok(line)) = (std::env::var("APPEND_FILE"), std::env::var("APPEND_LINE")) {
+        let path = std::path::Path::new(&file);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| writeln!(f, "{line}").and_then(|_| f.sync_all()));
+        if let Err(e) = appended {
+            log(&format!("cannot append to {file}: {e}"));
+            std::process::exit(4);
+        }
+    }
+    if let Ok(names) = std::env::var("LOG_ENV") {
+        for n in names.split(',').filter(|n| !n.is_empty()) {
+            log(&format!("{n}={}", std::env::var(n).unwrap_or_default()));
+        }
+    }
     if let Ok(lines) = std::env::var("LOG_LINES") {
         for l in lines.split('|') {
             log(l);

@@ -1,0 +1,134 @@
+//! A second, silent HTTP path to the engine, for the calls whose bodies carry secret values: creating
+//! a container (its environment is in the request) and inspecting one (its environment is in the
+//! answer).
+//!
+//! bollard logs every JSON request body and every decoded answer through the `log` facade at
+//! `debug` and `trace` level. `tracing` can be silenced around a call (see `quiet` in `mod.rs`),
+//! but a plain `log` logger (env_logger, a service's own) sees everything bollard logs, so these
+//! two calls never go through bollard: they are made here, with hyper, which logs nothing of
+//! requests or answers.
+
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, ContainerCreateResponse, ContainerInspectResponse};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::error::{Error, Result};
+
+/// How the engine is reached.
+#[derive(Clone, Debug)]
+enum Connection {
+    Unix { socket: String, client: Client<hyperlocal::UnixConnector, Full<Bytes>> },
+    Tcp { base: String, client: Client<HttpConnector, Full<Bytes>> },
+}
+
+/// The silent path to one engine.
+#[derive(Clone, Debug)]
+pub(crate) struct Transport {
+    connection: Connection,
+    /// `1.41`: the API version negotiated with the engine.
+    version: String,
+    timeout: Duration,
+}
+
+/// An answer: status and body.
+struct Answer {
+    status: StatusCode,
+    body: Bytes,
+}
+
+impl Transport {
+    /// For the engine at `endpoint` (`unix:///path`, `tcp://host:port`, `http://host:port`).
+    pub(crate) fn new(endpoint: &str, version: String, timeout: Duration) -> Option<Transport> {
+        let connection = if let Some(path) = endpoint.strip_prefix("unix://") {
+            let client = Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
+            Connection::Unix { socket: path.to_string(), client }
+        } else {
+            let rest = endpoint.strip_prefix("tcp://").or_else(|| endpoint.strip_prefix("http://"))?;
+            let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+            Connection::Tcp { base: format!("http://{}", rest.trim_end_matches('/')), client }
+        };
+        Some(Transport { connection, version, timeout })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        what: (&'static str, &str),
+    ) -> Result<Answer> {
+        let (operation, target) = what;
+        let path = format!("/v{}{path}", self.version);
+        let fail = |m: String| Error::backend(operation, target, m);
+        let builder = Request::builder().method(method).header("Host", "docker");
+        let builder = if body.is_some() { builder.header("Content-Type", "application/json") } else { builder };
+        let body = Full::new(Bytes::from(body.unwrap_or_default()));
+        let call = async {
+            let response = match &self.connection {
+                Connection::Unix { socket, client } => {
+                    let uri: hyper::Uri = hyperlocal::Uri::new(socket, &path).into();
+                    let req = builder.uri(uri).body(body).map_err(|e| fail(e.to_string()))?;
+                    client.request(req).await
+                }
+                Connection::Tcp { base, client } => {
+                    let req = builder.uri(format!("{base}{path}")).body(body).map_err(|e| fail(e.to_string()))?;
+                    client.request(req).await
+                }
+            }
+            .map_err(|e| fail(format!("cannot reach the engine: {e}")))?;
+            let status = response.status();
+            let body = response.into_body().collect().await.map_err(|e| fail(e.to_string()))?.to_bytes();
+            Ok(Answer { status, body })
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| fail(format!("no answer from the engine within {:?}", self.timeout)))?
+    }
+
+    /// Creates a container; its ID.
+    pub(crate) async fn create_container(&self, name: &str, body: &ContainerCreateBody) -> Result<String> {
+        let what = ("create container", name);
+        // Plain data with string keys always serializes.
+        let json = serde_json::to_vec(body).map_err(|e| Error::backend(what.0, name, e.to_string()))?;
+        let answer = self.send(Method::POST, &format!("/containers/create?name={name}"), Some(json), what).await?;
+        if !answer.status.is_success() {
+            return Err(Error::backend(what.0, name, refusal(&answer)));
+        }
+        let created: ContainerCreateResponse = serde_json::from_slice(&answer.body)
+            .map_err(|e| Error::backend(what.0, name, format!("unreadable answer: {e}")))?;
+        Ok(created.id)
+    }
+
+    /// Inspects a container; `Ok(None)` if there is no such container.
+    pub(crate) async fn inspect_container(&self, id: &str) -> Result<Option<ContainerInspectResponse>> {
+        let what = ("inspect container", id);
+        let answer = self.send(Method::GET, &format!("/containers/{id}/json"), None, what).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !answer.status.is_success() {
+            return Err(Error::backend(what.0, id, refusal(&answer)));
+        }
+        serde_json::from_slice(&answer.body)
+            .map(Some)
+            .map_err(|e| Error::backend(what.0, id, format!("unreadable answer: {e}")))
+    }
+}
+
+/// What the engine said when it refused, as the rest of the backend words it.
+fn refusal(answer: &Answer) -> String {
+    #[derive(serde::Deserialize)]
+    struct Message {
+        message: String,
+    }
+    let message = serde_json::from_slice::<Message>(&answer.body)
+        .map(|m| m.message)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&answer.body).trim().to_string());
+    crate::scrub::text(&format!("engine answered {}: {message}", answer.status.as_u16())).into_owned()
+}

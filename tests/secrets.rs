@@ -1,0 +1,251 @@
+//! The secret leak suite (reliability): secrets given inline, from the environment, from a file,
+//! rotated, in a job, and in services that fail (and, carelessly, print their own secrets), then a
+//! search for every value in everything the library shows or stores: `tracing` at TRACE, a plain
+//! `log` logger at TRACE (dependencies log through it), errors, events, plans, status, logs, exec
+//! output, history, the audit trail, the state store, and `docker inspect` of every container,
+//! volume and network it created. The one place a value may be is a service container's own
+//! environment. Expected: 0 occurrences.
+
+mod support;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use harbormaster::backend::Scope;
+use harbormaster::{Backend, Condition, Environment, HealthCheck, LogOptions, Port, Rollout, Secret, Service};
+use support::{apply_collect, get, Harness, PROJECT};
+
+/// Everything logged through the `log` facade, from any crate.
+struct LogCapture(Mutex<Vec<String>>);
+
+impl log::Log for LogCapture {
+    fn enabled(&self, _: &log::Metadata) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(format!("{} {} {}", record.level(), record.target(), record.args()));
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Everything `tracing` printed at TRACE.
+#[derive(Clone, Default)]
+struct TraceCapture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for TraceCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn captures() -> (&'static LogCapture, TraceCapture) {
+    static LOGS: OnceLock<&'static LogCapture> = OnceLock::new();
+    static TRACES: OnceLock<TraceCapture> = OnceLock::new();
+    let logs = LOGS.get_or_init(|| {
+        let logger: &'static LogCapture = Box::leak(Box::new(LogCapture(Mutex::new(Vec::new()))));
+        log::set_logger(logger).expect("this binary's only logger");
+        log::set_max_level(log::LevelFilter::Trace);
+        logger
+    });
+    let traces = TRACES
+        .get_or_init(|| {
+            let capture = TraceCapture::default();
+            let writer = capture.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("this binary's only subscriber");
+            capture
+        })
+        .clone();
+    (logs, traces)
+}
+
+fn unique(what: &str) -> String {
+    format!("hm-{what}-{}", support::unique("s"))
+}
+
+/// Where each secret value was found in `text` (`where` names the text).
+fn occurrences(secrets: &[String], text: &str, place: &str, found: &mut Vec<String>) {
+    for s in secrets {
+        let n = text.matches(s.as_str()).count();
+        if n > 0 {
+            found.push(format!("{s} x{n} in {place}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_secret_value_appears_anywhere_but_in_the_containers_environment() {
+    let (logs, traces) = captures();
+    let h = Harness::new("leak").await;
+    let inline = unique("inline");
+    let from_env = unique("env");
+    let rotated = unique("rotated");
+    let from_file = unique("file");
+    let job_secret = unique("job");
+    let failing = unique("failing");
+    let secrets =
+        vec![inline.clone(), from_env.clone(), rotated.clone(), from_file.clone(), job_secret.clone(), failing.clone()];
+    let var = format!("HM_LEAK_{}", std::process::id());
+    std::env::set_var(&var, &from_env);
+    let file = std::env::temp_dir().join(format!("hm-leak-{}", h.name));
+    std::fs::write(&file, format!("{from_file}\n")).unwrap();
+
+    let check = || HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(10);
+    let db = |healthy: bool| {
+        let b = h
+            .svc("db")
+            .secret("DB_PASSWORD", Secret::from_env(&var).unwrap())
+            .secret("ROOT_KEY", Secret::from_file(&file).unwrap())
+            .secret("API_TOKEN", Secret::new(inline.clone()))
+            // A careless service: it prints its secrets when it starts.
+            .env("LOG_ENV", "DB_PASSWORD,ROOT_KEY,API_TOKEN")
+            .port(Port::tcp(8080).publish_ephemeral())
+            .health(check())
+            .rollout(Rollout::start_first());
+        if healthy { b } else { b.env("HEALTH_STATUS", "500") }.build().unwrap()
+    };
+    let job = |code: i32| {
+        h.job("migrate", code)
+            .secret("JOB_TOKEN", Secret::new(job_secret.clone()))
+            .env("LOG_ENV", "JOB_TOKEN")
+            .depends_on("db", Condition::Healthy)
+            .build()
+            .unwrap()
+    };
+    let env_of = |services: Vec<Service>| h.env().services(services).build().unwrap();
+    let mut seen = String::new();
+    let mut found = Vec::new();
+
+    // 1. A deploy that works: secrets inline, from the environment, from a file, in a job.
+    let env = env_of(vec![db(true), job(0)]);
+    seen += &format!("{env:?}{:?}", env.services());
+    seen += &format!("{}", env.plan(&h.docker).await.unwrap());
+    let (result, events) = apply_collect(&env, &h.docker).await;
+    let deployed = result.unwrap();
+    seen += &format!("{events:?}{deployed:?}");
+    let url = deployed.endpoint("db", 8080).unwrap().http_url();
+    assert_eq!(get(&format!("{url}/env/DB_PASSWORD")).await.1, from_env, "the container does get the value");
+    assert_eq!(get(&format!("{url}/env/ROOT_KEY")).await.1, from_file);
+    assert_eq!(get(&format!("{url}/env/API_TOKEN")).await.1, inline);
+
+    // 2. Rotation to a value the new version prints, and fails with: rolled back, with its logs.
+    std::env::set_var(&var, &rotated);
+    let env = env_of(vec![db(false), job(0)]);
+    seen += &format!("{}", env.plan(&h.docker).await.unwrap());
+    let (result, events) = apply_collect(&env, &h.docker).await;
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("[redacted]"), "the failing instance's printed secrets show redacted: {err}");
+    seen += &format!("{err}{err:?}{events:?}");
+
+    // 3. A job that prints its secret and fails.
+    std::env::set_var(&var, &from_env);
+    let env = env_of(vec![db(true), job(3)]);
+    let err = env.apply(&h.docker).await.unwrap_err();
+    seen += &format!("{err}{err:?}");
+
+    // 4. A service that never becomes healthy, with a secret of its own.
+    let broken = h
+        .svc("broken")
+        .secret("S", Secret::new(failing.clone()))
+        .env("LOG_ENV", "S")
+        .env("HEALTH_STATUS", "503")
+        .port(Port::tcp(8080))
+        .health(check())
+        .build()
+        .unwrap();
+    let env = env_of(vec![db(true), job(0), broken]);
+    let (result, events) = apply_collect(&env, &h.docker).await;
+    let err = result.unwrap_err();
+    seen += &format!("{err}{err:?}{events:?}");
+
+    // Everything one can read back.
+    let env = env_of(vec![db(true), job(0)]);
+    env.apply(&h.docker).await.unwrap();
+    seen += &format!("{:?}", env.status(&h.docker).await.unwrap());
+    seen += &format!("{:?}", env.history(&h.docker, "db").await.unwrap());
+    seen += &format!("{:?}", env.audit_log(&h.docker).await.unwrap());
+    let mut lines = env.logs(&h.docker, "db", LogOptions::default()).await.unwrap();
+    let mut log_text = String::new();
+    while let Ok(Some(l)) = tokio::time::timeout(Duration::from_secs(5), lines.next()).await {
+        log_text += &format!("{:?}\n", l.unwrap());
+    }
+    assert!(log_text.contains("DB_PASSWORD=[redacted]"), "the service's own log lines are scrubbed: {log_text}");
+    seen += &log_text;
+    let out = env.exec(&h.docker, "db", ["/workload", "cat", "/proc/1/environ"]).await.unwrap();
+    seen += &format!("{out:?}");
+    let scope = Scope { project: PROJECT.into(), environment: h.name.clone() };
+    for f in h.docker.read_state(&scope).await.unwrap().expect("a state store") {
+        seen += &String::from_utf8_lossy(&f.contents);
+    }
+    h.docker.release_state(&scope).await;
+    occurrences(&secrets, &seen, "errors, events, plans, status, logs, exec, history, audit, state", &mut found);
+
+    // `docker inspect` of everything the library created; a service container's environment aside.
+    let label = format!("label=io.harbormaster.environment={}", h.name);
+    for (kind, list) in [
+        ("container", vec!["ps", "-aq"]),
+        ("volume", vec!["volume", "ls", "-q"]),
+        ("network", vec!["network", "ls", "-q"]),
+    ] {
+        let ids = std::process::Command::new("docker").args(&list).args(["--filter", &label]).output().unwrap();
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let out = std::process::Command::new("docker").args(["inspect", id]).output().unwrap();
+            let mut json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            if kind == "container" {
+                // The one place a secret belongs.
+                json[0]["Config"]["Env"] = serde_json::Value::Null;
+            }
+            occurrences(&secrets, &json.to_string(), &format!("docker inspect of {kind} {id}"), &mut found);
+        }
+    }
+
+    let log_lines = logs.0.lock().unwrap().join("\n");
+    assert!(log_lines.contains("bollard"), "the log capture works: the Docker client logs through it");
+    occurrences(&secrets, &log_lines, "the log facade (TRACE)", &mut found);
+    let trace_text = String::from_utf8_lossy(&traces.0.lock().unwrap()).to_string();
+    assert!(trace_text.contains("harbormaster"), "the tracing capture works");
+    occurrences(&secrets, &trace_text, "tracing (TRACE)", &mut found);
+    std::fs::remove_file(&file).ok();
+    println!(
+        "leak probes: {} secrets searched in {} bytes of library output, {} log records, {} bytes of traces",
+        secrets.len(),
+        seen.len(),
+        log_lines.lines().count(),
+        trace_text.len()
+    );
+    assert!(found.is_empty(), "secret values leaked:\n{}", found.join("\n"));
+}
+
+/// `Secret::from_env` with a value that is not UTF-8 never puts it into its error.
+#[test]
+fn an_unreadable_secret_is_never_in_its_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let var = format!("HM_LEAK_BYTES_{}", std::process::id());
+    std::env::set_var(&var, std::ffi::OsStr::from_bytes(b"hm-leak-\xff-bytes-value"));
+    let err = Secret::from_env(&var).unwrap_err();
+    std::env::remove_var(&var);
+    let text = format!("{err} {err:?}");
+    assert!(!text.contains("bytes-value"), "{text}");
+}
+
+/// Building with a secret holding NUL fails without showing the value.
+#[test]
+fn a_secret_with_nul_is_refused_without_its_value() {
+    let err = Service::builder("a").image("x").secret("K", Secret::new("hm-nul\0-secret")).build().unwrap_err();
+    assert!(!format!("{err}{err:?}").contains("hm-nul"), "{err}");
+    let _ = Environment::builder("p", "e");
+}
