@@ -431,9 +431,10 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Makes sure the target has `image_id`, loading the kept copy if the image was removed;
-    /// `Ok(false)` if it has neither.
-    async fn restore_image(&self, scope: &Scope, image_id: &str) -> Result<bool> {
-        let _ = scope;
+    /// `Ok(false)` if it has neither. A restored image gets its `reference` (`name:tag`) back when
+    /// that names no other image.
+    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
+        let _ = (scope, reference);
         Ok(self.image_id(image_id).await?.is_some())
     }
 

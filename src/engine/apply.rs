@@ -55,10 +55,12 @@ enum ServiceOutcome {
 }
 
 /// The image ID of a service's image reference. A reference the target no longer has (a prune
-/// removed its tag) resolves to the image the service (or job) last ran under that reference,
-/// restored from the kept copy if the image itself was removed too.
+/// removed its tag) resolves to the image the service (or job) last ran under that reference, as
+/// the state store recorded it (restored from the kept copy if the image itself was removed too),
+/// or as its running instances show it.
 async fn image_of(
     backend: &dyn Backend,
+    scope: &Scope,
     store: Option<&Store<'_>>,
     svc: &crate::model::Service,
     reference: &str,
@@ -73,10 +75,22 @@ async fn image_of(
         },
         None => None,
     };
-    if let (Some(id), Some(store)) = (recorded, store) {
+    if let Some(id) = recorded {
         // A job that completed with it needs no image to stay completed; a service needs it back.
-        if svc.kind == ServiceKind::Job || backend.restore_image(store.scope(), &id).await? {
+        if svc.kind == ServiceKind::Job || backend.restore_image(scope, &id, Some(reference)).await? {
             return Ok(id);
+        }
+    }
+    // Instances made from this reference run its image (the records may be lost; the image is
+    // not, while a container uses it).
+    let made_from = |i: &Instance| {
+        let spec: Option<serde_json::Value> = i.spec_json.as_deref().and_then(|j| serde_json::from_str(j).ok());
+        spec.is_some_and(|s| s["image"]["reference"].as_str() == Some(reference))
+    };
+    let running = backend.list_instances(scope).await?;
+    if let Some(i) = running.iter().find(|i| i.service == svc.name && i.is_running() && made_from(i)) {
+        if backend.restore_image(scope, &i.image_id, Some(reference)).await? {
+            return Ok(i.image_id.clone());
         }
     }
     Err(Error::ImageNotFound {
@@ -99,7 +113,7 @@ pub(crate) async fn templates(
     let placed = super::placement::place_all(env, &hosts)?;
     for svc in &env.services {
         let image_id = match &svc.image {
-            ImageSource::Reference(r) => image_of(backend, store, svc, r).await?,
+            ImageSource::Reference(r) => image_of(backend, &scope_of(env), store, svc, r).await?,
             ImageSource::Build(b) => {
                 let tag = b.tag.clone().unwrap_or_else(|| format!("harbormaster/{}-{}:latest", env.project, svc.name));
                 let key = format!("{}|{}|{tag}|{:?}", b.context.display(), b.dockerfile, b.args);

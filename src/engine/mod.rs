@@ -138,7 +138,11 @@ impl Environment {
             .map_err(|reason| no(format!("revision {revision}: {reason}")))?;
         template.hosts = placement::hosts_of(self, svc, &backend.hosts())?;
         // A prune may have removed its image: the copy kept on the target brings it back.
-        let restored = backend.restore_image(&scope, &rev.image_id).await;
+        let reference = match &template.service.image {
+            crate::model::ImageSource::Reference(r) => Some(r.as_str()),
+            crate::model::ImageSource::Build(_) => None,
+        };
+        let restored = backend.restore_image(&scope, &rev.image_id, reference).await;
         backend.release_state(&scope).await;
         if !restored? {
             return Err(no(format!(

@@ -148,3 +148,50 @@ impl Drop for FleetGuard {
         .join();
     }
 }
+
+/// The engine of test host E, reached on its socket (no SSH): only destructive tests use it.
+pub const E_ENGINE: &str = "unix:///run/hm-hosts/e/docker.sock";
+
+/// Host E's engine, with the workload image loaded from the local engine. One test at a time
+/// uses it (they prune it): hold the returned guard.
+pub async fn engine_e() -> (harbormaster::DockerBackend, tokio::sync::MutexGuard<'static, ()>) {
+    use harbormaster::Backend;
+    static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let guard = ONE.lock().await;
+    ensure();
+    super::workload::ensure_images();
+    let e = engine_e_backend().await;
+    let local = super::docker().await;
+    let id = local.image_id(super::workload::IMAGE).await.unwrap().expect("the workload image");
+    if e.image_id(&id).await.unwrap().is_none() {
+        e.load_image(local.export_image(&id)).await.unwrap();
+    }
+    let tag = std::process::Command::new("docker")
+        .env("DOCKER_HOST", E_ENGINE)
+        .args(["tag", &id, super::workload::IMAGE])
+        .status()
+        .unwrap();
+    assert!(tag.success());
+    (e, guard)
+}
+
+/// A backend on host E's engine. It runs in E's network namespace: probes reach containers through
+/// ports published on E's address.
+pub async fn engine_e_backend() -> harbormaster::DockerBackend {
+    let address = "10.77.0.16";
+    harbormaster::DockerBackend::builder()
+        .host(E_ENGINE)
+        .probe_route(harbormaster::ProbeRoute::PublishedPort)
+        .published_host(address)
+        .ephemeral_bind(address.parse().ok())
+        .connect()
+        .await
+        .unwrap_or_else(|err| panic!("test host E's engine: {err}"))
+}
+
+/// Runs the Docker CLI against host E's engine; panics if it fails.
+pub fn docker_e(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker").env("DOCKER_HOST", E_ENGINE).args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?} on host E: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

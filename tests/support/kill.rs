@@ -15,6 +15,8 @@ use harbormaster::{DockerBackend, Environment};
 pub enum KillAt {
     /// Right after its k-th event (1-based).
     Event(usize),
+    /// Right after the first event whose `Debug` contains this text.
+    Matching(&'static str),
     /// After this long (by the parent).
     After(Duration),
     /// Never: it applies to the end.
@@ -38,12 +40,14 @@ extern "C" {
 /// `HM_KILL_AT_EVENT` if set. Call it from an `#[ignore]`d test.
 pub async fn child(env: &Environment, docker: &DockerBackend) {
     let kill_at: Option<usize> = std::env::var("HM_KILL_AT_EVENT").ok().and_then(|v| v.parse().ok());
+    let kill_matching = std::env::var("HM_KILL_AT_MATCH").ok();
     let mut run = env.apply_streaming(docker);
     let mut n = 0;
     while let Some(e) = run.next().await {
         n += 1;
-        println!("hm-event {n} {:?}", e.kind);
-        if kill_at == Some(n) {
+        let text = format!("{:?}", e.kind);
+        println!("hm-event {n} {text}");
+        if kill_at == Some(n) || kill_matching.as_deref().is_some_and(|m| text.contains(m)) {
             // SIGKILL: no destructor, no release, no clean-up runs.
             unsafe { kill(std::process::id() as i32, 9) };
         }
@@ -63,8 +67,14 @@ pub fn run_child(child_test: &str, vars: &[(&str, String)], at: KillAt) -> Kille
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    if let KillAt::Event(k) = at {
-        cmd.env("HM_KILL_AT_EVENT", k.to_string());
+    match at {
+        KillAt::Event(k) => {
+            cmd.env("HM_KILL_AT_EVENT", k.to_string());
+        }
+        KillAt::Matching(m) => {
+            cmd.env("HM_KILL_AT_MATCH", m);
+        }
+        _ => {}
     }
     let mut child = cmd.spawn().expect("the child deployer starts");
     let stdout = child.stdout.take().expect("the child's stdout");

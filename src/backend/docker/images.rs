@@ -108,6 +108,20 @@ fn last(log: &[String]) -> Vec<String> {
     log[log.len().saturating_sub(20)..].to_vec()
 }
 
+/// Gives image `id` the reference `name[:tag]` (a digest reference cannot be given: it is left).
+pub(super) async fn tag(d: &DockerBackend, id: &str, reference: &str) -> Result<()> {
+    if reference.contains('@') {
+        return Ok(());
+    }
+    let slash = reference.rfind('/').map_or(0, |i| i + 1);
+    let (repo, tag) = match reference[slash..].rfind(':') {
+        Some(i) => (&reference[..slash + i], &reference[slash + i + 1..]),
+        None => (reference, "latest"),
+    };
+    let options = bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(tag).build();
+    d.call("tag image", reference, d.docker.tag_image(id, Some(options))).await
+}
+
 /// Longest an image transfer (export or load) may take.
 const TRANSFER_DEADLINE: Duration = Duration::from_secs(30 * 60);
 

@@ -384,8 +384,8 @@ impl Backend for DockerBackend {
         quiet(state::keep_image(self, scope, image_id)).await
     }
 
-    async fn restore_image(&self, scope: &Scope, image_id: &str) -> Result<bool> {
-        quiet(state::restore_image(self, scope, image_id)).await
+    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
+        quiet(state::restore_image(self, scope, image_id, reference)).await
     }
 
     async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {

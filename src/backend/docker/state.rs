@@ -299,10 +299,26 @@ pub(super) async fn keep_image(d: &DockerBackend, scope: &Scope, image_id: &str)
     .await
 }
 
-pub(super) async fn restore_image(d: &DockerBackend, scope: &Scope, image_id: &str) -> Result<bool> {
-    if super::images::image_id(d, image_id).await?.is_some() {
-        return Ok(true);
+pub(super) async fn restore_image(
+    d: &DockerBackend,
+    scope: &Scope,
+    image_id: &str,
+    reference: Option<&str>,
+) -> Result<bool> {
+    let present = super::images::image_id(d, image_id).await?.is_some() || load_kept(d, scope, image_id).await?;
+    if present {
+        if let Some(r) = reference {
+            // Its name back (a prune removes the tag with the image), unless it names another image now.
+            if super::images::image_id(d, r).await?.is_none() {
+                super::images::tag(d, image_id, r).await?;
+            }
+        }
     }
+    Ok(present)
+}
+
+/// Loads the kept copy of `image_id`; `Ok(false)` if there is none (complete).
+async fn load_kept(d: &DockerBackend, scope: &Scope, image_id: &str) -> Result<bool> {
     let volume = image_volume(scope, image_id);
     if !volume_exists(d, &volume).await? {
         return Ok(false);

@@ -419,7 +419,7 @@ impl Backend for Fleet {
         on(m, m.backend.keep_image(scope, image_id).await)
     }
 
-    async fn restore_image(&self, scope: &Scope, image_id: &str) -> Result<bool> {
+    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
         // The image source (where images are built) may still have it; else the primary's copy.
         if let Some(source) = &self.source {
             if source.image_id(image_id).await?.is_some() {
@@ -427,7 +427,7 @@ impl Backend for Fleet {
             }
         }
         let m = self.primary();
-        on(m, m.backend.restore_image(scope, image_id).await)
+        on(m, m.backend.restore_image(scope, image_id, reference).await)
     }
 
     async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {

@@ -538,8 +538,8 @@ impl Backend for SshHost {
         self.guard(self.docker.keep_image(scope, image_id).await).await
     }
 
-    async fn restore_image(&self, scope: &Scope, image_id: &str) -> Result<bool> {
-        self.guard(self.docker.restore_image(scope, image_id).await).await
+    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
+        self.guard(self.docker.restore_image(scope, image_id, reference).await).await
     }
 
     async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
