@@ -1,7 +1,7 @@
 //! Where secret values are scrubbed: every text that comes back from a target (engine messages,
-//! log lines, command output, SSH diagnostics) passes through [`text`] before the library stores
+//! log lines, command output, SSH diagnostics) passes through `scrub::text` before the library stores
 //! or shows it, and every error and event it hands out is scrubbed again on the way out
-//! ([`Error::scrubbed`](crate::Error)).
+//! (see [`Error`](crate::Error)).
 //!
 //! The values to scrub are those of every [`Secret`](crate::Secret) this process has made (inline,
 //! from env, from a file), and those found in the environment of the containers it inspected (a

@@ -24,8 +24,16 @@ pub(super) struct Shipments {
 }
 
 impl Shipments {
-    /// Makes sure `host` has `image_id`, shipping it from `source` if not.
-    pub(super) async fn ensure(&self, source: Option<&Arc<dyn Backend>>, host: &Member, image_id: &str) -> Result<()> {
+    /// Makes sure `host` has `image_id`, shipping it from `source` if not, or from `fallback` (the
+    /// primary, which keeps the images of the revisions a rollback may need) when the source lacks
+    /// it.
+    pub(super) async fn ensure(
+        &self,
+        source: Option<&Arc<dyn Backend>>,
+        fallback: Option<&Member>,
+        host: &Member,
+        image_id: &str,
+    ) -> Result<()> {
         let lock = {
             let mut locks = self.locks.lock().await;
             locks.entry((host.name.clone(), image_id.to_string())).or_default().clone()
@@ -34,6 +42,17 @@ impl Shipments {
         if host.backend.image_id(image_id).await?.is_some() {
             return Ok(());
         }
+        let source = match (source, fallback) {
+            (Some(s), Some(f)) if s.image_id(image_id).await?.is_none() && f.name != host.name => {
+                if f.backend.image_id(image_id).await?.is_some() {
+                    Some(&f.backend)
+                } else {
+                    Some(s)
+                }
+            }
+            (None, Some(f)) if f.name != host.name && f.backend.image_id(image_id).await?.is_some() => Some(&f.backend),
+            (s, _) => s,
+        };
         let Some(source) = source else {
             return Err(Error::backend(
                 "ship image",

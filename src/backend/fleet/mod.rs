@@ -309,7 +309,7 @@ impl Backend for Fleet {
                 })
             }
         };
-        on(m, self.shipments.ensure(self.source.as_ref(), m, &spec.image_id).await)?;
+        on(m, self.shipments.ensure(self.source.as_ref(), Some(self.primary()), m, &spec.image_id).await)?;
         for v in spec.volumes.iter().filter_map(|v| v.volume_name()) {
             on(m, m.backend.ensure_volume(&spec.scope, v).await)?;
         }
@@ -415,7 +415,7 @@ impl Backend for Fleet {
     async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
         // Kept on the primary, with the records: shipped there first if it lacks the image.
         let m = self.primary();
-        on(m, self.shipments.ensure(self.source.as_ref(), m, image_id).await)?;
+        on(m, self.shipments.ensure(self.source.as_ref(), None, m, image_id).await)?;
         on(m, m.backend.keep_image(scope, image_id).await)
     }
 
