@@ -40,22 +40,32 @@
 //!
 //! | concept | module |
 //! |---|---|
-//! | the typed description: [`Service`], [`Environment`], [`HealthCheck`], [`Rollout`], [`Ingress`] | [`model`] |
+//! | the typed description: [`Service`], [`Environment`], [`HealthCheck`], [`Rollout`], [`Ingress`] | [`model`] (what a description may hold, and why: [`model::limits`]) |
 //! | what would change and why: [`Plan`] | [`plan`] |
-//! | carrying a plan out, in order, health-gated; events; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`) |
-//! | revisions, rollback, history; the deploy lock; audit; manual promotion | [`engine`]: `revisions.rs`, `lock.rs`, `audit.rs`, `promotion.rs` |
+//! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`) |
+//! | progress events | [`events`] |
+//! | state kept on the target: revisions, audit, waiting promotions, job completions, kept images; the deploy lock and its lease | [`state`] (`state/mod.rs` the document and its store, `state/lock.rs`, `state/revisions.rs`, `state/audit.rs`, `state/jobs.rs`) |
+//! | where a secret value is scrubbed from what comes back from a target | [`scrub`] |
 //! | the ingress: Caddy configuration from routes and rotation | [`ingress`] (pushed by `engine/traffic.rs`) |
 //! | probes and the readiness gate | [`health`] |
-//! | the [`Backend`] trait, and the Docker backend (container creation in `backend/docker/containers.rs`, records on the target in `backend/docker/records.rs`) | [`backend`] |
+//! | the [`Backend`] trait, and the Docker backend (container creation in `backend/docker/containers.rs`, the silent path for secret-bearing calls in `backend/docker/transport.rs`, the state store and kept images in `backend/docker/state.rs`) | [`backend`] |
 //! | a remote engine over SSH: [`SshHost`] (connection, host keys, forwards, host checks) | [`backend::ssh`] |
 //! | several hosts as one backend, placement by role, image shipping: [`Fleet`] | [`backend::fleet`] (placement decided in `engine/placement.rs`) |
 //! | errors | [`error`] |
 //!
 //! ## Guarantees
-//! - Every wait has a deadline the library enforces: no call hangs forever.
-//! - A failed health gate names the service and container, the last probe results and log lines.
-//! - Secret values appear only in the container's environment: never in `Debug`, events, traces,
-//!   errors, labels or plans.
+//! - Every wait has a deadline the library enforces: no call hangs forever. A deadline that ends a
+//!   rollout rolls it back: the old version serves again.
+//! - A failed health gate names the service and container, the last probe results and log lines,
+//!   and says when the container died (with its exit code) or crash-loops.
+//! - Secret values appear only in the container's environment: never in `Debug`, events, `tracing`,
+//!   the `log` facade, errors, labels, plans or stored records; text that comes back from a target
+//!   is scrubbed of them ([`scrub`]).
+//! - A job runs exactly once per configuration, whatever process is killed when.
+//! - The deploy lock is taken over only when its holder is provably gone (its process, in the same
+//!   PID namespace, or its lease); the state on the target survives `docker system prune -a`, and a
+//!   lost one is noticed ([`Error::StateLost`]), never read as empty.
+//! - What builds is what the engine takes, and nothing panics on input.
 //! - Everything created carries `io.harbormaster.*` labels; [`Environment::down`] removes it all
 //!   (named volumes only when asked).
 

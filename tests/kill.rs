@@ -15,52 +15,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use harbormaster::backend::Scope;
-use harbormaster::{Amount, Backend, Condition, Environment, HealthCheck, Port, Rollout, Service, Volume};
+use harbormaster::Backend;
 use support::kill::{run_child, KillAt};
+use support::stack::{stack, LOG};
 use support::{Harness, PROJECT};
-
-const LOG: &str = "/data/migrations.log";
-
-fn stack(env_name: &str, version: &str) -> Environment {
-    let image = support::workload::IMAGE;
-    let check = || HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(50);
-    let db = Service::builder("db")
-        .image(image)
-        .volume(Volume::named("data").at("/data"))
-        .port(Port::tcp(8080))
-        .health(check())
-        .stop_grace_period(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let migrate = Service::job("migrate")
-        .image(image)
-        .env("JOB_EXIT_CODE", "0")
-        .env("JOB_DURATION_MS", "300")
-        .env("APPEND_FILE", LOG)
-        .env("APPEND_LINE", format!("migrate {version}"))
-        .volume(Volume::named("data").at("/data"))
-        .depends_on("db", Condition::Healthy)
-        .build()
-        .unwrap();
-    let api = Service::builder("api")
-        .image(image)
-        .env("VERSION", version)
-        .port(Port::tcp(8080))
-        .replicas(3)
-        .health(check())
-        .stop_grace_period(Duration::from_secs(1))
-        .depends_on("migrate", Condition::CompletedSuccessfully)
-        .rollout(Rollout::rolling().max_surge(Amount::count(1)).max_unavailable(Amount::count(0)).drain(Duration::ZERO))
-        .build()
-        .unwrap();
-    Environment::builder(PROJECT, env_name)
-        .service(db)
-        .service(migrate)
-        .service(api)
-        .lock_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
 
 /// Not a test of its own: the deploying process the kill tests start and kill.
 #[tokio::test]

@@ -70,11 +70,14 @@ async fn attempt(
 ) -> (bool, String, bool) {
     let what = describe(check, address);
     let no_address = |port: u16| {
-        (
-            false,
-            format!("{what}: container port {port} is not reachable from the library (no container address, and not published)"),
-            true,
-        )
+        let why = if instance.is_running() {
+            format!("container port {port} is not reachable from the library (no container address, and not published)")
+        } else {
+            // It died before it could be read: it has no address because it is not running.
+            let code = instance.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default();
+            format!("the container is not running ({:?}{code}): nothing to probe", instance.state).to_lowercase()
+        };
+        (false, format!("{what}: {why}"), true)
     };
     match &check.probe {
         Probe::Http { port, path, status_min, status_max, body_contains } => {

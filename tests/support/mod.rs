@@ -5,6 +5,7 @@
 pub mod hosts;
 pub mod kill;
 pub mod load;
+pub mod stack;
 pub mod workload;
 
 use std::sync::atomic::{AtomicU32, Ordering};
