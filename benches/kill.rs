@@ -11,60 +11,23 @@
 //! Run: `cargo bench --bench kill`.
 
 mod common;
+
+// The test support this bench shares: the workload image and the kill suite's stack (which takes
+// `PROJECT` from here: the bench's own project name).
+#[path = "../tests/support/stack.rs"]
+#[allow(dead_code)]
+mod stack;
 #[path = "../tests/support/workload.rs"]
 mod workload;
+
+const PROJECT: &str = "hmbench";
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harbormaster::backend::Scope;
-use harbormaster::{
-    Amount, Backend, Condition, DockerBackend, Down, Environment, HealthCheck, Port, Rollout, Service, Volume,
-};
-
-const PROJECT: &str = "hmbench";
-const LOG: &str = "/data/migrations.log";
-
-/// The stack (the same as `tests/support/stack.rs`, under the bench's project).
-fn stack(name: &str, version: &str) -> Environment {
-    let check = || HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(50);
-    let db = Service::builder("db")
-        .image(workload::IMAGE)
-        .volume(Volume::named("data").at("/data"))
-        .port(Port::tcp(8080))
-        .health(check())
-        .stop_grace_period(Duration::from_secs(1))
-        .build()
-        .expect("db");
-    let migrate = Service::job("migrate")
-        .image(workload::IMAGE)
-        .env("JOB_EXIT_CODE", "0")
-        .env("JOB_DURATION_MS", "300")
-        .env("APPEND_FILE", LOG)
-        .env("APPEND_LINE", format!("migrate {version}"))
-        .volume(Volume::named("data").at("/data"))
-        .depends_on("db", Condition::Healthy)
-        .build()
-        .expect("migrate");
-    let api = Service::builder("api")
-        .image(workload::IMAGE)
-        .env("VERSION", version)
-        .port(Port::tcp(8080))
-        .replicas(3)
-        .health(check())
-        .stop_grace_period(Duration::from_secs(1))
-        .depends_on("migrate", Condition::CompletedSuccessfully)
-        .rollout(Rollout::rolling().max_surge(Amount::count(1)).max_unavailable(Amount::count(0)).drain(Duration::ZERO))
-        .build()
-        .expect("api");
-    Environment::builder(PROJECT, name)
-        .service(db)
-        .service(migrate)
-        .service(api)
-        .lock_timeout(Duration::from_secs(60))
-        .build()
-        .expect("environment")
-}
+use harbormaster::{Backend, DockerBackend, Down};
+use stack::{stack, LOG};
 
 const COMPOSE: &str = r#"version: "2.4"
 services:

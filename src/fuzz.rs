@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 use crate::backend::docker::create_body;
-use crate::backend::{EngineHealth, Instance, InstanceState, Scope};
+use crate::backend::{Instance, Scope};
 use crate::model::{
     Amount, CanaryStep, Condition, Environment, HealthCheck, OnFailure, Port, Resources, RestartPolicy, Rollout,
     Secret, Service, ServiceBuilder, Volume,
@@ -325,27 +325,8 @@ fn exercise(svc: &Service, env: &Environment) {
     // Planning against nothing, and against a stale instance in every slot up to 3.
     let plan = crate::plan::compute(env, &templates, &[], &HashMap::new());
     let _ = plan.to_string();
-    let observed: Vec<Instance> = (0..svc.replicas().min(3))
-        .map(|slot| Instance {
-            id: format!("id{slot}"),
-            name: format!("n{slot}"),
-            service: svc.name.clone(),
-            slot,
-            kind: svc.kind,
-            spec_hash: "old".into(),
-            spec_json: Some("{}".into()),
-            image_id: "sha256:0".into(),
-            state: InstanceState::Running,
-            exit_code: None,
-            restarts: 0,
-            engine_health: EngineHealth::None,
-            published: Vec::new(),
-            ip: None,
-            created: String::new(),
-            host: None,
-            secret_env: Default::default(),
-        })
-        .collect();
+    let observed: Vec<Instance> =
+        (0..svc.replicas().min(3)).map(|slot| Instance::sample(&svc.name, svc.kind, slot, "old", "sha256:0")).collect();
     let plan = crate::plan::compute(env, &templates, &observed, &HashMap::new());
     let _ = plan.to_string();
     let slots: Vec<u32> = (0..svc.replicas().min(50)).collect();

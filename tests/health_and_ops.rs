@@ -1,12 +1,12 @@
-//! Probe kinds, failure reporting, secrets, and status/logs/exec, on the real Docker engine.
+//! Probe kinds, failure reporting, status/logs/exec, records and the state store, on the real
+//! Docker engine. (Secrets have a suite of their own: `tests/secrets.rs`.)
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use harbormaster::{Build, Error, EventKind, Health, HealthCheck, LogOptions, Port, Secret, Service};
+use harbormaster::{Build, Error, EventKind, Health, HealthCheck, LogOptions, Port, Service};
 use support::{apply_collect, get, workload, Harness};
 
 #[tokio::test]
@@ -95,74 +95,6 @@ async fn a_container_that_exits_while_starting_fails_at_once() {
 }
 
 /// Collects everything tracing emits, at every level, from every crate.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
-async fn secret_values_never_leak() {
-    const VALUE: &str = "s3cr3t-Zebra-4417";
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let h = Harness::new("secret").await;
-    std::env::set_var("HM_TEST_DB_PASSWORD", VALUE);
-    let make = |fail: bool| {
-        let mut b = h
-            .svc("db")
-            .secret("DB_PASSWORD", Secret::from_env("HM_TEST_DB_PASSWORD").unwrap())
-            .port(Port::tcp(8080).publish_ephemeral())
-            .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(200)).retries(5));
-        if fail {
-            b = b.env("HEALTH_STATUS", "500");
-        }
-        h.env().service(b.build().unwrap()).build().unwrap()
-    };
-    let env = make(false);
-    let mut seen = format!("{env:?}");
-    let (result, events) = apply_collect(&env, &h.docker).await;
-    let deployed = result.unwrap();
-    seen += &format!("{events:?}{deployed:?}");
-    seen += &format!("{}", env.plan(&h.docker).await.unwrap());
-    seen += &format!("{:?}", env.status(&h.docker).await.unwrap());
-
-    // The container does get the value.
-    let url = deployed.endpoint("db", 8080).unwrap().http_url();
-    assert_eq!(get(&format!("{url}/env/DB_PASSWORD")).await.1, VALUE);
-
-    // A failing deploy: the error and its Debug.
-    let err = make(true).apply(&h.docker).await.unwrap_err();
-    seen += &format!("{err}{err:?}");
-
-    // Labels of the container.
-    let inspect = h.docker.client().inspect_container(&deployed.instances("db")[0].id, None).await.unwrap();
-    let labels = inspect.config.unwrap().labels.unwrap();
-    assert!(labels.contains_key("io.harbormaster.spec"));
-    seen += &format!("{labels:?}");
-
-    let traced = String::from_utf8_lossy(&capture.0.lock().unwrap()).to_string();
-    assert!(traced.len() > 1000, "tracing captured too little to mean anything ({} bytes)", traced.len());
-    assert!(traced.contains("InstanceCreated"), "library events are traced");
-    assert!(!traced.contains(VALUE), "secret found in tracing output");
-    assert!(!seen.contains(VALUE), "secret found in Debug/Display/labels/errors");
-    assert!(seen.contains("env:HM_TEST_DB_PASSWORD"), "the secret's reference is recorded");
-}
-
 #[tokio::test]
 async fn status_logs_and_exec() {
     let h = Harness::new("ops").await;

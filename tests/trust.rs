@@ -8,35 +8,14 @@ mod support;
 use std::time::Duration;
 
 use harbormaster::backend::Scope;
-use harbormaster::{
-    Backend, Condition, Environment, Error, HealthCheck, Port, Rollout, RolloutOutcome, Service, Volume,
-};
+use harbormaster::{Backend, Environment, Error, HealthCheck, Port, Rollout, RolloutOutcome};
 use support::kill::{run_child, KillAt};
+use support::stack::{self, LOG};
 use support::{get, Harness, PROJECT};
 
-const LOG: &str = "/data/runs.log";
-
-/// A migration job that appends one line per run, and an API waiting for it.
+/// The kill suite's `db` and `migrate`, without the api.
 fn migrated(env_name: &str, version: &str) -> Environment {
-    let image = support::workload::IMAGE;
-    let db = Service::builder("db")
-        .image(image)
-        .volume(Volume::named("data").at("/data"))
-        .port(Port::tcp(8080))
-        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(50))
-        .stop_grace_period(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let migrate = Service::job("migrate")
-        .image(image)
-        .env("JOB_EXIT_CODE", "0")
-        .env("APPEND_FILE", LOG)
-        .env("APPEND_LINE", format!("migrate {version}"))
-        .volume(Volume::named("data").at("/data"))
-        .depends_on("db", Condition::Healthy)
-        .build()
-        .unwrap();
-    Environment::builder(PROJECT, env_name).service(db).service(migrate).build().unwrap()
+    Environment::builder(PROJECT, env_name).service(stack::db()).service(stack::migrate(version)).build().unwrap()
 }
 
 async fn runs(h: &Harness, env: &Environment) -> Vec<String> {

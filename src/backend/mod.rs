@@ -229,6 +229,32 @@ impl fmt::Debug for Instance {
     }
 }
 
+#[cfg(test)]
+impl Instance {
+    /// A running instance in `slot` of `service`, made from `spec_hash` on `image_id`, for unit tests.
+    pub(crate) fn sample(service: &str, kind: ServiceKind, slot: u32, spec_hash: &str, image_id: &str) -> Instance {
+        Instance {
+            id: format!("id-{service}-{slot}"),
+            name: format!("{service}-{slot}"),
+            service: service.to_string(),
+            slot,
+            kind,
+            spec_hash: spec_hash.to_string(),
+            spec_json: Some("{}".into()),
+            image_id: image_id.to_string(),
+            state: InstanceState::Running,
+            exit_code: None,
+            restarts: 0,
+            engine_health: EngineHealth::None,
+            published: Vec::new(),
+            ip: None,
+            created: format!("2026-01-01T00:00:0{slot}Z"),
+            host: None,
+            secret_env: BTreeMap::new(),
+        }
+    }
+}
+
 impl Instance {
     /// Whether it is running (or being restarted).
     pub fn is_running(&self) -> bool {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::spec::Template;
 use super::*;
-use crate::backend::{EngineHealth, Instance, InstanceState};
+use crate::backend::{Instance, InstanceState};
 use crate::model::{Environment, Secret, Service};
 
 const IMG: &str = "sha256:aaaaaaaaaaaaaaaa";
@@ -19,21 +19,9 @@ fn observed(t: &Template, slot: u32, name: &str) -> Instance {
     Instance {
         id: format!("id-{name}"),
         name: name.into(),
-        service: t.service.name.clone(),
-        slot,
-        kind: t.service.kind,
-        spec_hash: t.spec_hash.clone(),
         spec_json: Some(t.spec_json.clone()),
-        image_id: t.image_id.clone(),
-        state: InstanceState::Running,
-        exit_code: None,
-        restarts: 0,
-        engine_health: EngineHealth::None,
-        published: Vec::new(),
-        ip: None,
-        created: format!("2026-01-01T00:00:0{slot}Z"),
-        host: None,
         secret_env: t.service.secrets.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect(),
+        ..Instance::sample(&t.service.name, t.service.kind, slot, &t.spec_hash, &t.image_id)
     }
 }
 

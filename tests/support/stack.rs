@@ -11,20 +11,22 @@ use super::PROJECT;
 /// The migration's log, on the `data` volume.
 pub const LOG: &str = "/data/migrations.log";
 
-/// The stack at `version`, in environment `env_name`.
-pub fn stack(env_name: &str, version: &str) -> Environment {
-    let image = super::workload::IMAGE;
-    let check = || HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(50);
-    let db = Service::builder("db")
-        .image(image)
+/// `db`: a service with the named volume `data`.
+pub fn db() -> Service {
+    Service::builder("db")
+        .image(super::workload::IMAGE)
         .volume(Volume::named("data").at("/data"))
         .port(Port::tcp(8080))
         .health(check())
         .stop_grace_period(Duration::from_secs(1))
         .build()
-        .unwrap();
-    let migrate = Service::job("migrate")
-        .image(image)
+        .unwrap()
+}
+
+/// `migrate`: a job that appends `migrate <version>` to [`LOG`] on the `data` volume, once db is healthy.
+pub fn migrate(version: &str) -> Service {
+    Service::job("migrate")
+        .image(super::workload::IMAGE)
         .env("JOB_EXIT_CODE", "0")
         .env("JOB_DURATION_MS", "300")
         .env("APPEND_FILE", LOG)
@@ -32,9 +34,17 @@ pub fn stack(env_name: &str, version: &str) -> Environment {
         .volume(Volume::named("data").at("/data"))
         .depends_on("db", Condition::Healthy)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+fn check() -> HealthCheck {
+    HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(50)
+}
+
+/// The stack at `version`, in environment `env_name`.
+pub fn stack(env_name: &str, version: &str) -> Environment {
     let api = Service::builder("api")
-        .image(image)
+        .image(super::workload::IMAGE)
         .env("VERSION", version)
         .port(Port::tcp(8080))
         .replicas(3)
@@ -45,8 +55,8 @@ pub fn stack(env_name: &str, version: &str) -> Environment {
         .build()
         .unwrap();
     Environment::builder(PROJECT, env_name)
-        .service(db)
-        .service(migrate)
+        .service(db())
+        .service(migrate(version))
         .service(api)
         .lock_timeout(Duration::from_secs(60))
         .build()

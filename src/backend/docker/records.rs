@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::UNIX_EPOCH;
 
 use bollard::models::{Volume, VolumeCreateRequest};
-use bollard::query_parameters::{ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder};
+use bollard::query_parameters::ListVolumesOptionsBuilder;
 
-use super::{engine_message, is_not_found, DockerBackend};
+use super::DockerBackend;
 use crate::backend::{label, NewRecord, Record, Scope};
 use crate::error::{Error, Result};
 
@@ -69,14 +69,9 @@ pub(super) async fn list(d: &DockerBackend, scope: &Scope, kind: &str) -> Result
     Ok(out)
 }
 
+/// A record is a volume: removed as one (a missing one is not an error).
 pub(super) async fn remove(d: &DockerBackend, name: &str) -> Result<()> {
-    let options = RemoveVolumeOptionsBuilder::new().force(false).build();
-    match tokio::time::timeout(d.call_timeout, d.docker.remove_volume(name, Some(options))).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) if is_not_found(&e) => Ok(()),
-        Ok(Err(e)) => Err(Error::backend("remove record", name, engine_message(&e))),
-        Err(_) => Err(Error::backend("remove record", name, "no answer from the engine in time")),
-    }
+    super::network::remove_volume(d, name).await
 }
 
 /// The engine's clock, from `/info`.
