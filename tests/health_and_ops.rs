@@ -238,7 +238,19 @@ async fn records_and_the_state_store_live_on_the_engine() {
     assert_eq!(got, [("a.json", b"three".as_slice()), ("b.json", b"two".as_slice())]);
     h.docker.release_state(&scope).await;
     assert!(accessors().is_empty(), "no accessor is left once the operation ends");
+
+    // A record container an earlier version of the library kept goes with the state.
+    let legacy = std::process::Command::new("docker")
+        .args(["create", "--label", "io.harbormaster.record=revision", "--label"])
+        .arg(format!("io.harbormaster.project={}", scope.project))
+        .args(["--label", &format!("io.harbormaster.environment={}", scope.environment)])
+        .args(["--entrypoint", "/workload", support::workload::IMAGE])
+        .output()
+        .unwrap();
+    assert!(legacy.status.success());
+    assert_eq!(accessors().len(), 1);
     h.docker.remove_state(&scope).await.unwrap();
+    assert!(accessors().is_empty(), "remove_state removes every record container of the environment");
     assert!(h.docker.read_state(&scope).await.unwrap().is_none());
 }
 

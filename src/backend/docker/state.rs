@@ -244,7 +244,14 @@ pub(super) async fn release(d: &DockerBackend, scope: &Scope) {
 
 pub(super) async fn remove(d: &DockerBackend, scope: &Scope) -> Result<()> {
     d.accessors.open.lock().await.remove(&state_volume(scope));
-    let options = ListContainersOptionsBuilder::new().all(true).filters(&scope_filters(scope, "accessor")).build();
+    // Every record container of the environment: accessors, and the record containers earlier
+    // versions of the library kept (no longer read).
+    let mut filters = scope_filters(scope, "accessor");
+    if let Some(labels) = filters.get_mut("label") {
+        labels.retain(|l| !l.starts_with(label::RECORD));
+        labels.push(label::RECORD.to_string());
+    }
+    let options = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     for c in d.call("list accessors", &scope.qualified(), d.docker.list_containers(Some(options))).await? {
         if let Some(id) = c.id {
             super::containers::remove(d, &id).await?;
