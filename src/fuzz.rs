@@ -1,5 +1,5 @@
-//! The property suite over the builders and validation (part of the reliability suite; see
-//! `tests/README.md`). Generated descriptions, hostile values included (NUL, huge durations and
+//! The property suite over the builders and validation (part of the reliability suite; see the
+//! README's Tests section). Generated descriptions, hostile values included (NUL, huge durations and
 //! sizes, odd names, references Docker refuses), go through the public builders. Whatever they
 //! accept must never panic anywhere after (getters, planning, the container-create body) and must be
 //! valid for the engine: the create body is checked against Docker's and the kernel's rules, stated

@@ -337,3 +337,19 @@ async fn the_plan_reports_what_only_the_target_knows() {
     let err = h.env().service(greedy).build().unwrap().plan(&h.docker).await.unwrap_err();
     assert!(err.to_string().contains("core"), "{err}");
 }
+
+/// A rollout's own deadline counts from when its rollout starts, once its dependencies are met:
+/// waiting for a slow dependency does not use it up.
+#[tokio::test]
+async fn a_rollout_deadline_does_not_count_the_wait_for_dependencies() {
+    let h = Harness::new("rodeps").await;
+    let slow = h.svc("db").env("READY_DELAY_MS", "3000").health(http_check()).build().unwrap();
+    let api = h
+        .svc("api")
+        .health(harbormaster::HealthCheck::http(8080, "/health").interval(Duration::from_millis(200)).retries(5))
+        .depends_on("db", Condition::Healthy)
+        .rollout(harbormaster::Rollout::start_first().deadline(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    h.env().service(slow).service(api).build().unwrap().apply(&h.docker).await.unwrap();
+}

@@ -447,17 +447,9 @@ async fn run(
     let runs = plan.services.iter().filter_map(|sp| {
         let t = templates.get(&sp.service)?;
         let phase = phases.get(&sp.service)?;
-        // The rollout's own deadline, if it comes before the environment's.
-        let cutoff = match t.service.rollout.deadline {
-            Some(d) if crate::clock::after(Instant::now(), d) < cutoff.at => Cutoff {
-                at: crate::clock::after(Instant::now(), d),
-                what: format!("rollout of `{}`", sp.service),
-                limit: d,
-            },
-            _ => cutoff.clone(),
-        };
         let run = ServiceRun {
-            cutoff,
+            cutoff: cutoff.clone(),
+            rollout_cutoff: std::sync::OnceLock::new(),
             backend,
             store,
             sink,
@@ -546,10 +538,12 @@ pub(super) struct ServiceRun<'a> {
     pub(super) phases: &'a BTreeMap<String, watch::Sender<Phase>>,
     pub(super) traffic: &'a Traffic<'a>,
     pub(super) recorder: &'a Recorder,
-    /// When this service's part of the operation must end: the environment's deadline, or the
-    /// rollout's own if it comes first. Waits end there with [`Error::Deadline`], which a rollout
-    /// handles as any failure: it rolls back.
+    /// When this service's part of the operation must end: the environment's deadline. Waits end
+    /// there with [`Error::Deadline`], which a rollout handles as any failure: it rolls back.
     pub(super) cutoff: Cutoff,
+    /// The rollout's own deadline, if it comes first, set when the rollout starts (once its
+    /// dependencies are met).
+    pub(super) rollout_cutoff: std::sync::OnceLock<Cutoff>,
 }
 
 /// How long a rollback may take after a deadline ended a rollout: restoring old instances waits
@@ -596,6 +590,13 @@ impl ServiceRun<'_> {
             }
             Ok(()) => {}
         }
+        // The rollout starts now: its own deadline, if it has one and it comes first, counts from here.
+        if let Some(d) = self.template.service.rollout.deadline {
+            let at = crate::clock::after(Instant::now(), d);
+            if at < self.cutoff.at {
+                let _ = self.rollout_cutoff.set(Cutoff { at, what: format!("rollout of `{}`", self.name()), limit: d });
+            }
+        }
         let created_ids: Vec<String> = created.iter().map(|c| c.id.clone()).collect();
         let work = async {
             match first_create_error {
@@ -614,7 +615,7 @@ impl ServiceRun<'_> {
         };
         // The deadline ends the waits and the rollout rolls back by itself; this bound is only
         // the last resort if even the rollback does not finish in its allowance.
-        let bound = crate::clock::after(self.cutoff.at, rollback_allowance(&self.template.service));
+        let bound = crate::clock::after(self.cutoff().at, rollback_allowance(&self.template.service));
         let result = match tokio::time::timeout_at(bound, work).await {
             Ok(r) => r,
             Err(_) => {
@@ -622,7 +623,7 @@ impl ServiceRun<'_> {
                 join_all(created_ids.iter().map(|id| self.backend.remove_instance(id))).await;
                 let old: Vec<Instance> = self.plan.replace.iter().map(|(_, i)| i.clone()).collect();
                 let _ = self.restore(&old).await;
-                Err(self.cutoff.error(self.name()))
+                Err(self.cutoff().error(self.name()))
             }
         };
         self.record_revision(&result).await;
@@ -675,6 +676,12 @@ impl ServiceRun<'_> {
         join_all(waits).await.into_iter().collect::<std::result::Result<Vec<()>, String>>().map(|_| ())
     }
 
+    /// Where this service's waits end: the rollout's own deadline once its rollout has started,
+    /// if it comes first, else the environment's.
+    pub(super) fn cutoff(&self) -> &Cutoff {
+        self.rollout_cutoff.get().unwrap_or(&self.cutoff)
+    }
+
     /// The health gate for new instances: its waits end at the cutoff.
     pub(super) fn gate(&self) -> Gate<'_> {
         Gate {
@@ -682,7 +689,7 @@ impl ServiceRun<'_> {
             http: self.http,
             events: self.sink,
             service: self.name(),
-            cutoff: Some(&self.cutoff),
+            cutoff: Some(self.cutoff()),
             settle: self.template.service.settle,
         }
     }
@@ -815,13 +822,13 @@ impl ServiceRun<'_> {
         };
         phase.send_replace(Phase::Started);
         let deadline = svc.deadline();
-        let end = crate::clock::after(Instant::now(), deadline).min(self.cutoff.at);
+        let end = crate::clock::after(Instant::now(), deadline).min(self.cutoff().at);
         let code = match tokio::time::timeout_at(end, self.backend.wait_exit(&instance.id)).await {
             Ok(r) => r?,
             Err(_) => {
                 let _ = self.backend.stop_instance(&instance.id, Duration::from_secs(2)).await;
-                if self.cutoff.passed() {
-                    return Err(self.cutoff.error(&instance.name));
+                if self.cutoff().passed() {
+                    return Err(self.cutoff().error(&instance.name));
                 }
                 return Err(Error::Deadline {
                     what: format!("job `{}`", svc.name),

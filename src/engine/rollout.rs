@@ -18,8 +18,7 @@ use super::apply::{retire, Created, Phase, ServiceRun};
 use crate::backend::Instance;
 use crate::error::{Error, Result};
 use crate::events::{EventKind, RolloutOutcome};
-use crate::ingress::config::split;
-use crate::ingress::config::Upstream;
+use crate::ingress::config::{split, Upstream};
 use crate::model::{CanaryStep, OnFailure, Strategy};
 use crate::state::promotion;
 
@@ -156,13 +155,13 @@ impl ServiceRun<'_> {
         let mut done: Vec<Done> = Vec::new();
         for (n, batch) in plan.iter().enumerate() {
             if n > 0 && !svc.rollout.batch_delay.is_zero() {
-                let until = crate::clock::after(Instant::now(), svc.rollout.batch_delay).min(self.cutoff.at);
+                let until = crate::clock::after(Instant::now(), svc.rollout.batch_delay).min(self.cutoff().at);
                 tokio::time::sleep_until(until).await;
             }
             // A deadline that passed between batches: roll back what was done.
-            if self.cutoff.passed() {
+            if self.cutoff().passed() {
                 let rest: Vec<Created> = created.into_values().collect();
-                return self.fail(self.cutoff.error(self.name()), done, Vec::new(), Vec::new(), &[], &rest).await;
+                return self.fail(self.cutoff().error(self.name()), done, Vec::new(), Vec::new(), &[], &rest).await;
             }
             self.sink.emit(EventKind::RolloutBatch {
                 service: self.name().to_string(),
@@ -272,8 +271,8 @@ impl ServiceRun<'_> {
     /// Every new instance keeps running for `d`; the first one that exits fails the step.
     async fn watch_running(&self, fresh: &[Instance], d: Duration) -> Result<()> {
         // The pause ends at the deadline, and the step fails then: the canary rolls back.
-        let until = crate::clock::after(Instant::now(), d).min(self.cutoff.at);
-        let ended = || if self.cutoff.passed() { Err(self.cutoff.error(self.name())) } else { Ok(()) };
+        let until = crate::clock::after(Instant::now(), d).min(self.cutoff().at);
+        let ended = || if self.cutoff().passed() { Err(self.cutoff().error(self.name())) } else { Ok(()) };
         if fresh.is_empty() {
             tokio::time::sleep_until(until).await;
             return ended();
