@@ -184,7 +184,7 @@ fn staleness(t: &Template, i: &Instance) -> Vec<String> {
 
 fn short_id(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
+    id.get(..12).unwrap_or(id)
 }
 
 fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {

@@ -183,7 +183,8 @@ pub(super) async fn probe_mount(d: &DockerBackend, scope: &Scope, m: Mount) -> s
     }
 }
 
-/// The open accessor of the state volume, created if needed.
+/// The open accessor of the state volume, created if needed (with the volume, if it has none:
+/// the engine would otherwise make the volume for the mount, without its labels).
 async fn state_accessor(d: &DockerBackend, scope: &Scope, fresh: bool) -> Result<String> {
     let volume = state_volume(scope);
     let mut open = d.accessors.open.lock().await;
@@ -194,6 +195,7 @@ async fn state_accessor(d: &DockerBackend, scope: &Scope, fresh: bool) -> Result
         return Ok(id.clone());
     }
     remove_leftovers(d, scope).await?;
+    ensure_volume(d, scope, &volume, "state", None).await?;
     let id = create_accessor(d, scope, &volume, STATE_MOUNT).await?;
     open.insert(volume, id.clone());
     Ok(id)
@@ -220,7 +222,6 @@ pub(super) async fn read(d: &DockerBackend, scope: &Scope) -> Result<Option<Vec<
 
 pub(super) async fn write(d: &DockerBackend, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
     let volume = state_volume(scope);
-    ensure_volume(d, scope, &volume, "state", None).await?;
     let archive = super::files::tar_of(&[(name, contents, 0o600)])?;
     let mut last = None;
     for fresh in [false, true] {
