@@ -40,8 +40,9 @@ pub enum Error {
         message: String,
     },
 
-    /// A service's image reference is not present on the engine.
-    #[error("image `{reference}` of service `{service}` is not on the engine ({backend}); build or load it first, or give the service a build with `ServiceBuilder::build_from`")]
+    /// A service's image reference is not present on the engine and its pull policy
+    /// ([`PullPolicy::Never`](crate::PullPolicy::Never)) forbids pulling it.
+    #[error("image `{reference}` of service `{service}` is not on the engine ({backend}) and its pull policy is Never; build or load it first, give the service a build with `ServiceBuilder::build_from`, or let it be pulled (`PullPolicy::IfMissing`)")]
     ImageNotFound {
         /// The service that uses the image.
         service: String,
@@ -49,6 +50,24 @@ pub enum Error {
         reference: String,
         /// The backend that was asked.
         backend: String,
+    },
+
+    /// Pulling or pushing an image, or asking its registry about it, failed. `kind` says why, in
+    /// a form to match on; `credentials` says which were used (never the secret).
+    #[error("{operation} of image `{reference}` (registry {registry}) failed: {kind}: {message} [credentials: {credentials}]. {}", kind.advice())]
+    Registry {
+        /// `pull`, `push` or `inspect`.
+        operation: &'static str,
+        /// The image reference.
+        reference: String,
+        /// The registry host (`docker.io` when the reference names none).
+        registry: String,
+        /// Why, in a form to match on.
+        kind: RegistryErrorKind,
+        /// Which credentials were sent: `none`, or `user "deploy" (from ~/.docker/config.json)`.
+        credentials: String,
+        /// What the engine or registry said.
+        message: String,
     },
 
     /// Building an image failed.
@@ -363,12 +382,71 @@ impl Error {
                 f.failed = std::mem::take(&mut f.failed).into_iter().map(|(s, e)| (s, e.scrubbed())).collect();
                 Error::Apply(f)
             }
+            Error::Registry { operation, reference, registry, kind, credentials, mut message } => {
+                in_place(&mut message);
+                Error::Registry { operation, reference, registry, kind, credentials, message }
+            }
             other @ (Error::ImageNotFound { .. }
             | Error::Locked { .. }
             | Error::NoPendingPromotion { .. }
             | Error::UnknownService { .. }
             | Error::NoEndpoint { .. }) => other,
         }
+    }
+}
+
+/// Why a registry operation failed ([`Error::Registry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryErrorKind {
+    /// The repository, tag or digest does not exist there.
+    NotFound,
+    /// The registry refused the credentials, or wants some and none were sent.
+    Unauthorized,
+    /// The registry could not be reached (refused, no such host, timed out, TLS).
+    Unreachable,
+    /// The image exists, but not for the engine's platform (OS and architecture).
+    WrongPlatform,
+    /// The transfer stopped making progress for longer than the backend's stall limit.
+    Stalled,
+    /// The transfer did not finish within the backend's pull deadline (or the operation's).
+    TimedOut,
+    /// Anything else the engine said.
+    Other,
+}
+
+impl RegistryErrorKind {
+    /// What to do about it.
+    pub fn advice(self) -> &'static str {
+        match self {
+            RegistryErrorKind::NotFound => "Check the name and tag, and that it was pushed to that registry",
+            RegistryErrorKind::Unauthorized => {
+                "Give the backend credentials for this registry (`registry_auth`) or `docker login` to it"
+            }
+            RegistryErrorKind::Unreachable => {
+                "Check the registry's address and that the engine's host can reach it (and, for a plain-HTTP \
+                 registry, that the engine lists it in `insecure-registries`)"
+            }
+            RegistryErrorKind::WrongPlatform => "Push an image built for the engine's OS and architecture",
+            RegistryErrorKind::Stalled | RegistryErrorKind::TimedOut => {
+                "Check the network between the engine and the registry, or raise the backend's pull limits"
+            }
+            RegistryErrorKind::Other => "See the engine's message",
+        }
+    }
+}
+
+impl fmt::Display for RegistryErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RegistryErrorKind::NotFound => "not found",
+            RegistryErrorKind::Unauthorized => "unauthorized",
+            RegistryErrorKind::Unreachable => "registry unreachable",
+            RegistryErrorKind::WrongPlatform => "no image for this platform",
+            RegistryErrorKind::Stalled => "stalled",
+            RegistryErrorKind::TimedOut => "timed out",
+            RegistryErrorKind::Other => "failed",
+        })
     }
 }
 

@@ -32,6 +32,37 @@ pub enum EventKind {
         /// Services left as they are.
         unchanged: usize,
     },
+    /// An image pull made progress (at most every 200 ms per image).
+    ImagePulling {
+        /// The reference being pulled.
+        reference: String,
+        /// The services that use it.
+        services: Vec<String>,
+        /// Bytes and layers so far.
+        progress: crate::registry::PullProgress,
+    },
+    /// An image was pulled from its registry.
+    ImagePulled {
+        /// The reference pulled.
+        reference: String,
+        /// The services that use it.
+        services: Vec<String>,
+        /// The image ID it resolved to.
+        image_id: String,
+        /// Its registry digest (`sha256:…`), as the plan and revisions record it.
+        digest: Option<String>,
+        /// The digest the engine's copy had before, when the tag now points elsewhere.
+        replaced: Option<String>,
+        /// How long the pull took.
+        took: std::time::Duration,
+    },
+    /// A built image was pushed to its registry.
+    ImagePushed {
+        /// The reference pushed.
+        reference: String,
+        /// Its digest in the registry.
+        digest: String,
+    },
     /// An image was built for a service.
     ImageBuilt {
         /// The service.

@@ -83,22 +83,24 @@ pub mod ingress;
 pub mod model;
 pub mod plan;
 mod process;
+pub mod registry;
 pub mod scrub;
 pub mod state;
 
 pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};
 pub use backend::fleet::{Fleet, FleetBuilder, FleetHost};
 pub use backend::ssh::{HostKeyPolicy, HostReport, SshHost, SshHostBuilder};
-pub use backend::{Backend, ExecOutput, HostInfo, Instance, InstanceState, LogLine, LogStream};
+pub use backend::{Backend, ExecOutput, HostInfo, ImageInfo, Instance, InstanceState, LogLine, LogStream};
 pub use engine::{
     ApplyRun, AuditEntry, Deployment, Down, DownReport, Endpoint, Event, EventKind, Health, InstanceStatus, LockHolder,
     LogOptions, Revision, RolloutOutcome, ServiceStatus, Status,
 };
-pub use error::{ApplyFailure, Error, HealthFailure, Result, ValidationError};
+pub use error::{ApplyFailure, Error, HealthFailure, RegistryErrorKind, Result, ValidationError};
 pub use health::ProbeRecord;
 pub use model::{
     Amount, Build, CanaryStep, Condition, Environment, EnvironmentBuilder, HealthCheck, ImageSource, Ingress,
-    IngressBuilder, OnFailure, Port, Probe, Publish, Resources, RestartPolicy, Rollout, Route, Secret, Service,
+    IngressBuilder, OnFailure, Port, Probe, Publish, PullPolicy, Resources, RestartPolicy, Rollout, Route, Secret, Service,
     ServiceBuilder, ServiceKind, ServiceRef, Strategy, Tls, Volume,
 };
-pub use plan::{Action, Plan, ServicePlan};
+pub use plan::{Action, ImageAction, ImagePlan, Plan, ServicePlan};
+pub use registry::{ImageRef, PullProgress, RegistryAuth};

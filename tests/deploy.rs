@@ -276,14 +276,33 @@ async fn down_removes_everything_but_kept_volumes() {
 #[tokio::test]
 async fn missing_image_is_a_clear_error() {
     let h = Harness::new("noimg").await;
-    let env = h
-        .env()
-        .service(harbormaster::Service::builder("x").image("harbormaster-test/does-not-exist:1").build().unwrap())
-        .build()
-        .unwrap();
-    let err = env.apply(&h.docker).await.unwrap_err();
+    let missing = |policy| {
+        h.env()
+            .service(
+                harbormaster::Service::builder("x")
+                    .image("harbormaster-test/does-not-exist:1")
+                    .pull(policy)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    // Never pulled: not on the engine is the error.
+    let err = missing(harbormaster::PullPolicy::Never).apply(&h.docker).await.unwrap_err();
     assert!(matches!(err, Error::ImageNotFound { .. }), "{err}");
     assert!(err.to_string().contains("harbormaster-test/does-not-exist:1"));
+    // Pulled when missing (the default): its registry (Docker Hub) says why not, named, fast.
+    let started = std::time::Instant::now();
+    let err = missing(harbormaster::PullPolicy::IfMissing).plan(&h.docker).await.unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
+    match &err {
+        Error::Registry { reference, registry, .. } => {
+            assert_eq!(reference, "harbormaster-test/does-not-exist:1");
+            assert_eq!(registry, "docker.io");
+        }
+        other => panic!("expected a registry error, got {other}"),
+    }
 }
 
 #[tokio::test]

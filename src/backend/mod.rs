@@ -24,6 +24,7 @@ use futures::stream::BoxStream;
 
 use crate::error::Result;
 use crate::model::{Build, Port, Resources, RestartPolicy, Secret, ServiceKind, Volume};
+use crate::registry::PullProgress;
 
 /// Prefix of every label the library puts on what it owns. Users' labels may not use it.
 pub const LABEL_PREFIX: &str = "io.harbormaster.";
@@ -119,6 +120,9 @@ pub struct InstanceSpec {
     /// The host it is placed on, for a backend with several [`hosts`](Backend::hosts) (`None`
     /// elsewhere, where it is ignored).
     pub host: Option<String>,
+    /// The image pinned to its registry digest (`name@sha256:…`), when it has one: a host that
+    /// lacks [`image_id`](Self::image_id) pulls this instead of being shipped the image.
+    pub image_pull: Option<String>,
 }
 
 /// The state of an observed instance.
@@ -293,6 +297,19 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
+/// What a target knows of one of its images.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The image ID (`sha256:…` of its configuration; the same on every engine that has it).
+    pub id: String,
+    /// `name@sha256:…` for every repository it was pulled from or pushed to.
+    pub repo_digests: Vec<String>,
+    /// Its OS (`linux`), if known.
+    pub os: String,
+    /// Its architecture (`amd64`), if known.
+    pub architecture: String,
+}
+
 /// A small named record of an environment on the target: the deploy lock and the renewals of its
 /// lease. Creating one is an atomic test-and-set on its name (two processes never both create the
 /// same name), and records survive the routine pruning of containers and images (on a Docker
@@ -354,6 +371,35 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Builds an image and tags it; returns its ID.
     async fn build_image(&self, build: &Build, tag: &str) -> Result<String>;
+
+    /// What the target knows of a local image (by reference or ID): its ID and the registry
+    /// digests it was pulled or pushed as; `None` if it does not have it. The default knows only
+    /// the ID ([`image_id`](Self::image_id)).
+    async fn image_info(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        Ok(self.image_id(reference).await?.map(|id| ImageInfo { id, ..ImageInfo::default() }))
+    }
+
+    /// Pulls `reference` from its registry with the target's credentials, calling `progress` as
+    /// it goes, and returns the image as the target then has it. Concurrent pulls of one
+    /// reference transfer it once. The default cannot pull.
+    async fn pull_image(&self, reference: &str, progress: &(dyn Fn(PullProgress) + Send + Sync)) -> Result<ImageInfo> {
+        let _ = progress;
+        Err(crate::error::Error::backend("pull image", reference, format!("{} cannot pull images", self.describe())))
+    }
+
+    /// The digest `reference` has in its registry now, without pulling it; `Ok(None)` if the
+    /// target cannot ask (the default).
+    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
+        let _ = reference;
+        Ok(None)
+    }
+
+    /// Pushes the local image `reference` (`registry/repo:tag`) to its registry; the digest it
+    /// has there. The default cannot push.
+    async fn push_image(&self, reference: &str, progress: &(dyn Fn(PullProgress) + Send + Sync)) -> Result<String> {
+        let _ = progress;
+        Err(crate::error::Error::backend("push image", reference, format!("{} cannot push images", self.describe())))
+    }
 
     /// Every instance the environment owns, in any state.
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>>;

@@ -14,18 +14,19 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::deployment::Deployment;
+use super::images;
 use super::traffic::Traffic;
 use crate::backend::{Backend, Instance, Scope};
 use crate::error::{ApplyFailure, Error, Result};
 use crate::events::{EventKind, EventSink, RolloutOutcome};
 use crate::health::gate::{Cutoff, Gate};
 use crate::health::probe;
-use crate::model::{Condition, Environment, ImageSource, ServiceKind};
+use crate::model::{Condition, Environment, ServiceKind};
 use crate::plan::spec::Template;
 use crate::plan::{self, Action, Plan, ServicePlan};
 use crate::state::audit::{self, AuditEntry};
 use crate::state::lock::DeployLock;
-use crate::state::revisions::{self, Recorder};
+use crate::state::revisions::Recorder;
 use crate::state::{jobs, promotion, Store};
 
 /// How far a service has got in this apply; dependents watch it.
@@ -54,92 +55,34 @@ enum ServiceOutcome {
     Skipped,
 }
 
-/// The image ID of a service's image reference. A reference the target no longer has (a prune
-/// removed its tag) resolves to the image the service (or job) last ran under that reference, as
-/// the state store recorded it (restored from the kept copy if the image itself was removed too),
-/// or as its running instances show it.
-async fn image_of(
-    backend: &dyn Backend,
-    scope: &Scope,
-    store: Option<&Store<'_>>,
-    svc: &crate::model::Service,
-    reference: &str,
-) -> Result<String> {
-    if let Some(id) = backend.image_id(reference).await? {
-        return Ok(id);
-    }
-    let recorded = match store {
-        Some(store) => match svc.kind {
-            ServiceKind::Job => jobs::image_of_reference(store, &svc.name, reference).await,
-            ServiceKind::Service => revisions::image_of_reference(store, &svc.name, reference).await,
-        },
-        None => None,
-    };
-    if let Some(id) = recorded {
-        // A job that completed with it needs no image to stay completed; a service needs it back.
-        if svc.kind == ServiceKind::Job || backend.restore_image(scope, &id, Some(reference)).await? {
-            return Ok(id);
-        }
-    }
-    // Instances made from this reference run its image (the records may be lost; the image is
-    // not, while a container uses it).
-    let made_from = |i: &Instance| {
-        let spec: Option<serde_json::Value> = i.spec_json.as_deref().and_then(|j| serde_json::from_str(j).ok());
-        spec.is_some_and(|s| s["image"]["reference"].as_str() == Some(reference))
-    };
-    let running = backend.list_instances(scope).await?;
-    if let Some(i) = running.iter().find(|i| i.service == svc.name && i.is_running() && made_from(i)) {
-        if backend.restore_image(scope, &i.image_id, Some(reference)).await? {
-            return Ok(i.image_id.clone());
-        }
-    }
-    Err(Error::ImageNotFound {
-        service: svc.name.clone(),
-        reference: reference.to_string(),
-        backend: backend.describe(),
-    })
-}
-
-/// Resolves every service's image (building where asked) into a [`Template`].
+/// Resolves every service's image (pulling or building where asked, see [`super::images`]) into
+/// a [`Template`]; also what happens to each image, for the plan.
 pub(crate) async fn templates(
     env: &Environment,
     backend: &dyn Backend,
     store: Option<&Store<'_>>,
     sink: &EventSink,
-) -> Result<HashMap<String, Template>> {
-    let mut built: HashMap<String, String> = HashMap::new();
+    mode: images::Mode,
+) -> Result<(HashMap<String, Template>, Vec<crate::plan::ImagePlan>)> {
     let mut out = HashMap::new();
     let hosts = backend.hosts();
     let placed = super::placement::place_all(env, &hosts)?;
+    let (images, image_plans) = images::resolve(env, backend, &scope_of(env), store, sink, mode).await?;
     for svc in &env.services {
-        let image_id = match &svc.image {
-            ImageSource::Reference(r) => image_of(backend, &scope_of(env), store, svc, r).await?,
-            ImageSource::Build(b) => {
-                let tag = b.tag.clone().unwrap_or_else(|| format!("harbormaster/{}-{}:latest", env.project, svc.name));
-                let key = format!("{}|{}|{tag}|{:?}", b.context.display(), b.dockerfile, b.args);
-                match built.get(&key) {
-                    Some(id) => id.clone(),
-                    None => {
-                        let id = backend.build_image(b, &tag).await?;
-                        sink.emit(EventKind::ImageBuilt { service: svc.name.clone(), tag, image_id: id.clone() });
-                        built.insert(key, id.clone());
-                        id
-                    }
-                }
-            }
-        };
+        let Some(image) = images.get(&svc.name) else { continue };
         let resolved = super::placement::resolve_refs(env, svc, &placed, &hosts)?;
         let mut t = if resolved.is_empty() {
-            Template::new(env, svc, &image_id)
+            Template::new(env, svc, &image.id)
         } else {
             let mut s = svc.clone();
             s.env.extend(resolved);
-            Template::new(env, &s, &image_id)
+            Template::new(env, &s, &image.id)
         };
         t.hosts = placed.get(&svc.name).cloned().unwrap_or_default();
+        t.image_pin = image.pin.clone();
         out.insert(svc.name.clone(), t);
     }
-    Ok(out)
+    Ok((out, image_plans))
 }
 
 /// Observes the target and computes the plan (for [`Environment::plan`]: nothing changes).
@@ -148,10 +91,12 @@ pub(crate) async fn plan(env: &Environment, backend: &dyn Backend, sink: &EventS
     let store = Store::open_lenient(backend, &scope).await;
     backend.release_state(&scope).await;
     let store = store?;
-    let templates = templates(env, backend, Some(&store), sink).await?;
+    let (templates, images) = templates(env, backend, Some(&store), sink, images::Mode::Plan).await?;
     let observed = observe_with(env, templates, backend, &store, false).await?;
     check_target(backend, &scope, &observed.plan, &observed.templates).await?;
-    Ok(observed.plan)
+    let mut plan = observed.plan;
+    plan.images = images;
+    Ok(plan)
 }
 
 /// What only the target can tell (its cores, its bind mount sources), for every service the plan
@@ -413,7 +358,11 @@ async fn run(
 ) -> Result<Deployment> {
     let scope = scope_of(env);
     let rollback = !overrides.is_empty();
-    let templates = if rollback { overrides } else { templates(env, backend, Some(store), sink).await? };
+    let templates = if rollback {
+        overrides
+    } else {
+        templates(env, backend, Some(store), sink, images::Mode::Apply).await?.0
+    };
     let Observed { plan, templates, observed, waiting, discarded } =
         observe_with(scoped, templates, backend, store, rollback).await?;
     check_target(backend, &scope, &plan, &templates).await?;

@@ -14,6 +14,7 @@
 
 mod apply;
 mod deployment;
+mod images;
 mod ops;
 mod placement;
 mod promotion;
@@ -142,13 +143,25 @@ impl Environment {
             crate::model::ImageSource::Reference(r) => Some(r.as_str()),
             crate::model::ImageSource::Build(_) => None,
         };
+        template.image_pin = rev.image_pin.clone();
         let restored = backend.restore_image(&scope, &rev.image_id, reference).await;
         backend.release_state(&scope).await;
         if !restored? {
-            return Err(no(format!(
-                "revision {revision}: its image {} is no longer on the target and no copy of it was kept",
-                rev.image_id
-            )));
+            // Gone with no kept copy: its registry still has it by digest, whatever the tag says now.
+            let Some(pin) = &rev.image_pin else {
+                return Err(no(format!(
+                    "revision {revision}: its image {} is no longer on the target, no copy of it was kept and \
+                     it has no registry digest to pull",
+                    rev.image_id
+                )));
+            };
+            let pulled = backend.pull_image(pin, &|_| {}).await.map_err(Error::scrubbed)?;
+            if pulled.id != rev.image_id {
+                return Err(no(format!(
+                    "revision {revision}: {pin} is image {} in its registry, not the {} the revision ran",
+                    pulled.id, rev.image_id
+                )));
+            }
         }
         let op = apply::Operation::Rollback { service: service.to_string(), template: Box::new(template), revision };
         apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await.map_err(Error::scrubbed)

@@ -5,14 +5,31 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// A service's image: a reference the engine already has, or a build from a context directory.
+/// A service's image: a reference (on the engine or in a registry), or a build from a context
+/// directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageSource {
-    /// An image reference present on the engine (`local/api:2`). Nothing is pulled.
+    /// An image reference (`postgres:15`, `registry.example.com/team/api:2`, `api@sha256:…`),
+    /// pulled from its registry as the service's [`PullPolicy`] says.
     Reference(String),
     /// Built through the engine's build API.
     Build(Build),
+}
+
+/// When a service's image reference is pulled from its registry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Only when the engine does not have the reference (Docker's and Kubernetes' default for
+    /// tags other than `latest`). The plan asks the registry for the digest without pulling.
+    #[default]
+    IfMissing,
+    /// At every apply, so a tag pushed again (`:latest`, `:2`) is picked up; the plan says when the
+    /// tag now points to another digest than the engine's copy.
+    Always,
+    /// Never: an image the engine lacks is an error ([`Error::ImageNotFound`](crate::Error::ImageNotFound)).
+    Never,
 }
 
 /// An image build: a context directory, a Dockerfile inside it, a tag and build arguments.
@@ -28,12 +45,14 @@ pub struct Build {
     pub(crate) dockerfile: String,
     pub(crate) tag: Option<String>,
     pub(crate) args: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) push: bool,
 }
 
 impl Build {
     /// A build of this context directory with its `Dockerfile`.
     pub fn context(dir: impl Into<PathBuf>) -> Self {
-        Build { context: dir.into(), dockerfile: "Dockerfile".into(), tag: None, args: BTreeMap::new() }
+        Build { context: dir.into(), dockerfile: "Dockerfile".into(), tag: None, args: BTreeMap::new(), push: false }
     }
 
     /// The Dockerfile's path inside the context.
@@ -51,6 +70,14 @@ impl Build {
     /// A build argument (`ARG`).
     pub fn arg(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.args.insert(name.into(), value.into());
+        self
+    }
+
+    /// Pushes the built image to the registry its [`tag`](Self::tag) names (with the backend's
+    /// credentials) after every build that changed it, so that targets which pull (other hosts, a
+    /// cloud API) can get it. The tag must name a registry (`registry.example.com:5000/team/api:2`).
+    pub fn push(mut self) -> Self {
+        self.push = true;
         self
     }
 

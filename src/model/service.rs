@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    limits, name, Build, Condition, Dependency, HealthCheck, ImageSource, Port, Publish, Resources, RestartPolicy,
+    limits, name, Build, Condition, Dependency, HealthCheck, ImageSource, Port, Publish, PullPolicy, Resources, RestartPolicy,
     Rollout, Secret, ServiceRef, Strategy, Volume, VolumeSource,
 };
 use crate::error::ValidationError;
@@ -61,6 +61,7 @@ pub struct Service {
     pub(crate) role: Option<String>,
     pub(crate) env_refs: BTreeMap<String, ServiceRef>,
     pub(crate) settle: Duration,
+    pub(crate) pull: PullPolicy,
 }
 
 impl Service {
@@ -87,6 +88,11 @@ impl Service {
     /// The image source.
     pub fn image(&self) -> &ImageSource {
         &self.image
+    }
+
+    /// When its image is pulled.
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.pull
     }
 
     /// Number of instances.
@@ -180,6 +186,7 @@ impl ServiceBuilder {
                 role: None,
                 env_refs: BTreeMap::new(),
                 settle: Duration::from_secs(1),
+                pull: PullPolicy::IfMissing,
             },
             image_set: false,
             replicas_set: None,
@@ -196,10 +203,19 @@ impl ServiceBuilder {
         });
     }
 
-    /// The image reference (must be present on the engine; nothing is pulled).
+    /// The image reference, as Docker takes it: `postgres:15`,
+    /// `registry.example.com:5000/team/api:2`, `api@sha256:…`. It is pulled from its registry when
+    /// the engine lacks it (see [`pull`](Self::pull)); the digest it resolved to is recorded in the
+    /// plan and the revision, so a rollback brings back exactly that image.
     pub fn image(mut self, reference: impl Into<String>) -> Self {
         self.svc.image = ImageSource::Reference(reference.into());
         self.image_set = true;
+        self
+    }
+
+    /// When the image is pulled (default [`PullPolicy::IfMissing`]). Changing it replaces nothing.
+    pub fn pull(mut self, policy: PullPolicy) -> Self {
+        self.svc.pull = policy;
         self
     }
 
@@ -386,6 +402,9 @@ impl ServiceBuilder {
             ImageSource::Build(b) => {
                 if let Some(Err(why)) = b.tag.as_deref().map(super::image::check_reference) {
                     self.invalid("image", format!("build tag {}: {why}", show(b.tag.as_deref().unwrap_or_default())));
+                }
+                if b.push && b.tag.is_none() {
+                    self.invalid("image", "a build that is pushed needs a tag naming its registry (`Build::tag`)");
                 }
                 if let Some(p) =
                     b.args.iter().find_map(|(k, v)| c_string(&format!("build argument {k}"), &format!("{k}{v}")))

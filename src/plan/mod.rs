@@ -21,6 +21,46 @@ pub struct Plan {
     pub environment: String,
     /// One entry per described service, then one per service found running but no longer described.
     pub services: Vec<ServicePlan>,
+    /// Where each image comes from: present, restored, pulled (with the digest its registry
+    /// gives now), or built. Empty for plans made inside an apply.
+    pub images: Vec<ImagePlan>,
+}
+
+/// What happens to one image before the services using it are planned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImagePlan {
+    /// The reference (or a build's tag).
+    pub reference: String,
+    /// The services that use it.
+    pub services: Vec<String>,
+    /// Its image ID, when the target has it (or will, from a build).
+    pub image_id: Option<String>,
+    /// Its registry digest (`sha256:…`): the engine's copy's, or what the tag points to now when it
+    /// would be pulled.
+    pub digest: Option<String>,
+    /// What happens to it.
+    pub action: ImageAction,
+}
+
+/// Where an image comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ImageAction {
+    /// The target has it.
+    Present,
+    /// Brought back from what the environment last ran under this reference (a prune removed
+    /// its tag).
+    Restored,
+    /// Not on the target: pulled from its registry.
+    Pull,
+    /// The tag points to another digest than the target's copy ([`PullPolicy::Always`](crate::PullPolicy::Always)):
+    /// the new one is pulled and the services using it are replaced.
+    TagMoved {
+        /// The digest of the target's copy.
+        from: Option<String>,
+    },
+    /// Built from its context.
+    Built,
 }
 
 /// What happens to one service.
@@ -116,6 +156,20 @@ impl fmt::Display for Plan {
                 write!(f, ": {}", s.reasons.join("; "))?;
             }
         }
+        for i in &self.images {
+            let digest = i.digest.as_deref().map(|d| format!(" @ {}", short_id(d))).unwrap_or_default();
+            let what = match &i.action {
+                ImageAction::Present => "present".to_string(),
+                ImageAction::Restored => "restored from what last ran".to_string(),
+                ImageAction::Pull => "pull (not on the target)".to_string(),
+                ImageAction::TagMoved { from } => format!(
+                    "pull: the tag now points elsewhere (was {})",
+                    from.as_deref().map_or("unknown", short_id)
+                ),
+                ImageAction::Built => "built".to_string(),
+            };
+            write!(f, "\n  image {}{digest}: {what}", i.reference)?;
+        }
         Ok(())
     }
 }
@@ -155,7 +209,7 @@ pub(crate) fn compute(
             awaiting: None,
         });
     }
-    Plan { environment: env.qualified_name(), services }
+    Plan { environment: env.qualified_name(), services, images: Vec::new() }
 }
 
 /// Why an instance does not match its template, if it does not.

@@ -58,6 +58,9 @@ pub(crate) struct Template {
     pub spec_hash: String,
     /// The hosts its role places it on (empty: not placed, one engine runs everything).
     pub hosts: Vec<String>,
+    /// The image pinned to its registry digest (`postgres@sha256:…`), when it came from (or went
+    /// to) a registry: what a host that lacks the image, or a rollback, pulls.
+    pub image_pin: Option<String>,
 }
 
 impl Template {
@@ -97,6 +100,7 @@ impl Template {
             spec_json,
             spec_hash,
             hosts: Vec::new(),
+            image_pin: None,
         }
     }
 
@@ -168,6 +172,7 @@ impl Template {
             workdir: s.workdir.clone(),
             stop_grace: s.stop_grace,
             host: self.host_for(slot).map(str::to_string),
+            image_pull: self.image_pin.clone(),
         }
     }
 

@@ -28,6 +28,9 @@ pub(crate) struct RevisionRecord {
     pub changes: Vec<String>,
     pub origin: String,
     pub actor: Option<String>,
+    /// The image pinned to its registry digest (`postgres@sha256:…`), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pin: Option<String>,
 }
 
 /// One audit entry, as stored.

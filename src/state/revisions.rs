@@ -32,6 +32,10 @@ pub struct Revision {
     pub image: String,
     /// The image ID it ran (kept on the target while the revision is).
     pub image_id: String,
+    /// The image pinned to the registry digest it resolved to (`postgres@sha256:…`), when it came
+    /// from a registry (or was pushed to one): a rollback pulls exactly this if the target lost the
+    /// image, whatever the tag points to now.
+    pub image_pin: Option<String>,
     /// How its rollout ended.
     pub outcome: RolloutOutcome,
     /// What changed from the revision that ran before it (`env MODE changed`, `image changed`).
@@ -60,6 +64,7 @@ impl Revision {
             at: UNIX_EPOCH.checked_add(Duration::from_millis(r.at_ms)).unwrap_or(UNIX_EPOCH),
             image: r.image.clone(),
             image_id: r.image_id.clone(),
+            image_pin: r.image_pin.clone(),
             outcome,
             changes: r.changes.clone(),
             origin: r.origin.clone(),
@@ -228,6 +233,7 @@ impl Recorder {
             changes,
             origin: self.origin.clone(),
             actor: self.actor.clone(),
+            image_pin: template.image_pin.clone(),
         };
         let number = record.number;
         let keep = self.keep;
@@ -291,6 +297,7 @@ mod tests {
             at: UNIX_EPOCH,
             image: "img".into(),
             image_id: "sha256:1".into(),
+            image_pin: None,
             outcome: if ok { RolloutOutcome::Succeeded } else { RolloutOutcome::RolledBack { reason: "x".into() } },
             changes: vec![],
             origin: "apply".into(),

@@ -4,6 +4,8 @@
 //!   version negotiation (the engine may speak an older API than bollard's default, e.g. 1.41).
 //! - `containers.rs`: where containers are created (`create_body`), started, stopped and inspected.
 //! - `images.rs`: image look-up and builds through the engine's build API.
+//! - `pull.rs`: pulls (progress, deadline, stall detection, one transfer per reference), pushes,
+//!   and what a tag points to in its registry, with the backend's registry credentials.
 //! - `network.rs`: the environment's network and named volumes.
 //! - `files.rs`: files written into and read from containers (the archive API).
 //! - `records.rs`: the deploy lock's records, as volumes (an atomic test-and-set on a name).
@@ -19,6 +21,7 @@ mod containers;
 mod files;
 mod images;
 mod network;
+pub(crate) mod pull;
 mod records;
 mod state;
 mod time;
@@ -37,9 +40,10 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use tracing::instrument::WithSubscriber;
 
-use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope, StateFile};
+use super::{Backend, ExecOutput, ImageInfo, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope, StateFile};
 use crate::error::{Error, Result};
 use crate::model::Build;
+use crate::registry::{PullProgress, Registries, RegistryAuth};
 
 /// How HTTP and TCP probes reach a container.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +75,11 @@ pub struct DockerBackend {
     cores: std::sync::Arc<tokio::sync::OnceCell<i64>>,
     /// Where ephemeral ports bind when they say nothing (`None`: every address).
     ephemeral_bind: Option<std::net::IpAddr>,
+    /// Registry credentials.
+    registries: std::sync::Arc<Registries>,
+    /// Pulls under way, one per reference.
+    pulls: std::sync::Arc<pull::Pulls>,
+    pull_limits: pull::PullLimits,
 }
 
 /// Builder for [`DockerBackend`].
@@ -82,6 +91,8 @@ pub struct DockerBackendBuilder {
     route: Option<ProbeRoute>,
     published_host: Option<String>,
     ephemeral_bind: Option<Option<std::net::IpAddr>>,
+    registries: Registries,
+    pull_limits: pull::PullLimits,
 }
 
 impl DockerBackendBuilder {
@@ -90,6 +101,52 @@ impl DockerBackendBuilder {
     /// the tests reach them; every address for a remote engine). `None`: every address.
     pub fn ephemeral_bind(mut self, address: Option<std::net::IpAddr>) -> Self {
         self.ephemeral_bind = Some(address);
+        self
+    }
+
+    /// Credentials for a registry (`registry.example.com:5000`, `ghcr.io`, `docker.io`), used for
+    /// pulls, pushes and registry look-ups of images it holds. They take precedence over the Docker
+    /// CLI's configuration for that registry.
+    ///
+    /// ```no_run
+    /// # async fn f() -> harbormaster::Result<()> {
+    /// use harbormaster::{DockerBackend, RegistryAuth, Secret};
+    /// let docker = DockerBackend::builder()
+    ///     .registry_auth("registry.example.com:5000", RegistryAuth::basic("deploy", Secret::from_env("REGISTRY_PASSWORD")?))
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn registry_auth(mut self, registry: impl AsRef<str>, auth: RegistryAuth) -> Self {
+        self.registries.give(registry.as_ref(), auth);
+        self
+    }
+
+    /// Whether the Docker CLI's credentials are used for registries given none (default `true`):
+    /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, its `auths`, and its `credsStore`
+    /// and `credHelpers` through the `docker-credential-*` helpers, as `docker pull` uses them.
+    pub fn docker_config_credentials(mut self, read: bool) -> Self {
+        self.registries.docker_config = read;
+        self
+    }
+
+    /// Longest one image pull (or push) may take in all (default 30 minutes).
+    pub fn pull_timeout(mut self, d: Duration) -> Self {
+        self.pull_limits.deadline = d;
+        self
+    }
+
+    /// Longest a pull (or push) may go without progress before it is cancelled as stalled
+    /// (default 60 s): a registry that stops sending fails the pull instead of hanging it.
+    pub fn pull_stall_timeout(mut self, d: Duration) -> Self {
+        self.pull_limits.stall = d;
+        self
+    }
+
+    /// Registry credentials and pull limits as another builder holds them (an SSH host's).
+    pub(crate) fn registry_settings(mut self, registries: Registries, limits: pull::PullLimits) -> Self {
+        self.registries = registries;
+        self.pull_limits = limits;
         self
     }
 
@@ -167,6 +224,9 @@ impl DockerBackendBuilder {
             transport,
             cores: Default::default(),
             ephemeral_bind,
+            registries: std::sync::Arc::new(self.registries),
+            pulls: Default::default(),
+            pull_limits: self.pull_limits,
         })
     }
 }
@@ -194,6 +254,8 @@ impl DockerBackend {
             route: None,
             published_host: None,
             ephemeral_bind: None,
+            registries: Registries::new(),
+            pull_limits: pull::PullLimits::default(),
         }
     }
 
@@ -211,6 +273,16 @@ impl DockerBackend {
     /// [`build_from`](crate::ServiceBuilder::build_from), for images shared by several services.
     pub async fn build(&self, build: &Build, tag: &str) -> Result<String> {
         images::build(self, build, tag).await
+    }
+
+    /// Pulls `reference` from its registry (see [`Backend::pull_image`]), without progress reports.
+    pub async fn pull(&self, reference: &str) -> Result<ImageInfo> {
+        pull::pull(self, reference, &|_| {}).await.map_err(Error::scrubbed)
+    }
+
+    /// Pushes the local image `reference` to its registry; the digest it has there.
+    pub async fn push(&self, reference: &str) -> Result<String> {
+        pull::push(self, reference, &|_| {}).await.map_err(Error::scrubbed)
     }
 
     /// Runs one engine call under the call timeout, naming the operation and target on failure.
@@ -266,6 +338,22 @@ impl Backend for DockerBackend {
 
     async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
         quiet(images::build(self, build, tag)).await
+    }
+
+    async fn image_info(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        quiet(pull::info(self, reference)).await
+    }
+
+    async fn pull_image(&self, reference: &str, progress: &(dyn Fn(PullProgress) + Send + Sync)) -> Result<ImageInfo> {
+        pull::pull(self, reference, progress).await
+    }
+
+    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
+        pull::registry_digest(self, reference).await.map(Some)
+    }
+
+    async fn push_image(&self, reference: &str, progress: &(dyn Fn(PullProgress) + Send + Sync)) -> Result<String> {
+        pull::push(self, reference, progress).await
     }
 
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {

@@ -1,7 +1,10 @@
-//! Shipping images to hosts without a registry: an image the fleet's image source has (built
-//! there, or loaded) is streamed to a host the first time the host needs it, and only if the host
-//! lacks that image ID. The stream goes engine to engine (a `docker save` piped into a
-//! `docker load`), over the host's SSH connection for an [`SshHost`](crate::SshHost).
+//! Getting an image onto the host that runs it, the first time the host needs it and only if it
+//! lacks that image ID:
+//! - an image with a registry digest (pulled from a registry, or pushed to one) is pulled by the
+//!   host itself, by digest, from that registry (so it gets exactly the image planned);
+//! - an image that exists only locally (built or loaded, never pushed) is shipped: streamed engine
+//!   to engine (a `docker save` piped into a `docker load`), over the host's SSH connection for an
+//!   [`SshHost`](crate::SshHost).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,18 +24,21 @@ pub(super) struct Shipments {
     locks: Mutex<HashMap<HostImage, Arc<Mutex<()>>>>,
     /// How many images were shipped, for reports and tests.
     pub shipped: std::sync::atomic::AtomicU64,
+    /// How many images hosts pulled from a registry themselves.
+    pub pulled: std::sync::atomic::AtomicU64,
 }
 
 impl Shipments {
-    /// Makes sure `host` has `image_id`, shipping it from `source` if not, or from `fallback` (the
-    /// primary, which keeps the images of the revisions a rollback may need) when the source lacks
-    /// it.
+    /// Makes sure `host` has `image_id`: pulled by the host from its registry when `pin`
+    /// (`name@sha256:…`) says where, else shipped from `source`, or from `fallback` (the primary,
+    /// which keeps the images of the revisions a rollback may need) when the source lacks it.
     pub(super) async fn ensure(
         &self,
         source: Option<&Arc<dyn Backend>>,
         fallback: Option<&Member>,
         host: &Member,
         image_id: &str,
+        pin: Option<&str>,
     ) -> Result<()> {
         let lock = {
             let mut locks = self.locks.lock().await;
@@ -41,6 +47,18 @@ impl Shipments {
         let _held = lock.lock().await;
         if host.backend.image_id(image_id).await?.is_some() {
             return Ok(());
+        }
+        if let Some(pin) = pin {
+            let started = std::time::Instant::now();
+            match host.backend.pull_image(pin, &|_| {}).await {
+                Ok(info) if info.id == image_id => {
+                    self.pulled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(host = %host.name, image = %pin, took = ?started.elapsed(), "image pulled by the host");
+                    return Ok(());
+                }
+                Ok(info) => tracing::warn!(host = %host.name, image = %pin, got = %info.id, "the host pulled another image; shipping"),
+                Err(e) => tracing::warn!(host = %host.name, image = %pin, error = %e, "the host could not pull; shipping"),
+            }
         }
         let source = match (source, fallback) {
             (Some(s), Some(f)) if s.image_id(image_id).await?.is_none() && f.name != host.name => {

@@ -159,6 +159,11 @@ impl Fleet {
         self.members.iter().map(|m| m.name.clone()).collect()
     }
 
+    /// How many images this fleet's hosts have pulled from a registry themselves so far.
+    pub fn images_pulled_by_hosts(&self) -> u64 {
+        self.shipments.pulled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// How many images this fleet has shipped to its hosts so far.
     pub fn images_shipped(&self) -> u64 {
         self.shipments.shipped.load(std::sync::atomic::Ordering::Relaxed)
@@ -250,6 +255,47 @@ impl Backend for Fleet {
         }
     }
 
+    async fn image_info(&self, reference: &str) -> Result<Option<crate::backend::ImageInfo>> {
+        match &self.source {
+            Some(source) => source.image_info(reference).await,
+            None => Ok(match self.image_id(reference).await? {
+                Some(id) => on(self.primary(), self.primary().backend.image_info(&id).await)?,
+                None => None,
+            }),
+        }
+    }
+
+    /// Pulled where the fleet's images come from (its image source, else its primary host), to
+    /// learn the image's ID and digest; each host then pulls it by digest when it first needs it.
+    async fn pull_image(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
+    ) -> Result<crate::backend::ImageInfo> {
+        match &self.source {
+            Some(source) => source.pull_image(reference, progress).await,
+            None => on(self.primary(), self.primary().backend.pull_image(reference, progress).await),
+        }
+    }
+
+    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
+        match &self.source {
+            Some(source) => source.registry_digest(reference).await,
+            None => on(self.primary(), self.primary().backend.registry_digest(reference).await),
+        }
+    }
+
+    async fn push_image(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
+    ) -> Result<String> {
+        match &self.source {
+            Some(source) => source.push_image(reference, progress).await,
+            None => on(self.primary(), self.primary().backend.push_image(reference, progress).await),
+        }
+    }
+
     async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
         match &self.source {
             Some(source) => source.build_image(build, tag).await,
@@ -309,7 +355,7 @@ impl Backend for Fleet {
                 })
             }
         };
-        on(m, self.shipments.ensure(self.source.as_ref(), Some(self.primary()), m, &spec.image_id).await)?;
+        on(m, self.shipments.ensure(self.source.as_ref(), Some(self.primary()), m, &spec.image_id, spec.image_pull.as_deref()).await)?;
         for v in spec.volumes.iter().filter_map(|v| v.volume_name()) {
             on(m, m.backend.ensure_volume(&spec.scope, v).await)?;
         }
@@ -415,7 +461,7 @@ impl Backend for Fleet {
     async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
         // Kept on the primary, with the records: shipped there first if it lacks the image.
         let m = self.primary();
-        on(m, self.shipments.ensure(self.source.as_ref(), None, m, image_id).await)?;
+        on(m, self.shipments.ensure(self.source.as_ref(), None, m, image_id, None).await)?;
         on(m, m.backend.keep_image(scope, image_id).await)
     }
 

@@ -104,6 +104,8 @@ pub struct SshHostBuilder {
     keepalive: Duration,
     call_timeout: Duration,
     min_free_disk: u64,
+    registries: crate::registry::Registries,
+    pull_limits: super::docker::pull::PullLimits,
 }
 
 impl SshHost {
@@ -136,6 +138,8 @@ impl SshHost {
             keepalive: Duration::from_secs(5),
             call_timeout: Duration::from_secs(60),
             min_free_disk: 512 << 20,
+            registries: crate::registry::Registries::new(),
+            pull_limits: Default::default(),
         }
     }
 
@@ -361,6 +365,29 @@ impl SshHostBuilder {
         self
     }
 
+    /// Credentials for a registry the host pulls from, sent from this machine with each pull (the
+    /// host stores nothing), as [`DockerBackendBuilder::registry_auth`](crate::DockerBackendBuilder::registry_auth).
+    pub fn registry_auth(mut self, registry: impl AsRef<str>, auth: crate::registry::RegistryAuth) -> Self {
+        self.registries.give(registry.as_ref(), auth);
+        self
+    }
+
+    /// Whether this machine's Docker CLI credentials (`~/.docker/config.json` and its helpers)
+    /// are sent for registries given none (default `true`), as
+    /// [`DockerBackendBuilder::docker_config_credentials`](crate::DockerBackendBuilder::docker_config_credentials).
+    pub fn docker_config_credentials(mut self, read: bool) -> Self {
+        self.registries.docker_config = read;
+        self
+    }
+
+    /// Longest one pull on the host may take, and longest it may go without progress (defaults
+    /// 30 minutes and 60 s), as [`DockerBackendBuilder::pull_timeout`](crate::DockerBackendBuilder::pull_timeout)
+    /// and [`pull_stall_timeout`](crate::DockerBackendBuilder::pull_stall_timeout).
+    pub fn pull_limits(mut self, timeout: Duration, stall: Duration) -> Self {
+        self.pull_limits = super::docker::pull::PullLimits { deadline: timeout, stall };
+        self
+    }
+
     /// Free space the engine's data directory must have for the host to pass its checks
     /// (default 512 MiB).
     pub fn min_free_disk(mut self, bytes: u64) -> Self {
@@ -389,6 +416,7 @@ impl SshHostBuilder {
             .probe_route(ProbeRoute::PublishedPort)
             .published_host(address.clone())
             .ephemeral_bind(address.parse().ok())
+            .registry_settings(self.registries.clone(), self.pull_limits)
             .connect()
             .await
             .map_err(|e| Error::HostCheck {
@@ -428,6 +456,30 @@ impl Backend for SshHost {
 
     async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
         self.guard(self.docker.build_image(build, tag).await).await
+    }
+
+    async fn image_info(&self, reference: &str) -> Result<Option<crate::backend::ImageInfo>> {
+        self.guard(self.docker.image_info(reference).await).await
+    }
+
+    async fn pull_image(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
+    ) -> Result<crate::backend::ImageInfo> {
+        self.guard(self.docker.pull_image(reference, progress).await).await
+    }
+
+    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
+        self.guard(self.docker.registry_digest(reference).await).await
+    }
+
+    async fn push_image(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
+    ) -> Result<String> {
+        self.guard(self.docker.push_image(reference, progress).await).await
     }
 
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {

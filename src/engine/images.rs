@@ -1,0 +1,257 @@
+//! Where each service's image comes from, before anything is planned: present on the target,
+//! restored from the state store's kept copy, pulled from its registry (per the service's
+//! [`PullPolicy`]), or built (and pushed when the build asks).
+//!
+//! A plan never pulls: for an image it would pull, it asks the registry for the digest the tag
+//! points to, and says so. An apply pulls each reference once, however many services use it,
+//! and pulls distinct references concurrently. What an image resolved to (its ID and, when it
+//! came from or went to a registry, its digest) goes into the [`Template`], hence into the plan
+//! and the revision.
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures::future::join_all;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::backend::{Backend, ImageInfo, Instance, Scope};
+use crate::error::{Error, Result};
+use crate::events::{EventKind, EventSink};
+use crate::model::{Environment, ImageSource, PullPolicy, Service, ServiceKind};
+use crate::plan::{ImageAction, ImagePlan};
+use crate::registry::ImageRef;
+use crate::state::{jobs, revisions, Store};
+
+/// Whether resolving may change the target (pull, build, push) or only look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// For a plan: nothing is pulled or pushed.
+    Plan,
+    /// For an apply.
+    Apply,
+}
+
+/// What an image resolved to.
+#[derive(Clone, Debug)]
+pub(crate) struct Resolved {
+    /// The image ID; for an image a plan would pull, its registry digest stands in.
+    pub id: String,
+    /// `name@sha256:…`, when the image has a registry digest.
+    pub pin: Option<String>,
+}
+
+/// Resolves every service's image. Returns each service's image and what happens to each image.
+pub(crate) async fn resolve(
+    env: &Environment,
+    backend: &dyn Backend,
+    scope: &Scope,
+    store: Option<&Store<'_>>,
+    sink: &EventSink,
+    mode: Mode,
+) -> Result<(HashMap<String, Resolved>, Vec<ImagePlan>)> {
+    // References, each with the services using it and the strongest policy among them.
+    let mut references: BTreeMap<&str, (Vec<&Service>, PullPolicy)> = BTreeMap::new();
+    for svc in &env.services {
+        if let ImageSource::Reference(r) = &svc.image {
+            let entry = references.entry(r.as_str()).or_insert((Vec::new(), PullPolicy::Never));
+            entry.0.push(svc);
+            entry.1 = stronger(entry.1, svc.pull);
+        }
+    }
+    let resolving = references.iter().map(|(reference, (services, policy))| {
+        let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+        let span = tracing::info_span!("image", image = %reference, services = %names.join(","));
+        async move {
+            let r = reference_image(backend, scope, store, sink, mode, reference, services, *policy).await;
+            (*reference, names, r)
+        }
+        .instrument(span)
+    });
+    let mut out = HashMap::new();
+    let mut plans = Vec::new();
+    for (reference, names, r) in join_all(resolving).await {
+        let (resolved, plan) = r?;
+        for n in &names {
+            out.insert(n.clone(), resolved.clone());
+        }
+        plans.push(ImagePlan { reference: reference.to_string(), services: names, ..plan });
+    }
+    let mut built: HashMap<String, Resolved> = HashMap::new();
+    for svc in &env.services {
+        let ImageSource::Build(b) = &svc.image else { continue };
+        let tag = b.tag.clone().unwrap_or_else(|| format!("harbormaster/{}-{}:latest", env.project, svc.name));
+        let key = format!("{}|{}|{tag}|{:?}", b.context.display(), b.dockerfile, b.args);
+        if let Some(r) = built.get(&key) {
+            out.insert(svc.name.clone(), r.clone());
+            continue;
+        }
+        let id = backend.build_image(b, &tag).await?;
+        sink.emit(EventKind::ImageBuilt { service: svc.name.clone(), tag: tag.clone(), image_id: id.clone() });
+        let mut pin = None;
+        if b.push && mode == Mode::Apply {
+            let digest = backend.push_image(&tag, &|_| {}).await?;
+            sink.emit(EventKind::ImagePushed { reference: tag.clone(), digest: digest.clone() });
+            pin = ImageRef::parse(&tag).map(|r| r.pinned(&digest));
+        }
+        let r = Resolved { id: id.clone(), pin };
+        plans.push(ImagePlan {
+            reference: tag,
+            services: vec![svc.name.clone()],
+            image_id: Some(id),
+            digest: None,
+            action: ImageAction::Built,
+        });
+        built.insert(key, r.clone());
+        out.insert(svc.name.clone(), r);
+    }
+    Ok((out, plans))
+}
+
+fn stronger(a: PullPolicy, b: PullPolicy) -> PullPolicy {
+    let rank = |p| match p {
+        PullPolicy::Never => 0,
+        PullPolicy::IfMissing => 1,
+        PullPolicy::Always => 2,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// The pinned reference of `reference` among an image's repo digests, and the digest.
+fn pin_of(reference: &str, info: &ImageInfo) -> (Option<String>, Option<String>) {
+    let Some(r) = ImageRef::parse(reference) else { return (None, None) };
+    if let Some(d) = &r.digest {
+        return (Some(r.pinned(d)), Some(d.clone()));
+    }
+    match r.digest_among(&info.repo_digests) {
+        Some(d) => (Some(r.pinned(d)), Some(d.to_string())),
+        None => (None, None),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reference_image(
+    backend: &dyn Backend,
+    scope: &Scope,
+    store: Option<&Store<'_>>,
+    sink: &EventSink,
+    mode: Mode,
+    reference: &str,
+    services: &[&Service],
+    policy: PullPolicy,
+) -> Result<(Resolved, ImagePlan)> {
+    let plan = |id: Option<&str>, digest: Option<String>, action| ImagePlan {
+        reference: String::new(),
+        services: Vec::new(),
+        image_id: id.map(str::to_string),
+        digest,
+        action,
+    };
+    let local = backend.image_info(reference).await?;
+    if let Some(info) = &local {
+        if policy != PullPolicy::Always {
+            let (pin, digest) = pin_of(reference, info);
+            return Ok((Resolved { id: info.id.clone(), pin }, plan(Some(&info.id), digest, ImageAction::Present)));
+        }
+    } else if policy != PullPolicy::Always {
+        // A prune may have removed the tag (or the image) the services run: what they last ran
+        // under this reference comes back without a pull.
+        for svc in services {
+            if let Some(id) = recorded_image(backend, scope, store, svc, reference).await? {
+                let (pin, digest) = match backend.image_info(&id).await? {
+                    Some(info) => pin_of(reference, &info),
+                    None => (None, None),
+                };
+                return Ok((Resolved { id: id.clone(), pin }, plan(Some(&id), digest, ImageAction::Restored)));
+            }
+        }
+        if policy == PullPolicy::Never {
+            let svc = services.first().map(|s| s.name.clone()).unwrap_or_default();
+            return Err(Error::ImageNotFound { service: svc, reference: reference.to_string(), backend: backend.describe() });
+        }
+    }
+    let had = local.as_ref().and_then(|i| pin_of(reference, i).1);
+    if mode == Mode::Plan {
+        let Some(digest) = backend.registry_digest(reference).await? else {
+            // The target cannot ask its registry: the plan takes the copy it has, or says it pulls.
+            return Ok(match &local {
+                Some(info) => (Resolved { id: info.id.clone(), pin: None }, plan(Some(&info.id), had, ImageAction::Present)),
+                None => (Resolved { id: format!("pull:{reference}"), pin: None }, plan(None, None, ImageAction::Pull)),
+            });
+        };
+        let pin = ImageRef::parse(reference).map(|r| r.pinned(&digest));
+        return Ok(match &local {
+            Some(info) if had.as_deref() == Some(digest.as_str()) => {
+                (Resolved { id: info.id.clone(), pin }, plan(Some(&info.id), Some(digest), ImageAction::Present))
+            }
+            Some(_) => (
+                Resolved { id: digest.clone(), pin },
+                plan(None, Some(digest), ImageAction::TagMoved { from: had }),
+            ),
+            None => (Resolved { id: digest.clone(), pin }, plan(None, Some(digest), ImageAction::Pull)),
+        });
+    }
+    let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+    let started = Instant::now();
+    let progress = |p| {
+        sink.emit(EventKind::ImagePulling { reference: reference.to_string(), services: names.clone(), progress: p })
+    };
+    let info = backend.pull_image(reference, &progress).await?;
+    let (pin, digest) = pin_of(reference, &info);
+    let replaced = had.filter(|h| digest.as_ref() != Some(h));
+    let action = match (&local, &replaced) {
+        (None, _) => ImageAction::Pull,
+        (Some(_), Some(from)) => ImageAction::TagMoved { from: Some(from.clone()) },
+        (Some(_), None) => ImageAction::Present,
+    };
+    sink.emit(EventKind::ImagePulled {
+        reference: reference.to_string(),
+        services: names,
+        image_id: info.id.clone(),
+        digest: digest.clone(),
+        replaced,
+        took: started.elapsed(),
+    });
+    Ok((Resolved { id: info.id.clone(), pin }, plan(Some(&info.id), digest, action)))
+}
+
+/// The image a service (or job) last ran under `reference`, as the state store recorded it
+/// (restored from the kept copy if the image itself was removed too), or as its running instances
+/// show it; `None` if neither knows.
+async fn recorded_image(
+    backend: &dyn Backend,
+    scope: &Scope,
+    store: Option<&Store<'_>>,
+    svc: &Service,
+    reference: &str,
+) -> Result<Option<String>> {
+    let recorded = match store {
+        Some(store) => match svc.kind {
+            ServiceKind::Job => jobs::image_of_reference(store, &svc.name, reference).await,
+            ServiceKind::Service => revisions::image_of_reference(store, &svc.name, reference).await,
+        },
+        None => None,
+    };
+    if let Some(id) = recorded {
+        // A job that completed with it needs no image to stay completed; a service needs it back.
+        if svc.kind == ServiceKind::Job || backend.restore_image(scope, &id, Some(reference)).await? {
+            return Ok(Some(id));
+        }
+    }
+    // Instances made from this reference run its image (the records may be lost; the image is
+    // not, while a container uses it).
+    let made_from = |i: &Instance| {
+        let spec: Option<serde_json::Value> = i.spec_json.as_deref().and_then(|j| serde_json::from_str(j).ok());
+        spec.is_some_and(|s| s["image"]["reference"].as_str() == Some(reference))
+    };
+    let running = backend.list_instances(scope).await?;
+    if let Some(i) = running.iter().find(|i| i.service == svc.name && i.is_running() && made_from(i)) {
+        if backend.restore_image(scope, &i.image_id, Some(reference)).await? {
+            return Ok(Some(i.image_id.clone()));
+        }
+    }
+    Ok(None)
+}

@@ -1,0 +1,140 @@
+//! Registry credentials: typed per registry on the backend, or those the user already has in the
+//! Docker CLI's configuration (see [`docker_config`](super::docker_config)).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::model::Secret;
+
+/// Credentials for one registry: a user name and password (or access token), or an identity
+/// token (OAuth refresh token, as `docker login` stores for some registries).
+///
+/// The password and token are [`Secret`]s: never in `Debug`, events, traces, errors or records.
+///
+/// ```
+/// use harbormaster::{RegistryAuth, Secret};
+/// let auth = RegistryAuth::basic("deploy", Secret::new("s3cret-pass"));
+/// assert_eq!(auth.username(), Some("deploy"));
+/// assert!(!format!("{auth:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+pub struct RegistryAuth {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Basic { username: String, password: Secret },
+    IdentityToken(Secret),
+}
+
+impl RegistryAuth {
+    /// A user name and password (or a personal access token in place of the password).
+    pub fn basic(username: impl Into<String>, password: Secret) -> Self {
+        RegistryAuth { kind: Kind::Basic { username: username.into(), password } }
+    }
+
+    /// An identity token (`docker login` stores one as `identitytoken` for registries that give one).
+    pub fn identity_token(token: Secret) -> Self {
+        RegistryAuth { kind: Kind::IdentityToken(token) }
+    }
+
+    /// The user name, if these are basic credentials.
+    pub fn username(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Basic { username, .. } => Some(username),
+            Kind::IdentityToken(_) => None,
+        }
+    }
+
+    /// Who these credentials are, without the secret: `user "deploy"` or `an identity token`.
+    pub fn who(&self) -> String {
+        match &self.kind {
+            Kind::Basic { username, .. } => format!("user {username:?}"),
+            Kind::IdentityToken(_) => "an identity token".into(),
+        }
+    }
+
+    /// The engine's form (`X-Registry-Auth`) for `server`.
+    pub(crate) fn engine_credentials(&self, server: &str) -> bollard::auth::DockerCredentials {
+        match &self.kind {
+            Kind::Basic { username, password } => bollard::auth::DockerCredentials {
+                username: Some(username.clone()),
+                password: Some(password.expose().to_string()),
+                serveraddress: Some(server.to_string()),
+                ..Default::default()
+            },
+            Kind::IdentityToken(token) => bollard::auth::DockerCredentials {
+                identitytoken: Some(token.expose().to_string()),
+                serveraddress: Some(server.to_string()),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Basic { username, .. } => {
+                f.debug_struct("RegistryAuth").field("username", username).field("password", &"[redacted]").finish()
+            }
+            Kind::IdentityToken(_) => f.debug_struct("RegistryAuth").field("identity_token", &"[redacted]").finish(),
+        }
+    }
+}
+
+/// Credentials found for a registry, and where they came from (for errors: which credentials
+/// were used, never the secret).
+#[derive(Clone, Debug)]
+pub(crate) struct Found {
+    pub auth: RegistryAuth,
+    /// `given to the backend`, `~/.docker/config.json`, `docker-credential-pass`.
+    pub source: String,
+}
+
+impl Found {
+    /// `user "deploy" (from /root/.docker/config.json)`.
+    pub(crate) fn describe(&self) -> String {
+        format!("{} ({})", self.auth.who(), self.source)
+    }
+}
+
+/// The credentials a backend uses: those given per registry, then (unless turned off) the Docker
+/// CLI's configuration.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Registries {
+    given: BTreeMap<String, RegistryAuth>,
+    /// Whether `~/.docker/config.json` is read for registries with nothing given.
+    pub docker_config: bool,
+}
+
+impl Registries {
+    /// Reads the Docker CLI's configuration for registries with nothing given.
+    pub(crate) fn new() -> Registries {
+        Registries { given: BTreeMap::new(), docker_config: true }
+    }
+
+    /// Uses `auth` for `registry` (`registry.example.com:5000`, `docker.io`; a URL is reduced to its host).
+    pub(crate) fn give(&mut self, registry: &str, auth: RegistryAuth) {
+        self.given.insert(super::docker_config::normalize(registry), auth);
+    }
+
+    /// The credentials for `registry`, if any: given ones first, then the Docker configuration's.
+    pub(crate) async fn find(&self, registry: &str) -> Option<Found> {
+        let key = super::docker_config::normalize(registry);
+        if let Some(auth) = self.given.get(&key) {
+            return Some(Found { auth: auth.clone(), source: "given to the backend".into() });
+        }
+        if !self.docker_config {
+            return None;
+        }
+        match super::docker_config::lookup(&key).await {
+            Ok(found) => found,
+            Err(why) => {
+                tracing::warn!(registry = %key, %why, "registry credentials from the Docker configuration unavailable");
+                None
+            }
+        }
+    }
+}
