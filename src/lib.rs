@@ -99,8 +99,8 @@ pub use error::{ApplyFailure, Error, HealthFailure, RegistryErrorKind, Result, V
 pub use health::ProbeRecord;
 pub use model::{
     Amount, Build, CanaryStep, Condition, Environment, EnvironmentBuilder, HealthCheck, ImageSource, Ingress,
-    IngressBuilder, OnFailure, Port, Probe, Publish, PullPolicy, Resources, RestartPolicy, Rollout, Route, Secret, Service,
-    ServiceBuilder, ServiceKind, ServiceRef, Strategy, Tls, Volume,
+    IngressBuilder, OnFailure, Port, Probe, Publish, PullPolicy, Resources, RestartPolicy, Rollout, Route, Secret,
+    Service, ServiceBuilder, ServiceKind, ServiceRef, Strategy, Tls, Volume,
 };
 pub use plan::{Action, ImageAction, ImagePlan, Plan, ServicePlan};
 pub use registry::{ImageRef, PullProgress, RegistryAuth};

@@ -358,11 +358,8 @@ async fn run(
 ) -> Result<Deployment> {
     let scope = scope_of(env);
     let rollback = !overrides.is_empty();
-    let templates = if rollback {
-        overrides
-    } else {
-        templates(env, backend, Some(store), sink, images::Mode::Apply).await?.0
-    };
+    let templates =
+        if rollback { overrides } else { templates(env, backend, Some(store), sink, images::Mode::Apply).await?.0 };
     let Observed { plan, templates, observed, waiting, discarded } =
         observe_with(scoped, templates, backend, store, rollback).await?;
     check_target(backend, &scope, &plan, &templates).await?;

@@ -170,7 +170,11 @@ async fn reference_image(
         }
         if policy == PullPolicy::Never {
             let svc = services.first().map(|s| s.name.clone()).unwrap_or_default();
-            return Err(Error::ImageNotFound { service: svc, reference: reference.to_string(), backend: backend.describe() });
+            return Err(Error::ImageNotFound {
+                service: svc,
+                reference: reference.to_string(),
+                backend: backend.describe(),
+            });
         }
     }
     let had = local.as_ref().and_then(|i| pin_of(reference, i).1);
@@ -178,7 +182,9 @@ async fn reference_image(
         let Some(digest) = backend.registry_digest(reference).await? else {
             // The target cannot ask its registry: the plan takes the copy it has, or says it pulls.
             return Ok(match &local {
-                Some(info) => (Resolved { id: info.id.clone(), pin: None }, plan(Some(&info.id), had, ImageAction::Present)),
+                Some(info) => {
+                    (Resolved { id: info.id.clone(), pin: None }, plan(Some(&info.id), had, ImageAction::Present))
+                }
                 None => (Resolved { id: format!("pull:{reference}"), pin: None }, plan(None, None, ImageAction::Pull)),
             });
         };
@@ -187,10 +193,9 @@ async fn reference_image(
             Some(info) if had.as_deref() == Some(digest.as_str()) => {
                 (Resolved { id: info.id.clone(), pin }, plan(Some(&info.id), Some(digest), ImageAction::Present))
             }
-            Some(_) => (
-                Resolved { id: digest.clone(), pin },
-                plan(None, Some(digest), ImageAction::TagMoved { from: had }),
-            ),
+            Some(_) => {
+                (Resolved { id: digest.clone(), pin }, plan(None, Some(digest), ImageAction::TagMoved { from: had }))
+            }
             None => (Resolved { id: digest.clone(), pin }, plan(None, Some(digest), ImageAction::Pull)),
         });
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    limits, name, Build, Condition, Dependency, HealthCheck, ImageSource, Port, Publish, PullPolicy, Resources, RestartPolicy,
-    Rollout, Secret, ServiceRef, Strategy, Volume, VolumeSource,
+    limits, name, Build, Condition, Dependency, HealthCheck, ImageSource, Port, Publish, PullPolicy, Resources,
+    RestartPolicy, Rollout, Secret, ServiceRef, Strategy, Volume, VolumeSource,
 };
 use crate::error::ValidationError;
 

@@ -162,10 +162,9 @@ impl fmt::Display for Plan {
                 ImageAction::Present => "present".to_string(),
                 ImageAction::Restored => "restored from what last ran".to_string(),
                 ImageAction::Pull => "pull (not on the target)".to_string(),
-                ImageAction::TagMoved { from } => format!(
-                    "pull: the tag now points elsewhere (was {})",
-                    from.as_deref().map_or("unknown", short_id)
-                ),
+                ImageAction::TagMoved { from } => {
+                    format!("pull: the tag now points elsewhere (was {})", from.as_deref().map_or("unknown", short_id))
+                }
                 ImageAction::Built => "built".to_string(),
             };
             write!(f, "\n  image {}{digest}: {what}", i.reference)?;

@@ -109,9 +109,11 @@ pub(crate) async fn lookup(registry: &str) -> Result<Option<Found>, String> {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .map_err(|_| format!("{source}: the `auth` of {registry} is not base64"))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| format!("{source}: the `auth` of {registry} is not text"))?;
-        let (user, password) =
-            decoded.split_once(':').ok_or_else(|| format!("{source}: the `auth` of {registry} is not user:password"))?;
+        let decoded =
+            String::from_utf8(decoded).map_err(|_| format!("{source}: the `auth` of {registry} is not text"))?;
+        let (user, password) = decoded
+            .split_once(':')
+            .ok_or_else(|| format!("{source}: the `auth` of {registry} is not user:password"))?;
         return Ok(Some(Found { auth: RegistryAuth::basic(user, Secret::new(password)), source }));
     }
     match (entry.username.as_deref(), entry.password.as_deref()) {

@@ -50,11 +50,23 @@ mod tests {
     #[test]
     fn engine_words_map_to_kinds() {
         let cases = [
-            ("manifest for 127.0.0.1:5055/t/acc:nope not found: manifest unknown: manifest unknown", RegistryErrorKind::NotFound),
-            ("Head \"http://127.0.0.1:5055/v2/t/acc/manifests/1\": no basic auth credentials", RegistryErrorKind::Unauthorized),
+            (
+                "manifest for 127.0.0.1:5055/t/acc:nope not found: manifest unknown: manifest unknown",
+                RegistryErrorKind::NotFound,
+            ),
+            (
+                "Head \"http://127.0.0.1:5055/v2/t/acc/manifests/1\": no basic auth credentials",
+                RegistryErrorKind::Unauthorized,
+            ),
             ("unauthorized: authentication required", RegistryErrorKind::Unauthorized),
-            ("Get \"http://127.0.0.1:5999/v2/\": dial tcp 127.0.0.1:5999: connect: connection refused", RegistryErrorKind::Unreachable),
-            ("Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host", RegistryErrorKind::Unreachable),
+            (
+                "Get \"http://127.0.0.1:5999/v2/\": dial tcp 127.0.0.1:5999: connect: connection refused",
+                RegistryErrorKind::Unreachable,
+            ),
+            (
+                "Get \"https://registry-1.docker.io/v2/\": dial tcp: lookup registry-1.docker.io: no such host",
+                RegistryErrorKind::Unreachable,
+            ),
             ("no matching manifest for linux/amd64 in the manifest list entries", RegistryErrorKind::WrongPlatform),
             ("something else entirely", RegistryErrorKind::Other),
         ];

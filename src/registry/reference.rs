@@ -37,7 +37,9 @@ impl ImageRef {
         };
         let (registry, repository) = match name.split_once('/') {
             Some((first, path))
-                if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
+                if first.contains(['.', ':'])
+                    || first == "localhost"
+                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
             {
                 (first.to_string(), path.to_string())
             }
@@ -99,11 +101,20 @@ mod tests {
     #[test]
     fn splits_as_docker_does() {
         let r = ImageRef::parse("postgres:15").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("docker.io", "library/postgres", Some("15")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("docker.io", "library/postgres", Some("15"))
+        );
         let r = ImageRef::parse("127.0.0.1:5000/team/api:2").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("127.0.0.1:5000", "team/api", Some("2")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "team/api", Some("2"))
+        );
         let r = ImageRef::parse("team/api").unwrap();
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag_or_latest()), ("docker.io", "team/api", "latest"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag_or_latest()),
+            ("docker.io", "team/api", "latest")
+        );
         let r = ImageRef::parse(&format!("localhost/api@{D}")).unwrap();
         assert_eq!((r.registry.as_str(), r.digest.as_deref(), r.tag.as_deref()), ("localhost", Some(D), None));
         assert_eq!(r.pinned(D), format!("localhost/api@{D}"));

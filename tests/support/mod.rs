@@ -5,6 +5,7 @@
 pub mod hosts;
 pub mod kill;
 pub mod load;
+pub mod registry;
 pub mod stack;
 pub mod workload;
 

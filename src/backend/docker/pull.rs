@@ -133,7 +133,8 @@ pub(super) async fn pull(
     let failing = Failing { operation: "pull", reference, image: &image, found: &found };
     let credentials = found.as_ref().map(|f| f.auth.engine_credentials(&server_of(&image.registry)));
     let tag = image.digest.clone().unwrap_or_else(|| image.tag_or_latest().to_string());
-    let options = bollard::query_parameters::CreateImageOptionsBuilder::new().from_image(image.name()).tag(&tag).build();
+    let options =
+        bollard::query_parameters::CreateImageOptionsBuilder::new().from_image(image.name()).tag(&tag).build();
     let started = Instant::now();
     let deadline = crate::clock::after(started, d.pull_limits.deadline);
     let mut stream = d.docker.create_image(Some(options), None, credentials);
@@ -179,9 +180,9 @@ pub(super) async fn pull(
         Some(d) => image.pinned(d),
         None => format!("{}:{tag}", image.name()),
     };
-    let info = super::quiet(info(d, &pulled_as))
-        .await?
-        .ok_or_else(|| failing.error(RegistryErrorKind::Other, "the engine reported the pull done but has no such image"))?;
+    let info = super::quiet(info(d, &pulled_as)).await?.ok_or_else(|| {
+        failing.error(RegistryErrorKind::Other, "the engine reported the pull done but has no such image")
+    })?;
     tracing::info!(image = %reference, id = %info.id, took = ?started.elapsed(), "image pulled");
     *last = Some((Instant::now(), info.clone()));
     Ok(info)
@@ -221,7 +222,9 @@ pub(super) async fn push(
     let found = d.registries.find(&image.registry).await;
     let failing = Failing { operation: "push", reference, image: &image, found: &found };
     if image.digest.is_some() {
-        return Err(failing.error(RegistryErrorKind::Other, "a reference pinned to a digest cannot be pushed; push a tag"));
+        return Err(
+            failing.error(RegistryErrorKind::Other, "a reference pinned to a digest cannot be pushed; push a tag")
+        );
     }
     let credentials = found.as_ref().map(|f| f.auth.engine_credentials(&server_of(&image.registry)));
     let tag = image.tag_or_latest().to_string();
@@ -237,10 +240,8 @@ pub(super) async fn push(
             Ok(Some(item)) => item,
             Ok(None) => break,
             Err(_) => {
-                return Err(failing.error(
-                    RegistryErrorKind::Stalled,
-                    format!("no progress for {wait:?}; the push was cancelled"),
-                ))
+                return Err(failing
+                    .error(RegistryErrorKind::Stalled, format!("no progress for {wait:?}; the push was cancelled")))
             }
         };
         let info = item.map_err(|e| failing.engine(&e))?;
@@ -258,7 +259,8 @@ pub(super) async fn push(
             progress(pushed);
         }
     }
-    let digest = digest.ok_or_else(|| failing.error(RegistryErrorKind::Other, "the engine did not say the pushed digest"))?;
+    let digest =
+        digest.ok_or_else(|| failing.error(RegistryErrorKind::Other, "the engine did not say the pushed digest"))?;
     tracing::info!(image = %reference, %digest, took = ?started.elapsed(), "image pushed");
     Ok(digest)
 }

@@ -56,8 +56,12 @@ impl Shipments {
                     tracing::info!(host = %host.name, image = %pin, took = ?started.elapsed(), "image pulled by the host");
                     return Ok(());
                 }
-                Ok(info) => tracing::warn!(host = %host.name, image = %pin, got = %info.id, "the host pulled another image; shipping"),
-                Err(e) => tracing::warn!(host = %host.name, image = %pin, error = %e, "the host could not pull; shipping"),
+                Ok(info) => {
+                    tracing::warn!(host = %host.name, image = %pin, got = %info.id, "the host pulled another image; shipping")
+                }
+                Err(e) => {
+                    tracing::warn!(host = %host.name, image = %pin, error = %e, "the host could not pull; shipping")
+                }
             }
         }
         let source = match (source, fallback) {

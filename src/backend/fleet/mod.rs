@@ -355,7 +355,12 @@ impl Backend for Fleet {
                 })
             }
         };
-        on(m, self.shipments.ensure(self.source.as_ref(), Some(self.primary()), m, &spec.image_id, spec.image_pull.as_deref()).await)?;
+        on(
+            m,
+            self.shipments
+                .ensure(self.source.as_ref(), Some(self.primary()), m, &spec.image_id, spec.image_pull.as_deref())
+                .await,
+        )?;
         for v in spec.volumes.iter().filter_map(|v| v.volume_name()) {
             on(m, m.backend.ensure_volume(&spec.scope, v).await)?;
         }
