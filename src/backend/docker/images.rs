@@ -1,4 +1,5 @@
-//! Images: look-up by reference and builds through the engine's build API (no registry involved).
+//! Images: look-up by reference, and builds through the engine's build API (an unchanged context
+//! is not sent again: see `context.rs`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use bollard::query_parameters::BuildImageOptionsBuilder;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{engine_message, is_not_found, DockerBackend};
+use super::{context, engine_message, is_not_found, DockerBackend};
 use crate::error::{Error, Result};
 use crate::model::Build;
 
@@ -23,8 +24,8 @@ pub(super) async fn image_id(d: &DockerBackend, reference: &str) -> Result<Optio
     }
 }
 
-/// Packs the context directory as a tar archive (in a blocking task: it reads files).
-async fn context_tar(build: &Build, tag: &str) -> Result<Vec<u8>> {
+/// The context's files (`.dockerignore` applied) and their fingerprint, read in a blocking task.
+async fn context(d: &DockerBackend, build: &Build, tag: &str) -> Result<(Vec<context::Entry>, String)> {
     let dir = build.context.clone();
     let fail = |m: String| Error::ImageBuild { tag: tag.to_string(), message: m, log: Vec::new() };
     if !dir.is_dir() {
@@ -33,20 +34,74 @@ async fn context_tar(build: &Build, tag: &str) -> Result<Vec<u8>> {
     if !dir.join(&build.dockerfile).is_file() {
         return Err(fail(format!("{} not found in build context {}", build.dockerfile, dir.display())));
     }
+    let salt = format!("{}|{}|{tag}|{:?}", d.endpoint, build.dockerfile, build.args);
+    let dockerfile = build.dockerfile.clone();
     tokio::task::spawn_blocking(move || {
-        let mut archive = tar::Builder::new(Vec::new());
-        archive.follow_symlinks(true);
-        archive.append_dir_all(".", &dir).map_err(|e| format!("packing {}: {e}", dir.display()))?;
-        archive.into_inner().map_err(|e| format!("packing {}: {e}", dir.display()))
+        let entries = context::walk(&dir, &[dockerfile.as_str(), ".dockerignore"])
+            .map_err(|e| format!("reading build context {}: {e}", dir.display()))?;
+        let fingerprint = context::fingerprint(&entries, &salt);
+        Ok::<_, String>((entries, fingerprint))
     })
     .await
     .map_err(|e| fail(e.to_string()))?
     .map_err(fail)
 }
 
+/// Where the fingerprint of the last build of a context for a tag on an engine is kept, on this
+/// machine: `$XDG_CACHE_HOME/harbormaster/builds` (default `~/.cache/…`).
+fn cache_file(d: &DockerBackend, build: &Build, tag: &str) -> Option<std::path::PathBuf> {
+    use sha2::Digest;
+    let base =
+        std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()).map(std::path::PathBuf::from).or_else(|| {
+            std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| std::path::PathBuf::from(h).join(".cache"))
+        })?;
+    let key = format!("{}|{}|{}|{tag}", d.endpoint, build.context.display(), build.dockerfile);
+    let name: String = sha2::Sha256::digest(key.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Some(base.join("harbormaster").join("builds").join(format!("{name}.json")))
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cached {
+    fingerprint: String,
+    image_id: String,
+}
+
+/// Builds `build` as `tag`, unless its context, Dockerfile, arguments and tag are unchanged since
+/// the last build on this engine and the engine still has that image under the tag: then the
+/// context is not even packed.
 pub(super) async fn build(d: &DockerBackend, build: &Build, tag: &str) -> Result<String> {
-    let tar = context_tar(build, tag).await?;
-    build_with(d, tar, &build.dockerfile, build.args.clone().into_iter().collect(), tag).await
+    let (entries, fingerprint) = context(d, build, tag).await?;
+    let cache = cache_file(d, build, tag);
+    if let Some(file) = &cache {
+        let cached = tokio::fs::read(file).await.ok().and_then(|b| serde_json::from_slice::<Cached>(&b).ok());
+        if let Some(c) = cached.filter(|c| c.fingerprint == fingerprint) {
+            if image_id(d, tag).await?.as_deref() == Some(c.image_id.as_str()) {
+                tracing::debug!(tag, "build context unchanged; image reused");
+                return Ok(c.image_id);
+            }
+        }
+    }
+    let fail = |m: String| Error::ImageBuild { tag: tag.to_string(), message: m, log: Vec::new() };
+    let tar = tokio::task::spawn_blocking(move || context::pack(&entries))
+        .await
+        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(format!("packing the context: {e}")))?;
+    let id = build_with(d, tar, &build.dockerfile, build.args.clone().into_iter().collect(), tag).await?;
+    if let Some(file) = cache {
+        let record = serde_json::to_vec(&Cached { fingerprint, image_id: id.clone() }).unwrap_or_default();
+        let written = async {
+            if let Some(dir) = file.parent() {
+                tokio::fs::create_dir_all(dir).await?;
+            }
+            let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+            tokio::fs::write(&tmp, record).await?;
+            tokio::fs::rename(&tmp, &file).await
+        };
+        if let Err(e) = written.await {
+            tracing::debug!(tag, error = %e, "build fingerprint not kept; the next build sends the context again");
+        }
+    }
+    Ok(id)
 }
 
 /// Builds from an in-memory context holding a `Dockerfile`.

@@ -3,7 +3,8 @@
 //! - [`connect`](DockerBackend::connect) / [`builder`](DockerBackend::builder): connecting and API
 //!   version negotiation (the engine may speak an older API than bollard's default, e.g. 1.41).
 //! - `containers.rs`: where containers are created (`create_body`), started, stopped and inspected.
-//! - `images.rs`: image look-up and builds through the engine's build API.
+//! - `images.rs`: image look-up and builds through the engine's build API; `context.rs`: the build
+//!   context as the CLI sends it (`.dockerignore`) and its fingerprint (an unchanged one is not sent).
 //! - `pull.rs`: pulls (progress, deadline, stall detection, one transfer per reference), pushes,
 //!   and what a tag points to in its registry, with the backend's registry credentials.
 //! - `network.rs`: the environment's network and named volumes.
@@ -18,6 +19,7 @@
 //! with an error naming the operation and its target.
 
 mod containers;
+mod context;
 mod files;
 mod images;
 mod network;
