@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod hosts;
+pub mod images;
 pub mod kill;
 pub mod load;
 pub mod registry;
