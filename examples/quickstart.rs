@@ -1,58 +1,78 @@
 //! Quickstart: a three-service stack (a database stand-in, an API that waits for it to be healthy,
-//! a web front end that waits for the API), deployed on the local Docker engine with progress,
+//! a web front end that waits for the API), deployed on the local Docker engine with progress and
 //! endpoints printed, then torn down.
 //!
-//! Run with `cargo run --example quickstart`. It builds its own image (the test workload, a static
-//! binary packaged `FROM scratch`), so no registry is needed.
+//! Run with `cargo run --example quickstart`. It needs only a Docker engine: its image is this
+//! very program, packaged `FROM scratch` with the libraries it loads (see `demo/mod.rs`), so
+//! nothing is pulled and nothing else is installed. With real images, see `examples/postgres.rs`.
 
-#[path = "../tests/support/workload.rs"]
-mod workload;
+mod demo;
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use futures::StreamExt;
 use harbormaster::{
-    Condition, DockerBackend, Down, Environment, EventKind, HealthCheck, Port, Secret, Service, Volume,
+    Condition, DockerBackend, Down, Environment, Error, EventKind, HealthCheck, Port, Secret, Service, Volume,
 };
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    println!("building the demo image (static binary, FROM scratch)...");
-    let image = workload::ensure_images();
+async fn main() -> ExitCode {
+    demo::serve_if_asked();
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nquickstart: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let docker = match DockerBackend::connect().await {
+        Ok(d) => d,
+        Err(e @ Error::Connect { .. }) => {
+            return Err(Box::new(demo::Missing(format!(
+                "{e}\nThe quickstart needs a running Docker Engine (20.10 or newer): install it \
+                 (https://docs.docker.com/engine/install/, or `apt-get install docker.io` on Debian) and start it."
+            ))))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!("engine: {} (API {})", harbormaster::Backend::describe(&docker), docker.api_version());
+    let image = demo::build_context()?;
 
     let db = Service::builder("db")
-        .image(image)
+        .build_from(image.clone())
+        .env("ROLE", "db")
         .env("PORT", "5432")
-        .env("READY_DELAY_MS", "500")
         .secret("POSTGRES_PASSWORD", Secret::new("example-only"))
-        .volume(Volume::named("pgdata").at("/var/lib/data"))
+        .volume(Volume::named("dbdata").at("/var/lib/data"))
         .health(HealthCheck::tcp(5432).interval(Duration::from_millis(200)).retries(50))
         .build()?;
     let api = Service::builder("api")
-        .image(image)
+        .build_from(image.clone())
+        .env("ROLE", "api")
         .env("VERSION", "api-v1")
         .env("REQUIRE", "db:5432") // exits at start if the database is not reachable
-        .env("READY_DELAY_MS", "300")
         .depends_on("db", Condition::Healthy)
         .health(HealthCheck::http(8080, "/health").expect_status(200..300))
         .replicas(2)
         .build()?;
     let web = Service::builder("web")
-        .image(image)
-        .env("VERSION", "web-v1")
+        .build_from(image)
+        .env("ROLE", "web")
         .port(Port::tcp(8080).publish_ephemeral())
         .depends_on("api", Condition::Healthy)
         .health(HealthCheck::http(8080, "/health"))
         .build()?;
     let env = Environment::builder("quickstart", "demo").service(db).service(api).service(web).build()?;
 
-    let docker = DockerBackend::connect().await?;
-    println!("engine: {} (API {})\n", harbormaster::Backend::describe(&docker), docker.api_version());
     println!("{}\n", env.plan(&docker).await?);
-
     let mut run = env.apply_streaming(&docker);
     while let Some(event) = run.next().await {
         match event.kind {
+            EventKind::ImageBuilt { tag, .. } => println!("  built    {tag}"),
             EventKind::InstanceStarted { service, instance } => println!("  started  {service:<4} {instance}"),
             EventKind::InstanceHealthy { service, after, .. } => println!("  healthy  {service:<4} after {after:.2?}"),
             EventKind::ServiceReady { service } => println!("  ready    {service}"),
@@ -64,15 +84,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let deployed = match run.finish().await {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("deploy failed:\n{e}");
             env.down(&docker, Down::default().with_volumes()).await?;
-            return Err(e.into());
+            return Err(format!("deploy failed:\n{e}").into());
         }
     };
 
     let web_url = deployed.endpoint("web", 8080)?.http_url();
     println!("\nweb is at {web_url}");
-    let body = reqwest::get(format!("{web_url}/call/api/8080/version")).await?.text().await?;
+    let body = reqwest::get(format!("{web_url}/call/api")).await?.text().await?;
     println!("web -> api answered: {body}");
 
     println!("\nstatus:");

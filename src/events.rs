@@ -261,7 +261,9 @@ impl EventSink {
     pub(crate) fn emit(&self, kind: EventKind) {
         let kind = kind.scrubbed();
         match &kind {
-            EventKind::ProbeFailed { .. } | EventKind::ProbePassed { .. } => tracing::debug!(event = ?kind),
+            EventKind::ProbeFailed { .. } | EventKind::ProbePassed { .. } | EventKind::ImagePulling { .. } => {
+                tracing::debug!(event = ?kind)
+            }
             EventKind::ServiceFailed { .. } => tracing::warn!(event = ?kind),
             _ => tracing::info!(event = ?kind),
         }

@@ -481,7 +481,7 @@ async fn a_pushed_build_is_pulled_by_ssh_hosts_themselves() {
     )
     .unwrap();
     let pushed = format!("{ADDR}/{repo}:1");
-    let builder_env = Environment::builder(PROJECT, &unique("pushbuild"))
+    let builder_env = Environment::builder(PROJECT, unique("pushbuild"))
         .service(
             harbormaster::Service::job("build")
                 .build_from(harbormaster::Build::context(&dir).tag(&pushed).push())

@@ -19,15 +19,18 @@ use crate::registry::{failure, Found, ImageRef, PullProgress, Tally};
 /// How often progress is reported at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 
+/// The last pull of one reference, and when it finished; locked while a pull runs.
+type Slot = Arc<tokio::sync::Mutex<Option<(Instant, ImageInfo)>>>;
+
 /// One transfer per reference at a time: a caller that waited for another's pull of the same
 /// reference takes its result instead of pulling again.
 #[derive(Debug, Default)]
 pub(crate) struct Pulls {
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<(Instant, ImageInfo)>>>>>,
+    slots: Mutex<HashMap<String, Slot>>,
 }
 
 impl Pulls {
-    fn slot(&self, reference: &str) -> Arc<tokio::sync::Mutex<Option<(Instant, ImageInfo)>>> {
+    fn slot(&self, reference: &str) -> Slot {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.entry(reference.to_string()).or_default().clone()
     }
