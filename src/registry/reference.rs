@@ -22,8 +22,8 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
-    /// Splits a reference that passed [`check_reference`](crate::model::check_reference)'s
-    /// grammar; `None` for one that did not.
+    /// Splits a reference in Docker's grammar (`[domain[:port]/]path[:tag][@digest]`); `None` for
+    /// one outside it.
     pub fn parse(reference: &str) -> Option<ImageRef> {
         crate::model::check_reference(reference).ok()?;
         let (rest, digest) = match reference.split_once('@') {
