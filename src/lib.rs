@@ -11,16 +11,16 @@
 //!
 //! # async fn run() -> harbormaster::Result<()> {
 //! let db = Service::builder("db")
-//!     .image("local/postgres:15")
+//!     .image("postgres:15") // pulled if the engine lacks it; its digest is pinned
 //!     .env("POSTGRES_DB", "shop")
 //!     .secret("POSTGRES_PASSWORD", Secret::from_env("DB_PASSWORD")?)
 //!     .volume(Volume::named("pgdata").at("/var/lib/postgresql/data"))
 //!     .health(HealthCheck::tcp(5432).interval(Duration::from_millis(200)).retries(50))
 //!     .build()?;
-//! let migrate = Service::job("migrate").image("local/api:2").command(["api", "migrate"])
+//! let migrate = Service::job("migrate").image("registry.example.com/shop/api:2").command(["api", "migrate"])
 //!     .depends_on("db", Condition::Healthy).build()?;
 //! let api = Service::builder("api")
-//!     .image("local/api:2")
+//!     .image("registry.example.com/shop/api:2")
 //!     .port(Port::tcp(8080).publish_ephemeral())
 //!     .depends_on("migrate", Condition::CompletedSuccessfully)
 //!     .health(HealthCheck::http(8080, "/health").expect_status(200..300))
@@ -43,6 +43,8 @@
 //! | the typed description: [`Service`], [`Environment`], [`HealthCheck`], [`Rollout`], [`Ingress`] | [`model`] (what a description may hold, and why: [`model::limits`]) |
 //! | what would change and why: [`Plan`] | [`plan`] |
 //! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`) |
+//! | where a service's image comes from (present, restored, pulled, built, pushed) | `engine/images.rs` |
+//! | registries: references, credentials ([`RegistryAuth`], `~/.docker/config.json`), pull progress, failure kinds | [`registry`] (the transfers: `backend/docker/pull.rs`; build contexts and `.dockerignore`: `backend/docker/context.rs`) |
 //! | progress events | [`events`] |
 //! | state kept on the target: revisions, audit, waiting promotions, job completions, kept images; the deploy lock and its lease | [`state`] (`state/mod.rs` the document and its store, `state/lock.rs`, `state/revisions.rs`, `state/audit.rs`, `state/jobs.rs`) |
 //! | where a secret value is scrubbed from what comes back from a target | [`scrub`] |
