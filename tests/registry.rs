@@ -474,7 +474,8 @@ async fn a_pushed_build_is_pulled_by_ssh_hosts_themselves() {
     // Built here and pushed by the library; the hosts reach the same registry at its bridge address.
     let dir = std::env::temp_dir().join(unique("hm-fleet-build"));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("marker"), "fleet").unwrap();
+    // Unique contents: an image no host has from an earlier run.
+    std::fs::write(dir.join("marker"), &repo).unwrap();
     std::fs::write(
         dir.join("Dockerfile"),
         format!("FROM {}\nCOPY marker /marker\n", support::workload::ensure_images()),

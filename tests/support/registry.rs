@@ -60,7 +60,9 @@ pub async fn push_variant(docker: &DockerBackend, repo: &str, tag: &str, marker:
     let dir = std::env::temp_dir().join(super::unique("hm-variant"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("marker"), marker).unwrap();
-    std::fs::write(dir.join("Dockerfile"), format!("FROM {base}\nCOPY marker /marker\n")).unwrap();
+    // Unique contents: an image ID no earlier run (or other test) has.
+    std::fs::write(dir.join("unique"), format!("{repo}:{tag}:{}", super::unique("v"))).unwrap();
+    std::fs::write(dir.join("Dockerfile"), format!("FROM {base}\nCOPY marker unique /\n")).unwrap();
     let reference = format!("{ADDR}/{repo}:{tag}");
     let id = docker.build(&Build::context(&dir), &reference).await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
