@@ -249,3 +249,47 @@ fn a_secret_with_nul_is_refused_without_its_value() {
     assert!(!format!("{err}{err:?}").contains("hm-nul"), "{err}");
     let _ = Environment::builder("p", "e");
 }
+
+#[tokio::test]
+async fn registry_credentials_never_appear() {
+    use base64::Engine as _;
+    let (logs, traces) = captures();
+    let docker = support::registry::docker().await;
+    let repo = support::unique("secretpull");
+    // Push (credentials sent), pull (sent again), and a refused pull with another password.
+    support::registry::push_variant(&docker, &repo, "1", "secret-pull").await;
+    let reference = format!("{}/{repo}:1", support::registry::ADDR);
+    docker.pull(&reference).await.unwrap();
+    let wrong_password = unique("wrong-registry-pass");
+    let wrong = harbormaster::DockerBackend::builder()
+        .registry_auth(
+            support::registry::ADDR,
+            harbormaster::RegistryAuth::basic(support::registry::USER, Secret::new(&wrong_password)),
+        )
+        .docker_config_credentials(false)
+        .connect()
+        .await
+        .unwrap();
+    let err = wrong.pull(&reference).await.unwrap_err();
+    support::registry::remove_local(&docker, &reference).await;
+    let auth = harbormaster::RegistryAuth::basic("someone", Secret::new(&wrong_password));
+    let mut texts = vec![
+        ("error", format!("{err} {err:?}")),
+        ("auth debug", format!("{auth:?} {docker:?}")),
+        ("log facade", logs.0.lock().unwrap().join("\n")),
+        ("tracing", String::from_utf8_lossy(&traces.0.lock().unwrap()).into_owned()),
+    ];
+    texts.push(("error credentials", err.to_string()));
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for value in [
+        support::registry::PASSWORD.to_string(),
+        wrong_password.clone(),
+        b64(&format!("{}:{}", support::registry::USER, support::registry::PASSWORD)),
+        b64(&format!("{}:{wrong_password}", support::registry::USER)),
+    ] {
+        for (name, text) in &texts {
+            assert!(!text.contains(&value), "a registry credential appears in {name}");
+        }
+    }
+    assert!(err.to_string().contains(support::registry::USER), "the error names the user: {err}");
+}
