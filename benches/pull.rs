@@ -45,31 +45,25 @@ async fn main() {
         .connect()
         .await
         .unwrap();
-    // The local postgres:15 shares the layers; untag it for the bench so every pull transfers them.
-    let fixture_id = harbormaster::Backend::image_id(&docker, "postgres:15").await.unwrap();
+    // The local postgres:15 shares the layers; it is saved and removed for the bench so every pull
+    // transfers them, and loaded back at the end.
     let remove = |reference: &str| sh(&format!("docker rmi -f {reference} && docker image prune -f"), &config);
     let _ = sh("docker image save postgres:15 -o /tmp/hm-bench-postgres.tar", &config);
     remove("postgres:15");
     let mut ours = Vec::new();
     let mut cli = Vec::new();
-    let mut size = 0;
     for _ in 0..runs {
         remove(IMAGE);
         let t = Instant::now();
-        let info = docker.pull(IMAGE).await.expect("harbormaster pull");
+        docker.pull(IMAGE).await.expect("harbormaster pull");
         ours.push(t.elapsed());
-        size = info.id.len();
         remove(IMAGE);
         let t = Instant::now();
         assert!(sh(&format!("docker pull -q {IMAGE}"), &config), "docker pull failed");
         cli.push(t.elapsed());
     }
-    let _ = size;
     // Put the fixture back as it was.
     let _ = sh("docker load -q -i /tmp/hm-bench-postgres.tar && rm -f /tmp/hm-bench-postgres.tar", &config);
-    if let Some(id) = fixture_id {
-        let _ = id;
-    }
     let _ = std::fs::remove_dir_all(&config);
     let (a, b) = (common::median(ours.clone()), common::median(cli.clone()));
     let ms = |d: Duration| d.as_millis();
