@@ -223,9 +223,21 @@ async fn pull_policy_never_does_not_pull_and_always_picks_up_a_moved_tag() {
     assert!(events.iter().any(|e| matches!(&e.kind, EventKind::ImagePulled { replaced: Some(from), image_id, .. } if *from == d1 && *image_id == id2)));
     assert_eq!(marker(&env(PullPolicy::Always), &h.docker, "api").await, "v2");
 
-    // The tag moves once more; a rollback still brings back exactly v1 (its digest), not the tag.
+    // The tag moves once more; a rollback still brings back exactly v1 (its digest), not the tag,
+    // even with v1 gone from the engine and its kept copy gone from the state store: it is pulled
+    // by digest.
     let (_, d3) = registry::push_variant(&h.docker, &repo, "stable", "v3").await;
     assert_ne!(d3, d1);
+    registry::remove_local(&h.docker, &id1).await;
+    assert!(h.docker.image_id(&id1).await.unwrap().is_none());
+    let kept = format!("{PROJECT}-{}.image.", h.name);
+    let volumes = h.docker.client().list_volumes(None::<bollard::query_parameters::ListVolumesOptions>).await.unwrap();
+    let mut removed = 0;
+    for v in volumes.volumes.unwrap_or_default().into_iter().filter(|v| v.name.starts_with(&kept)) {
+        h.docker.client().remove_volume(&v.name, None::<bollard::query_parameters::RemoveVolumeOptions>).await.unwrap();
+        removed += 1;
+    }
+    assert!(removed >= 1, "v1's kept copy was not found (looked for {kept}*)");
     let back = env(PullPolicy::Always).rollback(&h.docker, "api").await.unwrap();
     let _ = back;
     assert_eq!(marker(&env(PullPolicy::Always), &h.docker, "api").await, "v1");
