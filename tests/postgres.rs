@@ -124,5 +124,26 @@ async fn postgres_keeps_its_rows_across_reapply_client_rollout_and_down_up() {
         .await;
     let inits = logs.iter().filter(|l| l.contains("init process complete")).count();
     assert_eq!(inits, 0, "initdb ran again on a non-empty data directory: {logs:?}");
+    // The images declare volumes (`VOLUME /var/lib/postgresql/data`, `/data`): containers that
+    // mount nothing there (the seed job) get anonymous ones, which go with their containers.
+    let filters =
+        std::collections::HashMap::from([("name".to_string(), vec![format!("{}-{}-", support::PROJECT, h.name)])]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
+    let anonymous: Vec<String> = h
+        .docker
+        .client()
+        .list_containers(Some(options))
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|c| c.mounts.unwrap_or_default())
+        .filter_map(|m| m.name)
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    assert!(!anonymous.is_empty(), "the seed job's container has an anonymous volume");
     v2.down(&h.docker, Down::default().with_volumes()).await.unwrap();
+    for v in &anonymous {
+        let gone = h.docker.client().inspect_volume(v).await.is_err();
+        assert!(gone, "anonymous volume {v} outlived its container");
+    }
 }

@@ -195,7 +195,9 @@ pub(super) async fn stop(d: &DockerBackend, id: &str, grace: Duration) -> Result
 }
 
 pub(super) async fn remove(d: &DockerBackend, id: &str) -> Result<()> {
-    let options = RemoveContainerOptionsBuilder::new().force(true).build();
+    // `v`: the anonymous volumes its image declares (`VOLUME` in postgres, redis…) go with it;
+    // named volumes are never removed by this.
+    let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
     match tokio::time::timeout(d.call_timeout, d.docker.remove_container(id, Some(options))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) if is_not_found(&e) => Ok(()),
