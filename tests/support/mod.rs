@@ -20,6 +20,35 @@ use harbormaster::{
 /// Project name of every test environment (CI checks nothing with it is left behind).
 pub const PROJECT: &str = "hmtest";
 
+/// Runs `tests/fixtures/<script>` once per process (the scripts are idempotent); panics loudly
+/// with its output, saying what `needed_for` needs, if it fails.
+pub fn fixture(script: &'static str, needed_for: &str) {
+    static DONE: std::sync::Mutex<Vec<(&'static str, Result<(), String>)>> = std::sync::Mutex::new(Vec::new());
+    let mut done = DONE.lock().unwrap_or_else(|p| p.into_inner());
+    if !done.iter().any(|(s, _)| *s == script) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let r = std::process::Command::new("bash")
+            .arg(root.join("tests/fixtures").join(script))
+            .output()
+            .map_err(|e| format!("cannot run tests/fixtures/{script}: {e}"))
+            .and_then(|out| {
+                if out.status.success() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "tests/fixtures/{script} failed: {}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    ))
+                }
+            });
+        done.push((script, r));
+    }
+    if let Some((_, Err(e))) = done.iter().find(|(s, _)| *s == script) {
+        panic!("{needed_for}: {e}");
+    }
+}
+
 /// One test's environment name, Docker connection and cleanup.
 pub struct Harness {
     pub docker: DockerBackend,

@@ -3,8 +3,6 @@
 //! pushed there under unique names.
 #![allow(dead_code)]
 
-use std::sync::OnceLock;
-
 use harbormaster::{Build, DockerBackend, RegistryAuth, Secret};
 
 /// The registry as the local engine reaches it.
@@ -16,26 +14,7 @@ pub const PASSWORD: &str = "hmtest-registry-secret";
 
 /// Starts the registry if it is not running (idempotent; panics loudly if it cannot).
 pub fn ensure() {
-    static UP: OnceLock<Result<(), String>> = OnceLock::new();
-    let r = UP.get_or_init(|| {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = std::process::Command::new("bash")
-            .arg(root.join("tests/fixtures/registry.sh"))
-            .arg("up")
-            .output()
-            .map_err(|e| format!("cannot run tests/fixtures/registry.sh: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "tests/fixtures/registry.sh up failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
-    });
-    if let Err(e) = r {
-        panic!("these tests need the test registry: {e}");
-    }
+    super::fixture("registry.sh", "these tests need the test registry");
 }
 
 pub fn auth() -> RegistryAuth {

@@ -8,7 +8,7 @@ use bollard::query_parameters::BuildImageOptionsBuilder;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{context, engine_message, is_not_found, DockerBackend};
+use super::{context, engine_message, DockerBackend};
 use crate::error::{Error, Result};
 use crate::model::Build;
 
@@ -16,12 +16,7 @@ use crate::model::Build;
 const BUILD_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 pub(super) async fn image_id(d: &DockerBackend, reference: &str) -> Result<Option<String>> {
-    match tokio::time::timeout(d.call_timeout, d.docker.inspect_image(reference)).await {
-        Ok(Ok(img)) => Ok(img.id),
-        Ok(Err(e)) if is_not_found(&e) => Ok(None),
-        Ok(Err(e)) => Err(Error::backend("inspect image", reference, engine_message(&e))),
-        Err(_) => Err(Error::backend("inspect image", reference, "no answer in time")),
-    }
+    Ok(super::pull::info(d, reference).await?.map(|i| i.id))
 }
 
 /// The context's files (`.dockerignore` applied) and their fingerprint, read in a blocking task.
