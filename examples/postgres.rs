@@ -20,13 +20,7 @@ use harbormaster::{
 #[tokio::main]
 async fn main() -> ExitCode {
     demo::serve_if_asked();
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("\npostgres example: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    demo::finish("postgres example", run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {

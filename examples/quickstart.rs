@@ -19,13 +19,7 @@ use harbormaster::{
 #[tokio::main]
 async fn main() -> ExitCode {
     demo::serve_if_asked();
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("\nquickstart: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    demo::finish("quickstart", run().await)
 }
 
 async fn run() -> Result<(), Box<dyn std::error::Error>> {

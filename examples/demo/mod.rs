@@ -25,6 +25,17 @@ impl std::fmt::Display for Missing {
 
 impl std::error::Error for Missing {}
 
+/// The example's exit: its error as a short message (no panic, no backtrace) and a failure code.
+pub fn finish(example: &str, result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\n{example}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// The build of the demo image: a context directory holding this binary and its libraries.
 pub fn build_context() -> Result<Build, Missing> {
     if !cfg!(target_os = "linux") {

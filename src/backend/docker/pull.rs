@@ -60,6 +60,16 @@ fn server_of(registry: &str) -> String {
     }
 }
 
+/// The credentials found for the image's registry, and their engine form.
+async fn credentials_for(
+    d: &DockerBackend,
+    image: &ImageRef,
+) -> (Option<Found>, Option<bollard::auth::DockerCredentials>) {
+    let found = d.registries.find(&image.registry).await;
+    let engine = found.as_ref().map(|f| f.auth.engine_credentials(&server_of(&image.registry)));
+    (found, engine)
+}
+
 fn parse(reference: &str, operation: &'static str) -> Result<ImageRef> {
     ImageRef::parse(reference).ok_or_else(|| Error::Registry {
         operation,
@@ -132,9 +142,8 @@ pub(super) async fn pull(
             return Ok(info.clone());
         }
     }
-    let found = d.registries.find(&image.registry).await;
+    let (found, credentials) = credentials_for(d, &image).await;
     let failing = Failing { operation: "pull", reference, image: &image, found: &found };
-    let credentials = found.as_ref().map(|f| f.auth.engine_credentials(&server_of(&image.registry)));
     let tag = image.digest.clone().unwrap_or_else(|| image.tag_or_latest().to_string());
     let options =
         bollard::query_parameters::CreateImageOptionsBuilder::new().from_image(image.name()).tag(&tag).build();
@@ -198,9 +207,8 @@ fn describe(p: PullProgress) -> String {
 /// The digest `reference` has in its registry now (the manifest or index digest), without pulling.
 pub(super) async fn registry_digest(d: &DockerBackend, reference: &str) -> Result<String> {
     let image = parse(reference, "inspect")?;
-    let found = d.registries.find(&image.registry).await;
+    let (found, credentials) = credentials_for(d, &image).await;
     let failing = Failing { operation: "inspect", reference, image: &image, found: &found };
-    let credentials = found.as_ref().map(|f| f.auth.engine_credentials(&server_of(&image.registry)));
     let asked = match &image.digest {
         Some(_) => reference.to_string(),
         None => format!("{}:{}", image.name(), image.tag_or_latest()),
@@ -222,14 +230,13 @@ pub(super) async fn push(
     progress: &(dyn Fn(PullProgress) + Send + Sync),
 ) -> Result<String> {
     let image = parse(reference, "push")?;
-    let found = d.registries.find(&image.registry).await;
+    let (found, credentials) = credentials_for(d, &image).await;
     let failing = Failing { operation: "push", reference, image: &image, found: &found };
     if image.digest.is_some() {
         return Err(
             failing.error(RegistryErrorKind::Other, "a reference pinned to a digest cannot be pushed; push a tag")
         );
     }
-    let credentials = found.as_ref().map(|f| f.auth.engine_credentials(&server_of(&image.registry)));
     let tag = image.tag_or_latest().to_string();
     let options = bollard::query_parameters::PushImageOptionsBuilder::new().tag(&tag).build();
     let mut stream = d.docker.push_image(image.name(), Some(options), credentials);
