@@ -92,12 +92,15 @@ pub mod state;
 pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};
 pub use backend::fleet::{Fleet, FleetBuilder, FleetHost};
 pub use backend::ssh::{HostKeyPolicy, HostReport, SshHost, SshHostBuilder};
-pub use backend::{Backend, ExecOutput, HostInfo, ImageInfo, Instance, InstanceState, LogLine, LogStream};
+pub use backend::{
+    Backend, Capabilities, ExecOutput, HostInfo, ImageInfo, ImageShipping, ImageStore, Instance, InstanceFiles,
+    InstanceState, LogLine, LogStream, Orchestrator, RecordStore, Topology,
+};
 pub use engine::{
     ApplyRun, AuditEntry, Deployment, Down, DownReport, Endpoint, Event, EventKind, Health, InstanceStatus, LockHolder,
     LogOptions, Revision, RolloutOutcome, ServiceStatus, Status,
 };
-pub use error::{ApplyFailure, Error, HealthFailure, RegistryErrorKind, Result, ValidationError};
+pub use error::{ApplyFailure, Error, ErrorKind, HealthFailure, RegistryErrorKind, Result, ValidationError};
 pub use health::ProbeRecord;
 pub use model::{
     Amount, Build, CanaryStep, Condition, Environment, EnvironmentBuilder, HealthCheck, ImageSource, Ingress,

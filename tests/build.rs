@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use harbormaster::{Backend, Build, Down};
+use harbormaster::{Build, Down, ImageStore};
 use support::{unique, Harness};
 
 fn context(files: &[(&str, &str)]) -> std::path::PathBuf {

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use harbormaster::backend::Scope;
-use harbormaster::{Backend, Environment, Error, EventKind, HealthCheck, Port};
+use harbormaster::{Environment, Error, EventKind, HealthCheck, Port, RecordStore};
 use support::{Harness, PROJECT};
 
 /// A service that takes `ready_ms` to become healthy, so an apply holds the lock that long.

@@ -178,7 +178,7 @@ async fn a_service_can_be_built_from_a_context() {
 #[tokio::test]
 async fn records_and_the_state_store_live_on_the_engine() {
     use harbormaster::backend::{NewRecord, Scope};
-    use harbormaster::Backend;
+    use harbormaster::RecordStore;
     let h = Harness::new("records").await;
     let scope = Scope { project: support::PROJECT.into(), environment: h.name.clone() };
     let lock = |holder: &str| NewRecord {

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use harbormaster::backend::Scope;
-use harbormaster::Backend;
+use harbormaster::{Backend, RecordStore};
 use support::kill::{run_child, KillAt};
 use support::stack::{stack, LOG};
 use support::{Harness, PROJECT};

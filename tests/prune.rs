@@ -9,7 +9,9 @@ mod support;
 use std::time::Duration;
 
 use harbormaster::backend::Scope;
-use harbormaster::{Backend, Build, DockerBackend, Down, Environment, Error, EventKind, HealthCheck, Port, Service};
+use harbormaster::{
+    Build, DockerBackend, Down, Environment, Error, EventKind, HealthCheck, ImageStore, Port, RecordStore, Service,
+};
 use support::hosts::{docker_e, engine_e};
 use support::PROJECT;
 

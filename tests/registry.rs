@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use harbormaster::{
-    Backend, DockerBackend, Down, Environment, Error, EventKind, ImageAction, PullPolicy, RegistryAuth,
+    DockerBackend, Down, Environment, Error, EventKind, ImageAction, ImageStore, PullPolicy, RegistryAuth,
     RegistryErrorKind, Secret,
 };
 use support::registry::{self, ADDR, PASSWORD, USER};

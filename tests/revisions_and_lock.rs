@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use harbormaster::backend::Scope;
 use harbormaster::{
-    Amount, Backend, Condition, Environment, Error, EventKind, HealthCheck, Port, Rollout, RolloutOutcome, Service,
+    Amount, Backend, Condition, Environment, Error, EventKind, HealthCheck, Port, RecordStore, Rollout, RolloutOutcome,
+    Service,
 };
 use support::load::{sample, Load};
 use support::Harness;

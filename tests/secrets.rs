@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use harbormaster::backend::Scope;
-use harbormaster::{Backend, Condition, Environment, HealthCheck, LogOptions, Port, Rollout, Secret, Service};
+use harbormaster::{Condition, Environment, HealthCheck, LogOptions, Port, RecordStore, Rollout, Secret, Service};
 use support::{apply_collect, get, Harness, PROJECT};
 
 /// Everything logged through the `log` facade, from any crate.

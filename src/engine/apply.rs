@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::deployment::Deployment;
 use super::images;
 use super::traffic::Traffic;
-use crate::backend::{Backend, Instance, Scope};
+use crate::backend::{hosts_of, records_of, Backend, Instance, Scope};
 use crate::error::{ApplyFailure, Error, Result};
 use crate::events::{EventKind, EventSink, RolloutOutcome};
 use crate::health::gate::{Cutoff, Gate};
@@ -65,7 +65,7 @@ pub(crate) async fn templates(
     mode: images::Mode,
 ) -> Result<(HashMap<String, Template>, Vec<crate::plan::ImagePlan>)> {
     let mut out = HashMap::new();
-    let hosts = backend.hosts();
+    let hosts = hosts_of(backend);
     let placed = super::placement::place_all(env, &hosts)?;
     let (images, image_plans) = images::resolve(env, backend, &scope_of(env), store, sink, mode).await?;
     for svc in &env.services {
@@ -89,7 +89,9 @@ pub(crate) async fn templates(
 pub(crate) async fn plan(env: &Environment, backend: &dyn Backend, sink: &EventSink) -> Result<Plan> {
     let scope = scope_of(env);
     let store = Store::open_lenient(backend, &scope).await;
-    backend.release_state(&scope).await;
+    if let Some(r) = backend.records() {
+        r.release_state(&scope).await;
+    }
     let store = store?;
     let (templates, images) = templates(env, backend, Some(&store), sink, images::Mode::Plan).await?;
     let observed = observe_with(env, templates, backend, &store, false).await?;
@@ -226,12 +228,15 @@ pub(crate) async fn execute(
     let operation = op.describe();
     // Every host reachable and fit before anything changes (the lock included).
     backend.preflight().await?;
-    let lock = DeployLock::acquire(backend, &scope, &sink, &operation, env.actor(), env.lock_timeout).await?;
-    let result = lock.hold(backend, locked(env, backend, &sink, op, operation)).await;
-    if let Err(e) = lock.release(backend).await {
+    let records = records_of(backend, &operation)?;
+    let lock = DeployLock::acquire(records, &scope, &sink, &operation, env.actor(), env.lock_timeout).await?;
+    let result = lock.hold(records, locked(env, backend, &sink, op, operation)).await;
+    if let Err(e) = lock.release(records).await {
         tracing::warn!(error = %e, "could not release the deploy lock; it is taken over once its lease lapses");
     }
-    backend.release_state(&scope).await;
+    if let Some(r) = backend.records() {
+        r.release_state(&scope).await;
+    }
     result
 }
 

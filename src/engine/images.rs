@@ -14,7 +14,7 @@ use futures::future::join_all;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::backend::{Backend, ImageInfo, Instance, Scope};
+use crate::backend::{Backend, ImageInfo, ImageStore, Instance, Scope};
 use crate::error::{Error, Result};
 use crate::events::{EventKind, EventSink};
 use crate::model::{Environment, ImageSource, PullPolicy, Service, ServiceKind};
@@ -49,6 +49,7 @@ pub(crate) async fn resolve(
     sink: &EventSink,
     mode: Mode,
 ) -> Result<(HashMap<String, Resolved>, Vec<ImagePlan>)> {
+    let Some(images) = backend.images() else { return by_reference(env, backend) };
     // References, each with the services using it and the strongest policy among them.
     let mut references: BTreeMap<&str, (Vec<&Service>, PullPolicy)> = BTreeMap::new();
     for svc in &env.services {
@@ -62,7 +63,7 @@ pub(crate) async fn resolve(
         let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
         let span = tracing::info_span!("image", image = %reference, services = %names.join(","));
         async move {
-            let r = reference_image(backend, scope, store, sink, mode, reference, services, *policy).await;
+            let r = reference_image(backend, images, scope, store, sink, mode, reference, services, *policy).await;
             (*reference, names, r)
         }
         .instrument(span)
@@ -85,11 +86,11 @@ pub(crate) async fn resolve(
             out.insert(svc.name.clone(), r.clone());
             continue;
         }
-        let id = backend.build_image(b, &tag).await?;
+        let id = images.build_image(b, &tag).await?;
         sink.emit(EventKind::ImageBuilt { service: svc.name.clone(), tag: tag.clone(), image_id: id.clone() });
         let mut pin = None;
         if b.push && mode == Mode::Apply {
-            let digest = backend.push_image(&tag, &|_| {}).await?;
+            let digest = images.push_image(&tag, &|_| {}).await?;
             sink.emit(EventKind::ImagePushed { reference: tag.clone(), digest: digest.clone() });
             pin = ImageRef::parse(&tag).map(|r| r.pinned(&digest));
         }
@@ -103,6 +104,39 @@ pub(crate) async fn resolve(
         });
         built.insert(key, r.clone());
         out.insert(svc.name.clone(), r);
+    }
+    Ok((out, plans))
+}
+
+/// For a target without an image store: every image goes by its reference, which the target
+/// pulls itself (pinned when the reference carries a digest). Builds need a store.
+fn by_reference(env: &Environment, backend: &dyn Backend) -> Result<(HashMap<String, Resolved>, Vec<ImagePlan>)> {
+    let mut out = HashMap::new();
+    let mut plans: Vec<ImagePlan> = Vec::new();
+    for svc in &env.services {
+        let reference = match &svc.image {
+            ImageSource::Reference(r) => r,
+            ImageSource::Build(_) => {
+                return Err(Error::unsupported(
+                    backend.describe(),
+                    format!("build the image of `{}`", svc.name),
+                    "it has no image store; build and push the image to a registry (Build::push on a Docker \
+                     backend) and give the service its reference",
+                ))
+            }
+        };
+        let pin = ImageRef::parse(reference).and_then(|r| r.digest.as_ref().map(|d| r.pinned(d)));
+        out.insert(svc.name.clone(), Resolved { id: reference.clone(), pin });
+        match plans.iter_mut().find(|p| &p.reference == reference) {
+            Some(p) => p.services.push(svc.name.clone()),
+            None => plans.push(ImagePlan {
+                reference: reference.clone(),
+                services: vec![svc.name.clone()],
+                image_id: None,
+                digest: ImageRef::parse(reference).and_then(|r| r.digest),
+                action: ImageAction::ByTarget,
+            }),
+        }
     }
     Ok((out, plans))
 }
@@ -135,6 +169,7 @@ fn pin_of(reference: &str, info: &ImageInfo) -> (Option<String>, Option<String>)
 #[allow(clippy::too_many_arguments)]
 async fn reference_image(
     backend: &dyn Backend,
+    images: &dyn ImageStore,
     scope: &Scope,
     store: Option<&Store<'_>>,
     sink: &EventSink,
@@ -150,7 +185,7 @@ async fn reference_image(
         digest,
         action,
     };
-    let local = backend.image_info(reference).await?;
+    let local = images.image_info(reference).await?;
     if let Some(info) = &local {
         if policy != PullPolicy::Always {
             let (pin, digest) = pin_of(reference, info);
@@ -160,8 +195,8 @@ async fn reference_image(
         // A prune may have removed the tag (or the image) the services run: what they last ran
         // under this reference comes back without a pull.
         for svc in services {
-            if let Some(id) = recorded_image(backend, scope, store, svc, reference).await? {
-                let (pin, digest) = match backend.image_info(&id).await? {
+            if let Some(id) = recorded_image(backend, images, scope, store, svc, reference).await? {
+                let (pin, digest) = match images.image_info(&id).await? {
                     Some(info) => pin_of(reference, &info),
                     None => (None, None),
                 };
@@ -179,7 +214,7 @@ async fn reference_image(
     }
     let had = local.as_ref().and_then(|i| pin_of(reference, i).1);
     if mode == Mode::Plan {
-        let Some(digest) = backend.registry_digest(reference).await? else {
+        let Some(digest) = images.registry_digest(reference).await? else {
             // The target cannot ask its registry: the plan takes the copy it has, or says it pulls.
             return Ok(match &local {
                 Some(info) => {
@@ -204,7 +239,7 @@ async fn reference_image(
     let progress = |p| {
         sink.emit(EventKind::ImagePulling { reference: reference.to_string(), services: names.clone(), progress: p })
     };
-    let info = backend.pull_image(reference, &progress).await?;
+    let info = images.pull_image(reference, &progress).await?;
     let (pin, digest) = pin_of(reference, &info);
     let replaced = had.filter(|h| digest.as_ref() != Some(h));
     let action = match (&local, &replaced) {
@@ -228,6 +263,7 @@ async fn reference_image(
 /// show it; `None` if neither knows.
 async fn recorded_image(
     backend: &dyn Backend,
+    images: &dyn ImageStore,
     scope: &Scope,
     store: Option<&Store<'_>>,
     svc: &Service,
@@ -242,7 +278,7 @@ async fn recorded_image(
     };
     if let Some(id) = recorded {
         // A job that completed with it needs no image to stay completed; a service needs it back.
-        if svc.kind == ServiceKind::Job || backend.restore_image(scope, &id, Some(reference)).await? {
+        if svc.kind == ServiceKind::Job || images.restore_image(scope, &id, Some(reference)).await? {
             return Ok(Some(id));
         }
     }
@@ -254,7 +290,7 @@ async fn recorded_image(
     };
     let running = backend.list_instances(scope).await?;
     if let Some(i) = running.iter().find(|i| i.service == svc.name && i.is_running() && made_from(i)) {
-        if backend.restore_image(scope, &i.image_id, Some(reference)).await? {
+        if images.restore_image(scope, &i.image_id, Some(reference)).await? {
             return Ok(Some(i.image_id.clone()));
         }
     }

@@ -29,16 +29,16 @@ use futures::stream::BoxStream;
 use futures::Stream;
 use tokio::sync::mpsc;
 
+pub use crate::error::LockHolder;
 pub use crate::events::{Event, EventKind, RolloutOutcome};
 pub use crate::state::audit::AuditEntry;
-pub use crate::state::lock::LockHolder;
 pub use crate::state::revisions::Revision;
 pub use deployment::{Deployment, Endpoint};
 pub use ops::{Down, DownReport, Health, InstanceStatus, LogOptions, ServiceStatus, Status};
 #[cfg(test)]
 pub(crate) use rollout::batches as rollout_batches;
 
-use crate::backend::{Backend, ExecOutput, LogLine};
+use crate::backend::{hosts_of, images_of, Backend, ExecOutput, LogLine};
 use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::model::{Environment, Service, ServiceKind};
@@ -137,15 +137,17 @@ impl Environment {
         };
         let mut template = Template::from_recorded(svc, &rev.spec_json, &rev.image_id)
             .map_err(|reason| no(format!("revision {revision}: {reason}")))?;
-        template.hosts = placement::hosts_of(self, svc, &backend.hosts())?;
+        template.hosts = placement::hosts_of(self, svc, &hosts_of(backend))?;
         // A prune may have removed its image: the copy kept on the target brings it back.
         let reference = match &template.service.image {
             crate::model::ImageSource::Reference(r) => Some(r.as_str()),
             crate::model::ImageSource::Build(_) => None,
         };
         template.image_pin = rev.image_pin.clone();
-        let restored = backend.restore_image(&scope, &rev.image_id, reference).await;
-        backend.release_state(&scope).await;
+        let restored = images_of(backend)?.restore_image(&scope, &rev.image_id, reference).await;
+        if let Some(r) = backend.records() {
+            r.release_state(&scope).await;
+        }
         if !restored? {
             // Gone with no kept copy: its registry still has it by digest, whatever the tag says now.
             let Some(pin) = &rev.image_pin else {
@@ -155,7 +157,7 @@ impl Environment {
                     rev.image_id
                 )));
             };
-            let pulled = backend.pull_image(pin, &|_| {}).await.map_err(Error::scrubbed)?;
+            let pulled = images_of(backend)?.pull_image(pin, &|_| {}).await.map_err(Error::scrubbed)?;
             if pulled.id != rev.image_id {
                 return Err(no(format!(
                     "revision {revision}: {pin} is image {} in its registry, not the {} the revision ran",
@@ -212,7 +214,9 @@ impl Environment {
             Ok(audit::list(&store).await)
         };
         let result = read.await;
-        backend.release_state(&scope).await;
+        if let Some(r) = backend.records() {
+            r.release_state(&scope).await;
+        }
         result.map_err(Error::scrubbed)
     }
 
@@ -237,7 +241,9 @@ impl Environment {
             Ok::<_, Error>((revisions::list(&store, service, &running).await, waiting))
         };
         let result = read.await;
-        backend.release_state(&scope).await;
+        if let Some(r) = backend.records() {
+            r.release_state(&scope).await;
+        }
         let (revs, waiting) = result?;
         Ok((revs, svc, waiting))
     }
@@ -288,7 +294,7 @@ impl ApplyRun {
     pub async fn finish(self) -> Result<Deployment> {
         match self.handle.await {
             Ok(r) => r,
-            Err(e) => Err(Error::Backend { operation: "apply", target: "apply task".into(), message: e.to_string() }),
+            Err(e) => Err(Error::backend("apply", "apply task", e)),
         }
     }
 }

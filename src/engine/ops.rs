@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::apply::{retire, scope_of};
-use crate::backend::{Backend, ExecOutput, Instance, InstanceState, LogLine};
+use crate::backend::{records_of, Backend, ExecOutput, Instance, InstanceState, LogLine};
 use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::health::probe;
@@ -45,7 +45,8 @@ pub struct DownReport {
 pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, sink: &EventSink) -> Result<DownReport> {
     let scope = scope_of(env);
     // Never tear down under a running deploy.
-    let lock = DeployLock::acquire(backend, &scope, sink, "down", env.actor(), env.lock_timeout()).await?;
+    let records = records_of(backend, "take an environment down")?;
+    let lock = DeployLock::acquire(records, &scope, sink, "down", env.actor(), env.lock_timeout()).await?;
     let work = async {
         let instances = backend.list_instances(&scope).await?;
         let mut by_service: BTreeMap<&str, Vec<Instance>> = BTreeMap::new();
@@ -58,17 +59,17 @@ pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, s
         });
         futures::future::join_all(removals).await.into_iter().collect::<Result<Vec<()>>>()?;
         // The environment's records (revisions, audit, waiting promotions, kept images) go with it.
-        backend.remove_state(&scope).await?;
+        records.remove_state(&scope).await?;
         Ok::<_, Error>(instances)
     };
-    let instances = match lock.hold(backend, work).await {
+    let instances = match lock.hold(records, work).await {
         Ok(i) => i,
         Err(e) => {
-            let _ = lock.release(backend).await;
+            let _ = lock.release(records).await;
             return Err(e);
         }
     };
-    lock.release_all(backend).await?;
+    lock.release_all(records).await?;
     let removed_network = backend.remove_network(&scope).await?;
     let volumes = backend.list_volumes(&scope).await?;
     let mut report = DownReport {
@@ -242,10 +243,8 @@ pub(crate) async fn exec(
     timeout: Duration,
 ) -> Result<ExecOutput> {
     let instances = instances_of(env, backend, service).await?;
-    let target = instances.iter().find(|i| i.is_running()).ok_or_else(|| Error::Backend {
-        operation: "exec",
-        target: service.to_string(),
-        message: "no running instance".into(),
+    let target = instances.iter().find(|i| i.is_running()).ok_or_else(|| {
+        Error::backend_kind("exec", service, crate::error::ErrorKind::NotFound, "no running instance")
     })?;
     backend.exec(&target.id, command, timeout).await
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::Mutex;
 
-use crate::backend::{Backend, Instance, PublishedPort};
+use crate::backend::{files_of, Backend, Instance, PublishedPort};
 use crate::error::{Error, Result};
 use crate::ingress::config::{self, Remote, Rotation, Upstream};
 use crate::model::{Ingress, INGRESS_CONFIG_PATH};
@@ -78,7 +78,7 @@ impl<'a> Traffic<'a> {
                 rotation.insert(p.service.clone(), p.rotation(observed));
             }
         }
-        let addresses = backend.hosts().into_iter().map(|h| (h.name, h.address)).collect();
+        let addresses = crate::backend::hosts_of(backend).into_iter().map(|h| (h.name, h.address)).collect();
         Traffic { backend, ingress, addresses, state: Mutex::new(State { rotation, proxies, fronts, known }) }
     }
 
@@ -161,7 +161,7 @@ impl<'a> Traffic<'a> {
         }
         wanted.extend(state.fronts.iter().map(|id| (id.clone(), front.clone())));
         for (id, body) in wanted {
-            if self.backend.read_file(&id, INGRESS_CONFIG_PATH).await?.as_deref() != Some(body.as_slice()) {
+            if files_of(self.backend)?.read_file(&id, INGRESS_CONFIG_PATH).await?.as_deref() != Some(body.as_slice()) {
                 self.load(ingress, &body, &[id]).await?;
             }
         }
@@ -197,14 +197,14 @@ impl<'a> Traffic<'a> {
     pub(crate) async fn prepare_proxy(&self, id: &str, host: Option<&str>) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
         let body = self.router_config(ingress, &*self.state.lock().await, host)?;
-        self.backend.write_file(id, INGRESS_CONFIG_PATH, &body, 0o644).await
+        files_of(self.backend)?.write_file(id, INGRESS_CONFIG_PATH, &body, 0o644).await
     }
 
     /// Writes the front configuration into a created (not yet started) front instance.
     pub(crate) async fn prepare_front(&self, id: &str) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
         let body = caddy_json(ingress, &config::render_front(ingress))?;
-        self.backend.write_file(id, INGRESS_CONFIG_PATH, &body, 0o644).await
+        files_of(self.backend)?.write_file(id, INGRESS_CONFIG_PATH, &body, 0o644).await
     }
 
     /// A proxy instance is up: from now on it receives every change (and the current state now).
@@ -249,7 +249,7 @@ impl<'a> Traffic<'a> {
         let results = futures::future::join_all(ids.iter().map(|id| {
             let reload = &reload;
             async move {
-                self.backend.write_file(id, INGRESS_CONFIG_PATH, body, 0o644).await?;
+                files_of(self.backend)?.write_file(id, INGRESS_CONFIG_PATH, body, 0o644).await?;
                 let out = self.backend.exec(id, reload, RELOAD_TIMEOUT).await?;
                 if out.exit_code != 0 {
                     let why = out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().to_string();

@@ -8,39 +8,7 @@
 pub(crate) mod gate;
 pub(crate) mod probe;
 
-use std::fmt;
-use std::time::{Duration, SystemTime};
-
-/// The result of one probe.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProbeRecord {
-    /// When it ran.
-    pub at: SystemTime,
-    /// Whether it passed.
-    pub passed: bool,
-    /// What it saw (`GET http://172.18.0.3:8080/health -> 503`).
-    pub detail: String,
-    /// How long it took.
-    pub took: Duration,
-}
-
-impl fmt::Display for ProbeRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        let secs_of_day = t.as_secs() % 86_400;
-        write!(
-            f,
-            "{:02}:{:02}:{:02}.{:03} UTC {} {} ({} ms)",
-            secs_of_day / 3600,
-            secs_of_day / 60 % 60,
-            secs_of_day % 60,
-            t.subsec_millis(),
-            if self.passed { "passed" } else { "failed" },
-            self.detail,
-            self.took.as_millis()
-        )
-    }
-}
+pub use crate::error::ProbeRecord;
 
 /// The last few probe results, oldest first.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +34,7 @@ impl ProbeHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, SystemTime};
 
     #[test]
     fn history_keeps_last_five() {

@@ -33,5 +33,5 @@ pub use reference::ServiceRef;
 pub use resources::{Resources, RestartPolicy};
 pub use rollout::{Amount, CanaryStep, OnFailure, Rollout, Strategy};
 pub use secret::{Secret, SecretSource};
-pub use service::{Service, ServiceBuilder, ServiceKind};
+pub use service::{Service, ServiceBuilder, ServiceKind, LABEL_PREFIX};
 pub use volume::{Volume, VolumeSource};

@@ -21,6 +21,9 @@ pub enum ServiceKind {
     Job,
 }
 
+/// Prefix of every label the library puts on what it owns. Users' labels may not use it.
+pub const LABEL_PREFIX: &str = "io.harbormaster.";
+
 /// A validated service description. Build one with [`Service::builder`] or [`Service::job`].
 ///
 /// ```
@@ -565,8 +568,8 @@ impl ServiceBuilder {
                 self.errors.push(e);
             }
         }
-        if let Some(k) = svc.labels.keys().find(|k| k.starts_with(crate::backend::LABEL_PREFIX)) {
-            self.invalid("labels", format!("label {k} uses the reserved prefix {}", crate::backend::LABEL_PREFIX));
+        if let Some(k) = svc.labels.keys().find(|k| k.starts_with(LABEL_PREFIX)) {
+            self.invalid("labels", format!("label {k} uses the reserved prefix {}", LABEL_PREFIX));
         }
         let mut seen = Vec::new();
         for p in &svc.ports {

@@ -24,6 +24,9 @@ pub struct Plan {
     /// Where each image comes from: present, restored, pulled (with the digest its registry
     /// gives now), or built. Empty for plans made inside an apply.
     pub images: Vec<ImagePlan>,
+    /// What a target that rolls out by itself handles differently from the library, or cannot
+    /// honour (an apply refuses while any is `refused`); empty elsewhere.
+    pub limits: Vec<crate::backend::Limit>,
 }
 
 /// What happens to one image before the services using it are planned.
@@ -61,6 +64,9 @@ pub enum ImageAction {
     },
     /// Built from its context.
     Built,
+    /// Handed to a target without an image store of its own (a swarm, a cloud API) by
+    /// reference: the target pulls and pins it.
+    ByTarget,
 }
 
 /// What happens to one service.
@@ -166,8 +172,12 @@ impl fmt::Display for Plan {
                     format!("pull: the tag now points elsewhere (was {})", from.as_deref().map_or("unknown", short_id))
                 }
                 ImageAction::Built => "built".to_string(),
+                ImageAction::ByTarget => "pulled by the target".to_string(),
             };
             write!(f, "\n  image {}{digest}: {what}", i.reference)?;
+        }
+        for l in &self.limits {
+            write!(f, "\n  {l}")?;
         }
         Ok(())
     }
@@ -208,7 +218,7 @@ pub(crate) fn compute(
             awaiting: None,
         });
     }
-    Plan { environment: env.qualified_name(), services, images: Vec::new() }
+    Plan { environment: env.qualified_name(), services, images: Vec::new(), limits: Vec::new() }
 }
 
 /// Why an instance does not match its template, if it does not.

@@ -21,12 +21,11 @@
 //! was frozen past its lease) stops with [`Error::LockLost`].
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::backend::{Backend, NewRecord, Record, Scope};
-use crate::error::{Error, Result};
+use crate::backend::{NewRecord, Record, RecordStore, Scope};
+use crate::error::{Error, LockHolder, Result};
 use crate::events::{EventKind, EventSink};
 use crate::process::{Identity, Liveness};
 
@@ -39,49 +38,8 @@ pub const LEASE: Duration = Duration::from_secs(30);
 /// How often a holder renews its lease.
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 
-/// Who holds an environment's deploy lock.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LockHolder {
-    /// Who deploys, if the caller said ([`EnvironmentBuilder::actor`](crate::EnvironmentBuilder::actor)).
-    pub actor: Option<String>,
-    /// The holding process's host name (in a container: the container's).
-    pub host: String,
-    /// The holding process's ID (in its own PID namespace).
-    pub pid: u32,
-    /// What it is doing (`apply`, `rollback of api`, …).
-    pub operation: String,
-    /// When it took the lock.
-    pub since: SystemTime,
-    /// When its lease lapses unless it renews it (by the target's clock); from then on another
-    /// deploy takes the lock over.
-    pub expires: SystemTime,
-    /// What can be told from here about whether it still works (`its process runs on this
-    /// machine`, `it runs in another PID namespace …: judged by its lease`).
-    pub state: String,
-    identity: Identity,
-    token: String,
-}
-
-impl fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(a) = &self.actor {
-            write!(f, "`{a}` ")?;
-        }
-        let held = SystemTime::now().duration_since(self.since).unwrap_or_default().as_secs();
-        write!(
-            f,
-            "(process {} on host `{}`, {}) since {} ({held} s ago); {}; its lease runs to {} unless renewed \
-             (every {} s), after which the lock is taken over",
-            self.pid,
-            self.host,
-            self.operation,
-            humantime::format_rfc3339_seconds(self.since),
-            self.state,
-            humantime::format_rfc3339_seconds(self.expires),
-            RENEW_EVERY.as_secs(),
-        )
-    }
-}
+/// How long a record store call may take before the target counts as not answering.
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// Tokens of the locks this process holds right now; a lock of this process whose token is not
 /// here was left by an operation that was cancelled (its future dropped).
@@ -164,7 +122,28 @@ pub(crate) struct DeployLock {
 impl DeployLock {
     /// Takes the environment's lock for `operation`, waiting up to `timeout` for another holder.
     pub(crate) async fn acquire(
-        backend: &dyn Backend,
+        backend: &dyn RecordStore,
+        scope: &Scope,
+        sink: &EventSink,
+        operation: &str,
+        actor: Option<&str>,
+        timeout: Duration,
+    ) -> Result<DeployLock> {
+        // A target that stops answering must not keep a deploy waiting for ever: the wait for the
+        // lock is bounded by the lock timeout plus the time a call may take to answer.
+        let bound = timeout.saturating_add(ANSWER_WITHIN);
+        match tokio::time::timeout(bound, Self::take(backend, scope, sink, operation, actor, timeout)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::Deadline {
+                what: format!("taking the deploy lock of `{}`", scope.qualified()),
+                deadline: bound,
+                pending: vec!["the target's record store did not answer".into()],
+            }),
+        }
+    }
+
+    async fn take(
+        backend: &dyn RecordStore,
         scope: &Scope,
         sink: &EventSink,
         operation: &str,
@@ -214,8 +193,7 @@ impl DeployLock {
                             .checked_add(LEASE.saturating_sub(age))
                             .unwrap_or_else(SystemTime::now),
                         state,
-                        identity,
-                        token,
+                        renew_every: RENEW_EVERY,
                     };
                     match stale {
                         Some(why) => {
@@ -223,19 +201,19 @@ impl DeployLock {
                             sink.emit(EventKind::LockRecovered { holder: format!("{holder}: {why}") });
                             None
                         }
-                        None => Some(holder),
+                        None => Some((holder, token)),
                     }
                 }
             };
-            if let Some(holder) = holder {
+            if let Some((holder, holder_token)) = holder {
                 let waited = started.elapsed();
                 if waited >= timeout {
                     return Err(Error::Locked { environment: scope.qualified(), holder: Box::new(holder) });
                 }
                 let text = holder.to_string();
-                if told.as_deref() != Some(holder.token.as_str()) {
+                if told.as_deref() != Some(holder_token.as_str()) {
                     sink.emit(EventKind::WaitingForLock { holder: text });
-                    told = Some(holder.token.clone());
+                    told = Some(holder_token);
                 }
                 tokio::time::sleep(timeout.saturating_sub(waited).min(Duration::from_millis(200))).await;
                 continue;
@@ -270,7 +248,7 @@ impl DeployLock {
     }
 
     /// Removes the epochs before this one and the leases of their holders (all abandoned now).
-    async fn clear_before(&self, backend: &dyn Backend, records: &[Record]) {
+    async fn clear_before(&self, backend: &dyn RecordStore, records: &[Record]) {
         for r in records.iter().filter(|r| epoch_of(r) < epoch_of(&self.record)) {
             let _ = backend.remove_record(&r.id).await;
         }
@@ -285,7 +263,7 @@ impl DeployLock {
     /// frozen past its lease), `work` is stopped where it is and the result is [`Error::LockLost`].
     pub(crate) async fn hold<T>(
         &self,
-        backend: &dyn Backend,
+        backend: &dyn RecordStore,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         tokio::select! {
@@ -295,7 +273,7 @@ impl DeployLock {
     }
 
     /// Renews the lease until the lock is lost; returns why it was lost.
-    async fn keep(&self, backend: &dyn Backend) -> Error {
+    async fn keep(&self, backend: &dyn RecordStore) -> Error {
         let mut seq: u64 = 0;
         loop {
             if let Some(reason) = self.renew(backend, seq).await {
@@ -309,7 +287,7 @@ impl DeployLock {
 
     /// One renewal; `Some(reason)` if the lock is no longer this holder's. Failing to reach the
     /// target is not a loss (no one else can take the lock through it either).
-    async fn renew(&self, backend: &dyn Backend, seq: u64) -> Option<String> {
+    async fn renew(&self, backend: &dyn RecordStore, seq: u64) -> Option<String> {
         let records = match backend.list_records(&self.scope, KIND).await {
             Ok(r) => r,
             Err(e) => {
@@ -358,7 +336,20 @@ impl DeployLock {
     }
 
     /// Releases the lock: its lease records, then its record.
-    pub(crate) async fn release(self, backend: &dyn Backend) -> Result<()> {
+    pub(crate) async fn release(self, backend: &dyn RecordStore) -> Result<()> {
+        let name = self.record.name.clone();
+        match tokio::time::timeout(ANSWER_WITHIN, self.release_now(backend)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::backend_kind(
+                "release lock",
+                name,
+                crate::error::ErrorKind::Timeout,
+                "the record store did not answer; the lock is taken over once its lease lapses",
+            )),
+        }
+    }
+
+    async fn release_now(self, backend: &dyn RecordStore) -> Result<()> {
         if let Ok(leases) = backend.list_records(&self.scope, LEASE_KIND).await {
             for l in leases.iter().filter(|l| l.data.get("token") == Some(&self.token)) {
                 let _ = backend.remove_record(&l.id).await;
@@ -370,7 +361,7 @@ impl DeployLock {
     }
 
     /// Releases the lock and removes every lock and lease record of the environment (for `down`).
-    pub(crate) async fn release_all(self, backend: &dyn Backend) -> Result<()> {
+    pub(crate) async fn release_all(self, backend: &dyn RecordStore) -> Result<()> {
         let scope = self.scope.clone();
         self.release(backend).await?;
         for kind in [KIND, LEASE_KIND] {

@@ -4,7 +4,7 @@
 //! - `Store` (here) and `document.rs`: the environment's state document (revisions, audit trail,
 //!   waiting promotions, finished jobs, kept images), written so that a killed writer never
 //!   corrupts it, in a store that survives `docker system prune -a`
-//!   ([`Backend::read_state`]).
+//!   ([`RecordStore::read_state`](crate::backend::RecordStore::read_state)).
 //! - `lock.rs`: the deploy lock, with a lease its holder renews.
 //! - `revisions.rs`, `audit.rs`, `promotion.rs`, `jobs.rs`: the parts of the document, each with
 //!   its rules (what is kept, what is pruned).
@@ -25,7 +25,7 @@ pub use lock::{LEASE, RENEW_EVERY};
 
 use tokio::sync::Mutex;
 
-use crate::backend::{Backend, Instance, Scope};
+use crate::backend::{records_of, Backend, Instance, Scope};
 use crate::error::{Error, Result};
 use document::{Document, LostRecord};
 
@@ -40,7 +40,9 @@ enum Found {
 }
 
 async fn load(backend: &dyn Backend, scope: &Scope) -> Result<Found> {
-    let Some(files) = backend.read_state(scope).await? else { return Ok(Found::Missing) };
+    let Some(files) = records_of(backend, "keep deploy records")?.read_state(scope).await? else {
+        return Ok(Found::Missing);
+    };
     match Document::newest(&files) {
         Ok(doc) => Ok(Found::Document(doc)),
         Err(why) if why.contains("newer than this library") => {
@@ -130,7 +132,9 @@ impl<'a> Store<'a> {
         let mut next = doc.clone();
         let out = f(&mut next);
         next.seq = next.seq.saturating_add(1);
-        self.backend.write_state(&self.scope, &document::slot(next.seq), &next.encode()).await?;
+        records_of(self.backend, "keep deploy records")?
+            .write_state(&self.scope, &document::slot(next.seq), &next.encode())
+            .await?;
         *doc = next;
         Ok(out)
     }

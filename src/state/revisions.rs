@@ -210,9 +210,9 @@ impl Recorder {
             .filter(|b| label == "succeeded" && b.image_id != template.image_id)
             .map(|b| b.image_id.clone())
             .filter(|id| !id.is_empty());
-        if let Some(id) = &superseded {
+        if let (Some(id), Some(images)) = (&superseded, store.backend().images()) {
             if !store.read(|d| d.kept_images.contains(id)).await {
-                if let Err(e) = store.backend().keep_image(store.scope(), id).await {
+                if let Err(e) = images.keep_image(store.scope(), id).await {
                     tracing::warn!(service, image = %id, error = %e, "could not keep the replaced image; a prune may remove it");
                 }
             }
@@ -257,8 +257,9 @@ impl Recorder {
                 drop_these
             })
             .await?;
-        for id in dropped {
-            if let Err(e) = store.backend().drop_image(store.scope(), &id).await {
+        for id in dropped.into_iter().filter(|_| store.backend().images().is_some()) {
+            let Some(images) = store.backend().images() else { break };
+            if let Err(e) = images.drop_image(store.scope(), &id).await {
                 tracing::warn!(image = %id, error = %e, "could not drop a kept image no revision needs");
             }
         }

@@ -155,7 +155,7 @@ pub const E_ENGINE: &str = "unix:///run/hm-hosts/e/docker.sock";
 /// Host E's engine, with the workload image loaded from the local engine. One test at a time
 /// uses it (they prune it): hold the returned guard.
 pub async fn engine_e() -> (harbormaster::DockerBackend, tokio::sync::MutexGuard<'static, ()>) {
-    use harbormaster::Backend;
+    use harbormaster::{ImageShipping, ImageStore};
     static ONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let guard = ONE.lock().await;
     ensure();

@@ -16,7 +16,7 @@ use bollard::query_parameters::{
 };
 use futures::stream::{BoxStream, StreamExt};
 
-use super::{engine_message, is_not_found, DockerBackend};
+use super::{engine_error, is_not_found, DockerBackend};
 use crate::backend::{
     label, EngineHealth, ExecOutput, Instance, InstanceSpec, InstanceState, LogLine, LogStream, PublishedPort, Scope,
 };
@@ -189,7 +189,7 @@ pub(super) async fn stop(d: &DockerBackend, id: &str, grace: Duration) -> Result
         Ok(Err(e)) if is_not_found(&e) => Ok(()),
         // 304: already stopped.
         Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. })) => Ok(()),
-        Ok(Err(e)) => Err(Error::backend("stop container", id, engine_message(&e))),
+        Ok(Err(e)) => Err(engine_error("stop container", id, &e)),
         Err(_) => Err(Error::backend("stop container", id, format!("not stopped within {bound:?}"))),
     }
 }
@@ -207,7 +207,7 @@ pub(super) async fn remove(d: &DockerBackend, id: &str) -> Result<()> {
         {
             Ok(())
         }
-        Ok(Err(e)) => Err(Error::backend("remove container", id, engine_message(&e))),
+        Ok(Err(e)) => Err(engine_error("remove container", id, &e)),
         Err(_) => Err(Error::backend("remove container", id, format!("no answer within {:?}", d.call_timeout))),
     }
 }
@@ -356,7 +356,7 @@ pub(super) async fn wait_exit(d: &DockerBackend, id: &str) -> Result<i64> {
     match stream.next().await {
         Some(Ok(resp)) => Ok(resp.status_code),
         Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
-        Some(Err(e)) => Err(Error::backend("wait for container", id, engine_message(&e))),
+        Some(Err(e)) => Err(engine_error("wait for container", id, &e)),
         None => {
             let c = d.transport.inspect_container(id).await?;
             Ok(c.and_then(|c| c.state).and_then(|s| s.exit_code).unwrap_or(-1))
@@ -406,7 +406,7 @@ pub(super) fn logs(
         .flat_map(move |item| {
             let lines: Vec<Result<LogLine>> = match item {
                 Ok(out) => log_lines(&name, out).into_iter().map(Ok).collect(),
-                Err(e) => vec![Err(Error::backend("read logs", name.as_str(), engine_message(&e)))],
+                Err(e) => vec![Err(engine_error("read logs", name.as_str(), &e))],
             };
             futures::stream::iter(lines)
         })
@@ -421,19 +421,13 @@ pub(super) async fn exec(d: &DockerBackend, id: &str, command: &[String], timeou
             cmd: Some(command.to_vec()),
             ..Default::default()
         };
-        let created =
-            d.docker.create_exec(id, options).await.map_err(|e| Error::backend("exec", id, engine_message(&e)))?;
+        let created = d.docker.create_exec(id, options).await.map_err(|e| engine_error("exec", id, &e))?;
         let mut stdout = String::new();
         let mut stderr = String::new();
-        match d
-            .docker
-            .start_exec(&created.id, None)
-            .await
-            .map_err(|e| Error::backend("exec", id, engine_message(&e)))?
-        {
+        match d.docker.start_exec(&created.id, None).await.map_err(|e| engine_error("exec", id, &e))? {
             StartExecResults::Attached { mut output, .. } => {
                 while let Some(chunk) = output.next().await {
-                    match chunk.map_err(|e| Error::backend("exec", id, engine_message(&e)))? {
+                    match chunk.map_err(|e| engine_error("exec", id, &e))? {
                         LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
                         LogOutput::StdOut { message } | LogOutput::Console { message } => {
                             stdout.push_str(&String::from_utf8_lossy(&message))
@@ -444,8 +438,7 @@ pub(super) async fn exec(d: &DockerBackend, id: &str, command: &[String], timeou
             }
             StartExecResults::Detached => {}
         }
-        let inspected =
-            d.docker.inspect_exec(&created.id).await.map_err(|e| Error::backend("exec", id, engine_message(&e)))?;
+        let inspected = d.docker.inspect_exec(&created.id).await.map_err(|e| engine_error("exec", id, &e))?;
         crate::scrub::in_place(&mut stdout);
         crate::scrub::in_place(&mut stderr);
         Ok(ExecOutput { exit_code: inspected.exit_code.unwrap_or(-1), stdout, stderr })

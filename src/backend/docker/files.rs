@@ -5,7 +5,7 @@ use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, UploadToCon
 use bytes::Bytes;
 use futures::TryStreamExt;
 
-use super::{engine_message, is_not_found, DockerBackend};
+use super::{engine_error, is_not_found, DockerBackend};
 use crate::error::{Error, Result};
 
 /// A tar archive of `files` (path, contents, mode).
@@ -52,7 +52,7 @@ pub(super) async fn download(d: &DockerBackend, id: &str, path: &str) -> Result<
     match tokio::time::timeout(d.call_timeout, download).await {
         Ok(Ok(bytes)) => Ok(Some(bytes)),
         Ok(Err(e)) if is_not_found(&e) => Ok(None),
-        Ok(Err(e)) => Err(Error::backend("read file", format!("{path} in {id}"), engine_message(&e))),
+        Ok(Err(e)) => Err(engine_error("read file", format!("{path} in {id}"), &e)),
         Err(_) => Err(Error::backend("read file", format!("{path} in {id}"), "no answer from the engine in time")),
     }
 }

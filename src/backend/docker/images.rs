@@ -8,7 +8,7 @@ use bollard::query_parameters::BuildImageOptionsBuilder;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use super::{context, engine_message, DockerBackend};
+use super::{context, engine_error, engine_message, DockerBackend};
 use crate::error::{Error, Result};
 use crate::model::Build;
 
@@ -179,8 +179,7 @@ const TRANSFER_DEADLINE: Duration = Duration::from_secs(30 * 60);
 pub(super) fn export(d: &DockerBackend, image_id: &str) -> futures::stream::BoxStream<'static, Result<Bytes>> {
     let id = image_id.to_string();
     let docker = d.docker.clone();
-    let stream =
-        docker.export_image(&id).map(move |r| r.map_err(|e| Error::backend("export image", &id, engine_message(&e))));
+    let stream = docker.export_image(&id).map(move |r| r.map_err(|e| engine_error("export image", &id, &e)));
     Box::pin(stream)
 }
 
@@ -191,7 +190,7 @@ pub(super) async fn load(d: &DockerBackend, archive: futures::stream::BoxStream<
     let load = async {
         let mut progress = d.docker.import_image_stream(options, body, None);
         while let Some(item) = progress.next().await {
-            let info = item.map_err(|e| Error::backend("load image", "archive", engine_message(&e)))?;
+            let info = item.map_err(|e| engine_error("load image", "archive", &e))?;
             if let Some(err) = info.error_detail.and_then(|e| e.message) {
                 return Err(Error::backend("load image", "archive", err));
             }

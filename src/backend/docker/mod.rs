@@ -42,8 +42,11 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use tracing::instrument::WithSubscriber;
 
-use super::{Backend, ExecOutput, ImageInfo, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope, StateFile};
-use crate::error::{Error, Result};
+use super::{
+    Backend, ExecOutput, ImageInfo, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceSpec, LogLine,
+    NewRecord, Record, RecordStore, Scope, StateFile,
+};
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::Build;
 use crate::registry::{PullProgress, Registries, RegistryAuth};
 
@@ -277,7 +280,7 @@ impl DockerBackend {
         images::build(self, build, tag).await
     }
 
-    /// Pulls `reference` from its registry (see [`Backend::pull_image`]), without progress reports.
+    /// Pulls `reference` from its registry (see [`ImageStore::pull_image`]), without progress reports.
     pub async fn pull(&self, reference: &str) -> Result<ImageInfo> {
         pull::pull(self, reference, &|_| {}).await.map_err(Error::scrubbed)
     }
@@ -296,10 +299,11 @@ impl DockerBackend {
     ) -> Result<T> {
         match tokio::time::timeout(self.call_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Error::backend(operation, target, engine_message(&e))),
-            Err(_) => Err(Error::backend(
+            Ok(Err(e)) => Err(Error::backend_kind(operation, target, engine_kind(&e), engine_message(&e))),
+            Err(_) => Err(Error::backend_kind(
                 operation,
                 target,
+                ErrorKind::Timeout,
                 format!("no answer from the engine within {:?}", self.call_timeout),
             )),
         }
@@ -314,6 +318,23 @@ async fn quiet<T>(fut: impl Future<Output = T>) -> T {
 
 pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
     matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// What kind of failure an engine error is: by its status code, or unreachable when the engine
+/// could not be talked to at all.
+pub(crate) fn engine_kind(e: &bollard::errors::Error) -> ErrorKind {
+    use bollard::errors::Error as E;
+    match e {
+        E::DockerResponseServerError { status_code, .. } => ErrorKind::from_status(*status_code),
+        E::RequestTimeoutError => ErrorKind::Timeout,
+        E::HyperResponseError { .. } | E::IOError { .. } | E::SocketNotFoundError(_) => ErrorKind::Unreachable,
+        _ => ErrorKind::Other,
+    }
+}
+
+/// An engine call's failure as an [`Error::Backend`] of the kind its status says.
+pub(crate) fn engine_error(operation: &'static str, target: impl Into<String>, e: &bollard::errors::Error) -> Error {
+    Error::backend_kind(operation, target, engine_kind(e), engine_message(e))
 }
 
 /// What the engine said, scrubbed of secret values (runc quotes a container's environment in
@@ -332,30 +353,6 @@ pub(crate) fn engine_message(e: &bollard::errors::Error) -> String {
 impl Backend for DockerBackend {
     fn describe(&self) -> String {
         format!("docker {}", self.endpoint)
-    }
-
-    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
-        quiet(images::image_id(self, reference)).await
-    }
-
-    async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
-        quiet(images::build(self, build, tag)).await
-    }
-
-    async fn image_info(&self, reference: &str) -> Result<Option<ImageInfo>> {
-        quiet(pull::info(self, reference)).await
-    }
-
-    async fn pull_image(&self, reference: &str, progress: &(dyn Fn(PullProgress) + Send + Sync)) -> Result<ImageInfo> {
-        pull::pull(self, reference, progress).await
-    }
-
-    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
-        pull::registry_digest(self, reference).await.map(Some)
-    }
-
-    async fn push_image(&self, reference: &str, progress: &(dyn Fn(PullProgress) + Send + Sync)) -> Result<String> {
-        pull::push(self, reference, progress).await
     }
 
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
@@ -426,60 +423,8 @@ impl Backend for DockerBackend {
         quiet(containers::exec(self, id, command, timeout)).await
     }
 
-    async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
-        quiet(files::write_file(self, id, path, contents, mode)).await
-    }
-
-    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
-        quiet(files::read_file(self, id, path)).await
-    }
-
-    async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
-        quiet(records::create(self, scope, record)).await
-    }
-
-    async fn list_records(&self, scope: &Scope, kind: &str) -> Result<Vec<Record>> {
-        quiet(records::list(self, scope, kind)).await
-    }
-
-    async fn remove_record(&self, id: &str) -> Result<()> {
-        quiet(records::remove(self, id)).await
-    }
-
-    async fn clock(&self) -> Result<std::time::SystemTime> {
-        quiet(records::clock(self)).await
-    }
-
-    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
-        quiet(state::read(self, scope)).await
-    }
-
     async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
         quiet(containers::check(self, spec)).await
-    }
-
-    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
-        quiet(state::write(self, scope, name, contents)).await
-    }
-
-    async fn remove_state(&self, scope: &Scope) -> Result<()> {
-        quiet(state::remove(self, scope)).await
-    }
-
-    async fn release_state(&self, scope: &Scope) {
-        quiet(state::release(self, scope)).await
-    }
-
-    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
-        quiet(state::keep_image(self, scope, image_id)).await
-    }
-
-    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
-        quiet(state::restore_image(self, scope, image_id, reference)).await
-    }
-
-    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
-        quiet(state::drop_image(self, scope, image_id)).await
     }
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
@@ -502,6 +447,110 @@ impl Backend for DockerBackend {
         self.published_host.clone()
     }
 
+    fn images(&self) -> Option<&dyn ImageStore> {
+        Some(self)
+    }
+
+    fn records(&self) -> Option<&dyn RecordStore> {
+        Some(self)
+    }
+
+    fn files(&self) -> Option<&dyn InstanceFiles> {
+        Some(self)
+    }
+
+    fn shipping(&self) -> Option<&dyn ImageShipping> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ImageStore for DockerBackend {
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        quiet(images::image_id(self, reference)).await
+    }
+
+    async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
+        quiet(images::build(self, build, tag)).await
+    }
+
+    async fn image_info(&self, reference: &str) -> Result<Option<ImageInfo>> {
+        quiet(pull::info(self, reference)).await
+    }
+
+    async fn pull_image(&self, reference: &str, progress: &(dyn Fn(PullProgress) + Send + Sync)) -> Result<ImageInfo> {
+        pull::pull(self, reference, progress).await
+    }
+
+    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
+        pull::registry_digest(self, reference).await.map(Some)
+    }
+
+    async fn push_image(&self, reference: &str, progress: &(dyn Fn(PullProgress) + Send + Sync)) -> Result<String> {
+        pull::push(self, reference, progress).await
+    }
+
+    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        quiet(state::keep_image(self, scope, image_id)).await
+    }
+
+    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
+        quiet(state::restore_image(self, scope, image_id, reference)).await
+    }
+
+    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        quiet(state::drop_image(self, scope, image_id)).await
+    }
+}
+
+#[async_trait]
+impl RecordStore for DockerBackend {
+    async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
+        quiet(records::create(self, scope, record)).await
+    }
+
+    async fn list_records(&self, scope: &Scope, kind: &str) -> Result<Vec<Record>> {
+        quiet(records::list(self, scope, kind)).await
+    }
+
+    async fn remove_record(&self, id: &str) -> Result<()> {
+        quiet(records::remove(self, id)).await
+    }
+
+    async fn clock(&self) -> Result<std::time::SystemTime> {
+        quiet(records::clock(self)).await
+    }
+
+    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
+        quiet(state::read(self, scope)).await
+    }
+
+    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
+        quiet(state::write(self, scope, name, contents)).await
+    }
+
+    async fn remove_state(&self, scope: &Scope) -> Result<()> {
+        quiet(state::remove(self, scope)).await
+    }
+
+    async fn release_state(&self, scope: &Scope) {
+        quiet(state::release(self, scope)).await
+    }
+}
+
+#[async_trait]
+impl InstanceFiles for DockerBackend {
+    async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
+        quiet(files::write_file(self, id, path, contents, mode)).await
+    }
+
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        quiet(files::read_file(self, id, path)).await
+    }
+}
+
+#[async_trait]
+impl ImageShipping for DockerBackend {
     fn export_image(&self, image_id: &str) -> BoxStream<'static, Result<Bytes>> {
         images::export(self, image_id)
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder};
 
-use super::{engine_message, is_not_found, DockerBackend};
+use super::{engine_error, is_not_found, DockerBackend};
 use crate::backend::{label, Scope};
 use crate::error::{Error, Result};
 
@@ -33,7 +33,7 @@ pub(super) async fn ensure_network(d: &DockerBackend, scope: &Scope) -> Result<b
         Ok(Ok(_)) => Ok(true),
         // Created concurrently by another apply of the same environment.
         Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. })) => Ok(false),
-        Ok(Err(e)) => Err(Error::backend("create network", name, engine_message(&e))),
+        Ok(Err(e)) => Err(engine_error("create network", name, &e)),
         Err(_) => Err(Error::backend("create network", name, "no answer in time")),
     }
 }
@@ -43,7 +43,7 @@ pub(super) async fn remove_network(d: &DockerBackend, scope: &Scope) -> Result<b
     match tokio::time::timeout(d.call_timeout, d.docker.remove_network(&name)).await {
         Ok(Ok(())) => Ok(true),
         Ok(Err(e)) if is_not_found(&e) => Ok(false),
-        Ok(Err(e)) => Err(Error::backend("remove network", name, engine_message(&e))),
+        Ok(Err(e)) => Err(engine_error("remove network", name, &e)),
         Err(_) => Err(Error::backend("remove network", name, "no answer in time")),
     }
 }
@@ -53,7 +53,7 @@ pub(super) async fn ensure_volume(d: &DockerBackend, scope: &Scope, volume: &str
     match tokio::time::timeout(d.call_timeout, d.docker.inspect_volume(&name)).await {
         Ok(Ok(_)) => return Ok(false),
         Ok(Err(e)) if is_not_found(&e) => {}
-        Ok(Err(e)) => return Err(Error::backend("inspect volume", name, engine_message(&e))),
+        Ok(Err(e)) => return Err(engine_error("inspect volume", name, &e)),
         Err(_) => return Err(Error::backend("inspect volume", name, "no answer in time")),
     }
     let mut labels: HashMap<String, String> = scope.labels().into_iter().collect();
@@ -79,7 +79,7 @@ pub(super) async fn remove_volume(d: &DockerBackend, name: &str) -> Result<()> {
     match tokio::time::timeout(d.call_timeout, d.docker.remove_volume(name, Some(options))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) if is_not_found(&e) => Ok(()),
-        Ok(Err(e)) => Err(Error::backend("remove volume", name, engine_message(&e))),
+        Ok(Err(e)) => Err(engine_error("remove volume", name, &e)),
         Err(_) => Err(Error::backend("remove volume", name, "no answer in time")),
     }
 }

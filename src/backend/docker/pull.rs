@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use super::{engine_message, is_not_found, DockerBackend};
+use super::{engine_error, engine_message, is_not_found, DockerBackend};
 use crate::backend::ImageInfo;
 use crate::error::{Error, RegistryErrorKind, Result};
 use crate::registry::{failure, Found, ImageRef, PullProgress, Tally};
@@ -120,7 +120,7 @@ pub(super) async fn info(d: &DockerBackend, reference: &str) -> Result<Option<Im
             architecture: img.architecture.unwrap_or_default(),
         })),
         Ok(Err(e)) if is_not_found(&e) => Ok(None),
-        Ok(Err(e)) => Err(Error::backend("inspect image", reference, engine_message(&e))),
+        Ok(Err(e)) => Err(engine_error("inspect image", reference, &e)),
         Err(_) => Err(Error::backend("inspect image", reference, "no answer in time")),
     }
 }

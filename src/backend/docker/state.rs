@@ -22,7 +22,7 @@ use bollard::query_parameters::{
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
-use super::{engine_message, is_not_found, DockerBackend};
+use super::{engine_error, engine_message, is_not_found, DockerBackend};
 use crate::backend::{label, Scope, StateFile};
 use crate::error::{Error, Result};
 use crate::process::{Identity, Liveness};
@@ -83,7 +83,7 @@ async fn volume_exists(d: &DockerBackend, name: &str) -> Result<bool> {
     match tokio::time::timeout(d.call_timeout, d.docker.inspect_volume(name)).await {
         Ok(Ok(_)) => Ok(true),
         Ok(Err(e)) if is_not_found(&e) => Ok(false),
-        Ok(Err(e)) => Err(Error::backend("inspect volume", name, engine_message(&e))),
+        Ok(Err(e)) => Err(engine_error("inspect volume", name, &e)),
         Err(_) => Err(Error::backend("inspect volume", name, "no answer from the engine in time")),
     }
 }
@@ -296,7 +296,7 @@ pub(super) async fn keep_image(d: &DockerBackend, scope: &Scope, image_id: &str)
         let upload = d.docker.upload_to_container(&acc, Some(options), bollard::body_try_stream(export));
         match tokio::time::timeout(TRANSFER_DEADLINE, upload).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::backend("keep image", image_id, engine_message(&e))),
+            Ok(Err(e)) => return Err(engine_error("keep image", image_id, &e)),
             Err(_) => {
                 return Err(Error::backend("keep image", image_id, format!("not kept within {TRANSFER_DEADLINE:?}")))
             }
@@ -343,7 +343,7 @@ async fn load_kept(d: &DockerBackend, scope: &Scope, image_id: &str) -> Result<b
             let options = ImportImageOptionsBuilder::new().quiet(true).build();
             let mut progress = d.docker.import_image_stream(options, body, None);
             while let Some(item) = progress.next().await {
-                let info = item.map_err(|e| Error::backend("restore image", image_id, engine_message(&e)))?;
+                let info = item.map_err(|e| engine_error("restore image", image_id, &e))?;
                 if let Some(err) = info.error_detail.and_then(|e| e.message) {
                     return Err(Error::backend("restore image", image_id, err));
                 }

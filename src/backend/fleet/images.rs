@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 use super::Member;
-use crate::backend::Backend;
+use crate::backend::{images_of, shipping_of, Backend};
 use crate::error::{Error, Result};
 
 /// A host name and an image ID.
@@ -45,12 +45,12 @@ impl Shipments {
             locks.entry((host.name.clone(), image_id.to_string())).or_default().clone()
         };
         let _held = lock.lock().await;
-        if host.backend.image_id(image_id).await?.is_some() {
+        if images_of(&*host.backend)?.image_id(image_id).await?.is_some() {
             return Ok(());
         }
         if let Some(pin) = pin {
             let started = std::time::Instant::now();
-            match host.backend.pull_image(pin, &|_| {}).await {
+            match images_of(&*host.backend)?.pull_image(pin, &|_| {}).await {
                 Ok(info) if info.id == image_id => {
                     self.pulled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(host = %host.name, image = %pin, took = ?started.elapsed(), "image pulled by the host");
@@ -65,14 +65,16 @@ impl Shipments {
             }
         }
         let source = match (source, fallback) {
-            (Some(s), Some(f)) if s.image_id(image_id).await?.is_none() && f.name != host.name => {
-                if f.backend.image_id(image_id).await?.is_some() {
+            (Some(s), Some(f)) if images_of(&**s)?.image_id(image_id).await?.is_none() && f.name != host.name => {
+                if images_of(&*f.backend)?.image_id(image_id).await?.is_some() {
                     Some(&f.backend)
                 } else {
                     Some(s)
                 }
             }
-            (None, Some(f)) if f.name != host.name && f.backend.image_id(image_id).await?.is_some() => Some(&f.backend),
+            (None, Some(f)) if f.name != host.name && images_of(&*f.backend)?.image_id(image_id).await?.is_some() => {
+                Some(&f.backend)
+            }
             (s, _) => s,
         };
         let Some(source) = source else {
@@ -84,8 +86,8 @@ impl Shipments {
             ));
         };
         let started = std::time::Instant::now();
-        host.backend.load_image(source.export_image(image_id)).await?;
-        if host.backend.image_id(image_id).await?.is_none() {
+        shipping_of(&*host.backend)?.load_image(shipping_of(&**source)?.export_image(image_id)).await?;
+        if images_of(&*host.backend)?.image_id(image_id).await?.is_none() {
             return Err(Error::backend(
                 "ship image",
                 format!("{image_id} to {}", host.name),

@@ -26,7 +26,11 @@ use bytes::Bytes;
 use futures::future::join_all;
 use futures::stream::BoxStream;
 
-use super::{Backend, ExecOutput, HostInfo, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope, StateFile};
+use super::{files_of, images_of, records_of, shipping_of};
+use super::{
+    Backend, ExecOutput, HostInfo, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceSpec, LogLine,
+    NewRecord, Record, RecordStore, Scope, StateFile, Topology,
+};
 use crate::error::{Error, Result};
 use crate::model::Build;
 
@@ -236,77 +240,6 @@ impl Backend for Fleet {
         format!("fleet of {} host(s): {}", self.members.len(), self.host_names().join(", "))
     }
 
-    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
-        if let Some(source) = &self.source {
-            return source.image_id(reference).await;
-        }
-        let found = self.each(|m| m.backend.image_id(reference)).await?;
-        let mut ids: Vec<(&str, String)> =
-            found.into_iter().filter_map(|(m, id)| id.map(|id| (m.name.as_str(), id))).collect();
-        ids.dedup_by(|a, b| a.1 == b.1);
-        match ids.as_slice() {
-            [] => Ok(None),
-            [(_, id)] => Ok(Some(id.clone())),
-            [(h1, a), (h2, b), ..] => Err(Error::backend(
-                "inspect image",
-                reference,
-                format!("hosts disagree on what it is ({h1}: {a}, {h2}: {b}); give the fleet an image source"),
-            )),
-        }
-    }
-
-    async fn image_info(&self, reference: &str) -> Result<Option<crate::backend::ImageInfo>> {
-        match &self.source {
-            Some(source) => source.image_info(reference).await,
-            None => Ok(match self.image_id(reference).await? {
-                Some(id) => on(self.primary(), self.primary().backend.image_info(&id).await)?,
-                None => None,
-            }),
-        }
-    }
-
-    /// Pulled where the fleet's images come from (its image source, else its primary host), to
-    /// learn the image's ID and digest; each host then pulls it by digest when it first needs it.
-    async fn pull_image(
-        &self,
-        reference: &str,
-        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
-    ) -> Result<crate::backend::ImageInfo> {
-        match &self.source {
-            Some(source) => source.pull_image(reference, progress).await,
-            None => on(self.primary(), self.primary().backend.pull_image(reference, progress).await),
-        }
-    }
-
-    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
-        match &self.source {
-            Some(source) => source.registry_digest(reference).await,
-            None => on(self.primary(), self.primary().backend.registry_digest(reference).await),
-        }
-    }
-
-    async fn push_image(
-        &self,
-        reference: &str,
-        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
-    ) -> Result<String> {
-        match &self.source {
-            Some(source) => source.push_image(reference, progress).await,
-            None => on(self.primary(), self.primary().backend.push_image(reference, progress).await),
-        }
-    }
-
-    async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
-        match &self.source {
-            Some(source) => source.build_image(build, tag).await,
-            None => Err(Error::ImageBuild {
-                tag: tag.to_string(),
-                message: "a fleet builds images on its image source (FleetBuilder::images_from) and ships them".into(),
-                log: Vec::new(),
-            }),
-        }
-    }
-
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
         let all = self.each(|m| m.backend.list_instances(scope)).await?;
         Ok(all.into_iter().flat_map(|(m, list)| list.into_iter().map(move |i| Fleet::tag(m, i))).collect())
@@ -405,36 +338,6 @@ impl Backend for Fleet {
         on(m, m.backend.exec(local, command, timeout).await)
     }
 
-    async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
-        let (m, local) = self.route(id)?;
-        on(m, m.backend.write_file(local, path, contents, mode).await)
-    }
-
-    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
-        let (m, local) = self.route(id)?;
-        on(m, m.backend.read_file(local, path).await)
-    }
-
-    async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
-        let m = self.primary();
-        on(m, m.backend.create_record(scope, record).await)
-    }
-
-    async fn list_records(&self, scope: &Scope, kind: &str) -> Result<Vec<Record>> {
-        let m = self.primary();
-        on(m, m.backend.list_records(scope, kind).await)
-    }
-
-    async fn remove_record(&self, id: &str) -> Result<()> {
-        let m = self.primary();
-        on(m, m.backend.remove_record(id).await)
-    }
-
-    async fn clock(&self) -> Result<std::time::SystemTime> {
-        let m = self.primary();
-        on(m, m.backend.clock().await)
-    }
-
     async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
         // On the host the instance goes to (the primary for an unplaced one on a one-host fleet).
         let m = match &spec.host {
@@ -442,48 +345,6 @@ impl Backend for Fleet {
             None => self.primary(),
         };
         on(m, m.backend.check_spec(spec).await)
-    }
-
-    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
-        let m = self.primary();
-        on(m, m.backend.read_state(scope).await)
-    }
-
-    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
-        let m = self.primary();
-        on(m, m.backend.write_state(scope, name, contents).await)
-    }
-
-    async fn remove_state(&self, scope: &Scope) -> Result<()> {
-        let m = self.primary();
-        on(m, m.backend.remove_state(scope).await)
-    }
-
-    async fn release_state(&self, scope: &Scope) {
-        self.primary().backend.release_state(scope).await
-    }
-
-    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
-        // Kept on the primary, with the records: shipped there first if it lacks the image.
-        let m = self.primary();
-        on(m, self.shipments.ensure(self.source.as_ref(), None, m, image_id, None).await)?;
-        on(m, m.backend.keep_image(scope, image_id).await)
-    }
-
-    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
-        // The image source (where images are built) may still have it; else the primary's copy.
-        if let Some(source) = &self.source {
-            if source.image_id(image_id).await?.is_some() {
-                return Ok(true);
-            }
-        }
-        let m = self.primary();
-        on(m, m.backend.restore_image(scope, image_id, reference).await)
-    }
-
-    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
-        let m = self.primary();
-        on(m, m.backend.drop_image(scope, image_id).await)
     }
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
@@ -497,18 +358,207 @@ impl Backend for Fleet {
         self.primary().address.clone()
     }
 
-    fn hosts(&self) -> Vec<HostInfo> {
-        self.members.iter().map(|m| HostInfo { name: m.name.clone(), address: m.address.clone() }).collect()
-    }
-
     async fn preflight(&self) -> Result<()> {
         self.each(|m| m.backend.preflight()).await.map(|_| ())
     }
 
-    fn export_image(&self, image_id: &str) -> BoxStream<'static, Result<Bytes>> {
-        match &self.source {
-            Some(s) => s.export_image(image_id),
-            None => self.primary().backend.export_image(image_id),
+    fn images(&self) -> Option<&dyn ImageStore> {
+        Some(self)
+    }
+
+    fn records(&self) -> Option<&dyn RecordStore> {
+        Some(self)
+    }
+
+    fn files(&self) -> Option<&dyn InstanceFiles> {
+        Some(self)
+    }
+
+    fn topology(&self) -> Option<&dyn Topology> {
+        Some(self)
+    }
+
+    fn shipping(&self) -> Option<&dyn ImageShipping> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ImageStore for Fleet {
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        if let Some(source) = &self.source {
+            return images_of(&**source)?.image_id(reference).await;
         }
+        let found = self.each(|m| async move { images_of(&*m.backend)?.image_id(reference).await }).await?;
+        let mut ids: Vec<(&str, String)> =
+            found.into_iter().filter_map(|(m, id)| id.map(|id| (m.name.as_str(), id))).collect();
+        ids.dedup_by(|a, b| a.1 == b.1);
+        match ids.as_slice() {
+            [] => Ok(None),
+            [(_, id)] => Ok(Some(id.clone())),
+            [(h1, a), (h2, b), ..] => Err(Error::backend(
+                "inspect image",
+                reference,
+                format!("hosts disagree on what it is ({h1}: {a}, {h2}: {b}); give the fleet an image source"),
+            )),
+        }
+    }
+
+    async fn image_info(&self, reference: &str) -> Result<Option<crate::backend::ImageInfo>> {
+        match &self.source {
+            Some(source) => images_of(&**source)?.image_info(reference).await,
+            None => Ok(match self.image_id(reference).await? {
+                Some(id) => on(self.primary(), images_of(&*self.primary().backend)?.image_info(&id).await)?,
+                None => None,
+            }),
+        }
+    }
+
+    /// Pulled where the fleet's images come from (its image source, else its primary host), to
+    /// learn the image's ID and digest; each host then pulls it by digest when it first needs it.
+    async fn pull_image(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
+    ) -> Result<crate::backend::ImageInfo> {
+        match &self.source {
+            Some(source) => images_of(&**source)?.pull_image(reference, progress).await,
+            None => on(self.primary(), images_of(&*self.primary().backend)?.pull_image(reference, progress).await),
+        }
+    }
+
+    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
+        match &self.source {
+            Some(source) => images_of(&**source)?.registry_digest(reference).await,
+            None => on(self.primary(), images_of(&*self.primary().backend)?.registry_digest(reference).await),
+        }
+    }
+
+    async fn push_image(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
+    ) -> Result<String> {
+        match &self.source {
+            Some(source) => images_of(&**source)?.push_image(reference, progress).await,
+            None => on(self.primary(), images_of(&*self.primary().backend)?.push_image(reference, progress).await),
+        }
+    }
+
+    async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
+        match &self.source {
+            Some(source) => images_of(&**source)?.build_image(build, tag).await,
+            None => Err(Error::ImageBuild {
+                tag: tag.to_string(),
+                message: "a fleet builds images on its image source (FleetBuilder::images_from) and ships them".into(),
+                log: Vec::new(),
+            }),
+        }
+    }
+
+    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        // Kept on the primary, with the records: shipped there first if it lacks the image.
+        let m = self.primary();
+        on(m, self.shipments.ensure(self.source.as_ref(), None, m, image_id, None).await)?;
+        on(m, images_of(&*m.backend)?.keep_image(scope, image_id).await)
+    }
+
+    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
+        // The image source (where images are built) may still have it; else the primary's copy.
+        if let Some(source) = &self.source {
+            if images_of(&**source)?.image_id(image_id).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        let m = self.primary();
+        on(m, images_of(&*m.backend)?.restore_image(scope, image_id, reference).await)
+    }
+
+    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        let m = self.primary();
+        on(m, images_of(&*m.backend)?.drop_image(scope, image_id).await)
+    }
+}
+
+#[async_trait]
+impl RecordStore for Fleet {
+    async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
+        let m = self.primary();
+        on(m, records_of(&*m.backend, "create record")?.create_record(scope, record).await)
+    }
+
+    async fn list_records(&self, scope: &Scope, kind: &str) -> Result<Vec<Record>> {
+        let m = self.primary();
+        on(m, records_of(&*m.backend, "list records")?.list_records(scope, kind).await)
+    }
+
+    async fn remove_record(&self, id: &str) -> Result<()> {
+        let m = self.primary();
+        on(m, records_of(&*m.backend, "remove record")?.remove_record(id).await)
+    }
+
+    async fn clock(&self) -> Result<std::time::SystemTime> {
+        let m = self.primary();
+        on(m, records_of(&*m.backend, "clock")?.clock().await)
+    }
+
+    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
+        let m = self.primary();
+        on(m, records_of(&*m.backend, "read state")?.read_state(scope).await)
+    }
+
+    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
+        let m = self.primary();
+        on(m, records_of(&*m.backend, "write state")?.write_state(scope, name, contents).await)
+    }
+
+    async fn remove_state(&self, scope: &Scope) -> Result<()> {
+        let m = self.primary();
+        on(m, records_of(&*m.backend, "remove state")?.remove_state(scope).await)
+    }
+
+    async fn release_state(&self, scope: &Scope) {
+        if let Ok(r) = records_of(&*self.primary().backend, "release state") {
+            r.release_state(scope).await
+        }
+    }
+}
+
+#[async_trait]
+impl InstanceFiles for Fleet {
+    async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
+        let (m, local) = self.route(id)?;
+        on(m, files_of(&*m.backend)?.write_file(local, path, contents, mode).await)
+    }
+
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        let (m, local) = self.route(id)?;
+        on(m, files_of(&*m.backend)?.read_file(local, path).await)
+    }
+}
+
+impl Topology for Fleet {
+    fn hosts(&self) -> Vec<HostInfo> {
+        self.members.iter().map(|m| HostInfo { name: m.name.clone(), address: m.address.clone() }).collect()
+    }
+}
+
+#[async_trait]
+impl ImageShipping for Fleet {
+    fn export_image(&self, image_id: &str) -> BoxStream<'static, Result<Bytes>> {
+        let from = self.source.as_ref().unwrap_or(&self.primary().backend);
+        match shipping_of(&**from) {
+            Ok(s) => s.export_image(image_id),
+            Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
+        }
+    }
+
+    async fn load_image(&self, archive: BoxStream<'static, Result<Bytes>>) -> Result<()> {
+        drop(archive);
+        Err(Error::unsupported(
+            self.describe(),
+            "load an image archive",
+            "a fleet ships images to the host that needs them; load it on that host",
+        ))
     }
 }

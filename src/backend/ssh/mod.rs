@@ -35,7 +35,10 @@ use openssh::Session;
 pub use checks::HostReport;
 
 use super::docker::{DockerBackend, ProbeRoute};
-use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, NewRecord, Record, Scope, StateFile};
+use super::{
+    Backend, ExecOutput, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceSpec, LogLine, NewRecord, Record,
+    RecordStore, Scope, StateFile,
+};
 use crate::error::{Error, Result};
 use crate::model::Build;
 
@@ -450,38 +453,6 @@ impl Backend for SshHost {
         format!("docker on {} over ssh ({})", self.inner.name, self.inner.destination)
     }
 
-    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
-        self.guard(self.docker.image_id(reference).await).await
-    }
-
-    async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
-        self.guard(self.docker.build_image(build, tag).await).await
-    }
-
-    async fn image_info(&self, reference: &str) -> Result<Option<crate::backend::ImageInfo>> {
-        self.guard(self.docker.image_info(reference).await).await
-    }
-
-    async fn pull_image(
-        &self,
-        reference: &str,
-        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
-    ) -> Result<crate::backend::ImageInfo> {
-        self.guard(self.docker.pull_image(reference, progress).await).await
-    }
-
-    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
-        self.guard(self.docker.registry_digest(reference).await).await
-    }
-
-    async fn push_image(
-        &self,
-        reference: &str,
-        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
-    ) -> Result<String> {
-        self.guard(self.docker.push_image(reference, progress).await).await
-    }
-
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
         self.guard(self.docker.list_instances(scope).await).await
     }
@@ -542,60 +513,8 @@ impl Backend for SshHost {
         self.guard(self.docker.exec(id, command, timeout).await).await
     }
 
-    async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
-        self.guard(self.docker.write_file(id, path, contents, mode).await).await
-    }
-
-    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
-        self.guard(self.docker.read_file(id, path).await).await
-    }
-
-    async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
-        self.guard(self.docker.create_record(scope, record).await).await
-    }
-
-    async fn list_records(&self, scope: &Scope, kind: &str) -> Result<Vec<Record>> {
-        self.guard(self.docker.list_records(scope, kind).await).await
-    }
-
-    async fn remove_record(&self, id: &str) -> Result<()> {
-        self.guard(self.docker.remove_record(id).await).await
-    }
-
-    async fn clock(&self) -> Result<std::time::SystemTime> {
-        self.guard(self.docker.clock().await).await
-    }
-
-    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
-        self.guard(self.docker.read_state(scope).await).await
-    }
-
     async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
         self.guard(self.docker.check_spec(spec).await).await
-    }
-
-    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
-        self.guard(self.docker.write_state(scope, name, contents).await).await
-    }
-
-    async fn remove_state(&self, scope: &Scope) -> Result<()> {
-        self.guard(self.docker.remove_state(scope).await).await
-    }
-
-    async fn release_state(&self, scope: &Scope) {
-        self.docker.release_state(scope).await
-    }
-
-    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
-        self.guard(self.docker.keep_image(scope, image_id).await).await
-    }
-
-    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
-        self.guard(self.docker.restore_image(scope, image_id, reference).await).await
-    }
-
-    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
-        self.guard(self.docker.drop_image(scope, image_id).await).await
     }
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
@@ -627,6 +546,118 @@ impl Backend for SshHost {
         self.check().await.map(|_| ())
     }
 
+    fn images(&self) -> Option<&dyn ImageStore> {
+        Some(self)
+    }
+
+    fn records(&self) -> Option<&dyn RecordStore> {
+        Some(self)
+    }
+
+    fn files(&self) -> Option<&dyn InstanceFiles> {
+        Some(self)
+    }
+
+    fn shipping(&self) -> Option<&dyn ImageShipping> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ImageStore for SshHost {
+    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        self.guard(self.docker.image_id(reference).await).await
+    }
+
+    async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
+        self.guard(self.docker.build_image(build, tag).await).await
+    }
+
+    async fn image_info(&self, reference: &str) -> Result<Option<crate::backend::ImageInfo>> {
+        self.guard(self.docker.image_info(reference).await).await
+    }
+
+    async fn pull_image(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
+    ) -> Result<crate::backend::ImageInfo> {
+        self.guard(self.docker.pull_image(reference, progress).await).await
+    }
+
+    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
+        self.guard(self.docker.registry_digest(reference).await).await
+    }
+
+    async fn push_image(
+        &self,
+        reference: &str,
+        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
+    ) -> Result<String> {
+        self.guard(self.docker.push_image(reference, progress).await).await
+    }
+
+    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        self.guard(self.docker.keep_image(scope, image_id).await).await
+    }
+
+    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
+        self.guard(self.docker.restore_image(scope, image_id, reference).await).await
+    }
+
+    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
+        self.guard(self.docker.drop_image(scope, image_id).await).await
+    }
+}
+
+#[async_trait]
+impl RecordStore for SshHost {
+    async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
+        self.guard(self.docker.create_record(scope, record).await).await
+    }
+
+    async fn list_records(&self, scope: &Scope, kind: &str) -> Result<Vec<Record>> {
+        self.guard(self.docker.list_records(scope, kind).await).await
+    }
+
+    async fn remove_record(&self, id: &str) -> Result<()> {
+        self.guard(self.docker.remove_record(id).await).await
+    }
+
+    async fn clock(&self) -> Result<std::time::SystemTime> {
+        self.guard(self.docker.clock().await).await
+    }
+
+    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
+        self.guard(self.docker.read_state(scope).await).await
+    }
+
+    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
+        self.guard(self.docker.write_state(scope, name, contents).await).await
+    }
+
+    async fn remove_state(&self, scope: &Scope) -> Result<()> {
+        self.guard(self.docker.remove_state(scope).await).await
+    }
+
+    async fn release_state(&self, scope: &Scope) {
+        self.docker.release_state(scope).await
+    }
+}
+
+#[async_trait]
+impl InstanceFiles for SshHost {
+    async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
+        self.guard(self.docker.write_file(id, path, contents, mode).await).await
+    }
+
+    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
+        self.guard(self.docker.read_file(id, path).await).await
+    }
+}
+
+#[async_trait]
+impl ImageShipping for SshHost {
     fn export_image(&self, image_id: &str) -> BoxStream<'static, Result<Bytes>> {
         self.docker.export_image(image_id)
     }

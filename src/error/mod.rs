@@ -7,8 +7,17 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::health::ProbeRecord;
+mod kind;
+mod registry;
+mod reports;
+mod validation;
 
+pub use kind::ErrorKind;
+pub use registry::RegistryErrorKind;
+pub use reports::{ApplyFailure, HealthFailure, LockHolder, ProbeRecord};
+pub use validation::ValidationError;
+
+use reports::render_lines;
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -36,8 +45,23 @@ pub enum Error {
         operation: &'static str,
         /// What it was done to (a container, network, volume or image name).
         target: String,
+        /// What kind of failure the target reported (from its status code where it has one).
+        kind: ErrorKind,
         /// What the engine said.
         message: String,
+    },
+
+    /// The target cannot do what the operation needs: it lacks a capability (an image store, a
+    /// record store for the deploy lock, files in instances for an ingress), or its own rollout
+    /// cannot honour what the description asks. Nothing was changed.
+    #[error("{target} cannot {what}: {reason}")]
+    Unsupported {
+        /// The target ([`Backend::describe`](crate::Backend::describe)).
+        target: String,
+        /// What was asked (`keep the deploy lock`, `run a canary rollout of api`).
+        what: String,
+        /// Why, and what to do instead.
+        reason: String,
     },
 
     /// A service's image reference is not present on the engine and its pull policy
@@ -120,6 +144,7 @@ pub enum Error {
         /// The service.
         service: String,
         /// Why the rollout failed.
+        #[source]
         reason: Box<Error>,
     },
 
@@ -132,6 +157,7 @@ pub enum Error {
         /// The service.
         service: String,
         /// Why the rollout failed.
+        #[source]
         reason: Box<Error>,
         /// What could not be restored, each naming its host where there are several.
         failures: Vec<Error>,
@@ -148,6 +174,7 @@ pub enum Error {
         /// Instances wanted.
         total: u32,
         /// Why the rollout stopped.
+        #[source]
         reason: Box<Error>,
     },
 
@@ -158,7 +185,7 @@ pub enum Error {
         /// `project-environment`.
         environment: String,
         /// Who holds the lock, where, and since when.
-        holder: Box<crate::engine::LockHolder>,
+        holder: Box<LockHolder>,
     },
 
     /// The deploy lock this operation held was taken over: its lease was not renewed in time (was
@@ -297,11 +324,25 @@ impl Error {
     }
 
     pub(crate) fn backend(operation: &'static str, target: impl Into<String>, message: impl fmt::Display) -> Self {
+        Error::backend_kind(operation, target, ErrorKind::Other, message)
+    }
+
+    pub(crate) fn backend_kind(
+        operation: &'static str,
+        target: impl Into<String>,
+        kind: ErrorKind,
+        message: impl fmt::Display,
+    ) -> Self {
         Error::Backend {
             operation,
             target: target.into(),
+            kind,
             message: crate::scrub::text(&message.to_string()).into_owned(),
         }
+    }
+
+    pub(crate) fn unsupported(target: impl Into<String>, what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Unsupported { target: target.into(), what: what.into(), reason: reason.into() }
     }
 
     /// The same error with every known secret value scrubbed from its text, however deep (see
@@ -315,10 +356,14 @@ impl Error {
                 in_place(&mut message);
                 Error::Connect { endpoint, message }
             }
-            Error::Backend { operation, mut target, mut message } => {
+            Error::Backend { operation, mut target, kind, mut message } => {
                 in_place(&mut target);
                 in_place(&mut message);
-                Error::Backend { operation, target, message }
+                Error::Backend { operation, target, kind, message }
+            }
+            Error::Unsupported { target, what, mut reason } => {
+                in_place(&mut reason);
+                Error::Unsupported { target, what, reason }
             }
             Error::ImageBuild { tag, mut message, mut log } => {
                 in_place(&mut message);
@@ -391,256 +436,6 @@ impl Error {
             | Error::NoPendingPromotion { .. }
             | Error::UnknownService { .. }
             | Error::NoEndpoint { .. }) => other,
-        }
-    }
-}
-
-/// Why a registry operation failed ([`Error::Registry`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum RegistryErrorKind {
-    /// The repository, tag or digest does not exist there.
-    NotFound,
-    /// The registry refused the credentials, or wants some and none were sent.
-    Unauthorized,
-    /// The registry could not be reached (refused, no such host, timed out, TLS).
-    Unreachable,
-    /// The image exists, but not for the engine's platform (OS and architecture).
-    WrongPlatform,
-    /// The transfer stopped making progress for longer than the backend's stall limit.
-    Stalled,
-    /// The transfer did not finish within the backend's pull deadline (or the operation's).
-    TimedOut,
-    /// Anything else the engine said.
-    Other,
-}
-
-impl RegistryErrorKind {
-    /// What to do about it.
-    pub fn advice(self) -> &'static str {
-        match self {
-            RegistryErrorKind::NotFound => "Check the name and tag, and that it was pushed to that registry",
-            RegistryErrorKind::Unauthorized => {
-                "Give the backend credentials for this registry (`registry_auth`) or `docker login` to it"
-            }
-            RegistryErrorKind::Unreachable => {
-                "Check the registry's address and that the engine's host can reach it (and, for a plain-HTTP \
-                 registry, that the engine lists it in `insecure-registries`)"
-            }
-            RegistryErrorKind::WrongPlatform => "Push an image built for the engine's OS and architecture",
-            RegistryErrorKind::Stalled | RegistryErrorKind::TimedOut => {
-                "Check the network between the engine and the registry, or raise the backend's pull limits"
-            }
-            RegistryErrorKind::Other => "See the engine's message",
-        }
-    }
-}
-
-impl fmt::Display for RegistryErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            RegistryErrorKind::NotFound => "not found",
-            RegistryErrorKind::Unauthorized => "unauthorized",
-            RegistryErrorKind::Unreachable => "registry unreachable",
-            RegistryErrorKind::WrongPlatform => "no image for this platform",
-            RegistryErrorKind::Stalled => "stalled",
-            RegistryErrorKind::TimedOut => "timed out",
-            RegistryErrorKind::Other => "failed",
-        })
-    }
-}
-
-/// Why an instance failed its health gate: which service and instance, the last probe results and the
-/// container's last log lines.
-#[derive(Debug, Clone)]
-pub struct HealthFailure {
-    /// The service.
-    pub service: String,
-    /// The container name.
-    pub instance: String,
-    /// The host it runs on, on a backend with several hosts.
-    pub host: Option<String>,
-    /// What ended the wait (threshold reached, container exited, deadline).
-    pub reason: String,
-    /// The most recent probe results, oldest first.
-    pub last_probes: Vec<ProbeRecord>,
-    /// The container's last log lines.
-    pub last_logs: Vec<String>,
-}
-
-impl fmt::Display for HealthFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let on = self.host.as_ref().map(|h| format!(" on host {h}")).unwrap_or_default();
-        write!(f, "service `{}` (container {}{on}) is not healthy: {}", self.service, self.instance, self.reason)?;
-        if self.last_probes.is_empty() {
-            write!(f, "\n  last probes: none ran")?;
-        } else {
-            write!(f, "\n  last probes:")?;
-            for p in &self.last_probes {
-                write!(f, "\n    - {p}")?;
-            }
-        }
-        f.write_str(&render_lines("last log lines", &self.last_logs))
-    }
-}
-
-impl std::error::Error for HealthFailure {}
-
-/// Several services failed during one apply; the rest of the environment was left as it was reached.
-#[derive(Debug)]
-pub struct ApplyFailure {
-    /// `project/environment`.
-    pub environment: String,
-    /// Each failed service with its error.
-    pub failed: Vec<(String, Error)>,
-    /// Services not started because something they depend on failed.
-    pub not_started: Vec<String>,
-}
-
-impl fmt::Display for ApplyFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "apply of `{}` failed: {} service(s) failed", self.environment, self.failed.len())?;
-        if !self.not_started.is_empty() {
-            write!(f, ", not started because a dependency failed: {}", self.not_started.join(", "))?;
-        }
-        for (service, err) in &self.failed {
-            write!(f, "\n- {service}: {}", indent(&err.to_string()))?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ApplyFailure {}
-
-impl ApplyFailure {
-    /// The error of one failed service, if it failed.
-    pub fn error_of(&self, service: &str) -> Option<&Error> {
-        self.failed.iter().find(|(s, _)| s == service).map(|(_, e)| e)
-    }
-}
-
-fn indent(s: &str) -> String {
-    s.replace('\n', "\n  ")
-}
-
-fn render_lines(title: &str, lines: &[String]) -> String {
-    if lines.is_empty() {
-        return format!("\n  {title}: (none)");
-    }
-    let mut out = format!("\n  {title}:");
-    for l in lines {
-        out.push_str("\n    | ");
-        out.push_str(l);
-    }
-    out
-}
-
-/// What building a service or an environment rejects. Each variant names the offending service
-/// (or environment) and says what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ValidationError {
-    /// A name that cannot be used as a container or DNS name.
-    #[error("invalid {kind} name `{name}`: {reason} (names are 1-63 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-')")]
-    InvalidName {
-        /// What the name is for (`service`, `project`, `environment`, `volume`).
-        kind: &'static str,
-        /// The name as given.
-        name: String,
-        /// What rule it breaks.
-        reason: String,
-    },
-    /// Two services with the same name.
-    #[error("service `{0}` is defined twice in the environment")]
-    DuplicateService(String),
-    /// A dependency on a service that is not in the environment.
-    #[error("service `{service}` depends on `{dependency}`, which is not in the environment")]
-    UnknownDependency {
-        /// The dependent service.
-        service: String,
-        /// The missing dependency.
-        dependency: String,
-    },
-    /// Services that depend on each other in a circle.
-    #[error("dependency cycle: {}", cycle.join(" -> "))]
-    DependencyCycle {
-        /// The cycle, first service repeated at the end.
-        cycle: Vec<String>,
-    },
-    /// Two services (or two replicas of one) would publish the same host port.
-    #[error("host port {port} is published by both `{first}` and `{second}`; use distinct host ports or `publish_ephemeral()`")]
-    HostPortConflict {
-        /// The host port.
-        port: u16,
-        /// The first publisher.
-        first: String,
-        /// The second publisher.
-        second: String,
-    },
-    /// A job (one-shot service) with more than one replica.
-    #[error("job `{service}` asks for {replicas} replicas; a job runs exactly once per apply")]
-    JobWithReplicas {
-        /// The job.
-        service: String,
-        /// The replica count asked for.
-        replicas: u32,
-    },
-    /// A deadline too short for the health check to ever declare the service unhealthy.
-    #[error("service `{service}`: deadline {deadline:?} is shorter than its health check needs ({needed:?} = start period + interval x failure threshold); raise the deadline or shorten the check")]
-    DeadlineTooShort {
-        /// The service.
-        service: String,
-        /// The deadline given.
-        deadline: Duration,
-        /// What the health check needs at least.
-        needed: Duration,
-    },
-    /// A dependency condition that cannot hold for that dependency.
-    #[error("service `{service}` waits for `{dependency}` to be {condition}, but {reason}")]
-    ImpossibleCondition {
-        /// The dependent.
-        service: String,
-        /// The dependency.
-        dependency: String,
-        /// The condition asked for.
-        condition: String,
-        /// Why it cannot hold.
-        reason: String,
-    },
-    /// A secret whose source cannot be read.
-    #[error("secret from {source_ref} is unavailable: {reason}")]
-    SecretUnavailable {
-        /// Where the secret was to come from (never its value).
-        source_ref: String,
-        /// Why it could not be read.
-        reason: String,
-    },
-    /// Any other invalid value: which service, which field, what is wrong.
-    #[error("{owner}: invalid {field}: {reason}")]
-    InvalidValue {
-        /// The service or environment.
-        owner: String,
-        /// The field.
-        field: &'static str,
-        /// What is wrong and what would be right.
-        reason: String,
-    },
-}
-
-impl ValidationError {
-    /// The same error with every known secret value scrubbed from its text.
-    pub(crate) fn scrubbed(self) -> ValidationError {
-        use crate::scrub::in_place;
-        match self {
-            ValidationError::SecretUnavailable { source_ref, mut reason } => {
-                in_place(&mut reason);
-                ValidationError::SecretUnavailable { source_ref, reason }
-            }
-            ValidationError::InvalidValue { owner, field, mut reason } => {
-                in_place(&mut reason);
-                ValidationError::InvalidValue { owner, field, reason }
-            }
-            other => other,
         }
     }
 }

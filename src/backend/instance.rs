@@ -1,0 +1,260 @@
+//! The runtime's vocabulary: which environment ([`Scope`]), what to run ([`InstanceSpec`]), what
+//! runs ([`Instance`]) and what comes back from it (logs, exec output).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::label;
+use crate::model::{Port, Resources, RestartPolicy, Secret, ServiceKind, Volume};
+
+/// Which environment an operation concerns: the owner of containers, network and volumes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// Project name.
+    pub project: String,
+    /// Environment name.
+    pub environment: String,
+}
+
+impl Scope {
+    /// `project-environment`.
+    pub fn qualified(&self) -> String {
+        format!("{}-{}", self.project, self.environment)
+    }
+
+    /// The environment's network name.
+    pub fn network_name(&self) -> String {
+        self.qualified()
+    }
+
+    /// The engine-side name of a named volume of the environment.
+    pub fn volume_name(&self, volume: &str) -> String {
+        format!("{}-{}", self.qualified(), volume)
+    }
+
+    /// Labels that mark something as owned by this environment.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (label::MANAGED.to_string(), "true".to_string()),
+            (label::PROJECT.to_string(), self.project.clone()),
+            (label::ENVIRONMENT.to_string(), self.environment.clone()),
+        ])
+    }
+}
+
+/// Everything needed to create one instance (container) of a service.
+#[derive(Clone, Debug)]
+pub struct InstanceSpec {
+    /// Container name.
+    pub name: String,
+    /// The owning environment.
+    pub scope: Scope,
+    /// The service name, also its DNS alias on the environment network.
+    pub service: String,
+    /// Image ID to run.
+    pub image_id: String,
+    /// Entrypoint override.
+    pub entrypoint: Option<Vec<String>>,
+    /// Command override.
+    pub command: Option<Vec<String>>,
+    /// Plain environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Secret environment variables (values are redacted in `Debug`).
+    pub secrets: BTreeMap<String, Secret>,
+    /// Ports.
+    pub ports: Vec<Port>,
+    /// Mounts (named volumes are the environment's).
+    pub volumes: Vec<Volume>,
+    /// Limits.
+    pub resources: Resources,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// All labels, the library's included.
+    pub labels: BTreeMap<String, String>,
+    /// User.
+    pub user: Option<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// Grace time between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// The host it is placed on, for a backend with several [`topology`](super::Backend::topology) (`None`
+    /// elsewhere, where it is ignored).
+    pub host: Option<String>,
+    /// The image pinned to its registry digest (`name@sha256:…`), when it has one: a host that
+    /// lacks [`image_id`](Self::image_id) pulls this instead of being shipped the image.
+    pub image_pull: Option<String>,
+}
+
+/// The state of an observed instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InstanceState {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Being restarted by its restart policy.
+    Restarting,
+    /// Paused.
+    Paused,
+    /// Exited (see the exit code).
+    Exited,
+    /// Dead or being removed.
+    Dead,
+    /// Anything else the engine reports.
+    Unknown,
+}
+
+/// The engine's own health status (from an image `HEALTHCHECK`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineHealth {
+    /// No `HEALTHCHECK`.
+    None,
+    /// Within its start period.
+    Starting,
+    /// Healthy.
+    Healthy,
+    /// Unhealthy, with the last check's output.
+    Unhealthy(String),
+}
+
+/// A published port of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedPort {
+    /// Port inside the container.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Host address it is bound to.
+    pub host_ip: String,
+    /// Host port.
+    pub host_port: u16,
+}
+
+/// An instance found on the target, with what the library recorded on it.
+#[derive(Clone)]
+pub struct Instance {
+    /// Engine ID.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// Its service.
+    pub service: String,
+    /// Replica slot (0-based).
+    pub slot: u32,
+    /// Service or job.
+    pub kind: ServiceKind,
+    /// Hash of the configuration it was created from.
+    pub spec_hash: String,
+    /// The configuration it was created from (JSON, no secret values).
+    pub spec_json: Option<String>,
+    /// Image ID it runs.
+    pub image_id: String,
+    /// State.
+    pub state: InstanceState,
+    /// Exit code, once exited.
+    pub exit_code: Option<i64>,
+    /// How many times its restart policy restarted it.
+    pub restarts: u32,
+    /// The engine's health status.
+    pub engine_health: EngineHealth,
+    /// Published ports.
+    pub published: Vec<PublishedPort>,
+    /// Its address on the environment network.
+    pub ip: Option<IpAddr>,
+    /// When it was created (RFC 3339, as the engine reports it; sorts chronologically).
+    pub created: String,
+    /// The host it runs on, for a backend with several [`topology`](super::Backend::topology).
+    pub host: Option<String>,
+    /// Values of its secret variables, for change detection only. Never printed.
+    pub(crate) secret_env: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for Instance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Instance")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("service", &self.service)
+            .field("slot", &self.slot)
+            .field("kind", &self.kind)
+            .field("spec_hash", &self.spec_hash)
+            .field("image_id", &self.image_id)
+            .field("state", &self.state)
+            .field("exit_code", &self.exit_code)
+            .field("restarts", &self.restarts)
+            .field("engine_health", &self.engine_health)
+            .field("published", &self.published)
+            .field("ip", &self.ip)
+            .field("created", &self.created)
+            .field("host", &self.host)
+            .field("secret_env", &format_args!("<{} redacted>", self.secret_env.len()))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+impl Instance {
+    /// A running instance in `slot` of `service`, made from `spec_hash` on `image_id`, for unit tests.
+    pub(crate) fn sample(service: &str, kind: ServiceKind, slot: u32, spec_hash: &str, image_id: &str) -> Instance {
+        Instance {
+            id: format!("id-{service}-{slot}"),
+            name: format!("{service}-{slot}"),
+            service: service.to_string(),
+            slot,
+            kind,
+            spec_hash: spec_hash.to_string(),
+            spec_json: Some("{}".into()),
+            image_id: image_id.to_string(),
+            state: InstanceState::Running,
+            exit_code: None,
+            restarts: 0,
+            engine_health: EngineHealth::None,
+            published: Vec::new(),
+            ip: None,
+            created: format!("2026-01-01T00:00:0{slot}Z"),
+            host: None,
+            secret_env: BTreeMap::new(),
+        }
+    }
+}
+
+impl Instance {
+    /// Whether it is running (or being restarted).
+    pub fn is_running(&self) -> bool {
+        matches!(self.state, InstanceState::Running | InstanceState::Restarting)
+    }
+}
+
+/// Which output stream a log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line of a container's log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogLine {
+    /// The container it came from.
+    pub instance: String,
+    /// Stdout or stderr.
+    pub stream: LogStream,
+    /// The line, without its newline.
+    pub text: String,
+}
+
+/// What a command run with `exec` produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Exit code.
+    pub exit_code: i64,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
