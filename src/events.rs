@@ -167,6 +167,18 @@ pub enum EventKind {
         /// The slots replaced in this batch.
         slots: Vec<u32>,
     },
+    /// A target that rolls out by itself (a swarm) reported where its rollout of a service is;
+    /// emitted when it changes.
+    TargetRollout {
+        /// The service.
+        service: String,
+        /// Replicas on the new version.
+        updated: u32,
+        /// Replicas wanted.
+        total: u32,
+        /// What the target says.
+        message: String,
+    },
     /// The instances that receive a service's traffic changed (through the ingress).
     RotationChanged {
         /// The service.
@@ -281,7 +293,7 @@ impl EventKind {
             EventKind::ProbeFailed { detail, .. }
             | EventKind::ProbePassed { detail, .. }
             | EventKind::StateLost { detail } => in_place(detail),
-            EventKind::ServiceFailed { error, .. } => in_place(error),
+            EventKind::ServiceFailed { error, .. } | EventKind::TargetRollout { message: error, .. } => in_place(error),
             EventKind::WaitingForLock { holder } | EventKind::LockRecovered { holder } => in_place(holder),
             EventKind::RolloutFinished { outcome, .. } => outcome.scrub(),
             _ => {}

@@ -92,6 +92,7 @@ pub mod state;
 pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};
 pub use backend::fleet::{Fleet, FleetBuilder, FleetHost};
 pub use backend::ssh::{HostKeyPolicy, HostReport, SshHost, SshHostBuilder};
+pub use backend::swarm::{SwarmBackend, SwarmBackendBuilder};
 pub use backend::{
     Backend, Capabilities, ExecOutput, HostInfo, ImageInfo, ImageShipping, ImageStore, Instance, InstanceFiles,
     InstanceState, LogLine, LogStream, Orchestrator, RecordStore, Topology,

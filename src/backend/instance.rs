@@ -170,6 +170,9 @@ pub struct Instance {
     pub host: Option<String>,
     /// Values of its secret variables, for change detection only. Never printed.
     pub(crate) secret_env: BTreeMap<String, String>,
+    /// Digests of its secrets where the target keeps only those (a swarm's secrets), for change
+    /// detection ([`secret_digest`](crate::model::secret_digest)).
+    pub(crate) secret_digests: BTreeMap<String, String>,
 }
 
 impl fmt::Debug for Instance {
@@ -217,6 +220,7 @@ impl Instance {
             created: format!("2026-01-01T00:00:0{slot}Z"),
             host: None,
             secret_env: BTreeMap::new(),
+            secret_digests: BTreeMap::new(),
         }
     }
 }

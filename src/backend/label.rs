@@ -10,6 +10,8 @@ pub const SPEC_HASH: &str = "io.harbormaster.spec-hash";
 pub const SPEC: &str = "io.harbormaster.spec";
 pub const SECRET_KEYS: &str = "io.harbormaster.secret-keys";
 pub const VOLUME: &str = "io.harbormaster.volume";
+/// On a swarm service and its tasks: the image reference or ID the template named.
+pub const IMAGE: &str = "io.harbormaster.image";
 /// On a record: its kind (`revision`, `lock`, `audit`).
 pub const RECORD: &str = "io.harbormaster.record";
 /// On a record: prefix of its data keys.

@@ -26,6 +26,7 @@ mod orchestrator;
 mod records;
 mod runtime;
 pub mod ssh;
+pub mod swarm;
 mod topology;
 
 pub use crate::model::LABEL_PREFIX;

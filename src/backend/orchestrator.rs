@@ -113,4 +113,12 @@ pub trait Orchestrator: Send + Sync {
 
     /// The services the target runs for the environment.
     async fn services(&self, scope: &Scope) -> Result<Vec<String>>;
+
+    /// Called once a rollout of the service ended (converged or rolled back): the target may
+    /// clean up what no version uses any more (a swarm's replaced secrets). The default does
+    /// nothing.
+    async fn settled(&self, scope: &Scope, service: &str) -> Result<()> {
+        let _ = (scope, service);
+        Ok(())
+    }
 }

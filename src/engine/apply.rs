@@ -66,11 +66,18 @@ pub(crate) async fn templates(
 ) -> Result<(HashMap<String, Template>, Vec<crate::plan::ImagePlan>)> {
     let mut out = HashMap::new();
     let hosts = hosts_of(backend);
-    let placed = super::placement::place_all(env, &hosts)?;
+    let orchestrated = backend.orchestrator().is_some();
+    // A self-placing target spreads tasks itself: a role only narrows where they may go.
+    let placed =
+        if orchestrated { super::placement::allowed(env, &hosts)? } else { super::placement::place_all(env, &hosts)? };
     let (images, image_plans) = images::resolve(env, backend, &scope_of(env), store, sink, mode).await?;
     for svc in &env.services {
         let Some(image) = images.get(&svc.name) else { continue };
-        let resolved = super::placement::resolve_refs(env, svc, &placed, &hosts)?;
+        let resolved = if orchestrated {
+            BTreeMap::new() // every service is reached by its name on the overlay network
+        } else {
+            super::placement::resolve_refs(env, svc, &placed, &hosts)?
+        };
         let mut t = if resolved.is_empty() {
             Template::new(env, svc, &image.id)
         } else {
@@ -78,7 +85,13 @@ pub(crate) async fn templates(
             s.env.extend(resolved);
             Template::new(env, &s, &image.id)
         };
-        t.hosts = placed.get(&svc.name).cloned().unwrap_or_default();
+        let hosts = placed.get(&svc.name).cloned().unwrap_or_default();
+        if orchestrated {
+            // The target places tasks itself, among the hosts the role allows.
+            t.placement = hosts;
+        } else {
+            t.hosts = hosts;
+        }
         t.image_pin = image.pin.clone();
         out.insert(svc.name.clone(), t);
     }
@@ -98,7 +111,16 @@ pub(crate) async fn plan(env: &Environment, backend: &dyn Backend, sink: &EventS
     check_target(backend, &scope, &observed.plan, &observed.templates).await?;
     let mut plan = observed.plan;
     plan.images = images;
+    plan.limits = limits(env, backend);
     Ok(plan)
+}
+
+/// What a self-rolling target handles differently, or cannot honour, of the description.
+fn limits(env: &Environment, backend: &dyn Backend) -> Vec<crate::backend::Limit> {
+    match backend.orchestrator() {
+        Some(o) => env.services.iter().flat_map(|s| o.limits(s)).collect(),
+        None => Vec::new(),
+    }
 }
 
 /// What only the target can tell (its cores, its bind mount sources), for every service the plan
@@ -368,6 +390,13 @@ async fn run(
     let Observed { plan, templates, observed, waiting, discarded } =
         observe_with(scoped, templates, backend, store, rollback).await?;
     check_target(backend, &scope, &plan, &templates).await?;
+    if let Some(refused) = limits(scoped, backend).into_iter().find(|l| l.refused) {
+        return Err(Error::unsupported(
+            backend.describe(),
+            format!("roll out `{}` as described", refused.service),
+            refused.what,
+        ));
+    }
     for p in &discarded {
         promotion::clear(store, &p.service).await?;
     }
@@ -421,7 +450,12 @@ async fn run(
     let orphans: Vec<&ServicePlan> =
         plan.services.iter().filter(|s| matches!(s.action, Action::Remove { .. })).collect();
     for o in orphans {
-        retire(backend, sink, &o.service, &o.retire, Duration::from_secs(10)).await?;
+        match backend.orchestrator() {
+            Some(orchestrator) => {
+                orchestrator.remove_service(&scope, &o.service).await?;
+            }
+            None => retire(backend, sink, &o.service, &o.retire, Duration::from_secs(10)).await?,
+        }
         sink.emit(EventKind::ServiceRemoved { service: o.service.clone() });
     }
 
@@ -514,7 +548,10 @@ impl ServiceRun<'_> {
     async fn run(&self, phase: &watch::Sender<Phase>) -> ServiceOutcome {
         // Creating a container depends on nothing: do it now, so only `start` waits for the
         // dependencies and a dependent starts the moment its conditions hold.
-        let created = join_all(self.slots_to_launch().into_iter().map(|s| self.create(s))).await;
+        // A target that rolls out by itself creates nothing here.
+        let orchestrator = self.backend.orchestrator();
+        let slots = if orchestrator.is_some() { Vec::new() } else { self.slots_to_launch() };
+        let created = join_all(slots.into_iter().map(|s| self.create(s))).await;
         let (created, create_errors): (Vec<_>, Vec<_>) = created.into_iter().partition(|r| r.is_ok());
         let created: Vec<Created> = created.into_iter().filter_map(|r| r.ok()).collect();
         let deps = match tokio::time::timeout_at(self.cutoff.at, self.wait_for_dependencies()).await {
@@ -550,9 +587,10 @@ impl ServiceRun<'_> {
         }
         let created_ids: Vec<String> = created.iter().map(|c| c.id.clone()).collect();
         let work = async {
-            match first_create_error {
-                Some(e) => Err(e),
-                None => match self.template.service.kind {
+            match (first_create_error, orchestrator) {
+                (Some(e), _) => Err(e),
+                (None, Some(o)) => super::orchestrated::run(self, o, phase).await,
+                (None, None) => match self.template.service.kind {
                     ServiceKind::Job => self.run_job(phase, created).await.map(|ran| {
                         if ran {
                             RolloutOutcome::Succeeded

@@ -16,6 +16,7 @@ mod apply;
 mod deployment;
 mod images;
 mod ops;
+mod orchestrated;
 mod placement;
 mod promotion;
 mod rollout;

@@ -53,11 +53,19 @@ pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, s
         for i in &instances {
             by_service.entry(i.service.as_str()).or_default().push(i.clone());
         }
-        let removals = by_service.iter().map(|(service, list)| {
-            let grace = env.service(service).map(|s| s.stop_grace).unwrap_or(Duration::from_secs(10));
-            retire(backend, sink, service, list, grace)
-        });
-        futures::future::join_all(removals).await.into_iter().collect::<Result<Vec<()>>>()?;
+        if let Some(o) = backend.orchestrator() {
+            // The target's services, with their tasks.
+            for service in o.services(&scope).await? {
+                o.remove_service(&scope, &service).await?;
+                sink.emit(crate::events::EventKind::ServiceRemoved { service });
+            }
+        } else {
+            let removals = by_service.iter().map(|(service, list)| {
+                let grace = env.service(service).map(|s| s.stop_grace).unwrap_or(Duration::from_secs(10));
+                retire(backend, sink, service, list, grace)
+            });
+            futures::future::join_all(removals).await.into_iter().collect::<Result<Vec<()>>>()?;
+        }
         // The environment's records (revisions, audit, waiting promotions, kept images) go with it.
         records.remove_state(&scope).await?;
         Ok::<_, Error>(instances)
@@ -125,6 +133,8 @@ pub struct InstanceStatus {
     pub exit_code: Option<i64>,
     /// Result of one probe of its health check.
     pub health: Health,
+    /// The host (node) it runs on, on a target with several.
+    pub host: Option<String>,
 }
 
 /// Health of an instance, as one probe just saw it.
@@ -165,7 +175,14 @@ pub(crate) async fn status(env: &Environment, backend: &dyn Backend) -> Result<S
                     }
                 }
             };
-            InstanceStatus { name: i.name.clone(), slot: i.slot, state: i.state, exit_code: i.exit_code, health }
+            InstanceStatus {
+                name: i.name.clone(),
+                slot: i.slot,
+                state: i.state,
+                exit_code: i.exit_code,
+                health,
+                host: i.host.clone(),
+            }
         });
         let statuses = futures::future::join_all(checks).await;
         services.push(ServiceStatus {

@@ -43,6 +43,27 @@ pub(crate) fn hosts_of(env: &Environment, svc: &Service, hosts: &[HostInfo]) -> 
 }
 
 /// Every service's hosts, by name.
+/// For a target that places tasks itself: the hosts each service's role allows (empty:
+/// anywhere); a role must map to hosts the target has.
+pub(crate) fn allowed(env: &Environment, hosts: &[HostInfo]) -> Result<HashMap<String, Vec<String>>> {
+    let mut out = HashMap::new();
+    for s in &env.services {
+        let Some(role) = s.role_name() else { continue };
+        let mapped = env.roles().get(role).cloned().unwrap_or_default();
+        if let Some(unknown) = mapped.iter().find(|h| !hosts.iter().any(|x| &x.name == *h)) {
+            return Err(Error::Placement {
+                service: s.name.clone(),
+                reason: format!(
+                    "its role `{role}` maps to host `{unknown}`, which the target does not have (it has {})",
+                    hosts.iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        out.insert(s.name.clone(), mapped);
+    }
+    Ok(out)
+}
+
 pub(crate) fn place_all(env: &Environment, hosts: &[HostInfo]) -> Result<HashMap<String, Vec<String>>> {
     let placed: HashMap<String, Vec<String>> =
         env.services.iter().map(|s| Ok((s.name.clone(), hosts_of(env, s, hosts)?))).collect::<Result<_>>()?;

@@ -116,6 +116,16 @@ impl PartialEq for Secret {
     }
 }
 
+/// A digest of a secret value for change detection on targets that keep only a reference to
+/// it (a swarm secret's name): 16 hex digits of a keyed SipHash over the service, key and
+/// value. It tells that a value changed, not what it is.
+pub fn secret_digest(service: &str, key: &str, secret: &Secret) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ("harbormaster secret", service, key, secret.expose()).hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,3 +164,4 @@ mod tests {
         assert!(format!("{s:?}").contains("file:"));
     }
 }
+

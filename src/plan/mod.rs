@@ -237,7 +237,11 @@ fn staleness(t: &Template, i: &Instance) -> Vec<String> {
         why.extend(describe_changes(i.spec_json.as_deref(), &t.spec_json));
     }
     for (k, secret) in &t.service.secrets {
-        if i.secret_env.get(k).map(String::as_str) != Some(secret.expose()) {
+        let same = match i.secret_digests.get(k) {
+            Some(d) => *d == crate::model::secret_digest(&t.service.name, k, secret),
+            None => i.secret_env.get(k).map(String::as_str) == Some(secret.expose()),
+        };
+        if !same {
             why.push(format!("secret {k} changed"));
         }
     }

@@ -61,6 +61,9 @@ pub(crate) struct Template {
     /// The image pinned to its registry digest (`postgres@sha256:…`), when it came from (or went
     /// to) a registry: what a host that lacks the image, or a rollback, pulls.
     pub image_pin: Option<String>,
+    /// For a target that places tasks itself (a swarm): the hosts its role allows; `hosts` is
+    /// then empty.
+    pub placement: Vec<String>,
 }
 
 impl Template {
@@ -101,6 +104,7 @@ impl Template {
             spec_hash,
             hosts: Vec::new(),
             image_pin: None,
+            placement: Vec::new(),
         }
     }
 

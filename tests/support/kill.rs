@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
-use harbormaster::{DockerBackend, Environment};
+use harbormaster::{Backend, Environment};
 
 /// Where the child is killed.
 #[derive(Clone, Copy, Debug)]
@@ -38,7 +38,7 @@ extern "C" {
 
 /// The child's side: applies `env`, prints each event, and kills itself after event
 /// `HM_KILL_AT_EVENT` if set. Call it from an `#[ignore]`d test.
-pub async fn child(env: &Environment, docker: &DockerBackend) {
+pub async fn child<B: Backend + Clone>(env: &Environment, docker: &B) {
     let kill_at: Option<usize> = std::env::var("HM_KILL_AT_EVENT").ok().and_then(|v| v.parse().ok());
     let kill_matching = std::env::var("HM_KILL_AT_MATCH").ok();
     let mut run = env.apply_streaming(docker);

@@ -8,6 +8,7 @@ pub mod kill;
 pub mod load;
 pub mod registry;
 pub mod stack;
+pub mod swarm;
 pub mod workload;
 
 use std::sync::atomic::{AtomicU32, Ordering};

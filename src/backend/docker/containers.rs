@@ -338,6 +338,7 @@ fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Ins
         created: c.created.map(|d| sortable_timestamp(&d.to_string())).unwrap_or_default(),
         host: None,
         secret_env,
+        secret_digests: BTreeMap::new(),
     })
 }
 

@@ -26,7 +26,7 @@ mod network;
 pub(crate) mod pull;
 mod records;
 mod state;
-mod time;
+pub(crate) mod time;
 mod transport;
 
 #[cfg(test)]
@@ -290,6 +290,22 @@ impl DockerBackend {
         pull::push(self, reference, &|_| {}).await.map_err(Error::scrubbed)
     }
 
+    /// The engine's API client (for the swarm backend, which talks to a manager's engine).
+    pub(crate) fn engine(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The silent path, for calls whose bodies carry secret values.
+    pub(crate) fn silent(&self) -> &transport::Transport {
+        &self.transport
+    }
+
+    /// The credentials the engine is given for `reference`'s registry, if any are known.
+    pub(crate) async fn engine_credentials(&self, reference: &str) -> Option<bollard::auth::DockerCredentials> {
+        let image = crate::registry::ImageRef::parse(reference)?;
+        pull::credentials_for(self, &image).await.1
+    }
+
     /// Runs one engine call under the call timeout, naming the operation and target on failure.
     pub(crate) async fn call<T>(
         &self,
@@ -312,7 +328,7 @@ impl DockerBackend {
 
 /// Runs an engine call with tracing silenced: bollard logs request payloads and decoded responses
 /// (which hold containers' environment, secrets included) at debug and trace level.
-async fn quiet<T>(fut: impl Future<Output = T>) -> T {
+pub(crate) async fn quiet<T>(fut: impl Future<Output = T>) -> T {
     fut.with_subscriber(tracing::subscriber::NoSubscriber::default()).await
 }
 

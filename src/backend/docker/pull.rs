@@ -61,7 +61,7 @@ fn server_of(registry: &str) -> String {
 }
 
 /// The credentials found for the image's registry, and their engine form.
-async fn credentials_for(
+pub(super) async fn credentials_for(
     d: &DockerBackend,
     image: &ImageRef,
 ) -> (Option<Found>, Option<bollard::auth::DockerCredentials>) {

@@ -105,6 +105,24 @@ impl Transport {
         Ok(created.id)
     }
 
+    /// Creates a swarm secret (its value is in the request); its ID, or `None` if one of that name
+    /// exists already.
+    pub(crate) async fn create_secret(&self, spec: &bollard::models::SecretSpec) -> Result<Option<String>> {
+        let name = spec.name.clone().unwrap_or_default();
+        let what = ("create secret", name.as_str());
+        let json = serde_json::to_vec(spec).map_err(|e| Error::backend(what.0, &name, e.to_string()))?;
+        let answer = self.send(Method::POST, "/secrets/create", Some(json), what).await?;
+        if answer.status == StatusCode::CONFLICT {
+            return Ok(None);
+        }
+        if !answer.status.is_success() {
+            return Err(Error::backend(what.0, &name, refusal(&answer)));
+        }
+        let created: bollard::models::IdResponse = serde_json::from_slice(&answer.body)
+            .map_err(|e| Error::backend(what.0, &name, format!("unreadable answer: {e}")))?;
+        Ok(Some(created.id))
+    }
+
     /// Inspects a container; `Ok(None)` if there is no such container.
     pub(crate) async fn inspect_container(&self, id: &str) -> Result<Option<ContainerInspectResponse>> {
         let what = ("inspect container", id);

@@ -53,6 +53,7 @@ impl Running {
             created: humantime::format_rfc3339_nanos(SystemTime::now()).to_string(),
             host: if single_host { None } else { spec.host.clone() },
             secret_env,
+            secret_digests: BTreeMap::new(),
         };
         Running { instance, spec, behavior, exited: watch::channel(None).0, listeners: BTreeMap::new(), single_host }
     }

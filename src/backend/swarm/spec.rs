@@ -1,0 +1,386 @@
+//! From a [`ServiceDeployment`] to a Swarm `ServiceSpec`, and what of a service Swarm's own
+//! update cannot honour ([`limits`]).
+//!
+//! | ours | Swarm |
+//! |---|---|
+//! | replicas / job | `Mode.Replicated.Replicas` / `Mode.ReplicatedJob` (one completion) |
+//! | image | `ContainerSpec.Image`, pinned to its digest by the manager (`--with-registry-auth`) |
+//! | env / secrets | `Env` / a Swarm secret per value, mounted at `/run/secrets/KEY`, with `KEY_FILE` set |
+//! | ports | host-mode publishing (no IPVS here), `dnsrr` endpoints; ephemeral ports chosen per task |
+//! | volumes | `Mounts` (named volumes are the environment's, created on the node by the engine) |
+//! | resources | `Resources.Limits` |
+//! | restart | `RestartPolicy` (`none` for jobs) |
+//! | role | a node label `io.harbormaster.role.ROLE=true` and a placement constraint on it |
+//! | health check (exec, image) | `ContainerSpec.HealthCheck` (`CMD` form: scratch images have no shell) |
+//! | health check (HTTP, TCP) | probed by the library once Swarm's update converged |
+//! | rollout | `UpdateConfig`: parallelism, order, monitor (min_ready), failure action |
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::models::{
+    EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, HealthConfig,
+    Limit as SwarmLimit, Mount, MountType, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+};
+
+use crate::backend::{label, Limit, ServiceDeployment};
+use crate::model::{OnFailure, Probe, Publish, RestartPolicy, Service, ServiceKind, Strategy, VolumeSource};
+
+/// The label a node carries for each role mapped to it.
+pub(super) fn role_label(role: &str) -> String {
+    format!("io.harbormaster.role.{role}")
+}
+
+/// The Swarm service name of a service: `project-environment-service`.
+pub(super) fn service_name(d: &ServiceDeployment<'_>) -> String {
+    format!("{}-{}", d.scope.qualified(), d.service.name)
+}
+
+fn nanos(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// What Swarm's own update cannot honour as the library would.
+pub(crate) fn limits(service: &Service) -> Vec<Limit> {
+    let mut out = Vec::new();
+    let mut say = |what: String, refused: bool| out.push(Limit { service: service.name.clone(), what, refused });
+    let r = &service.rollout;
+    match &r.strategy {
+        Strategy::BlueGreen | Strategy::Canary { .. } => say(
+            "Swarm has no ingress traffic split: blue/green and canary rollouts cannot run on it; use \
+             Rollout::rolling() or Rollout::start_first()"
+                .into(),
+            true,
+        ),
+        Strategy::Rolling { max_surge, max_unavailable } => {
+            let surge = max_surge.resolve(service.replicas, true);
+            let unavailable = max_unavailable.resolve(service.replicas, false);
+            if surge > 0 && unavailable > 0 {
+                say(
+                    format!(
+                        "Swarm replaces {} task(s) at a time, either starting each new one first or stopping \
+                         the old one first, not both: surge {surge} and unavailable {unavailable} run as \
+                         start-first batches of {}",
+                        surge.max(1),
+                        surge.max(1)
+                    ),
+                    false,
+                );
+            }
+        }
+        Strategy::Recreate | Strategy::StartFirst => {}
+    }
+    if r.manual_promotion {
+        say("Swarm's update cannot wait for a manual promotion".into(), true);
+    }
+    if !r.drain.is_zero() {
+        say(
+            format!("Swarm stops replaced tasks without the drain of {:?} (it has no ingress to drain)", r.drain),
+            false,
+        );
+    }
+    if r.max_hosts.is_some() {
+        say("Swarm's update does not limit how many nodes change at once (max_hosts is ignored)".into(), false);
+    }
+    if r.on_failure == OnFailure::Fail {
+        say(
+            "Swarm continues past a failed task with failure_action `continue`; the library reports the failure".into(),
+            false,
+        );
+    }
+    if let Some(h) = &service.health {
+        match &h.probe {
+            Probe::Http { port, .. } | Probe::Tcp { port } => say(
+                format!(
+                    "Swarm runs health checks inside the container, so the {} check on port {port} is probed by \
+                     the library once Swarm's update converged (its update waits only for tasks running for \
+                     `min_ready`); a failed check rolls the service back. HealthCheck::exec gates each task",
+                    if matches!(h.probe, Probe::Http { .. }) { "HTTP" } else { "TCP" }
+                ),
+                false,
+            ),
+            Probe::LogLine { .. } => {
+                say("Swarm cannot gate tasks on a log line; use an exec or HTTP check".into(), true)
+            }
+            Probe::Exec { .. } | Probe::Docker => {}
+        }
+        if h.success_threshold > 1 {
+            say("Swarm counts one passing check as healthy (success_threshold is ignored)".into(), false);
+        }
+    }
+    for key in service.secrets.keys() {
+        say(
+            format!(
+                "secret {key} is a Swarm secret, mounted at /run/secrets/{key} with {key}_FILE pointing at it \
+                 (the `_FILE` convention of the official images): the variable {key} itself is not set"
+            ),
+            false,
+        );
+    }
+    out
+}
+
+/// Swarm's update config from the service's rollout.
+fn update_config(service: &Service) -> (ServiceSpecUpdateConfig, ServiceSpecRollbackConfig) {
+    let r = &service.rollout;
+    let replicas = service.replicas.max(1);
+    let (parallelism, start_first) = match &r.strategy {
+        Strategy::Recreate => (i64::from(replicas), false),
+        Strategy::StartFirst | Strategy::BlueGreen | Strategy::Canary { .. } => (i64::from(replicas), true),
+        Strategy::Rolling { max_surge, max_unavailable } => {
+            let surge = max_surge.resolve(replicas, true);
+            let unavailable = max_unavailable.resolve(replicas, false);
+            if surge > 0 {
+                (i64::from(surge), true)
+            } else {
+                (i64::from(unavailable.max(1)), false)
+            }
+        }
+    };
+    let failure_action = match r.on_failure {
+        OnFailure::Rollback => ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK,
+        OnFailure::Pause => ServiceSpecUpdateConfigFailureActionEnum::PAUSE,
+        OnFailure::Fail => ServiceSpecUpdateConfigFailureActionEnum::CONTINUE,
+    };
+    // Swarm watches each updated task for `monitor` before it counts as updated.
+    let monitor = r.min_ready.max(Duration::from_millis(500));
+    let update = ServiceSpecUpdateConfig {
+        parallelism: Some(parallelism),
+        delay: Some(nanos(r.batch_delay)),
+        failure_action: Some(failure_action),
+        monitor: Some(nanos(monitor)),
+        max_failure_ratio: Some(0.0),
+        order: Some(if start_first {
+            ServiceSpecUpdateConfigOrderEnum::START_FIRST
+        } else {
+            ServiceSpecUpdateConfigOrderEnum::STOP_FIRST
+        }),
+    };
+    let rollback = ServiceSpecRollbackConfig {
+        parallelism: Some(parallelism),
+        delay: Some(0),
+        failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+        monitor: Some(nanos(monitor)),
+        max_failure_ratio: Some(0.0),
+        order: Some(if start_first {
+            ServiceSpecRollbackConfigOrderEnum::START_FIRST
+        } else {
+            ServiceSpecRollbackConfigOrderEnum::STOP_FIRST
+        }),
+    };
+    (update, rollback)
+}
+
+/// The container health check Swarm runs, where it can run ours.
+fn health_config(service: &Service) -> Option<HealthConfig> {
+    let h = service.health.as_ref()?;
+    let Probe::Exec { command } = &h.probe else { return None };
+    let mut test = vec!["CMD".to_string()];
+    test.extend(command.iter().cloned());
+    Some(HealthConfig {
+        test: Some(test),
+        interval: Some(nanos(h.interval)),
+        timeout: Some(nanos(h.timeout)),
+        retries: Some(i64::from(h.failure_threshold)),
+        start_period: Some(nanos(h.start_period)),
+        start_interval: None,
+    })
+}
+
+/// The service spec, its secrets referenced by (name, key) from `secrets`.
+pub(super) fn service_spec(
+    d: &ServiceDeployment<'_>,
+    network: &str,
+    secrets: &[(String, String, String)],
+) -> ServiceSpec {
+    let t = d.template;
+    let s = d.service;
+    let mut labels: HashMap<String, String> = d.scope.labels().into_iter().collect();
+    labels.insert(label::SERVICE.into(), s.name.clone());
+    labels.insert(label::KIND.into(), if s.kind == ServiceKind::Job { "job" } else { "service" }.into());
+    labels.insert(label::SPEC_HASH.into(), d.spec_hash.to_string());
+    if let Some(spec) = t.labels.get(label::SPEC) {
+        labels.insert(label::SPEC.into(), spec.clone());
+    }
+    labels.insert(label::IMAGE.into(), t.image_id.clone());
+    let mut container_labels: HashMap<String, String> = t.labels.clone().into_iter().collect();
+    container_labels.remove(label::SLOT);
+    container_labels.insert(label::IMAGE.into(), t.image_id.clone());
+    let mut env: Vec<String> = t.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let secret_refs = secrets
+        .iter()
+        .map(|(id, name, key)| {
+            env.push(format!("{key}_FILE=/run/secrets/{key}"));
+            TaskSpecContainerSpecSecrets {
+                file: Some(TaskSpecContainerSpecFile {
+                    name: Some(key.clone()),
+                    uid: Some("0".into()),
+                    gid: Some("0".into()),
+                    mode: Some(0o444),
+                }),
+                secret_id: Some(id.clone()),
+                secret_name: Some(name.clone()),
+            }
+        })
+        .collect();
+    let mounts = t
+        .volumes
+        .iter()
+        .map(|v| match &v.source {
+            VolumeSource::Named(n) => Mount {
+                target: Some(v.target.clone()),
+                source: Some(d.scope.volume_name(n)),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(v.read_only),
+                ..Default::default()
+            },
+            VolumeSource::Bind(p) => Mount {
+                target: Some(v.target.clone()),
+                source: Some(p.display().to_string()),
+                typ: Some(MountType::BIND),
+                read_only: Some(v.read_only),
+                ..Default::default()
+            },
+            VolumeSource::Tmpfs => {
+                Mount { target: Some(v.target.clone()), typ: Some(MountType::TMPFS), ..Default::default() }
+            }
+        })
+        .collect();
+    let container = TaskSpecContainerSpec {
+        image: Some(t.image_pull.clone().unwrap_or_else(|| t.image_id.clone())),
+        labels: Some(container_labels),
+        command: t.entrypoint.clone(),
+        args: t.command.clone(),
+        env: Some(env),
+        dir: t.workdir.clone(),
+        user: t.user.clone(),
+        mounts: Some(mounts),
+        stop_grace_period: Some(nanos(t.stop_grace)),
+        health_check: health_config(s),
+        secrets: Some(secret_refs),
+        ..Default::default()
+    };
+    let limits = SwarmLimit {
+        nano_cpus: t.resources.cpus.map(|c| (c * 1e9) as i64),
+        memory_bytes: t.resources.memory_mb.and_then(|m| i64::try_from(m.saturating_mul(1024 * 1024)).ok()),
+        pids: None,
+    };
+    let restart = if s.kind == ServiceKind::Job {
+        TaskSpecRestartPolicy { condition: Some(TaskSpecRestartPolicyConditionEnum::NONE), ..Default::default() }
+    } else {
+        match t.restart {
+            RestartPolicy::No => TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::NONE),
+                ..Default::default()
+            },
+            RestartPolicy::OnFailure(n) => TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::ON_FAILURE),
+                max_attempts: (n > 0).then_some(i64::from(n)),
+                delay: Some(nanos(Duration::from_millis(200))),
+                ..Default::default()
+            },
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => TaskSpecRestartPolicy {
+                condition: Some(TaskSpecRestartPolicyConditionEnum::ANY),
+                delay: Some(nanos(Duration::from_millis(200))),
+                ..Default::default()
+            },
+        }
+    };
+    let constraints =
+        s.role.as_ref().filter(|_| !d.hosts.is_empty()).map(|r| vec![format!("node.labels.{}==true", role_label(r))]);
+    let ports = t
+        .ports
+        .iter()
+        .filter(|p| p.publishing() != Publish::No)
+        .map(|p| EndpointPortConfig {
+            protocol: Some(match p.protocol {
+                crate::model::Protocol::Tcp => bollard::models::EndpointPortConfigProtocolEnum::TCP,
+                crate::model::Protocol::Udp => bollard::models::EndpointPortConfigProtocolEnum::UDP,
+            }),
+            target_port: Some(i64::from(p.container_port())),
+            published_port: match p.publishing() {
+                Publish::Fixed(n) => Some(i64::from(n)),
+                _ => None,
+            },
+            publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
+            name: None,
+        })
+        .collect();
+    let mode = if s.kind == ServiceKind::Job {
+        ServiceSpecMode {
+            replicated_job: Some(ServiceSpecModeReplicatedJob { max_concurrent: Some(1), total_completions: Some(1) }),
+            ..Default::default()
+        }
+    } else {
+        ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(s.replicas)) }),
+            ..Default::default()
+        }
+    };
+    let (update, rollback) = update_config(s);
+    ServiceSpec {
+        name: Some(service_name(d)),
+        labels: Some(labels),
+        task_template: Some(TaskSpec {
+            container_spec: Some(container),
+            resources: Some(TaskSpecResources { limits: Some(limits), ..Default::default() }),
+            restart_policy: Some(restart),
+            placement: Some(TaskSpecPlacement { constraints, ..Default::default() }),
+            networks: Some(vec![NetworkAttachmentConfig {
+                target: Some(network.to_string()),
+                aliases: Some(vec![s.name.clone()]),
+                driver_opts: None,
+            }]),
+            ..Default::default()
+        }),
+        mode: Some(mode),
+        update_config: (s.kind == ServiceKind::Service).then_some(update),
+        rollback_config: (s.kind == ServiceKind::Service).then_some(rollback),
+        networks: None,
+        endpoint_spec: Some(EndpointSpec { mode: Some(EndpointSpecModeEnum::DNSRR), ports: Some(ports) }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Amount, HealthCheck, Rollout};
+
+    fn svc(rollout: Rollout) -> Service {
+        Service::builder("api").image("api:1").replicas(4).rollout(rollout).build().unwrap()
+    }
+
+    #[test]
+    fn rolling_maps_onto_start_first_batches_of_the_surge() {
+        let (u, _) =
+            update_config(&svc(Rollout::rolling().max_surge(Amount::count(2)).max_unavailable(Amount::count(0))));
+        assert_eq!(u.parallelism, Some(2));
+        assert_eq!(u.order, Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST));
+        assert_eq!(u.failure_action, Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK));
+        let (u, _) = update_config(&svc(Rollout::recreate()));
+        assert_eq!((u.parallelism, u.order), (Some(4), Some(ServiceSpecUpdateConfigOrderEnum::STOP_FIRST)));
+    }
+
+    #[test]
+    fn min_ready_is_the_monitor_period() {
+        let (u, _) = update_config(&svc(Rollout::rolling().min_ready(Duration::from_secs(3))));
+        assert_eq!(u.monitor, Some(3_000_000_000));
+    }
+
+    #[test]
+    fn canary_and_manual_promotion_are_refused_and_http_checks_are_noted() {
+        assert!(limits(&svc(Rollout::canary([crate::model::CanaryStep::weight(10)]))).iter().any(|l| l.refused));
+        assert!(limits(&svc(Rollout::rolling().manual_promotion())).iter().any(|l| l.refused));
+        let http = Service::builder("api").image("api:1").health(HealthCheck::http(8080, "/health")).build().unwrap();
+        let l = limits(&http);
+        assert!(l.iter().all(|l| !l.refused) && l.iter().any(|l| l.what.contains("probed by the library")), "{l:?}");
+        let exec = Service::builder("api").image("api:1").health(HealthCheck::exec(["/probe"])).build().unwrap();
+        assert!(limits(&exec).is_empty());
+        assert_eq!(health_config(&exec).and_then(|h| h.test), Some(vec!["CMD".to_string(), "/probe".to_string()]));
+    }
+}
