@@ -375,7 +375,7 @@ mod tests {
     #[test]
     fn canary_and_manual_promotion_are_refused_and_http_checks_are_noted() {
         assert!(limits(&svc(Rollout::canary([crate::model::CanaryStep::weight(10)]))).iter().any(|l| l.refused));
-        assert!(limits(&svc(Rollout::rolling().manual_promotion())).iter().any(|l| l.refused));
+        assert!(limits(&svc(Rollout::blue_green().manual_promotion())).iter().any(|l| l.refused));
         let http = Service::builder("api").image("api:1").health(HealthCheck::http(8080, "/health")).build().unwrap();
         let l = limits(&http);
         assert!(l.iter().all(|l| !l.refused) && l.iter().any(|l| l.what.contains("probed by the library")), "{l:?}");
