@@ -164,4 +164,3 @@ mod tests {
         assert!(format!("{s:?}").contains("file:"));
     }
 }
-
