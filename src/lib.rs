@@ -3,7 +3,8 @@
 //! Deploy and operate multi-service applications from typed Rust code: describe services, see the
 //! plan, apply it with health-gated ordering, and get endpoints back. Targets are pluggable
 //! [`Backend`]s: the local Docker engine ([`DockerBackend`]), a remote one over SSH ([`SshHost`]),
-//! and several hosts with roles ([`Fleet`]).
+//! several hosts with roles ([`Fleet`]), and a Docker Swarm that rolls out by itself
+//! ([`SwarmBackend`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -42,7 +43,7 @@
 //! |---|---|
 //! | the typed description: [`Service`], [`Environment`], [`HealthCheck`], [`Rollout`], [`Ingress`] | [`model`] (what a description may hold, and why: [`model::limits`]) |
 //! | what would change and why: [`Plan`] | [`plan`] |
-//! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`) |
+//! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`; on a self-rolling target in `engine/orchestrated.rs`) |
 //! | where a service's image comes from (present, restored, pulled, built, pushed) | `engine/images.rs` |
 //! | registries: references, credentials ([`RegistryAuth`], `~/.docker/config.json`), pull progress, failure kinds | [`registry`] (the transfers: `backend/docker/pull.rs`; build contexts and `.dockerignore`: `backend/docker/context.rs`) |
 //! | progress events | [`events`] |
@@ -50,10 +51,12 @@
 //! | where a secret value is scrubbed from what comes back from a target | [`scrub`] |
 //! | the ingress: Caddy configuration from routes and rotation | [`ingress`] (pushed by `engine/traffic.rs`) |
 //! | probes and the readiness gate | [`health`] |
-//! | the [`Backend`] trait, and the Docker backend (container creation in `backend/docker/containers.rs`, the silent path for secret-bearing calls in `backend/docker/transport.rs`, the state store and kept images in `backend/docker/state.rs`) | [`backend`] |
+//! | the seam: the [`Backend`] runtime and its optional capabilities ([`ImageStore`], [`RecordStore`], [`InstanceFiles`], [`Topology`], [`ImageShipping`], [`Orchestrator`]); the Docker backend (container creation in `backend/docker/containers.rs`, the silent path for secret-bearing calls in `backend/docker/transport.rs`, the state store and kept images in `backend/docker/state.rs`) | [`backend`] |
+//! | a Docker Swarm: [`SwarmBackend`] (service specs from the rollout in `backend/swarm/spec.rs`, records as configs) | [`backend::swarm`] |
+//! | an in-memory runtime with fault injection, for tests (feature `test-util`) | `backend::memory` |
 //! | a remote engine over SSH: [`SshHost`] (connection, host keys, forwards, host checks) | [`backend::ssh`] |
 //! | several hosts as one backend, placement by role, image shipping: [`Fleet`] | [`backend::fleet`] (placement decided in `engine/placement.rs`) |
-//! | errors | [`error`] |
+//! | errors, and the [`ErrorKind`] to match on | [`error`] |
 //!
 //! ## Guarantees
 //! - Every wait has a deadline the library enforces: no call hangs forever. A deadline that ends a

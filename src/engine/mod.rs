@@ -5,9 +5,12 @@
 //! [`down`](Environment::down), [`status`](Environment::status), [`logs`](Environment::logs) and
 //! [`exec`](Environment::exec).
 //!
-//! - `apply.rs`: the apply itself: image resolution, dependency-ordered concurrent service runs,
-//!   dependency waits, jobs.
+//! - `apply.rs`: the apply itself: the lock, the plan, images, dependency-ordered concurrent
+//!   service runs, the audit entry.
+//! - `service_run.rs`: one service's part: its dependencies' conditions, jobs, its revision.
 //! - `rollout.rs`: where a rollout decides its next step: batches, traffic moves, rollback.
+//! - `orchestrated.rs`: a service on a target that rolls out by itself (a swarm): hand-over,
+//!   progress, the deadline, outside checks.
 //! - `traffic.rs`: which instances receive traffic, pushed to the ingress.
 //! - `deployment.rs`: the [`Deployment`] an apply returns, with endpoints.
 //! - `ops.rs`: down, status, logs, exec.
@@ -20,6 +23,7 @@ mod orchestrated;
 mod placement;
 mod promotion;
 mod rollout;
+mod service_run;
 mod traffic;
 
 use std::pin::Pin;

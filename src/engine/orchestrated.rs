@@ -10,7 +10,7 @@ use futures::future::join_all;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::apply::{Phase, ServiceRun};
+use super::service_run::{Phase, ServiceRun};
 use crate::backend::{NativeRollout, Orchestrator, ServiceDeployment};
 use crate::error::{Error, ErrorKind, Result};
 use crate::events::{EventKind, RolloutOutcome};
@@ -161,7 +161,7 @@ async fn roll_back(run: &ServiceRun<'_>, o: &dyn Orchestrator, cause: Error) -> 
     if let Err(e) = o.roll_back(run.scope, &name).await {
         return Error::RollbackIncomplete { service: name, reason: Box::new(cause), failures: vec![e] };
     }
-    let until = crate::clock::after(Instant::now(), super::apply::rollback_allowance(&run.template.service));
+    let until = crate::clock::after(Instant::now(), super::service_run::rollback_allowance(&run.template.service));
     loop {
         match o.progress(run.scope, &name).await {
             Ok(NativeRollout::RolledBack { .. }) | Ok(NativeRollout::Completed) => {

@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use super::apply::retire;
 use super::deployment::Deployment;
+use super::service_run::retire;
 use super::traffic::Traffic;
 use crate::backend::{Backend, Instance};
 use crate::error::{Error, Result};

@@ -1,6 +1,6 @@
 //! Where a rollout decides its next step.
 //!
-//! [`batches`] turns a strategy into batches of slots (pure, unit-tested). [`ServiceRun::replace`]
+//! [`batches`] turns a strategy into batches of slots (pure, unit-tested). [`Rollout::replace`]
 //! carries them out: for each batch, the stop-first part leaves rotation, drains and stops; the new
 //! instances start and pass their health gate (and `min_ready`); they enter rotation; the start-first
 //! part leaves rotation, drains and stops. Old instances are only stopped, never removed, until the
@@ -14,7 +14,7 @@ use futures::future::join_all;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::apply::{retire, Created, Phase, ServiceRun};
+use super::service_run::{retire, Created, Phase, ServiceRun};
 use crate::backend::Instance;
 use crate::error::{Error, Result};
 use crate::events::{EventKind, RolloutOutcome};
@@ -100,13 +100,25 @@ pub(crate) fn limit_hosts<'a>(plan: Vec<Batch>, host_of: impl Fn(u32) -> Option<
     out
 }
 
+/// A service's rollout: the steps of replacing its instances, on its [`ServiceRun`] (whose
+/// backend, template, plan, gate and cutoff it uses).
+pub(super) struct Rollout<'r, 'a>(pub(super) &'r ServiceRun<'a>);
+
+impl<'a> std::ops::Deref for Rollout<'_, 'a> {
+    type Target = ServiceRun<'a>;
+
+    fn deref(&self) -> &ServiceRun<'a> {
+        self.0
+    }
+}
+
 /// What a finished batch left: the old instances (stopped, kept for a rollback) and the new ones.
 struct Done {
     old: Vec<Instance>,
     new: Vec<Instance>,
 }
 
-impl ServiceRun<'_> {
+impl Rollout<'_, '_> {
     /// Replaces the stale instances (and launches the missing ones) as the rollout says.
     pub(super) async fn replace(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<RolloutOutcome> {
         let svc = &self.template.service;
