@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use harbormaster::{
-    Action, CanaryStep, Condition, Down, Environment, ErrorKind, HealthCheck, InstanceState, Port, Rollout,
+    Action, Amount, CanaryStep, Condition, Down, Environment, ErrorKind, HealthCheck, InstanceState, Port, Rollout,
     RolloutOutcome, Secret, Service,
 };
 use support::swarm::{self, EXCLUSIVE};
@@ -143,7 +143,61 @@ async fn swarm_rolls_out_a_new_version_and_rolls_back_one_that_fails_its_check()
     assert!(now.services.iter().all(|s| s.action == Action::Unchanged), "v2 runs again: {now}");
     let history = env("v2", "200").history(&target, "api").await.unwrap();
     assert!(matches!(history.last().map(|r| &r.outcome), Some(RolloutOutcome::RolledBack { .. })), "{history:?}");
+    // A rollback to the revision before: v1 again, through Swarm's update.
+    let back = env("v2", "200").rollback(&target, "api").await.unwrap();
+    for e in back.endpoints("api", 8080).unwrap() {
+        assert_eq!(get(&format!("{}/version", e.http_url())).await.1, "v1");
+    }
     env("v2", "200").down(&target, Down::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_library_deadline_rolls_back_what_swarm_would_still_wait_for() {
+    let _shared = EXCLUSIVE.read().await;
+    let target = swarm::backend().await;
+    let image = swarm::image("deadline").await;
+    let name = support::unique("swarm-deadline");
+    // The new version takes 15 s to answer its check, and Swarm replaces one task at a time,
+    // waiting for each to be healthy: its update needs more than 30 s. The rollout's deadline is
+    // 22 s: the library ends it there and has Swarm roll back.
+    let env = |version: &str, ready_ms: &str| {
+        let rollout = Rollout::rolling()
+            .max_surge(Amount::count(1))
+            .max_unavailable(Amount::count(0))
+            .deadline(Duration::from_secs(22));
+        let check = exec_check().start_period(Duration::from_secs(20));
+        Environment::builder(PROJECT, &name)
+            .service(
+                api(&image, 2)
+                    .env("VERSION", version)
+                    .env("READY_DELAY_MS", ready_ms)
+                    .health(check)
+                    .rollout(rollout)
+                    .build()
+                    .unwrap(),
+            )
+            .deadline(Duration::from_secs(180))
+            .build()
+            .unwrap()
+    };
+    let first = Instant::now();
+    env("v1", "0").apply(&target).await.unwrap();
+    assert!(first.elapsed() < Duration::from_secs(20), "took {:?}", first.elapsed());
+    let started = Instant::now();
+    let err = env("v2", "15000").apply(&target).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(90), "took {:?}", started.elapsed());
+    match &err {
+        harbormaster::Error::Apply(f) => match f.error_of("api") {
+            Some(harbormaster::Error::RolledBack { reason, .. }) => {
+                assert_eq!(reason.kind(), ErrorKind::Timeout, "{reason}")
+            }
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other}"),
+    }
+    let deployed = env("v1", "0").apply(&target).await.unwrap();
+    assert_eq!(deployed.outcome("api"), Some(&RolloutOutcome::Unchanged), "v1 serves again, untouched");
+    env("v1", "0").down(&target, Down::default()).await.unwrap();
 }
 
 #[tokio::test]

@@ -43,7 +43,7 @@ pub use ops::{Down, DownReport, Health, InstanceStatus, LogOptions, ServiceStatu
 #[cfg(test)]
 pub(crate) use rollout::batches as rollout_batches;
 
-use crate::backend::{hosts_of, images_of, Backend, ExecOutput, LogLine};
+use crate::backend::{hosts_of, Backend, ExecOutput, LogLine};
 use crate::error::{Error, Result};
 use crate::events::EventSink;
 use crate::model::{Environment, Service, ServiceKind};
@@ -135,21 +135,47 @@ impl Environment {
         if waiting {
             return Err(no("a rollout of it waits for a promotion; promote or abort it first".into()));
         }
-        let scope = apply::scope_of(self);
         let Some(rev) = revs.iter().find(|r| r.number == revision) else {
             let kept: Vec<String> = revs.iter().map(|r| r.number.to_string()).collect();
             return Err(no(format!("it has no revision {revision} (kept: {})", kept.join(", "))));
         };
         let mut template = Template::from_recorded(svc, &rev.spec_json, &rev.image_id)
             .map_err(|reason| no(format!("revision {revision}: {reason}")))?;
-        template.hosts = placement::hosts_of(self, svc, &hosts_of(backend))?;
-        // A prune may have removed its image: the copy kept on the target brings it back.
+        template.image_pin = rev.image_pin.clone();
+        match backend.images() {
+            // A target without an image store (a swarm) pulls the revision's image by reference
+            // itself, and places its tasks itself within the role's hosts.
+            None => {
+                template.placement =
+                    placement::allowed(self, &hosts_of(backend))?.remove(&svc.name).unwrap_or_default();
+            }
+            Some(images) => {
+                template.hosts = placement::hosts_of(self, svc, &hosts_of(backend))?;
+                self.bring_back_image(backend, images, &template, rev).await?;
+            }
+        }
+        let op = apply::Operation::Rollback { service: service.to_string(), template: Box::new(template), revision };
+        let sink = EventSink::new(self.qualified_name(), None);
+        apply::execute(self, backend, sink, op).await.map_err(Error::scrubbed)
+    }
+
+    /// Makes sure the target has the image a revision ran: there, restored from the kept copy
+    /// (a prune may have removed it), or pulled by its digest.
+    async fn bring_back_image<B: Backend>(
+        &self,
+        backend: &B,
+        images: &dyn crate::backend::ImageStore,
+        template: &Template,
+        rev: &Revision,
+    ) -> Result<()> {
+        let scope = apply::scope_of(self);
+        let revision = rev.number;
+        let no = |reason: String| Error::NoRevision { service: template.service.name.clone(), reason };
         let reference = match &template.service.image {
             crate::model::ImageSource::Reference(r) => Some(r.as_str()),
             crate::model::ImageSource::Build(_) => None,
         };
-        template.image_pin = rev.image_pin.clone();
-        let restored = images_of(backend)?.restore_image(&scope, &rev.image_id, reference).await;
+        let restored = images.restore_image(&scope, &rev.image_id, reference).await;
         if let Some(r) = backend.records() {
             r.release_state(&scope).await;
         }
@@ -162,7 +188,7 @@ impl Environment {
                     rev.image_id
                 )));
             };
-            let pulled = images_of(backend)?.pull_image(pin, &|_| {}).await.map_err(Error::scrubbed)?;
+            let pulled = images.pull_image(pin, &|_| {}).await.map_err(Error::scrubbed)?;
             if pulled.id != rev.image_id {
                 return Err(no(format!(
                     "revision {revision}: {pin} is image {} in its registry, not the {} the revision ran",
@@ -170,8 +196,7 @@ impl Environment {
                 )));
             }
         }
-        let op = apply::Operation::Rollback { service: service.to_string(), template: Box::new(template), revision };
-        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await.map_err(Error::scrubbed)
+        Ok(())
     }
 
     /// Promotes the rollout of `service` that waits for it

@@ -60,6 +60,9 @@ pub struct SwarmBackend {
     nodes: BTreeMap<String, DockerBackend>,
     /// The nodes as hosts, as last listed.
     hosts: std::sync::Arc<std::sync::Mutex<Vec<HostInfo>>>,
+    /// The spec hash this process last submitted per swarm service: an update status left from
+    /// an earlier rollback is not this rollout's.
+    submitted: std::sync::Arc<std::sync::Mutex<BTreeMap<String, String>>>,
 }
 
 /// Builder for [`SwarmBackend`].
@@ -123,7 +126,8 @@ impl SwarmBackendBuilder {
         for (hostname, endpoint) in self.nodes {
             nodes.insert(hostname, DockerBackend::builder().host(endpoint).call_timeout(call_timeout).connect().await?);
         }
-        let swarm = SwarmBackend { manager, call_timeout, nodes, hosts: Default::default() };
+        let swarm =
+            SwarmBackend { manager, call_timeout, nodes, hosts: Default::default(), submitted: Default::default() };
         swarm.nodes().await?;
         Ok(swarm)
     }

@@ -144,6 +144,9 @@ impl Orchestrator for SwarmBackend {
         let secrets = self.secrets(d).await?;
         let spec = service_spec(d, &d.scope.network_name(), &secrets);
         let name = service_name(d);
+        if let Ok(mut m) = self.submitted.lock() {
+            m.insert(name.clone(), d.spec_hash.to_string());
+        }
         let credentials = self.manager.engine_credentials(&d.template.image_id).await;
         let e = self.manager.engine();
         match self.find_service(&name).await? {
@@ -223,13 +226,28 @@ impl Orchestrator for SwarmBackend {
             .any(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING));
         let status = svc.update_status.clone().unwrap_or_default();
         let message = status.message.clone().unwrap_or_default();
-        Ok(match status.state {
+        // A rollback puts the previous spec back: while the spec is still the one submitted, a
+        // rollback status is an earlier rollout's.
+        let submitted = self.submitted.lock().ok().and_then(|m| m.get(&name).cloned());
+        let stale = submitted.as_deref() == Some(hash.as_str());
+        let state =
+            match status.state {
+                Some(
+                    ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED | ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED,
+                ) if stale => None,
+                other => other,
+            };
+        Ok(match state {
             Some(ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED) => NativeRollout::RolledBack { reason: message },
             Some(ServiceUpdateStatusStateEnum::ROLLBACK_STARTED) => NativeRollout::RollingBack { reason: message },
             Some(ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED) => {
                 NativeRollout::Failed { reason: format!("the rollback paused: {message}"), exit_code: None }
             }
             Some(ServiceUpdateStatusStateEnum::PAUSED) => NativeRollout::Paused { reason: message },
+            // Swarm still watches the updated tasks (its monitor period, from min_ready).
+            Some(ServiceUpdateStatusStateEnum::UPDATING) if submitted.as_deref().map_or(true, |s| s == hash) => {
+                NativeRollout::Updating { updated: running.min(want), total: want, message }
+            }
             _ if running >= want && !others_running => NativeRollout::Completed,
             _ => {
                 let failing = current.iter().rev().find(|t| {

@@ -13,8 +13,7 @@
 //! | role | a node label `io.harbormaster.role.ROLE=true` and a placement constraint on it |
 //! | health check (exec, image) | `ContainerSpec.HealthCheck` (`CMD` form: scratch images have no shell) |
 //! | health check (HTTP, TCP) | probed by the library once Swarm's update converged |
-//! | rollout | `UpdateConfig`: parallelism, order, monitor (min_ready), failure action; `drain` has no
-//! |  | meaning without an ingress rotation and is not used |
+//! | rollout | `UpdateConfig`: parallelism, order, monitor (`min_ready`), failure action (`drain`: no ingress rotation to leave, not used) |
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -156,11 +155,12 @@ fn update_config(service: &Service) -> (ServiceSpecUpdateConfig, ServiceSpecRoll
             ServiceSpecUpdateConfigOrderEnum::STOP_FIRST
         }),
     };
+    // Going back to the version that ran needs no long watch.
     let rollback = ServiceSpecRollbackConfig {
         parallelism: Some(parallelism),
         delay: Some(0),
         failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
-        monitor: Some(nanos(monitor)),
+        monitor: Some(nanos(monitor.min(Duration::from_secs(2)))),
         max_failure_ratio: Some(0.0),
         order: Some(if start_first {
             ServiceSpecRollbackConfigOrderEnum::START_FIRST
