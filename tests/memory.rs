@@ -344,3 +344,42 @@ async fn a_record_store_that_refuses_writes_stops_the_apply_before_any_change() 
     assert!(err.to_string().contains("record store"), "{err}");
     assert_eq!(target.calls("create_instance"), 0);
 }
+
+#[tokio::test]
+async fn a_blue_green_rollout_waits_for_its_promotion_and_an_abort_brings_the_old_set_back() {
+    let target = MemoryBackend::new();
+    let ingress = || {
+        harbormaster::Ingress::builder()
+            .image("caddy:2")
+            .http(Port::tcp(80).publish_ephemeral())
+            .route(harbormaster::Route::to("api", 8080))
+            .build()
+            .unwrap()
+    };
+    let env = |tag: &str| {
+        let svc = Service::builder("api")
+            .image(format!("api:{tag}"))
+            .port(Port::tcp(8080))
+            .health(fast_check())
+            .replicas(2)
+            .rollout(Rollout::blue_green().manual_promotion())
+            .build()
+            .unwrap();
+        Environment::builder("mem", "bluegreen").service(svc).ingress(ingress()).build().unwrap()
+    };
+    env("1").apply(&target).await.unwrap();
+    let v1 = ids(&target, "api");
+    let waiting = env("2").apply(&target).await.unwrap();
+    assert_eq!(waiting.outcome("api"), Some(&RolloutOutcome::AwaitingPromotion { weight: 0 }));
+    assert_eq!(target.running("api").len(), 4, "both sets run side by side");
+    // The proxies got their configuration as files, and were told to load it.
+    assert!(target.calls("write_file") > 0 && target.calls("exec") > 0);
+    env("2").abort_promotion(&target, "api").await.unwrap();
+    assert_eq!(ids(&target, "api"), v1, "the old set serves, the new one is gone");
+    env("2").apply(&target).await.unwrap();
+    let promoted = env("2").promote(&target, "api").await.unwrap();
+    assert_eq!(promoted.outcome("api"), Some(&RolloutOutcome::Succeeded));
+    let now = ids(&target, "api");
+    assert_eq!(now.len(), 2);
+    assert!(now.iter().all(|id| !v1.contains(id)));
+}
