@@ -14,7 +14,7 @@ fn fast_check() -> HealthCheck {
     HealthCheck::http(8080, "/health")
         .interval(Duration::from_millis(10))
         .timeout(Duration::from_millis(200))
-        .retries(3)
+        .retries(20)
 }
 
 fn api(tag: &str, replicas: u32) -> Service {
@@ -162,7 +162,7 @@ async fn a_rollout_deadline_rolls_back_a_version_that_is_too_slow() {
     let svc = Service::builder("api")
         .image("api:2")
         .port(Port::tcp(8080).publish_ephemeral())
-        .health(fast_check().interval(Duration::from_millis(100)).timeout(Duration::from_secs(5)))
+        .health(fast_check().interval(Duration::from_millis(100)).timeout(Duration::from_secs(5)).retries(3))
         .rollout(Rollout::rolling().deadline(Duration::from_millis(400)))
         .build()
         .unwrap();

@@ -99,7 +99,14 @@ impl Running {
                     host_port: addr.port(),
                 });
             }
-            tokio::spawn(serve(socket, self.behavior.clone(), self.exited.subscribe()));
+            let behavior = self.behavior.clone();
+            if behavior.ready_after.is_zero() {
+                // Listening before `start` returns: a probe right after it is answered.
+                let listener = socket.listen(1024).map_err(|e| Error::backend("start", &self.instance.name, e))?;
+                tokio::spawn(answer(listener, behavior, self.exited.subscribe()));
+            } else {
+                tokio::spawn(serve(socket, behavior, self.exited.subscribe()));
+            }
         }
         self.instance.state = InstanceState::Running;
         self.instance.ip = self.single_host.then_some(Ipv4Addr::LOCALHOST.into());
@@ -131,6 +138,11 @@ async fn serve(socket: TcpSocket, behavior: Behavior, mut exited: watch::Receive
         _ = tokio::time::sleep(behavior.ready_after) => {}
     }
     let Ok(listener) = socket.listen(1024) else { return };
+    answer(listener, behavior, exited).await;
+}
+
+/// Answers each request as the behaviour says, until the instance exits.
+async fn answer(listener: tokio::net::TcpListener, behavior: Behavior, mut exited: watch::Receiver<Option<i64>>) {
     let answered = Arc::new(AtomicU32::new(0));
     loop {
         let accepted = tokio::select! {
