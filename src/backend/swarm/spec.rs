@@ -3,7 +3,7 @@
 //!
 //! | ours | Swarm |
 //! |---|---|
-//! | replicas / job | `Mode.Replicated.Replicas` / `Mode.ReplicatedJob` (one completion) |
+//! | replicas / job | `Mode.Replicated.Replicas` / one replica with restart `none`, run to its exit (not `ReplicatedJob`: Swarm 20.10 leaves a job's task containers behind when the service is removed, moby/moby#42789) |
 //! | image | `ContainerSpec.Image`, pinned to its digest by the manager (`--with-registry-auth`) |
 //! | env / secrets | `Env` / a Swarm secret per value, mounted at `/run/secrets/KEY`, with `KEY_FILE` set |
 //! | ports | host-mode publishing (no IPVS here), `dnsrr` endpoints; ephemeral ports chosen per task |
@@ -21,11 +21,11 @@ use std::time::Duration;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, HealthConfig,
     Limit as SwarmLimit, Mount, MountType, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode,
-    ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, ServiceSpecRollbackConfig,
-    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
-    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec,
-    TaskSpecContainerSpecFile, TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile,
+    TaskSpecContainerSpecSecrets, TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
 };
 
 use crate::backend::{label, Limit, ServiceDeployment};
@@ -306,16 +306,11 @@ pub(super) fn service_spec(
             name: None,
         })
         .collect();
-    let mode = if s.kind == ServiceKind::Job {
-        ServiceSpecMode {
-            replicated_job: Some(ServiceSpecModeReplicatedJob { max_concurrent: Some(1), total_completions: Some(1) }),
-            ..Default::default()
-        }
-    } else {
-        ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(s.replicas)) }),
-            ..Default::default()
-        }
+    // A job is one replica that is never restarted: it runs to its exit once per service.
+    let replicas = if s.kind == ServiceKind::Job { 1 } else { s.replicas };
+    let mode = ServiceSpecMode {
+        replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(replicas)) }),
+        ..Default::default()
     };
     let (update, rollback) = update_config(s);
     ServiceSpec {
