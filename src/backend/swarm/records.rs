@@ -136,7 +136,7 @@ impl RecordStore for SwarmBackend {
         let mut newest: BTreeMap<String, Config> = BTreeMap::new();
         for c in configs {
             let Some(file) = labels_of(&c).get(STATE_FILE).cloned() else { continue };
-            if newest.get(&file).is_none_or_older(&c) {
+            if newest.get(&file).map_or(true, |n| generation(n) < generation(&c)) {
                 newest.insert(file, c);
             }
         }
@@ -184,15 +184,5 @@ impl RecordStore for SwarmBackend {
             }
         }
         Ok(())
-    }
-}
-
-trait Older {
-    fn is_none_or_older(&self, than: &Config) -> bool;
-}
-
-impl Older for Option<&Config> {
-    fn is_none_or_older(&self, than: &Config) -> bool {
-        self.map_or(true, |c| generation(c) < generation(than))
     }
 }

@@ -151,9 +151,8 @@ impl Orchestrator for SwarmBackend {
         let e = self.manager.engine();
         match self.find_service(&name).await? {
             // A job runs once per spec: a new spec is a new service.
-            Some(existing) if d.service.kind == ServiceKind::Job => {
+            Some(_) if d.service.kind == ServiceKind::Job => {
                 self.manager.call("remove service", &name, e.delete_service(&name)).await?;
-                let _ = existing;
                 self.manager.call("create service", &name, e.create_service(spec, credentials)).await?;
             }
             Some(existing) => {
