@@ -179,6 +179,18 @@ pub enum EventKind {
         /// What the target says.
         message: String,
     },
+    /// The target answered a call with a transient failure (rate limited, a 5xx answer, no answer
+    /// in time) and the library retries it after a pause.
+    TargetRetried {
+        /// The call, such as `POST /apps/shop/machines`.
+        call: String,
+        /// What the target answered (`429 Too Many Requests: …`).
+        reason: String,
+        /// 1-based number of the retry.
+        attempt: u32,
+        /// The pause before the retry.
+        after: std::time::Duration,
+    },
     /// The instances that receive a service's traffic changed (through the ingress).
     RotationChanged {
         /// The service.
@@ -265,6 +277,24 @@ pub(crate) struct EventSink {
     tx: Option<mpsc::UnboundedSender<Event>>,
 }
 
+tokio::task_local! {
+    /// The sink of the operation running on this task, for what a target reports from below the
+    /// engine (a retried call).
+    static CURRENT: EventSink;
+}
+
+/// Runs `f` with `sink` as the operation's sink for [`emit_current`].
+pub(crate) async fn with_sink<F: std::future::Future>(sink: EventSink, f: F) -> F::Output {
+    CURRENT.scope(sink, f).await
+}
+
+/// Emits `kind` on the sink of the operation running on this task; outside one, it is only traced.
+pub(crate) fn emit_current(kind: EventKind) {
+    if CURRENT.try_with(|s| s.emit(kind.clone())).is_err() {
+        tracing::info!(event = ?kind.scrubbed());
+    }
+}
+
 impl EventSink {
     pub(crate) fn new(environment: String, tx: Option<mpsc::UnboundedSender<Event>>) -> Self {
         EventSink { environment, tx }
@@ -293,7 +323,9 @@ impl EventKind {
             EventKind::ProbeFailed { detail, .. }
             | EventKind::ProbePassed { detail, .. }
             | EventKind::StateLost { detail } => in_place(detail),
-            EventKind::ServiceFailed { error, .. } | EventKind::TargetRollout { message: error, .. } => in_place(error),
+            EventKind::ServiceFailed { error, .. }
+            | EventKind::TargetRollout { message: error, .. }
+            | EventKind::TargetRetried { reason: error, .. } => in_place(error),
             EventKind::WaitingForLock { holder } | EventKind::LockRecovered { holder } => in_place(holder),
             EventKind::RolloutFinished { outcome, .. } => outcome.scrub(),
             _ => {}

@@ -3,8 +3,8 @@
 //! Deploy and operate multi-service applications from typed Rust code: describe services, see the
 //! plan, apply it with health-gated ordering, and get endpoints back. Targets are pluggable
 //! [`Backend`]s: the local Docker engine ([`DockerBackend`]), a remote one over SSH ([`SshHost`]),
-//! several hosts with roles ([`Fleet`]), and a Docker Swarm that rolls out by itself
-//! ([`SwarmBackend`]).
+//! several hosts with roles ([`Fleet`]), a Docker Swarm that rolls out by itself
+//! ([`SwarmBackend`]), and Fly.io's Machines API ([`FlyBackend`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -53,6 +53,7 @@
 //! | probes and the readiness gate | [`health`] |
 //! | the seam: the [`Backend`] runtime and its optional capabilities ([`ImageStore`], [`RecordStore`], [`InstanceFiles`], [`Topology`], [`ImageShipping`], [`Orchestrator`]); the Docker backend (container creation in `backend/docker/containers.rs`, the silent path for secret-bearing calls in `backend/docker/transport.rs`, the state store and kept images in `backend/docker/state.rs`) | [`backend`] |
 //! | a Docker Swarm: [`SwarmBackend`] (service specs from the rollout in `backend/swarm/spec.rs`, records as configs) | [`backend::swarm`] |
+//! | Fly.io's Machines API: [`FlyBackend`] (where an instance becomes a machine config: `backend/fly/config.rs`; records in a machine's metadata under its lease: `backend/fly/records.rs`; retries: `backend/fly/api.rs`) | [`backend::fly`] |
 //! | an in-memory runtime with fault injection, for tests (feature `test-util`) | `backend::memory` |
 //! | a remote engine over SSH: [`SshHost`] (connection, host keys, forwards, host checks) | [`backend::ssh`] |
 //! | several hosts as one backend, placement by role, image shipping: [`Fleet`] | [`backend::fleet`] (placement decided in `engine/placement.rs`) |
@@ -94,6 +95,7 @@ pub mod state;
 
 pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};
 pub use backend::fleet::{Fleet, FleetBuilder, FleetHost};
+pub use backend::fly::{FlyBackend, FlyBackendBuilder};
 pub use backend::ssh::{HostKeyPolicy, HostReport, SshHost, SshHostBuilder};
 pub use backend::swarm::{SwarmBackend, SwarmBackendBuilder};
 pub use backend::{

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::label;
-use crate::model::{Port, Resources, RestartPolicy, Secret, ServiceKind, Volume};
+use crate::model::{HealthCheck, Port, Resources, RestartPolicy, Secret, ServiceKind, Volume};
 
 /// Which environment an operation concerns: the owner of containers, network and volumes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -85,6 +85,9 @@ pub struct InstanceSpec {
     /// The image pinned to its registry digest (`name@sha256:…`), when it has one: a host that
     /// lacks [`image_id`](Self::image_id) pulls this instead of being shipped the image.
     pub image_pull: Option<String>,
+    /// The service's health check, for a target that runs checks itself
+    /// ([`Backend::reports_health`](super::Backend::reports_health)); the library probes otherwise.
+    pub health: Option<HealthCheck>,
 }
 
 /// The state of an observed instance.

@@ -6,7 +6,9 @@
 //!
 //! Implementations: [`docker`] implements it for a Docker Engine (local socket or `DOCKER_HOST`),
 //! [`ssh`] for a Docker Engine on a host reached over SSH (the same Docker code, over a forwarded
-//! socket), and [`fleet`] for several hosts at once, each instance on the host its role places it on.
+//! socket), [`fleet`] for several hosts at once, each instance on the host its role places it on,
+//! [`swarm`] for a Docker Swarm (an [`Orchestrator`]), and [`fly`] for Fly.io's Machines API (a
+//! cloud API: images by reference, records in a machine's metadata, checks run by Fly).
 //!
 //! A backend only does single, concrete operations (create this container, list those); the
 //! decisions (what to create, in which order, when to stop the old one) are made by the
@@ -17,6 +19,7 @@
 pub mod docker;
 mod files;
 pub mod fleet;
+pub mod fly;
 mod images;
 mod instance;
 pub(crate) mod label;

@@ -45,7 +45,7 @@ pub(crate) use rollout::batches as rollout_batches;
 
 use crate::backend::{hosts_of, Backend, ExecOutput, LogLine};
 use crate::error::{Error, Result};
-use crate::events::EventSink;
+use crate::events::{with_sink, EventSink};
 use crate::model::{Environment, Service, ServiceKind};
 use crate::plan::spec::Template;
 use crate::plan::Plan;
@@ -56,7 +56,7 @@ impl Environment {
     /// (Services with a build are built, since their image ID decides whether they changed.)
     pub async fn plan<B: Backend>(&self, backend: &B) -> Result<Plan> {
         let sink = EventSink::new(self.qualified_name(), None);
-        apply::plan(self, backend, &sink).await.map_err(Error::scrubbed)
+        with_sink(sink.clone(), apply::plan(self, backend, &sink)).await.map_err(Error::scrubbed)
     }
 
     /// Makes the target match the description: creates, replaces (health-gated), scales and removes,
@@ -74,7 +74,8 @@ impl Environment {
     /// # Ok(()) }
     /// ```
     pub async fn apply<B: Backend>(&self, backend: &B) -> Result<Deployment> {
-        apply::apply(self, backend, EventSink::new(self.qualified_name(), None)).await.map_err(Error::scrubbed)
+        let sink = EventSink::new(self.qualified_name(), None);
+        with_sink(sink.clone(), apply::apply(self, backend, sink)).await.map_err(Error::scrubbed)
     }
 
     /// Like [`apply`](Self::apply), as a stream of progress [`Event`]s; the result comes from
@@ -96,7 +97,7 @@ impl Environment {
         let backend = backend.clone();
         let handle = tokio::spawn(async move {
             let sink = EventSink::new(env.qualified_name(), Some(tx));
-            apply::apply(&env, &backend, sink).await.map_err(Error::scrubbed)
+            with_sink(sink.clone(), apply::apply(&env, &backend, sink)).await.map_err(Error::scrubbed)
         });
         ApplyRun { events: rx, handle }
     }
@@ -216,14 +217,16 @@ impl Environment {
     /// ```
     pub async fn promote<B: Backend>(&self, backend: &B, service: &str) -> Result<Deployment> {
         let op = apply::Operation::Promotion { service: service.to_string(), promote: true };
-        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await.map_err(Error::scrubbed)
+        let sink = EventSink::new(self.qualified_name(), None);
+        with_sink(sink.clone(), apply::execute(self, backend, sink, op)).await.map_err(Error::scrubbed)
     }
 
     /// Aborts the rollout of `service` that waits for its promotion: all traffic back to the old set,
     /// the new set drains and is removed, and the revision is recorded as rolled back.
     pub async fn abort_promotion<B: Backend>(&self, backend: &B, service: &str) -> Result<Deployment> {
         let op = apply::Operation::Promotion { service: service.to_string(), promote: false };
-        apply::execute(self, backend, EventSink::new(self.qualified_name(), None), op).await.map_err(Error::scrubbed)
+        let sink = EventSink::new(self.qualified_name(), None);
+        with_sink(sink.clone(), apply::execute(self, backend, sink, op)).await.map_err(Error::scrubbed)
     }
 
     /// The revisions of `service` kept on the target, oldest first, with time, outcome, what
@@ -281,7 +284,8 @@ impl Environment {
     /// Stops and removes every container and the network the environment owns. Named volumes are
     /// kept unless [`Down::with_volumes`] is given.
     pub async fn down<B: Backend>(&self, backend: &B, options: Down) -> Result<DownReport> {
-        ops::down(self, backend, options, &EventSink::new(self.qualified_name(), None)).await.map_err(Error::scrubbed)
+        let sink = EventSink::new(self.qualified_name(), None);
+        with_sink(sink.clone(), ops::down(self, backend, options, &sink)).await.map_err(Error::scrubbed)
     }
 
     /// Each service's instances, their state, and their health as one probe sees it now.

@@ -159,7 +159,13 @@ impl Gate<'_> {
                                     return Err(self.failure(instance, reason, &history).await);
                                 }
                             }
-                            next = crate::clock::after(Instant::now(), check.start_interval);
+                            // A target that checks by itself is asked at most 4 times a second.
+                            let step = if self.backend.reports_health() {
+                                check.start_interval.max(Duration::from_millis(250))
+                            } else {
+                                check.start_interval
+                            };
+                            next = crate::clock::after(Instant::now(), step);
                         }
                     }
                 }

@@ -34,6 +34,7 @@ pub(crate) async fn run(
     let started = Instant::now();
     let probe = async {
         let address = match &check.probe {
+            Probe::Http { .. } | Probe::Tcp { .. } if backend.reports_health() => None,
             Probe::Http { port, .. } | Probe::Tcp { port } => match backend.probe_address(instance, *port).await {
                 Ok(a) => a,
                 // A lost host will not come back within a health gate.
@@ -80,6 +81,24 @@ async fn attempt(
         (false, format!("{what}: {why}"), true)
     };
     match &check.probe {
+        Probe::Http { .. } | Probe::Tcp { .. } if backend.reports_health() => match backend
+            .inspect_instance(&instance.id)
+            .await
+        {
+            Ok(i) => match i.engine_health {
+                EngineHealth::Healthy => (true, format!("{what}: passing (checked by the target)"), false),
+                EngineHealth::Starting => (false, format!("{what}: not checked by the target yet"), false),
+                EngineHealth::Unhealthy(out) => {
+                    (false, format!("{what}: failing (checked by the target): {out}"), false)
+                }
+                EngineHealth::None if !i.is_running() => {
+                    let code = i.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default();
+                    (false, format!("{what}: the instance is not running ({:?}{code})", i.state).to_lowercase(), true)
+                }
+                EngineHealth::None => (false, format!("{what}: the target reports no result for this check"), false),
+            },
+            Err(e) => (false, format!("{what}: {e}"), false),
+        },
         Probe::Http { port, path, status_min, status_max, body_contains } => {
             let Some(addr) = address else { return no_address(*port) };
             let url = format!("http://{addr}{path}");

@@ -177,6 +177,7 @@ impl Template {
             stop_grace: s.stop_grace,
             host: self.host_for(slot).map(str::to_string),
             image_pull: self.image_pin.clone(),
+            health: s.health.clone(),
         }
     }
 

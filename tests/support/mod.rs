@@ -2,6 +2,7 @@
 //! image, and a guard that tears the environment down even when the test fails.
 #![allow(dead_code)]
 
+pub mod fly;
 pub mod hosts;
 pub mod images;
 pub mod kill;

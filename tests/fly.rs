@@ -1,0 +1,410 @@
+//! The Fly backend through the public API, against the Machines API test server
+//! (tests/fixtures/fly-api): it follows the published spec and rejects what the real API would,
+//! and its machines are real containers (images pulled from the test registry, real checks, logs,
+//! exec and an edge proxy).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use harbormaster::{
+    Backend, Condition, Down, Environment, ErrorKind, EventKind, HealthCheck, InstanceState, LogOptions, Port, Rollout,
+    Secret, Service, Volume,
+};
+use support::fly;
+use support::load::Load;
+use support::PROJECT;
+
+fn check() -> HealthCheck {
+    HealthCheck::http(8080, "/health").interval(Duration::from_millis(300)).timeout(Duration::from_secs(1)).retries(60)
+}
+
+fn api(image: &str, version: &str) -> Service {
+    Service::builder("api")
+        .image(image)
+        .env("VERSION", version)
+        // The app's public port: the container's own (a fixed one would be the same for both
+        // replicas, which the description refuses, as on one Docker host).
+        .port(Port::tcp(8080).publish_ephemeral())
+        .replicas(2)
+        .stop_grace_period(Duration::from_secs(2))
+        .health(check())
+        .rollout(Rollout::rolling().min_ready(Duration::from_millis(500)))
+        .depends_on("migrate", Condition::CompletedSuccessfully)
+        .build()
+        .unwrap()
+}
+
+/// database, migration job, API with 2 replicas, web: the shape of the seed guides.
+fn stack(app: &str, name: &str, image: &str, version: &str) -> Environment {
+    let db = Service::builder("db")
+        .image(image)
+        .env("VERSION", "db")
+        .port(Port::tcp(8080))
+        .volume(Volume::named("pgdata").at("/data"))
+        .secret("DB_PASSWORD", Secret::new("fly-db-secret-2718"))
+        .health(HealthCheck::tcp(8080).interval(Duration::from_millis(300)).retries(60))
+        .build()
+        .unwrap();
+    let migrate = Service::job("migrate")
+        .image(image)
+        .env("JOB_EXIT_CODE", "0")
+        .env("REQUIRE", format!("db.process.{app}.internal:8080"))
+        .depends_on("db", Condition::Healthy)
+        .build()
+        .unwrap();
+    let web = Service::builder("web")
+        .image(image)
+        .env("VERSION", "web")
+        .port(Port::tcp(8080).publish(80))
+        .health(check())
+        .depends_on("api", Condition::Healthy)
+        .build()
+        .unwrap();
+    Environment::builder(PROJECT, name)
+        .service(db)
+        .service(migrate)
+        .service(api(image, version))
+        .service(web)
+        .deadline(Duration::from_secs(240))
+        .build()
+        .unwrap()
+}
+
+async fn body(addr: std::net::SocketAddr) -> String {
+    support::get(&format!("http://{addr}/")).await.1
+}
+
+#[tokio::test]
+async fn a_seed_shaped_stack_deploys_rolls_without_a_failed_request_and_rolls_back() {
+    let app = support::unique("shop");
+    let fake = fly::fake(&app).await;
+    let fly = fly::backend(&fake, &app).await;
+    let image = fly::image("stack").await;
+    let name = support::unique("fly-stack");
+    let v1 = stack(&app, &name, &image, "v1");
+
+    let plan = v1.plan(&fly).await.unwrap();
+    assert!(fake.machines(&app).is_empty(), "a plan changes nothing: {:?}", fake.machines(&app));
+    assert!(!plan.is_noop(), "{plan}");
+    assert!(plan.service("api").is_some(), "{plan}");
+
+    v1.apply(&fly).await.unwrap();
+    let status = v1.status(&fly).await.unwrap();
+    let api_status = status.services.iter().find(|s| s.name == "api").unwrap();
+    assert_eq!(api_status.instances.len(), 2, "{status:?}");
+    assert!(api_status.instances.iter().all(|i| i.state == InstanceState::Running), "{status:?}");
+    let public = fake.public_addr(&app, 8080).expect("the edge proxy of the api's public port");
+    assert!(body(public).await.contains("v1"));
+    // The job ran to its exit, against the database's private name.
+    let logs: Vec<String> = v1
+        .logs(&fly, "migrate", LogOptions::default())
+        .await
+        .unwrap()
+        .filter_map(|l| async move { l.ok().map(|l| l.text) })
+        .collect()
+        .await;
+    assert!(logs.iter().any(|l| l.contains("is reachable")), "{logs:?}");
+    assert!(logs.iter().all(|l| !l.contains("fly-db-secret-2718")), "{logs:?}");
+
+    // Rolling to v2 through the edge proxy: not one failed request.
+    let load = Load::start(&format!("http://{public}/"), 4);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v2 = stack(&app, &name, &image, "v2");
+    v2.apply(&fly).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tally = load.stop().await;
+    assert!(tally.failed.is_empty(), "failed requests during the rollout: {:?}", tally.failed);
+    assert!(tally.ok() > 20, "{tally:?}");
+    assert!(body(public).await.contains("v2"));
+
+    // Rolled back: v1 answers again, and the history says so.
+    v2.rollback(&fly, "api").await.unwrap();
+    assert!(body(public).await.contains("v1"));
+    let history = v2.history(&fly, "api").await.unwrap();
+    assert!(history.len() >= 3, "{history:?}");
+
+    let exec = v2.exec(&fly, "api", ["/workload", "probe", "8080", "/health"]).await.unwrap();
+    assert_eq!(exec.exit_code, 0, "{exec:?}");
+
+    let report = v2.down(&fly, Down::default().with_volumes()).await.unwrap();
+    assert_eq!(report.removed_volumes.len(), 1, "{report:?}");
+    let left = fake.machines(&app);
+    assert!(left.is_empty(), "machines left after down (the record keeper included): {left:?}");
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_deployer_gets_locked_naming_the_holder() {
+    let app = support::unique("lock");
+    let fake = fly::fake(&app).await;
+    let first = fly::backend(&fake, &app).await;
+    let second = fly::backend(&fake, &app).await;
+    let image = fly::image("lock").await;
+    let name = support::unique("fly-lock");
+    let slow = Service::builder("api")
+        .image(&image)
+        .env("READY_DELAY_MS", "6000")
+        .port(Port::tcp(8080).publish(8080))
+        .health(check())
+        .build()
+        .unwrap();
+    let env = Environment::builder(PROJECT, &name).service(slow).lock_timeout(Duration::from_secs(1)).build().unwrap();
+    let running = tokio::spawn({
+        let env = env.clone();
+        async move { env.apply(&first).await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let err = env.apply(&second).await.expect_err("the lock is held by the first deployer");
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("process") && text.contains("apply"), "the error names the holder: {text}");
+    running.await.unwrap().unwrap();
+    env.down(&second, Down::default()).await.unwrap();
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_machine_that_dies_is_reported_and_replaced_by_the_next_apply() {
+    let app = support::unique("dies");
+    let fake = fly::fake(&app).await;
+    let fly = fly::backend(&fake, &app).await;
+    let image = fly::image("dies").await;
+    let name = support::unique("fly-dies");
+    let svc = Service::builder("api")
+        .image(&image)
+        .port(Port::tcp(8080).publish(8080))
+        .restart(harbormaster::RestartPolicy::No)
+        .health(check())
+        .build()
+        .unwrap();
+    let env = Environment::builder(PROJECT, &name).service(svc).build().unwrap();
+    env.apply(&fly).await.unwrap();
+    let (id, _, _) = fake.machines(&app).into_iter().find(|(_, n, _)| n.contains("-api-")).expect("the api machine");
+    assert!(fake.kill(&app, &id).await);
+    let died = Instant::now();
+    loop {
+        let i = fly.inspect_instance(&id).await.unwrap();
+        if i.state == InstanceState::Exited {
+            assert_eq!(i.exit_code, Some(137), "{i:?}");
+            break;
+        }
+        assert!(died.elapsed() < Duration::from_secs(20), "never seen as exited: {i:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = env.status(&fly).await.unwrap();
+    assert_eq!(status.services[0].instances[0].state, InstanceState::Exited, "{status:?}");
+    env.apply(&fly).await.unwrap();
+    let status = env.status(&fly).await.unwrap();
+    assert_eq!(status.services[0].instances.len(), 1, "{status:?}");
+    assert_eq!(status.services[0].instances[0].state, InstanceState::Running, "{status:?}");
+    env.down(&fly, Down::default()).await.unwrap();
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_on_the_records_is_waited_out_and_408s_from_wait_are_looped() {
+    let app = support::unique("lease");
+    let fake = fly::fake(&app).await;
+    let fly = fly::backend(&fake, &app).await;
+    let image = fly::image("lease").await;
+    let name = support::unique("fly-lease");
+    let job =
+        Service::job("migrate").image(&image).env("JOB_EXIT_CODE", "0").env("JOB_DURATION_MS", "3500").build().unwrap();
+    let env = Environment::builder(PROJECT, &name).service(job).build().unwrap();
+    env.apply(&fly).await.unwrap();
+    // Someone else's lease on the record keeper (a crashed deployer): it lapses after 3 s.
+    let (keeper, _, _) =
+        fake.machines(&app).into_iter().find(|(_, n, _)| n.ends_with("-hm-records")).expect("the record keeper");
+    assert!(fake.hold_lease(&app, &keeper, 3, "a deployer that died").is_some());
+    // A wait answers 408 after 1 s: a job of 3.5 s takes several.
+    fake.set_wait_cap(Duration::from_secs(1));
+    let before = fake.wait_timeouts();
+    let started = Instant::now();
+    let env2 = Environment::builder(PROJECT, &name)
+        .service(
+            Service::job("migrate")
+                .image(&image)
+                .env("JOB_EXIT_CODE", "0")
+                .env("JOB_DURATION_MS", "3000")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    env2.apply(&fly).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2), "the apply waited for the lease: {:?}", started.elapsed());
+    assert!(fake.wait_timeouts() > before, "a wait answered 408 and was called again");
+    env2.down(&fly, Down::default()).await.unwrap();
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn bursts_of_429_and_503_are_retried_and_said_in_the_events() {
+    let app = support::unique("burst");
+    let fake = fly::fake(&app).await;
+    let fly = fly::backend(&fake, &app).await;
+    let image = fly::image("burst").await;
+    let name = support::unique("fly-burst");
+    let svc =
+        Service::builder("api").image(&image).port(Port::tcp(8080).publish(8080)).health(check()).build().unwrap();
+    let env = Environment::builder(PROJECT, &name).service(svc).build().unwrap();
+    fake.inject(&[429, 503, 503, 502, 429]);
+    let (result, events) = support::apply_collect(&env, &fly).await;
+    result.unwrap();
+    let retried: Vec<&EventKind> =
+        events.iter().map(|e| &e.kind).filter(|k| matches!(k, EventKind::TargetRetried { .. })).collect();
+    assert_eq!(retried.len(), 5, "{retried:?}");
+    assert!(matches!(retried[0], EventKind::TargetRetried { reason, .. } if reason.starts_with("429")), "{retried:?}");
+    assert_eq!(fly.api_retries(), 5);
+    env.down(&fly, Down::default()).await.unwrap();
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn checks_fly_cannot_express_are_refused_before_anything_changes() {
+    let app = support::unique("refuse");
+    let fake = fly::fake(&app).await;
+    let fly = fly::backend(&fake, &app).await;
+    let name = support::unique("fly-refuse");
+    let svc = Service::builder("api")
+        .image("127.0.0.1:5055/hm/fly-workload:refuse")
+        .health(HealthCheck::exec(["/workload", "probe"]))
+        .build()
+        .unwrap();
+    let env = Environment::builder(PROJECT, &name).service(svc).build().unwrap();
+    let err = env.plan(&fly).await.expect_err("an exec check cannot be expressed on Fly");
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("api") && err.to_string().contains("HTTP or TCP"), "{err}");
+    let err = env.apply(&fly).await.expect_err("nor applied");
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let left = fake.machines(&app);
+    assert!(left.iter().all(|(_, n, _)| n.ends_with("-hm-records")), "only the record keeper (its audit): {left:?}");
+    env.down(&fly, Down::default()).await.unwrap();
+    let left = fake.machines(&app);
+    assert!(left.is_empty(), "{left:?}");
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_token_never_appears_and_a_wrong_one_is_unauthorized() {
+    let app = support::unique("token");
+    let fake = fly::fake(&app).await;
+    let fly = fly::backend(&fake, &app).await;
+    assert!(!format!("{fly:?}").contains(&fake.token()), "{fly:?}");
+    let wrong = "wrong-token-value-1618";
+    let err = harbormaster::FlyBackend::builder()
+        .app(&app)
+        .token(Secret::new(wrong))
+        .machines_url(fake.machines_url())
+        .connect()
+        .await
+        .expect_err("a wrong token");
+    assert_eq!(err.kind(), ErrorKind::Unauthorized, "{err}");
+    assert!(!err.to_string().contains(wrong) && !format!("{err:?}").contains(wrong), "{err:?}");
+    let missing = harbormaster::FlyBackend::builder().app(&app).machines_url(fake.machines_url()).connect().await;
+    assert!(missing.expect_err("no token").to_string().contains("token"));
+    let no_app = harbormaster::FlyBackend::builder()
+        .app("no-such-app")
+        .token(Secret::new(fake.token()))
+        .machines_url(fake.machines_url())
+        .connect()
+        .await
+        .expect_err("a missing app");
+    assert_eq!(no_app.kind(), ErrorKind::NotFound, "{no_app}");
+    fake.shutdown().await;
+}
+
+/// The test server itself answers as the spec says, and refuses what the real API refuses.
+#[tokio::test]
+async fn the_test_server_follows_the_spec() {
+    let app = support::unique("spec");
+    let fake = fly::fake(&app).await;
+    let image = fly::image("spec").await;
+    let http = reqwest::Client::new();
+    let base = fake.machines_url();
+    let token = format!("Bearer {}", fake.token());
+    let call = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>, nonce: Option<&str>| {
+        let mut r = http.request(method, format!("{base}{path}")).header("authorization", &token);
+        if let Some(n) = nonce {
+            r = r.header("fly-machine-lease-nonce", n);
+        }
+        if let Some(b) = body {
+            r = r.header("content-type", "application/json").body(b.to_string());
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let text = resp.text().await.unwrap_or_default();
+            (status, serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default())
+        }
+    };
+    use reqwest::Method as M;
+    let machines = format!("/apps/{app}/machines");
+    // Unknown fields and wrong types are refused.
+    let (s, b) =
+        call(M::POST, &machines, Some(serde_json::json!({"config": {"image": image, "imagee": 1}})), None).await;
+    assert_eq!(s, 400, "{b}");
+    assert!(b["error"].as_str().unwrap_or("").contains("imagee"), "{b}");
+    let (s, _) =
+        call(M::POST, &machines, Some(serde_json::json!({"config": {"image": image, "guest": {"cpus": "two"}}})), None)
+            .await;
+    assert_eq!(s, 400);
+    let (s, _) = call(
+        M::POST,
+        &machines,
+        Some(serde_json::json!({"config": {"image": image, "guest": {"memory_mb": 300}}})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 422);
+    let (s, _) = call(M::GET, &format!("{machines}?bogus=1"), None, None).await;
+    assert_eq!(s, 400);
+    let (s, _) = call(M::GET, "/apps/no-such-app/machines", None, None).await;
+    assert_eq!(s, 404);
+    // A machine with a lease: changes without the nonce are refused with 409.
+    let (s, m) = call(
+        M::POST,
+        &machines,
+        Some(serde_json::json!({"config": {"image": image, "env": {"VERSION": "spec"}}, "lease_ttl": 30})),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{m}");
+    let id = m["id"].as_str().unwrap().to_string();
+    let nonce = m["nonce"].as_str().unwrap().to_string();
+    assert_eq!(m["state"], "created");
+    let (s, b) = call(M::POST, &format!("{machines}/{id}/stop"), None, None).await;
+    assert_eq!(s, 409, "{b}");
+    let (s, b) = call(M::POST, &format!("{machines}/{id}/lease"), Some(serde_json::json!({"ttl": 10})), None).await;
+    assert_eq!(s, 409, "{b}");
+    let (s, _) = call(M::GET, &format!("{machines}/{id}/wait?state=started&timeout=30"), None, None).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(M::GET, &format!("{machines}/{id}/wait?state=stopped&timeout=1"), None, None).await;
+    assert_eq!(s, 400, "stopped needs instance_id");
+    let iid =
+        call(M::GET, &format!("{machines}/{id}"), None, None).await.1["instance_id"].as_str().unwrap().to_string();
+    let (s, _) =
+        call(M::GET, &format!("{machines}/{id}/wait?state=stopped&timeout=1&instance_id={iid}"), None, None).await;
+    assert_eq!(s, 408, "still running after 1 s");
+    let (s, _) = call(M::DELETE, &format!("{machines}/{id}"), None, Some(&nonce)).await;
+    assert_eq!(s, 412, "a started machine is not destroyed without stopping it");
+    let (s, _) =
+        call(M::POST, &format!("{machines}/{id}/stop"), Some(serde_json::json!({"timeout": "5s"})), Some(&nonce)).await;
+    assert_eq!(s, 200);
+    let (s, _) =
+        call(M::GET, &format!("{machines}/{id}/wait?state=stopped&timeout=30&instance_id={iid}"), None, None).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(M::DELETE, &format!("{machines}/{id}/lease"), None, Some(&nonce)).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(M::DELETE, &format!("{machines}/{id}"), None, None).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(M::GET, &format!("{machines}/{id}/wait?state=destroyed&timeout=30"), None, None).await;
+    assert_eq!(s, 200);
+    let (s, b) = call(M::GET, &format!("{machines}/{id}"), None, None).await;
+    assert_eq!((s, b["state"].as_str()), (200, Some("destroyed")));
+    let unauthorized = http.get(format!("{base}/apps/{app}")).send().await.unwrap().status().as_u16();
+    assert_eq!(unauthorized, 401);
+    fake.shutdown().await;
+}
