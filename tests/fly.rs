@@ -119,6 +119,32 @@ async fn a_seed_shaped_stack_deploys_rolls_without_a_failed_request_and_rolls_ba
     assert!(tally.ok() > 20, "{tally:?}");
     assert!(body(public).await.contains("v2"));
 
+    // The secret is in the database machine's environment, and nowhere in what the library keeps.
+    let machines = fake.machines(&app);
+    let (keeper, _, _) = machines.iter().find(|(_, n, _)| n.ends_with("-hm-records")).expect("the record keeper");
+    let (records, _) = fake.stored(&app, keeper);
+    assert!(records.keys().any(|k| k.starts_with("hm-s-")), "revisions are kept: {records:?}");
+    let (db, _, _) = machines.iter().find(|(_, n, _)| n.contains("-db-")).expect("the db machine");
+    let (labels, env) = fake.stored(&app, db);
+    assert_eq!(env.get("DB_PASSWORD").map(String::as_str), Some("fly-db-secret-2718"));
+    for (k, v) in records.iter().chain(labels.iter()) {
+        assert!(!v.contains("fly-db-secret-2718") && !k.contains("fly-db-secret-2718"), "{k}");
+    }
+    let decoded: String = records
+        .iter()
+        .filter(|(k, _)| k.starts_with("hm-s-") && k[5..].contains('-'))
+        .map(|(_, v)| {
+            use base64::Engine as _;
+            String::from_utf8_lossy(&base64::engine::general_purpose::STANDARD.decode(v).unwrap()).into_owned()
+        })
+        .collect();
+    assert!(
+        decoded.contains("revision") || decoded.contains("api"),
+        "the state decodes: {}",
+        &decoded[..decoded.len().min(200)]
+    );
+    assert!(!decoded.contains("fly-db-secret-2718"), "a secret value in the stored state");
+
     // Rolled back: v1 answers again, and the history says so.
     v2.rollback(&fly, "api").await.unwrap();
     assert!(body(public).await.contains("v1"));
@@ -132,6 +158,35 @@ async fn a_seed_shaped_stack_deploys_rolls_without_a_failed_request_and_rolls_ba
     assert_eq!(report.removed_volumes.len(), 1, "{report:?}");
     let left = fake.machines(&app);
     assert!(left.is_empty(), "machines left after down (the record keeper included): {left:?}");
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn on_the_private_network_the_library_probes_machines_itself() {
+    let app = support::unique("private");
+    let fake = fly::fake(&app).await;
+    let fly = harbormaster::FlyBackend::builder()
+        .app(&app)
+        .token(Secret::new(fake.token()))
+        .machines_url(fake.machines_url())
+        .logs_url(fake.logs_url())
+        .keeper_image(fly::keeper_image())
+        .private_network(true)
+        .connect()
+        .await
+        .unwrap();
+    assert!(!fly.reports_health());
+    let image = fly::image("private").await;
+    let name = support::unique("fly-private");
+    let svc = Service::builder("api").image(&image).port(Port::tcp(8080)).health(check()).build().unwrap();
+    let env = Environment::builder(PROJECT, &name).service(svc).build().unwrap();
+    let (result, events) = support::apply_collect(&env, &fly).await;
+    result.unwrap();
+    let probed = events.iter().any(|e| matches!(&e.kind, EventKind::ProbePassed { detail, .. } if detail.contains("GET http://") && !detail.contains("<no address>")));
+    assert!(probed, "a probe of the machine's private address: {events:?}");
+    let status = env.status(&fly).await.unwrap();
+    assert_eq!(status.services[0].instances[0].health, harbormaster::Health::Healthy, "{status:?}");
+    env.down(&fly, Down::default()).await.unwrap();
     fake.shutdown().await;
 }
 
@@ -406,5 +461,103 @@ async fn the_test_server_follows_the_spec() {
     assert_eq!((s, b["state"].as_str()), (200, Some("destroyed")));
     let unauthorized = http.get(format!("{base}/apps/{app}")).send().await.unwrap().status().as_u16();
     assert_eq!(unauthorized, 401);
+    fake.shutdown().await;
+}
+
+fn killable(app: &str, name: &str, image: &str) -> Environment {
+    let api = Service::builder("api")
+        .image(image)
+        .env("VERSION", "v1")
+        .env("READY_DELAY_MS", "1500")
+        .port(Port::tcp(8080).publish_ephemeral())
+        .replicas(2)
+        .health(check())
+        .build()
+        .unwrap();
+    let _ = app;
+    Environment::builder(PROJECT, name).service(api).lock_timeout(Duration::from_secs(60)).build().unwrap()
+}
+
+/// Not a test of its own: the deployer the kill test starts and kills.
+#[tokio::test]
+#[ignore = "the child deployer of the Fly kill test"]
+async fn fly_child_applies() {
+    let var = |k: &str| std::env::var(k).ok();
+    let (Some(url), Some(logs), Some(token), Some(app), Some(name), Some(image)) = (
+        var("HM_FLY_URL"),
+        var("HM_FLY_LOGS"),
+        var("HM_FLY_TOKEN"),
+        var("HM_FLY_APP"),
+        var("HM_FLY_ENV"),
+        var("HM_FLY_IMAGE"),
+    ) else {
+        return;
+    };
+    let fly = harbormaster::FlyBackend::builder()
+        .app(&app)
+        .token(Secret::new(token))
+        .machines_url(url)
+        .logs_url(logs)
+        .keeper_image(fly::keeper_image())
+        .connect()
+        .await
+        .unwrap();
+    support::kill::child(&killable(&app, &name, &image), &fly).await;
+}
+
+#[tokio::test]
+async fn a_deployer_killed_mid_apply_is_taken_over_and_the_next_apply_converges() {
+    let app = support::unique("killed");
+    let fake = fly::fake(&app).await;
+    let fly = fly::backend(&fake, &app).await;
+    let image = fly::image("killed").await;
+    let name = support::unique("fly-killed");
+    let vars = vec![
+        ("HM_FLY_URL", fake.machines_url()),
+        ("HM_FLY_LOGS", fake.logs_url()),
+        ("HM_FLY_TOKEN", fake.token()),
+        ("HM_FLY_APP", app.clone()),
+        ("HM_FLY_ENV", name.clone()),
+        ("HM_FLY_IMAGE", image.clone()),
+    ];
+    let killed = tokio::task::spawn_blocking(move || {
+        support::kill::run_child(
+            "fly_child_applies",
+            &vars.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>(),
+            support::kill::KillAt::Matching("InstanceCreated"),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(killed.killed, "the child was killed mid-apply: {:?}", killed.events);
+    // Its lock is left behind, with its machine half made; this deployer takes over (the holder's
+    // process is gone) and converges.
+    let env = killable(&app, &name, &image);
+    if let Err(e) = env.apply(&fly).await {
+        let url = format!("{}/apps/{app}/machines?include_deleted=true", fake.machines_url());
+        let body = reqwest::Client::new()
+            .get(url)
+            .header("authorization", format!("Bearer {}", fake.token()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for m in v.as_array().unwrap() {
+            eprintln!("DEBUG {} {} {} events={}", m["name"], m["state"], m["instance_id"], m["events"]);
+        }
+        eprintln!("DEBUG child events {:?}", killed.events);
+        panic!("{e}");
+    }
+    let plan = env.plan(&fly).await.unwrap();
+    assert!(plan.is_noop(), "{plan}");
+    let left: Vec<(String, String, String)> =
+        fake.machines(&app).into_iter().filter(|(_, n, _)| !n.ends_with("-hm-records")).collect();
+    assert_eq!(left.len(), 2, "exactly the two replicas: {left:?}");
+    assert!(left.iter().all(|(_, _, s)| s == "started"), "{left:?}");
+    env.down(&fly, Down::default()).await.unwrap();
+    assert!(fake.machines(&app).is_empty(), "{:?}", fake.machines(&app));
     fake.shutdown().await;
 }
