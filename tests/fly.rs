@@ -512,7 +512,7 @@ async fn a_deployer_killed_mid_apply_is_taken_over_and_the_next_apply_converges(
     let fly = fly::backend(&fake, &app).await;
     let image = fly::image("killed").await;
     let name = support::unique("fly-killed");
-    let vars = vec![
+    let vars = [
         ("HM_FLY_URL", fake.machines_url()),
         ("HM_FLY_LOGS", fake.logs_url()),
         ("HM_FLY_TOKEN", fake.token()),
@@ -559,5 +559,52 @@ async fn a_deployer_killed_mid_apply_is_taken_over_and_the_next_apply_converges(
     assert!(left.iter().all(|(_, _, s)| s == "started"), "{left:?}");
     env.down(&fly, Down::default()).await.unwrap();
     assert!(fake.machines(&app).is_empty(), "{:?}", fake.machines(&app));
+    fake.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_service_built_here_is_pushed_and_run_by_digest() {
+    let app = support::unique("built");
+    let fake = fly::fake(&app).await;
+    support::workload::ensure_images();
+    fly::image("built").await; // the record keeper's image
+    let docker = support::registry::docker().await;
+    let fly = harbormaster::FlyBackend::builder()
+        .app(&app)
+        .token(Secret::new(fake.token()))
+        .machines_url(fake.machines_url())
+        .logs_url(fake.logs_url())
+        .keeper_image(fly::keeper_image())
+        .build_with(docker)
+        .connect()
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(support::unique("hm-fly-build"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), format!("FROM {}\nENV VERSION=built\n", support::workload::IMAGE)).unwrap();
+    let tag = format!("{}/hm/fly-built:{}", support::registry::ADDR, support::unique("v"));
+    let name = support::unique("fly-built");
+    let svc = Service::builder("api")
+        .build_from(harbormaster::Build::context(&dir).tag(&tag))
+        .port(Port::tcp(8080).publish_ephemeral())
+        .health(check())
+        .build()
+        .unwrap();
+    let env = Environment::builder(PROJECT, &name).service(svc).build().unwrap();
+    env.apply(&fly).await.unwrap();
+    let (id, _, _) = fake.machines(&app).into_iter().find(|(_, n, _)| n.contains("-api-")).expect("the api machine");
+    let image = fake.image(&app, &id).unwrap_or_default();
+    let repo = tag.rsplit_once(':').map(|(r, _)| r).unwrap_or_default();
+    assert!(image.starts_with(&format!("{repo}@sha256:")), "the machine runs the pushed digest: {image}");
+    let public = fake.public_addr(&app, 8080).expect("the api's public port");
+    assert!(body(public).await.contains("built"));
+    let plan = env.plan(&fly).await.unwrap();
+    assert!(plan.is_noop(), "the same build is no change: {plan}");
+    // Without an image builder, a build is refused before anything changes.
+    let plain = fly::backend(&fake, &app).await;
+    let err = env.plan(&plain).await.expect_err("no builder");
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    env.down(&fly, Down::default()).await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     fake.shutdown().await;
 }

@@ -119,6 +119,13 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// For a target without an image store of its own (a cloud API that pulls from registries): a
+    /// local image store that builds the services' images and pushes them to their registry, so
+    /// the target pulls them by digest. `None` (the default): builds are refused there.
+    fn image_builder(&self) -> Option<&dyn ImageStore> {
+        None
+    }
+
     /// Its record store (the deploy lock, revisions, audit), if it has one.
     fn records(&self) -> Option<&dyn RecordStore> {
         None

@@ -49,7 +49,7 @@ pub(crate) async fn resolve(
     sink: &EventSink,
     mode: Mode,
 ) -> Result<(HashMap<String, Resolved>, Vec<ImagePlan>)> {
-    let Some(images) = backend.images() else { return by_reference(env, backend) };
+    let Some(images) = backend.images() else { return by_reference(env, backend, sink, mode).await };
     // References, each with the services using it and the strongest policy among them.
     let mut references: BTreeMap<&str, (Vec<&Service>, PullPolicy)> = BTreeMap::new();
     for svc in &env.services {
@@ -109,20 +109,25 @@ pub(crate) async fn resolve(
 }
 
 /// For a target without an image store: every image goes by its reference, which the target
-/// pulls itself (pinned when the reference carries a digest). Builds need a store.
-fn by_reference(env: &Environment, backend: &dyn Backend) -> Result<(HashMap<String, Resolved>, Vec<ImagePlan>)> {
+/// pulls itself (pinned when the reference carries a digest). A build needs the target's
+/// [`image_builder`](Backend::image_builder): it is built there and, in an apply, pushed to the
+/// registry its tag names; the target then pulls it by digest.
+async fn by_reference(
+    env: &Environment,
+    backend: &dyn Backend,
+    sink: &EventSink,
+    mode: Mode,
+) -> Result<(HashMap<String, Resolved>, Vec<ImagePlan>)> {
     let mut out = HashMap::new();
     let mut plans: Vec<ImagePlan> = Vec::new();
     for svc in &env.services {
         let reference = match &svc.image {
             ImageSource::Reference(r) => r,
-            ImageSource::Build(_) => {
-                return Err(Error::unsupported(
-                    backend.describe(),
-                    format!("build the image of `{}`", svc.name),
-                    "it has no image store; build and push the image to a registry (Build::push on a Docker \
-                     backend) and give the service its reference",
-                ))
+            ImageSource::Build(b) => {
+                let (resolved, plan) = build_for_target(backend, svc, b, sink, mode).await?;
+                out.insert(svc.name.clone(), resolved);
+                plans.push(plan);
+                continue;
             }
         };
         let pin = ImageRef::parse(reference).and_then(|r| r.digest.as_ref().map(|d| r.pinned(d)));
@@ -139,6 +144,49 @@ fn by_reference(env: &Environment, backend: &dyn Backend) -> Result<(HashMap<Str
         }
     }
     Ok((out, plans))
+}
+
+/// Builds `svc`'s image with the target's image builder and, in an apply, pushes it to the
+/// registry its tag names: the target pulls it by that digest.
+async fn build_for_target(
+    backend: &dyn Backend,
+    svc: &Service,
+    b: &crate::model::Build,
+    sink: &EventSink,
+    mode: Mode,
+) -> Result<(Resolved, ImagePlan)> {
+    let refuse =
+        |reason: &str| Error::unsupported(backend.describe(), format!("build the image of `{}`", svc.name), reason);
+    let Some(builder) = backend.image_builder() else {
+        return Err(refuse(
+            "it has no image store; build and push the image to a registry (Build::push on a Docker backend) and \
+             give the service its reference, or give the target an image builder",
+        ));
+    };
+    let Some(tag) = b.tag.clone().filter(|t| ImageRef::parse(t).is_some()) else {
+        return Err(refuse(
+            "the target pulls images from a registry: tag the build with a reference in one \
+             (Build::tag(\"registry.example.com/shop/api:2\"))",
+        ));
+    };
+    let id = builder.build_image(b, &tag).await?;
+    sink.emit(EventKind::ImageBuilt { service: svc.name.clone(), tag: tag.clone(), image_id: id.clone() });
+    let mut pin = None;
+    let mut digest = None;
+    if mode == Mode::Apply {
+        let d = builder.push_image(&tag, &|_| {}).await?;
+        sink.emit(EventKind::ImagePushed { reference: tag.clone(), digest: d.clone() });
+        pin = ImageRef::parse(&tag).map(|r| r.pinned(&d));
+        digest = Some(d);
+    }
+    let plan = ImagePlan {
+        reference: tag,
+        services: vec![svc.name.clone()],
+        image_id: Some(id.clone()),
+        digest,
+        action: ImageAction::Built,
+    };
+    Ok((Resolved { id, pin }, plan))
 }
 
 fn stronger(a: PullPolicy, b: PullPolicy) -> PullPolicy {

@@ -3,7 +3,7 @@
 //!
 //! | harbormaster | Fly machine config |
 //! |---|---|
-//! | image (by reference) | `image` |
+//! | image (by reference; a build pushed by the library, by digest) | `image` |
 //! | entrypoint, command | `init.entrypoint`, `init.cmd` |
 //! | env, secrets | `env` (secret values only in the request, never in records) |
 //! | resources: cpus, memory | `guest.cpus` (rounded up), `guest.memory_mb` (rounded up to 256 MB), `cpu_kind: shared` |
@@ -290,7 +290,8 @@ pub(super) fn machine_config(spec: &InstanceSpec, volumes: &BTreeMap<String, Str
     let cpus = spec.resources.cpus.map(|c| c.ceil().clamp(1.0, 16.0) as i64).unwrap_or(1);
     let memory = spec.resources.memory_mb.map(memory_mb).unwrap_or(256);
     MachineConfig {
-        image: Some(spec.image_id.clone()),
+        // Pinned to its registry digest when it has one (a build pushed by the library, a rollback).
+        image: Some(spec.image_pull.clone().unwrap_or_else(|| spec.image_id.clone())),
         init: (spec.entrypoint.is_some() || spec.command.is_some())
             .then(|| Init { entrypoint: spec.entrypoint.clone(), cmd: spec.command.clone() }),
         env: Some(env),

@@ -29,7 +29,7 @@
 //!     .connect()
 //!     .await?;
 //! let api = Service::builder("api").image("registry.fly.io/shop-api:2")
-//!     .port(Port::tcp(8080).publish(443)).replicas(2)
+//!     .port(Port::tcp(8080).publish_ephemeral()).replicas(2)
 //!     .health(HealthCheck::http(8080, "/health")).build()?;
 //! let env = Environment::builder("shop", "staging").service(api).build()?;
 //! println!("{}", env.plan(&fly).await?);
@@ -53,7 +53,8 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::{Backend, ExecOutput, Instance, InstanceSpec, LogLine, LogStream, RecordStore, Scope};
+use super::docker::DockerBackend;
+use super::{Backend, ExecOutput, ImageStore, Instance, InstanceSpec, LogLine, LogStream, RecordStore, Scope};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Secret, VolumeSource};
 use api::Api;
@@ -74,6 +75,7 @@ pub struct FlyBackend {
     volume_size_gb: u32,
     start_timeout: Duration,
     keepers: std::sync::Arc<Mutex<HashMap<Scope, String>>>,
+    builder: Option<DockerBackend>,
 }
 
 /// Builder for [`FlyBackend`].
@@ -93,6 +95,7 @@ pub struct FlyBackendBuilder {
     volume_size_gb: Option<u32>,
     start_timeout: Option<Duration>,
     create_app_in: Option<String>,
+    builder: Option<DockerBackend>,
 }
 
 impl FlyBackendBuilder {
@@ -179,6 +182,14 @@ impl FlyBackendBuilder {
         self
     }
 
+    /// Builds the services that have a [`Build`](crate::Build) on this Docker engine and pushes them
+    /// to the registry their tag names (with the engine's registry credentials); Fly machines then
+    /// pull them by digest. Without it, a service with a build is refused.
+    pub fn build_with(mut self, docker: DockerBackend) -> Self {
+        self.builder = Some(docker);
+        self
+    }
+
     /// Checks the token and the app, and returns the backend.
     pub async fn connect(self) -> Result<FlyBackend> {
         let invalid = |what: &str| Error::unsupported("fly", "connect", what);
@@ -203,6 +214,7 @@ impl FlyBackendBuilder {
             volume_size_gb: self.volume_size_gb.unwrap_or(1).max(1),
             start_timeout: self.start_timeout.unwrap_or(Duration::from_secs(300)),
             keepers: Default::default(),
+            builder: self.builder,
         };
         let answer = fly.api.send("show the app", Method::GET, &format!("/apps/{}", fly.app), None, None, None).await?;
         match (answer.status, &self.create_app_in) {
@@ -378,6 +390,14 @@ impl Backend for FlyBackend {
             }
         }
         let name = fly_name(&spec.name);
+        if spec.image_pull.is_none() && spec.image_id.starts_with("sha256:") {
+            return Err(Error::backend_kind(
+                "create machine",
+                &name,
+                ErrorKind::Invalid,
+                "its image was built here but not pushed to a registry Fly can pull from",
+            ));
+        }
         let body = json!({
             "name": name,
             "region": self.region,
@@ -412,14 +432,13 @@ impl Backend for FlyBackend {
                 .expect("start machine", Method::POST, &self.path(&format!("/machines/{id}/start")), None, None)
                 .await?;
         }
-        // Started, or stopped again (it exited at once: the caller sees its exit code).
-        let mut waited = Duration::ZERO;
-        while waited < self.start_timeout {
-            let step = Duration::from_secs(WAIT_CALL.min(10));
-            if self.wait_state(id, "started", None, step).await? {
+        // Until it is started, or stopped again (it exited at once, as a short job does: the
+        // caller then sees its exit code). Short waits, so an exit is noticed within 2 s.
+        let end = tokio::time::Instant::now() + self.start_timeout;
+        while tokio::time::Instant::now() < end {
+            if self.wait_state(id, "started", None, Duration::from_secs(2)).await? {
                 return Ok(());
             }
-            waited = waited.saturating_add(step);
             match self.machine(id).await? {
                 Some(m) if matches!(m.state.as_str(), "stopped" | "failed" | "destroyed") => return Ok(()),
                 Some(_) => {}
@@ -654,6 +673,10 @@ impl Backend for FlyBackend {
 
     fn records(&self) -> Option<&dyn RecordStore> {
         Some(self)
+    }
+
+    fn image_builder(&self) -> Option<&dyn ImageStore> {
+        self.builder.as_ref().map(|d| d as &dyn ImageStore)
     }
 }
 
