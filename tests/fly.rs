@@ -296,6 +296,38 @@ async fn an_expired_lease_on_the_records_is_waited_out_and_408s_from_wait_are_lo
 }
 
 #[tokio::test]
+async fn a_lease_held_by_someone_else_is_error_locked_naming_the_holder() {
+    let app = support::unique("held");
+    let fake = fly::fake(&app).await;
+    let image = fly::image("held").await;
+    let fly = harbormaster::FlyBackend::builder()
+        .app(&app)
+        .token(Secret::new(fake.token()))
+        .machines_url(fake.machines_url())
+        .logs_url(fake.logs_url())
+        .keeper_image(fly::keeper_image())
+        .lease_wait(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap();
+    let name = support::unique("fly-held");
+    let job = || Service::job("migrate").image(&image).env("JOB_EXIT_CODE", "0").build().unwrap();
+    let env = Environment::builder(PROJECT, &name).service(job()).build().unwrap();
+    env.apply(&fly).await.unwrap();
+    let (keeper, _, _) =
+        fake.machines(&app).into_iter().find(|(_, n, _)| n.ends_with("-hm-records")).expect("the record keeper");
+    assert!(fake.hold_lease(&app, &keeper, 3600, "flyctl machine update by ops").is_some());
+    let started = Instant::now();
+    let err = env.apply(&fly).await.expect_err("the records stay leased by another");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(matches!(err, harbormaster::Error::Locked { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let text = err.to_string();
+    assert!(text.contains("someone-else@example.com") && text.contains("flyctl machine update by ops"), "{text}");
+    fake.shutdown().await;
+}
+
+#[tokio::test]
 async fn bursts_of_429_and_503_are_retried_and_said_in_the_events() {
     let app = support::unique("burst");
     let fake = fly::fake(&app).await;

@@ -76,6 +76,7 @@ pub struct FlyBackend {
     start_timeout: Duration,
     keepers: std::sync::Arc<Mutex<HashMap<Scope, String>>>,
     builder: Option<DockerBackend>,
+    lease_wait: Duration,
 }
 
 /// Builder for [`FlyBackend`].
@@ -96,6 +97,7 @@ pub struct FlyBackendBuilder {
     start_timeout: Option<Duration>,
     create_app_in: Option<String>,
     builder: Option<DockerBackend>,
+    lease_wait: Option<Duration>,
 }
 
 impl FlyBackendBuilder {
@@ -182,6 +184,14 @@ impl FlyBackendBuilder {
         self
     }
 
+    /// How long a change of the environment's records waits for the record keeper's lease while
+    /// another holds it (default 30 s; a holder that died lets it lapse within 15 s). Past it, the
+    /// change fails with [`Error::Locked`](crate::Error::Locked) naming the lease's holder.
+    pub fn lease_wait(mut self, d: Duration) -> Self {
+        self.lease_wait = Some(d);
+        self
+    }
+
     /// Builds the services that have a [`Build`](crate::Build) on this Docker engine and pushes them
     /// to the registry their tag names (with the engine's registry credentials); Fly machines then
     /// pull them by digest. Without it, a service with a build is refused.
@@ -215,6 +225,7 @@ impl FlyBackendBuilder {
             start_timeout: self.start_timeout.unwrap_or(Duration::from_secs(300)),
             keepers: Default::default(),
             builder: self.builder,
+            lease_wait: self.lease_wait.unwrap_or(Duration::from_secs(30)),
         };
         let answer = fly.api.send("show the app", Method::GET, &format!("/apps/{}", fly.app), None, None, None).await?;
         match (answer.status, &self.create_app_in) {

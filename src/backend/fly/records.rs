@@ -31,8 +31,6 @@ const KEEPER: &str = "records";
 const CHUNK: usize = 24 * 1024;
 /// How long a record change may hold the keeper's lease.
 const LEASE_TTL: i64 = 15;
-/// How long a change waits for the keeper's lease.
-const LEASE_WAIT: Duration = Duration::from_secs(30);
 
 fn hex(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
@@ -140,16 +138,62 @@ impl FlyBackend {
             if answer.status != 409 {
                 return Err(self.api.error("take the record keeper's lease", machine, &answer));
             }
-            if started.elapsed() > LEASE_WAIT {
-                return Err(Error::backend_kind(
-                    "take the record keeper's lease",
-                    machine,
-                    ErrorKind::Conflict,
-                    format!("still held after {LEASE_WAIT:?}: {}", answer.message()),
-                ));
+            if started.elapsed() > self.lease_wait {
+                return Err(self.held_by_another(machine).await);
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(800));
+        }
+    }
+
+    /// [`Error::Locked`] naming who holds the keeper's lease (the Fly user, and the process its
+    /// description names), for a lease that stayed held past the wait.
+    async fn held_by_another(&self, machine: &str) -> Error {
+        let path = self.path(&format!("/machines/{machine}/lease"));
+        let lease = match self.api.send("show the record keeper's lease", Method::GET, &path, None, None, None).await {
+            Ok(a) if a.ok() => a.body,
+            Ok(a) => return self.api.error("take the record keeper's lease", machine, &a),
+            Err(e) => return e,
+        };
+        let text = |k: &str| lease.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let description = text("description");
+        // Our own holders describe themselves as `harbormaster on <host> (pid <pid>)`.
+        let host = description
+            .strip_prefix("harbormaster on ")
+            .and_then(|r| r.split(" (pid ").next())
+            .unwrap_or("unknown")
+            .to_string();
+        let pid = description.rsplit_once("(pid ").and_then(|(_, p)| p.trim_end_matches(')').parse().ok()).unwrap_or(0);
+        let expires = lease
+            .get("expires_at")
+            .and_then(Value::as_u64)
+            .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+            .unwrap_or_else(SystemTime::now);
+        let environment = self
+            .keepers
+            .lock()
+            .ok()
+            .and_then(|k| k.iter().find(|(_, id)| id.as_str() == machine).map(|(s, _)| s.qualified()))
+            .unwrap_or_else(|| machine.to_string());
+        Error::Locked {
+            environment,
+            holder: Box::new(crate::error::LockHolder {
+                actor: Some(text("owner")).filter(|o| !o.is_empty()),
+                host,
+                pid,
+                operation: if description.is_empty() {
+                    "a change of the environment's records".into()
+                } else {
+                    description
+                },
+                since: SystemTime::now(),
+                expires,
+                state: format!(
+                    "it holds the Fly lease of the record keeper machine {machine} (still held after {:?})",
+                    self.lease_wait
+                ),
+                renew_every: Duration::from_secs(LEASE_TTL.unsigned_abs()),
+            }),
         }
     }
 
