@@ -186,7 +186,7 @@ impl FlyBackendBuilder {
 
     /// How long a change of the environment's records waits for the record keeper's lease while
     /// another holds it (default 30 s; a holder that died lets it lapse within 15 s). Past it, the
-    /// change fails with [`Error::Locked`](crate::Error::Locked) naming the lease's holder.
+    /// change fails with [`Error::Locked`] naming the lease's holder.
     pub fn lease_wait(mut self, d: Duration) -> Self {
         self.lease_wait = Some(d);
         self
