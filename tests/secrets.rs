@@ -293,3 +293,79 @@ async fn registry_credentials_never_appear() {
     }
     assert!(err.to_string().contains(support::registry::USER), "the error names the user: {err}");
 }
+
+/// The same search on the Fly backend: the API token and a service's secret, through an apply
+/// (with a retried 503), a failing service that prints its secret, status, logs, exec, history,
+/// events, errors, `Debug`, `tracing`, the `log` facade and what the library stored in the API.
+/// The one place the secret may be is its machine's environment.
+#[tokio::test]
+async fn on_fly_neither_the_token_nor_a_secret_appears_anywhere_but_the_machines_environment() {
+    let (logs, traces) = captures();
+    let app = support::unique("leak");
+    let fake = support::fly::fake(&app).await;
+    let image = support::fly::image("leak").await;
+    let token = fake.token();
+    let secret = unique("fly");
+    let secrets = vec![token.clone(), secret.clone()];
+    let fly = support::fly::backend(&fake, &app).await;
+    let name = support::unique("fly-leak");
+    let check = || HealthCheck::http(8080, "/health").interval(Duration::from_millis(200)).retries(20);
+    let api = |fail: bool| {
+        let b = Service::builder("api")
+            .image(&image)
+            .secret("API_KEY", Secret::new(secret.clone()))
+            .env("LOG_ENV", "API_KEY")
+            .port(Port::tcp(8080).publish_ephemeral())
+            .health(check());
+        let b = if fail { b.env("HEALTH_STATUS", "500").health(check().retries(5)) } else { b };
+        b.build().unwrap()
+    };
+    let env = |fail: bool| Environment::builder(PROJECT, &name).service(api(fail)).build().unwrap();
+    let mut found = Vec::new();
+    fake.inject(&[503]);
+    let (ok, events) = apply_collect(&env(false), &fly).await;
+    ok.unwrap();
+    occurrences(&secrets, &format!("{events:?}"), "events", &mut found);
+    let (failed, events) = apply_collect(&env(true), &fly).await;
+    let err = failed.expect_err("the failing version is rolled back");
+    occurrences(&secrets, &format!("{err} {err:?}"), "the error", &mut found);
+    occurrences(&secrets, &format!("{events:?}"), "events of the failed apply", &mut found);
+    occurrences(&secrets, &format!("{fly:?}"), "Debug of the backend", &mut found);
+    let status = env(false).status(&fly).await.unwrap();
+    occurrences(&secrets, &format!("{status:?}"), "status", &mut found);
+    let lines: Vec<String> = env(false)
+        .logs(&fly, "api", LogOptions::default())
+        .await
+        .unwrap()
+        .filter_map(|l| async move { l.ok().map(|l| l.text) })
+        .collect()
+        .await;
+    assert!(lines.iter().any(|l| l.starts_with("API_KEY=")), "the service printed its secret: {lines:?}");
+    occurrences(&secrets, &lines.join("\n"), "logs", &mut found);
+    let out = env(false).exec(&fly, "api", ["/workload", "cat", "/proc/self/environ"]).await.unwrap();
+    occurrences(&secrets, &format!("{out:?}"), "exec output", &mut found);
+    let history = env(false).history(&fly, "api").await.unwrap();
+    occurrences(&secrets, &format!("{history:?}"), "history", &mut found);
+    for (id, machine_name, _) in fake.machines(&app) {
+        let (metadata, environment) = fake.stored(&app, &id);
+        occurrences(&secrets, &format!("{metadata:?}"), &format!("metadata of {machine_name}"), &mut found);
+        if machine_name.ends_with("-hm-records") {
+            occurrences(&secrets, &format!("{environment:?}"), "the record keeper's environment", &mut found);
+        }
+    }
+    env(false).down(&fly, harbormaster::Down::default()).await.unwrap();
+    fake.shutdown().await;
+    // The test server stands in for Fly, which holds the machine's environment: it runs machines
+    // through its own Docker client, whose `bollard` lines log their create bodies. The library's
+    // Fly backend uses no Docker client here (it speaks HTTP to the API), so those lines are the
+    // platform's, not the library's.
+    let logged: String = logs
+        .0
+        .lock()
+        .map(|v| v.iter().filter(|l| !l.contains(" bollard::")).cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    occurrences(&secrets, &logged, "the log facade", &mut found);
+    let traced = traces.0.lock().map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+    occurrences(&secrets, &traced, "tracing", &mut found);
+    assert!(found.is_empty(), "secret values found: {found:?}");
+}
