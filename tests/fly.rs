@@ -400,6 +400,19 @@ async fn the_token_never_appears_and_a_wrong_one_is_unauthorized() {
         .await
         .expect_err("a missing app");
     assert_eq!(no_app.kind(), ErrorKind::NotFound, "{no_app}");
+    // Nothing listening: said quickly, as unreachable.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let started = Instant::now();
+    let nothing = harbormaster::FlyBackend::builder()
+        .app(&app)
+        .token(Secret::new(fake.token()))
+        .machines_url(format!("http://{closed}/v1"))
+        .connect()
+        .await
+        .expect_err("nothing listens there");
+    assert_eq!(nothing.kind(), ErrorKind::Unreachable, "{nothing}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(!nothing.to_string().contains(&fake.token()), "{nothing}");
     fake.shutdown().await;
 }
 

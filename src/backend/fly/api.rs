@@ -188,7 +188,9 @@ impl Api {
                     // (it may have been carried out).
                     let kind = if e.is_timeout() { ErrorKind::Timeout } else { ErrorKind::Unreachable };
                     let reason = crate::scrub::text(&e.to_string()).into_owned();
-                    if e.is_timeout() || !(e.is_connect() || e.is_request()) || attempt >= self.max_retries {
+                    // A refused connection is retried twice at most: an API that is not there
+                    // is said within two seconds, not after a minute of backoff.
+                    if e.is_timeout() || !(e.is_connect() || e.is_request()) || attempt >= self.max_retries.min(2) {
                         return Err(self.failed(operation, url, kind, &format!("no answer: {reason}")));
                     }
                     (Answer { status: 0, body: Value::Null, date: None }, reason, None)
