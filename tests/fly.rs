@@ -165,16 +165,7 @@ async fn a_seed_shaped_stack_deploys_rolls_without_a_failed_request_and_rolls_ba
 async fn on_the_private_network_the_library_probes_machines_itself() {
     let app = support::unique("private");
     let fake = fly::fake(&app).await;
-    let fly = harbormaster::FlyBackend::builder()
-        .app(&app)
-        .token(Secret::new(fake.token()))
-        .machines_url(fake.machines_url())
-        .logs_url(fake.logs_url())
-        .keeper_image(fly::keeper_image())
-        .private_network(true)
-        .connect()
-        .await
-        .unwrap();
+    let fly = fly::builder(&fake, &app).private_network(true).connect().await.unwrap();
     assert!(!fly.reports_health());
     let image = fly::image("private").await;
     let name = support::unique("fly-private");
@@ -300,16 +291,7 @@ async fn a_lease_held_by_someone_else_is_error_locked_naming_the_holder() {
     let app = support::unique("held");
     let fake = fly::fake(&app).await;
     let image = fly::image("held").await;
-    let fly = harbormaster::FlyBackend::builder()
-        .app(&app)
-        .token(Secret::new(fake.token()))
-        .machines_url(fake.machines_url())
-        .logs_url(fake.logs_url())
-        .keeper_image(fly::keeper_image())
-        .lease_wait(Duration::from_secs(2))
-        .connect()
-        .await
-        .unwrap();
+    let fly = fly::builder(&fake, &app).lease_wait(Duration::from_secs(2)).connect().await.unwrap();
     let name = support::unique("fly-held");
     let job = || Service::job("migrate").image(&image).env("JOB_EXIT_CODE", "0").build().unwrap();
     let env = Environment::builder(PROJECT, &name).service(job()).build().unwrap();
@@ -614,16 +596,7 @@ async fn a_service_built_here_is_pushed_and_run_by_digest() {
     support::workload::ensure_images();
     fly::image("built").await; // the record keeper's image
     let docker = support::registry::docker().await;
-    let fly = harbormaster::FlyBackend::builder()
-        .app(&app)
-        .token(Secret::new(fake.token()))
-        .machines_url(fake.machines_url())
-        .logs_url(fake.logs_url())
-        .keeper_image(fly::keeper_image())
-        .build_with(docker)
-        .connect()
-        .await
-        .unwrap();
+    let fly = fly::builder(&fake, &app).build_with(docker).connect().await.unwrap();
     let dir = std::env::temp_dir().join(support::unique("hm-fly-build"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("Dockerfile"), format!("FROM {}\nENV VERSION=built\n", support::workload::IMAGE)).unwrap();

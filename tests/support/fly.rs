@@ -2,7 +2,7 @@
 //! follows the published spec, and its machines are containers on the local engine, made from
 //! images it pulls from the test registry with the registry's credentials.
 
-use harbormaster::{FlyBackend, Secret};
+use harbormaster::{FlyBackend, FlyBackendBuilder, Secret};
 
 pub use fly_api_fake::{FakeFly, Options};
 
@@ -22,15 +22,20 @@ pub async fn fake(app: &str) -> FakeFly {
     FakeFly::start(opts).await.unwrap_or_else(|e| panic!("the Fly API test server needs the Docker engine: {e}"))
 }
 
-/// A backend for `app` on `fake`.
-pub async fn backend(fake: &FakeFly, app: &str) -> FlyBackend {
+/// A builder for a backend of `app` on `fake` (its URLs, token and the keeper's image set).
+pub fn builder(fake: &FakeFly, app: &str) -> FlyBackendBuilder {
     FlyBackend::builder()
         .app(app)
         .token(Secret::new(fake.token()))
         .machines_url(fake.machines_url())
         .logs_url(fake.logs_url())
-        .public_host("127.0.0.1")
         .keeper_image(keeper_image())
+}
+
+/// A backend for `app` on `fake`.
+pub async fn backend(fake: &FakeFly, app: &str) -> FlyBackend {
+    builder(fake, app)
+        .public_host("127.0.0.1")
         .connect()
         .await
         .unwrap_or_else(|e| panic!("connecting to the Fly API test server: {e}"))
