@@ -27,6 +27,8 @@ use crate::state::promotion::Pending;
 
 /// How long loading a configuration into a proxy may take.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a just-started Caddy may take to listen on its admin address.
+const ADMIN_STARTUP: Duration = Duration::from_secs(5);
 
 pub(crate) struct Traffic<'a> {
     backend: &'a dyn Backend,
@@ -250,7 +252,17 @@ impl<'a> Traffic<'a> {
             let reload = &reload;
             async move {
                 files_of(self.backend)?.write_file(id, INGRESS_CONFIG_PATH, body, 0o644).await?;
-                let out = self.backend.exec(id, reload, RELOAD_TIMEOUT).await?;
+                // A Caddy that was just started may not listen on its admin address yet (seen on
+                // a loaded host): its refusal is waited out, for a few seconds at most.
+                let until = tokio::time::Instant::now() + ADMIN_STARTUP;
+                let mut out = self.backend.exec(id, reload, RELOAD_TIMEOUT).await?;
+                while out.exit_code != 0
+                    && out.stderr.contains("connection refused")
+                    && tokio::time::Instant::now() < until
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    out = self.backend.exec(id, reload, RELOAD_TIMEOUT).await?;
+                }
                 if out.exit_code != 0 {
                     let why = out.stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().to_string();
                     return Err(Error::backend(
