@@ -18,6 +18,10 @@ use crate::error::{Error, HealthFailure};
 use crate::events::{EventKind, EventSink};
 use crate::model::{HealthCheck, Probe};
 
+/// How long a crash-looping instance is watched for the exit code of one of its runs, when the
+/// engine answered the wait with the code of the run its restart policy started.
+const EXIT_CODE_WAIT: Duration = Duration::from_secs(3);
+
 /// What the gate needs from the engine.
 pub(crate) struct Gate<'a> {
     pub backend: &'a dyn Backend,
@@ -119,7 +123,7 @@ impl Gate<'_> {
                     };
                     match step {
                         Step::Exited(code) => {
-                            let reason = format!("the container exited with code {code} while starting");
+                            let reason = self.exited(instance, code, "while starting").await;
                             return Err(self.failure(instance, reason, &history).await);
                         }
                         Step::Expired => {
@@ -197,7 +201,8 @@ impl Gate<'_> {
         tokio::select! {
             code = &mut *exit => {
                 if let Ok(code) = code {
-                    let reason = format!("the container exited with code {code} within its settle time of {:?}", self.settle);
+                    let when = format!("within its settle time of {:?}", self.settle);
+                    let reason = self.exited(instance, code, &when).await;
                     return Err(self.failure(instance, reason, history).await);
                 }
                 tokio::time::sleep_until(settled).await;
@@ -211,6 +216,42 @@ impl Gate<'_> {
             Some(why) => Err(self.failure(instance, why, history).await),
             None => Ok(()),
         }
+    }
+
+    /// Why an instance whose exit was seen failed, `when` saying in which phase. A restart policy
+    /// may have restarted it already: the engine then reports the exit code of the new run (0) to
+    /// the waiter, so a restarted instance is described as crash-looping with the code it last
+    /// exited with, as the engine reports it now.
+    async fn exited(&self, instance: &Instance, code: i64, when: &str) -> String {
+        let plain = format!("the container exited with code {code} {when}");
+        let Ok(mut now) = self.backend.inspect_instance(&instance.id).await else { return plain };
+        if now.restarts == 0 {
+            return plain;
+        }
+        // Restarted: the code that was waited for may be the new run's. A crash loop exits again
+        // soon; the engine then reports the code while it restarts the instance.
+        let mut last = (code != 0).then_some(code);
+        let until = crate::clock::after(Instant::now(), EXIT_CODE_WAIT);
+        loop {
+            if let (InstanceState::Exited | InstanceState::Dead | InstanceState::Restarting, Some(c)) =
+                (now.state, now.exit_code)
+            {
+                last = Some(c);
+            }
+            if last.is_some() || Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match self.backend.inspect_instance(&instance.id).await {
+                Ok(again) => now = again,
+                Err(_) => break,
+            }
+        }
+        format!(
+            "the container exited with code {} {when}; it was restarted {} time(s) by its restart policy: it is crash-looping",
+            last.map_or_else(|| "unknown (see its log lines)".to_string(), |c| c.to_string()),
+            now.restarts
+        )
     }
 
     /// Why the instance is not simply running, if it is not: exited (with its code), or
@@ -253,7 +294,8 @@ impl Gate<'_> {
             tokio::select! {
                 code = &mut *exit => {
                     if let Ok(code) = code {
-                        let reason = format!("the container exited with code {code} during its min_ready period of {min_ready:?}");
+                        let when = format!("during its min_ready period of {min_ready:?}");
+                        let reason = self.exited(instance, code, &when).await;
                         return Err(self.failure(instance, reason, history).await);
                     }
                 }

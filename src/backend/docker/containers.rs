@@ -286,8 +286,9 @@ fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Ins
         Some(ContainerStateStatusEnum::DEAD) | Some(ContainerStateStatusEnum::REMOVING) => InstanceState::Dead,
         _ => InstanceState::Unknown,
     };
-    let exit_code =
-        matches!(state, InstanceState::Exited | InstanceState::Dead).then_some(state_info.exit_code).flatten();
+    let exit_code = matches!(state, InstanceState::Exited | InstanceState::Dead | InstanceState::Restarting)
+        .then_some(state_info.exit_code)
+        .flatten();
     let engine_health = match state_info.health {
         None => EngineHealth::None,
         Some(h) => match h.status {
