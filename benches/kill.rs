@@ -104,7 +104,7 @@ fn run_killed(mut cmd: Command, after: Duration) {
 
 async fn harbormaster(docker: &DockerBackend, points: usize, rng: &mut Points) -> Tally {
     let name = common::unique("kill");
-    let scope = Scope { project: PROJECT.into(), environment: name.clone() };
+    let scope = Scope::new(PROJECT, &name);
     let started = Instant::now();
     stack(&name, "v0").apply(docker).await.expect("the first deploy");
     let full = started.elapsed();

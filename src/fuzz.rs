@@ -272,7 +272,7 @@ fn docker_accepts_reference(r: &str) -> bool {
 /// Checks what the engine receives for an accepted service against the engine's rules.
 fn assert_valid_for_the_engine(svc: &Service, env: &Environment) {
     let t = Template::new(env, svc, "sha256:0123456789abcdef");
-    let scope = Scope { project: "p".into(), environment: "e".into() };
+    let scope = Scope::new("p", "e");
     let spec = t.instance(&scope, 0, "p-e-svc-0-abcdef".into());
     let body =
         create_body(&spec, Some(std::net::Ipv4Addr::LOCALHOST.into())).expect("an accepted service has a create body");

@@ -58,6 +58,8 @@
 //! | a remote engine over SSH: [`SshHost`] (connection, host keys, forwards, host checks) | [`backend::ssh`] |
 //! | several hosts as one backend, placement by role, image shipping: [`Fleet`] | [`backend::fleet`] (placement decided in `engine/placement.rs`) |
 //! | errors, and the [`ErrorKind`] to match on | [`error`] |
+//! | what is deployed on a target, from any process, by labels: [`environments`], [`FoundEnvironment::down`] | `engine/inventory.rs` |
+//! | a test harness that never leaks: `TestEnv`, `SharedEnv`, the reaper (feature `testing`) | `testing` (the reaper's decision: `testing/owner.rs`) |
 //!
 //! ## Guarantees
 //! - Every wait has a deadline the library enforces: no call hangs forever. A deadline that ends a
@@ -92,6 +94,8 @@ mod process;
 pub mod registry;
 pub mod scrub;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use backend::docker::{DockerBackend, DockerBackendBuilder, ProbeRoute};
 pub use backend::fleet::{Fleet, FleetBuilder, FleetHost};
@@ -103,8 +107,8 @@ pub use backend::{
     InstanceState, LogLine, LogStream, Orchestrator, RecordStore, Topology,
 };
 pub use engine::{
-    ApplyRun, AuditEntry, Deployment, Down, DownReport, Endpoint, Event, EventKind, Health, InstanceStatus, LockHolder,
-    LogOptions, Revision, RolloutOutcome, ServiceStatus, Status,
+    environments, ApplyRun, AuditEntry, Deployment, Down, DownReport, Endpoint, Event, EventKind, FoundEnvironment,
+    Health, InstanceStatus, LockHolder, LogOptions, Revision, RolloutOutcome, ServiceStatus, Status,
 };
 pub use error::{ApplyFailure, Error, ErrorKind, HealthFailure, RegistryErrorKind, Result, ValidationError};
 pub use health::ProbeRecord;

@@ -78,7 +78,7 @@ fn next_line(rx: &std::sync::mpsc::Receiver<String>, within: Duration) -> String
 }
 
 async fn wait_for_lock(h: &Harness) {
-    let scope = Scope { project: PROJECT.into(), environment: h.name.clone() };
+    let scope = Scope::new(PROJECT, &h.name);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while h.docker.list_records(&scope, "lock").await.unwrap().is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "the first deployer never took the lock");

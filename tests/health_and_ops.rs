@@ -180,7 +180,7 @@ async fn records_and_the_state_store_live_on_the_engine() {
     use harbormaster::backend::{NewRecord, Scope};
     use harbormaster::RecordStore;
     let h = Harness::new("records").await;
-    let scope = Scope { project: support::PROJECT.into(), environment: h.name.clone() };
+    let scope = Scope::new(support::PROJECT, &h.name);
     let lock = |holder: &str| NewRecord {
         name: format!("{}-{}.lock.1", scope.project, scope.environment),
         kind: "lock".into(),

@@ -34,7 +34,7 @@ async fn assert_converged(h: &Harness, version: &str, versions: &[String], point
     let env = stack(&h.name, version);
     let plan = env.plan(&h.docker).await.unwrap();
     assert!(plan.is_noop(), "{point}: the fresh apply did not converge:\n{plan}");
-    let scope = Scope { project: PROJECT.into(), environment: h.name.clone() };
+    let scope = Scope::new(PROJECT, &h.name);
     let instances = h.docker.list_instances(&scope).await.unwrap();
     let mut by_service: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for i in &instances {

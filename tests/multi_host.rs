@@ -129,7 +129,7 @@ async fn a_seed_topology_deploys_across_three_hosts() {
 
     // Down removes everything on every host.
     env.down(&fleet, harbormaster::Down::default().with_volumes()).await.unwrap();
-    let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
+    let scope = harbormaster::backend::Scope::new(PROJECT, &name);
     assert!(fleet.list_instances(&scope).await.unwrap().is_empty());
 }
 
@@ -217,7 +217,7 @@ async fn probe_forwards_are_reused_and_bounded() {
         .build()
         .unwrap();
     let deployed = env.apply(&fleet).await.expect("apply on B");
-    let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
+    let scope = harbormaster::backend::Scope::new(PROJECT, &name);
     let api = b.list_instances(&scope).await.unwrap().into_iter().find(|i| i.service == "api").expect("api on B");
     assert!(deployed.endpoint("api", 8080).is_err(), "8080 is not published");
 
@@ -410,7 +410,7 @@ async fn a_host_lost_mid_rollout_leaves_every_service_on_a_revision() {
     for host in [A, D] {
         assert_eq!(version_at(host, web_port).await, "v2", "{host} serves v2");
     }
-    let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
+    let scope = harbormaster::backend::Scope::new(PROJECT, &name);
     let web: Vec<_> = fleet.list_instances(&scope).await.unwrap().into_iter().filter(|i| i.service == "web").collect();
     assert_eq!(web.len(), 2, "nothing stray is left on either host: {web:?}");
     assert!(web.iter().all(|i| i.is_running()));
@@ -447,7 +447,7 @@ async fn a_host_lost_during_its_health_gate_is_named() {
             .build()
             .unwrap()
     };
-    let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
+    let scope = harbormaster::backend::Scope::new(PROJECT, &name);
     let versions = |instances: Vec<harbormaster::Instance>| {
         let running: Vec<_> = instances.into_iter().filter(|i| i.service == "web" && i.is_running()).collect();
         async move {
@@ -548,7 +548,7 @@ async fn a_rollout_failing_on_one_host_is_rolled_back_on_every_host() {
         let (_, version) = get(&format!("http://{}:{port}/version", hosts::address(host))).await;
         assert_eq!(version, "v1", "{host} serves the old version again");
     }
-    let scope = harbormaster::backend::Scope { project: PROJECT.into(), environment: name.clone() };
+    let scope = harbormaster::backend::Scope::new(PROJECT, &name);
     let web: Vec<_> = fleet.list_instances(&scope).await.unwrap().into_iter().filter(|i| i.service == "web").collect();
     assert_eq!(web.len(), 2, "{web:?}");
     assert!(web.iter().all(|i| i.is_running()));

@@ -63,7 +63,7 @@ async fn history_audit_lock_jobs_and_rollback_survive_docker_system_prune() {
     let (e, _only_user) = engine_e().await;
     let name = support::unique("prune");
     let _guard = Guard(name.clone());
-    let scope = Scope { project: PROJECT.into(), environment: name.clone() };
+    let scope = Scope::new(PROJECT, &name);
     let (one, two) = (format!("hm-prune/{name}:1"), format!("hm-prune/{name}:2"));
     let id_one = build_on(&e, &one).await;
     build_on(&e, &two).await;

@@ -119,7 +119,7 @@ async fn a_concurrent_apply_is_refused_or_waits() {
         async move { first.apply(&docker).await }
     });
     // Wait until the first apply holds the lock (its record exists).
-    let scope = Scope { project: support::PROJECT.into(), environment: h.name.clone() };
+    let scope = Scope::new(support::PROJECT, &h.name);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while h.docker.list_records(&scope, "lock").await.unwrap().is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "the first apply never took the lock");
@@ -271,7 +271,7 @@ async fn the_deploying_process_killed_mid_rollout_leaves_the_old_version_serving
     let h = Harness::new("sigkill").await;
     let deployed = killable(&h.name, "v1").apply(&h.docker).await.unwrap();
     let url = format!("{}/version", deployed.ingress_endpoint().unwrap().http_url());
-    let scope = Scope { project: support::PROJECT.into(), environment: h.name.clone() };
+    let scope = Scope::new(support::PROJECT, &h.name);
     let v1_hash =
         h.docker.list_instances(&scope).await.unwrap().iter().find(|i| i.service == "api").unwrap().spec_hash.clone();
 

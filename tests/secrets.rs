@@ -187,7 +187,7 @@ async fn no_secret_value_appears_anywhere_but_in_the_containers_environment() {
     seen += &log_text;
     let out = env.exec(&h.docker, "db", ["/workload", "cat", "/proc/1/environ"]).await.unwrap();
     seen += &format!("{out:?}");
-    let scope = Scope { project: PROJECT.into(), environment: h.name.clone() };
+    let scope = Scope::new(PROJECT, &h.name);
     for f in h.docker.read_state(&scope).await.unwrap().expect("a state store") {
         seen += &String::from_utf8_lossy(&f.contents);
     }

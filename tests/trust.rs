@@ -64,7 +64,7 @@ async fn a_completed_job_whose_container_was_pruned_does_not_run_again() {
     let h = Harness::new("prunedjob").await;
     let env = migrated(&h.name, "v1");
     env.apply(&h.docker).await.unwrap();
-    let scope = Scope { project: PROJECT.into(), environment: h.name.clone() };
+    let scope = Scope::new(PROJECT, &h.name);
     for i in h.docker.list_instances(&scope).await.unwrap().iter().filter(|i| i.service == "migrate") {
         h.docker.remove_instance(&i.id).await.unwrap();
     }

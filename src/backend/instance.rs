@@ -10,15 +10,41 @@ use super::label;
 use crate::model::{HealthCheck, Port, Resources, RestartPolicy, Secret, ServiceKind, Volume};
 
 /// Which environment an operation concerns: the owner of containers, network and volumes.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// Two scopes are the same environment when project and name are: its `marks` are not compared.
+#[derive(Clone, Debug, Default)]
 pub struct Scope {
     /// Project name.
     pub project: String,
     /// Environment name.
     pub environment: String,
+    /// The environment's own labels ([`EnvironmentBuilder::label`](crate::EnvironmentBuilder::label)),
+    /// put on everything it owns besides the library's; read back by
+    /// [`Backend::environments`](super::Backend::environments).
+    pub marks: BTreeMap<String, String>,
+}
+
+impl PartialEq for Scope {
+    fn eq(&self, other: &Self) -> bool {
+        self.project == other.project && self.environment == other.environment
+    }
+}
+
+impl Eq for Scope {}
+
+impl std::hash::Hash for Scope {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.project.hash(state);
+        self.environment.hash(state);
+    }
 }
 
 impl Scope {
+    /// Environment `environment` of `project`, with no marks.
+    pub fn new(project: impl Into<String>, environment: impl Into<String>) -> Scope {
+        Scope { project: project.into(), environment: environment.into(), marks: BTreeMap::new() }
+    }
+
     /// `project-environment`.
     pub fn qualified(&self) -> String {
         format!("{}-{}", self.project, self.environment)
@@ -34,13 +60,18 @@ impl Scope {
         format!("{}-{}", self.qualified(), volume)
     }
 
-    /// Labels that mark something as owned by this environment.
+    /// Labels that mark something as owned by this environment: the library's, and its marks.
     pub fn labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut labels = self.marks.clone();
+        labels.extend([
             (label::MANAGED.to_string(), "true".to_string()),
             (label::PROJECT.to_string(), self.project.clone()),
             (label::ENVIRONMENT.to_string(), self.environment.clone()),
-        ])
+        ]);
+        if !self.marks.is_empty() {
+            labels.insert(label::MARKS.to_string(), self.marks.keys().cloned().collect::<Vec<_>>().join(","));
+        }
+        labels
     }
 }
 

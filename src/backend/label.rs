@@ -16,3 +16,18 @@ pub const IMAGE: &str = "io.harbormaster.image";
 pub const RECORD: &str = "io.harbormaster.record";
 /// On a record: prefix of its data keys.
 pub const DATA_PREFIX: &str = "io.harbormaster.data.";
+
+/// On everything an environment with marks owns: the keys of its marks, comma separated, so they
+/// are told apart from a service's own labels.
+pub const MARKS: &str = "io.harbormaster.marks";
+
+/// The environment marks among a resource's labels (those [`MARKS`] names).
+pub fn marks_of<'a>(
+    labels: impl IntoIterator<Item = (&'a String, &'a String)> + Copy,
+) -> std::collections::BTreeMap<String, String> {
+    let Some(keys) = labels.into_iter().find(|(k, _)| k.as_str() == MARKS).map(|(_, v)| v.clone()) else {
+        return Default::default();
+    };
+    let keys: Vec<&str> = keys.split(',').filter(|k| !k.is_empty()).collect();
+    labels.into_iter().filter(|(k, _)| keys.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}

@@ -92,6 +92,14 @@ pub trait Backend: Send + Sync + 'static {
     /// Removes a volume by its target-side name.
     async fn remove_volume(&self, name: &str) -> Result<()>;
 
+    /// Every environment that owns something on the target (instances, a network, volumes,
+    /// records), each with the marks found on what it owns: what
+    /// [`environments`](crate::environments) lists, from any process. The default answers
+    /// [`Error::Unsupported`].
+    async fn environments(&self) -> Result<Vec<Scope>> {
+        Err(Error::unsupported(self.describe(), "list the environments it holds", "this target cannot enumerate them"))
+    }
+
     /// Checks, before an operation changes anything, that the target can carry it out (every host
     /// reachable, its engine answering, disk space left). The default checks nothing.
     async fn preflight(&self) -> Result<()> {

@@ -174,7 +174,7 @@ use super::service_run::{retire, rollback_allowance};
 use super::service_run::{Phase, ServiceOutcome, ServiceRun};
 
 pub(crate) fn scope_of(env: &Environment) -> Scope {
-    Scope { project: env.project.clone(), environment: env.name.clone() }
+    Scope { project: env.project.clone(), environment: env.name.clone(), marks: env.labels.clone() }
 }
 
 /// What an [`execute`] does.

@@ -14,10 +14,12 @@
 //! - `traffic.rs`: which instances receive traffic, pushed to the ingress.
 //! - `deployment.rs`: the [`Deployment`] an apply returns, with endpoints.
 //! - `ops.rs`: down, status, logs, exec.
+//! - `inventory.rs`: the environments on a target, found by their labels from any process.
 
 mod apply;
 mod deployment;
 mod images;
+mod inventory;
 mod ops;
 mod orchestrated;
 mod placement;
@@ -38,7 +40,9 @@ pub use crate::error::LockHolder;
 pub use crate::events::{Event, EventKind, RolloutOutcome};
 pub use crate::state::audit::AuditEntry;
 pub use crate::state::revisions::Revision;
+pub(crate) use apply::scope_of;
 pub use deployment::{Deployment, Endpoint};
+pub use inventory::{environments, FoundEnvironment};
 pub use ops::{Down, DownReport, Health, InstanceStatus, LogOptions, ServiceStatus, Status};
 #[cfg(test)]
 pub(crate) use rollout::batches as rollout_batches;

@@ -30,6 +30,7 @@ pub struct Environment {
     pub(crate) lock_timeout: Duration,
     pub(crate) actor: Option<String>,
     pub(crate) roles: BTreeMap<String, Vec<String>>,
+    pub(crate) labels: BTreeMap<String, String>,
 }
 
 impl Environment {
@@ -47,6 +48,7 @@ impl Environment {
                 lock_timeout: Duration::ZERO,
                 actor: None,
                 roles: BTreeMap::new(),
+                labels: BTreeMap::new(),
             },
             errors: Vec::new(),
         }
@@ -105,6 +107,11 @@ impl Environment {
     /// The hosts each role is placed on ([`EnvironmentBuilder::hosts`]).
     pub fn roles(&self) -> &BTreeMap<String, Vec<String>> {
         &self.roles
+    }
+
+    /// The environment's own labels ([`EnvironmentBuilder::label`]).
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
     }
 
     /// Named volumes used by the services.
@@ -238,6 +245,15 @@ impl EnvironmentBuilder {
         self
     }
 
+    /// A label put on everything the environment owns (containers, network, volumes, records),
+    /// next to the library's own: to find environments by it from any process
+    /// ([`environments`](crate::environments)). Keys under `io.harbormaster.` are reserved.
+    /// Labels are not part of a service's configuration: changing one does not replace instances.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.labels.insert(key.into(), value.into());
+        self
+    }
+
     /// Who deploys (a user, a CI job): recorded in the deploy lock, revisions and audit entries.
     pub fn actor(mut self, who: impl Into<String>) -> Self {
         self.env.actor = Some(who.into());
@@ -258,6 +274,7 @@ impl EnvironmentBuilder {
         check_host_ports(&env.services, &env.roles)?;
         check_routes(&env)?;
         check_placement(&env)?;
+        check_labels(&env)?;
         for (k, v) in &env.shared_env {
             let problem = if k.is_empty() || k.contains(['=', '\0']) {
                 Some(format!("variable name {} must be non-empty and contain no '=' or NUL", super::limits::show(k)))
@@ -278,6 +295,34 @@ impl EnvironmentBuilder {
         }
         Ok(env)
     }
+}
+
+/// Labels: no reserved key, nothing an engine would refuse or truncate.
+fn check_labels(env: &Environment) -> Result<(), ValidationError> {
+    for (k, v) in &env.labels {
+        let problem = if k.is_empty() || k.contains(['=', ',', '\0']) || k.chars().any(char::is_control) {
+            Some(format!(
+                "label key {} must be non-empty, with no '=', ',' or control character",
+                super::limits::show(k)
+            ))
+        } else if k.starts_with(super::LABEL_PREFIX) {
+            Some(format!("label {k} uses the reserved prefix {}", super::LABEL_PREFIX))
+        } else if v.contains('\0') {
+            Some(format!("the value of label {k} contains a NUL byte"))
+        } else if k.len().saturating_add(v.len()) > super::limits::MAX_ENV_ENTRY {
+            Some(format!("label {k} is longer than the {} bytes a label may hold", super::limits::MAX_ENV_ENTRY))
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            return Err(ValidationError::InvalidValue {
+                owner: format!("environment `{}`", env.name),
+                field: "labels",
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Roles and references: every referenced service and port exists; with roles mapped, every

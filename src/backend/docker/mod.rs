@@ -22,6 +22,7 @@ mod containers;
 mod context;
 mod files;
 mod images;
+mod inventory;
 mod network;
 pub(crate) mod pull;
 mod records;
@@ -397,6 +398,10 @@ impl Backend for DockerBackend {
 
     async fn remove_volume(&self, name: &str) -> Result<()> {
         quiet(network::remove_volume(self, name)).await
+    }
+
+    async fn environments(&self) -> Result<Vec<Scope>> {
+        quiet(inventory::environments(self)).await
     }
 
     async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {

@@ -268,6 +268,21 @@ impl Backend for Fleet {
         Ok(all.into_iter().flat_map(|(m, v)| v.into_iter().map(move |n| format!("{}/{n}", m.name))).collect())
     }
 
+    async fn environments(&self) -> Result<Vec<Scope>> {
+        let mut all: Vec<Scope> = Vec::new();
+        for (_, found) in self.each(|m| m.backend.environments()).await? {
+            for scope in found {
+                match all.iter_mut().find(|s| **s == scope) {
+                    Some(known) if known.marks.is_empty() => known.marks = scope.marks,
+                    Some(_) => {}
+                    None => all.push(scope),
+                }
+            }
+        }
+        all.sort_by(|a, b| (&a.project, &a.environment).cmp(&(&b.project, &b.environment)));
+        Ok(all)
+    }
+
     async fn remove_volume(&self, name: &str) -> Result<()> {
         let (m, local) = self.route(name)?;
         on(m, m.backend.remove_volume(local).await)

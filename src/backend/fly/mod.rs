@@ -711,11 +711,11 @@ mod tests {
     fn names_fit_fly() {
         assert_eq!(fly_name("Shop_Staging-api-0-ab12"), "shop-staging-api-0-ab12");
         assert!(fly_name(&"x".repeat(100)).len() <= 63);
-        let scope = Scope { project: "shop".into(), environment: "staging".into() };
+        let scope = Scope::new("shop", "staging");
         let v = volume_name(&scope, "Postgres-Data.with.a.very.long.name");
         assert!(v.len() <= 30, "{v}");
         assert!(v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{v}");
-        let other = Scope { project: "shop".into(), environment: "production".into() };
+        let other = Scope::new("shop", "production");
         assert_ne!(volume_name(&scope, "db"), volume_name(&other, "db"));
     }
 

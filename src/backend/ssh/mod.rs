@@ -477,6 +477,10 @@ impl Backend for SshHost {
         self.guard(self.docker.list_volumes(scope).await).await
     }
 
+    async fn environments(&self) -> Result<Vec<Scope>> {
+        self.guard(self.docker.environments().await).await
+    }
+
     async fn remove_volume(&self, name: &str) -> Result<()> {
         self.guard(self.docker.remove_volume(name).await).await
     }

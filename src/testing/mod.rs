@@ -1,0 +1,67 @@
+//! A test harness (feature `testing`): real environments for integration tests that never leak.
+//!
+//! - [`TestEnv`]: `TestEnv::up(env).await?` deploys an environment under a unique name and gives
+//!   its endpoints and URLs; dropping it tears everything down (also on panic, printing the
+//!   services' last log lines first), and the process's exit tears down what was never dropped.
+//! - [`SharedEnv`]: one environment for the tests of a suite, reference-counted, with a database
+//!   per test where that is cheap.
+//! - [`reap`]: the reaper. Everything a test environment creates carries its owner's identity
+//!   (boot ID, PID namespace, PID and the process's start time). A sweep removes the test
+//!   environments whose owner is provably gone: before a process's first environment on an
+//!   engine, then every 3 s while it has one up, and whenever called. A SIGKILLed, crashed or
+//!   interrupted test process's containers, networks, volumes and records are therefore removed
+//!   within seconds while another test process of the suite runs, and at the latest when the next
+//!   run starts.
+//!
+//! ## Why a sweep keyed on the owner process, not a watchdog
+//! A watchdog that outlives the test process (testcontainers' Ryuk) is a container with the
+//! engine's socket mounted, started from an image that must be pulled: no image can be pulled on
+//! an offline machine or a private CI, a socket mount is refused by rootless and remote engines,
+//! and when the watchdog itself is killed nothing cleans. A sweep needs nothing but the engine's
+//! API and the labels, works the same over SSH, and its decision is exact: an owner is gone only
+//! when this process can look at the same process table (same boot, same PID namespace) and the
+//! recorded PID is absent or was reused (another start time). An environment whose owner cannot be
+//! judged (a test process in another container or on another machine) is never touched, nor is
+//! any environment without the test mark, nor one whose owner runs. What a sweep cannot do is run
+//! when no test process runs: orphans of a killed last run wait for the next run's first sweep
+//! (or a `reap` call).
+
+mod harness;
+mod owner;
+mod shared;
+mod test_env;
+
+pub use shared::{Shared, SharedEnv};
+pub use test_env::{TestEnv, TestEnvBuilder};
+
+use crate::backend::Backend;
+use crate::engine::{environments, Down};
+use crate::error::Result;
+
+/// What a sweep removed and left alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Test environments removed because their owner process is gone.
+    pub removed: Vec<String>,
+    /// Test environments left because their owner runs, or cannot be judged from here.
+    pub left: Vec<String>,
+}
+
+/// Removes the test environments on `backend` whose owner process is provably gone (see the
+/// module docs), with their volumes and records. Environments without the test mark are never
+/// touched.
+pub async fn reap<B: Backend>(backend: &B) -> Result<Reaped> {
+    let mut reaped = Reaped::default();
+    for env in environments(backend).await? {
+        match owner::verdict(&env) {
+            owner::Verdict::NotATest => {}
+            owner::Verdict::OwnerAlive | owner::Verdict::OwnerUnknown(_) => reaped.left.push(env.qualified_name()),
+            owner::Verdict::Orphaned(why) => {
+                tracing::info!(environment = %env.qualified_name(), why, "removing an orphaned test environment");
+                env.down(backend, Down::default().with_volumes()).await?;
+                reaped.removed.push(env.qualified_name());
+            }
+        }
+    }
+    Ok(reaped)
+}

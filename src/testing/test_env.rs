@@ -1,0 +1,253 @@
+//! [`TestEnv`]: an environment brought up for one test under a name of its own, torn down when
+//! the guard is dropped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::harness::{harness, TEARDOWN_LIMIT};
+use super::owner;
+use crate::backend::docker::{DockerBackend, DockerBackendBuilder};
+use crate::backend::Backend;
+use crate::engine::{Deployment, Down, DownReport, Endpoint};
+use crate::error::{Error, Result};
+use crate::model::Environment;
+
+/// How many log lines per instance are printed when a test fails while its environment is up.
+const FAILURE_LOG_LINES: usize = 30;
+
+/// An environment deployed for a test, on the local Docker engine, under a unique name; torn down
+/// (containers, network, volumes, records) when dropped, also when the test panics, and when the
+/// process exits for one never dropped (held in a `static`). If the process is killed, the reaper
+/// removes what it left ([`reap`](super::reap)).
+///
+/// ```no_run
+/// use harbormaster::testing::TestEnv;
+/// use harbormaster::{Environment, HealthCheck, Port, Service};
+///
+/// # async fn run() -> harbormaster::Result<()> {
+/// let db = Service::builder("db")
+///     .image("postgres:15")
+///     .env("POSTGRES_PASSWORD", "test")
+///     .port(Port::tcp(5432).publish_ephemeral())
+///     .health(HealthCheck::tcp(5432))
+///     .build()?;
+/// let stack = TestEnv::up(Environment::builder("shop", "it").service(db).build()?).await?;
+/// let url = stack.url("db", 5432, "postgres")?; // postgres://127.0.0.1:49170
+/// # let _ = url;
+/// # Ok(()) }
+/// ```
+///
+/// When the test fails while the guard is held, the last lines of every instance's log are
+/// printed (to the test's captured output) before the teardown.
+#[must_use = "the environment is torn down when this guard is dropped"]
+pub struct TestEnv {
+    id: u64,
+    env: Environment,
+    docker: DockerBackend,
+    deployment: Deployment,
+    done: bool,
+}
+
+impl std::fmt::Debug for TestEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestEnv").field("environment", &self.env.qualified_name()).finish_non_exhaustive()
+    }
+}
+
+/// Options of a [`TestEnv`] ([`TestEnv::builder`]).
+#[derive(Debug)]
+#[must_use = "a builder does nothing until .up() is called"]
+pub struct TestEnvBuilder {
+    env: Environment,
+    docker: DockerBackendBuilder,
+    name: Option<String>,
+}
+
+impl TestEnvBuilder {
+    /// The engine to use (default: [`DockerBackend::builder`], the local engine or `DOCKER_HOST`).
+    pub fn docker(mut self, builder: DockerBackendBuilder) -> Self {
+        self.docker = builder;
+        self
+    }
+
+    /// The environment name's stem (default: the description's name); a unique suffix is added.
+    pub fn name(mut self, stem: impl Into<String>) -> Self {
+        self.name = Some(stem.into());
+        self
+    }
+
+    /// Deploys it: the engine is swept for orphans first (once per process), then the environment
+    /// is applied under its unique name. A failed apply tears down what it made before the error
+    /// (which names the service and carries its last log lines) is returned.
+    pub async fn up(self) -> Result<TestEnv> {
+        let h = harness()?;
+        let docker = h.engine(self.docker).await?;
+        let mut env = self.env;
+        let stem = self.name.unwrap_or_else(|| env.name.clone());
+        env.name = unique_name(&stem);
+        crate::model::name::check("environment", &env.name)?;
+        env.labels.extend(owner::marks());
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Tracked before anything exists, so an exit mid-apply still tears it down.
+        h.track(id, env.clone(), docker.clone());
+        let (e, d) = (env.clone(), docker.clone());
+        let applied = h
+            .run(async move {
+                match e.apply(&d).await {
+                    Ok(deployment) => Ok(deployment),
+                    Err(err) => {
+                        let _ = e.down(&d, Down::default().with_volumes()).await;
+                        Err(err)
+                    }
+                }
+            })
+            .await;
+        match applied {
+            Ok(deployment) => Ok(TestEnv { id, env, docker, deployment, done: false }),
+            Err(e) => {
+                h.untrack(id);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// `stem-xxxxxxxx`, the stem cut so the whole stays a valid name.
+fn unique_name(stem: &str) -> String {
+    let stem: String = stem.chars().take(24).collect();
+    let stem = stem.trim_end_matches(['-', '_', '.']);
+    format!("{stem}-{}{}", crate::process::nonce(), &crate::process::nonce()[..2])
+}
+
+impl TestEnv {
+    /// Deploys `env` on the local Docker engine under a unique name. See [`TestEnvBuilder::up`].
+    pub async fn up(env: Environment) -> Result<TestEnv> {
+        TestEnv::builder(env).up().await
+    }
+
+    /// A test environment with options: the engine, the name.
+    pub fn builder(env: Environment) -> TestEnvBuilder {
+        TestEnvBuilder { env, docker: DockerBackend::builder(), name: None }
+    }
+
+    /// The environment as deployed: its unique name, and the owner labels the reaper reads.
+    pub fn environment(&self) -> &Environment {
+        &self.env
+    }
+
+    /// Its unique name (`project-name-xxxxxxxx` is the prefix of everything it owns).
+    pub fn name(&self) -> &str {
+        &self.env.name
+    }
+
+    /// What the apply returned: instances and endpoints.
+    pub fn deployment(&self) -> &Deployment {
+        &self.deployment
+    }
+
+    /// The engine it runs on, to call the environment's other operations
+    /// (`stack.environment().exec(stack.backend(), …)`).
+    pub fn backend(&self) -> &DockerBackend {
+        &self.docker
+    }
+
+    /// Where `service` publishes `container_port` on this machine.
+    pub fn endpoint(&self, service: &str, container_port: u16) -> Result<Endpoint> {
+        self.deployment.endpoint(service, container_port)
+    }
+
+    /// `scheme://host:port` of `service`'s published `container_port`:
+    /// `url("db", 5432, "postgres")`, `url("api", 8080, "http")`.
+    pub fn url(&self, service: &str, container_port: u16, scheme: &str) -> Result<String> {
+        Ok(format!("{scheme}://{}", self.endpoint(service, container_port)?))
+    }
+
+    /// Runs a command in the first instance of `service` (from the harness's runtime, so from any
+    /// test's).
+    pub async fn exec<I, S>(&self, service: &str, command: I) -> Result<crate::backend::ExecOutput>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let command: Vec<String> = command.into_iter().map(Into::into).collect();
+        let (env, docker, service) = (self.env.clone(), self.docker.clone(), service.to_string());
+        harness()?.run(async move { env.exec(&docker, &service, command).await }).await
+    }
+
+    /// A database of its own in the PostgreSQL of `service`, for one test's isolation in a shared
+    /// environment: created as `user` (through `psql` in the container), returned by name.
+    pub async fn postgres_database(&self, service: &str, user: &str) -> Result<String> {
+        let name = format!("t_{}{}", crate::process::nonce(), crate::process::nonce());
+        let sql = format!("CREATE DATABASE \"{name}\"");
+        let out =
+            self.exec(service, ["psql", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", "postgres", "-c", &sql]).await?;
+        if out.exit_code != 0 {
+            return Err(Error::backend(
+                "create a test database",
+                format!("{}/{service}", self.env.qualified_name()),
+                format!("psql exited with {}: {}", out.exit_code, out.stderr.trim()),
+            ));
+        }
+        Ok(name)
+    }
+
+    /// Tears it down now and says what was removed (dropping the guard does the same, without
+    /// the report).
+    pub async fn down(mut self) -> Result<DownReport> {
+        self.done = true;
+        let h = harness()?;
+        let (env, docker) = (self.env.clone(), self.docker.clone());
+        let report = h.run(async move { env.down(&docker, Down::default().with_volumes()).await }).await;
+        h.untrack(self.id);
+        report
+    }
+
+    /// The last log lines of every instance, for a failed test's output.
+    async fn last_logs(env: &Environment, docker: &DockerBackend, lines: usize) -> String {
+        let scope = crate::engine::scope_of(env);
+        let Ok(instances) = docker.list_instances(&scope).await else { return String::new() };
+        let mut out = String::new();
+        for i in instances {
+            let tail = docker.logs_tail(&i.id, lines).await.unwrap_or_default();
+            out.push_str(&format!("--- {} ({}, {:?}), last {} log line(s):\n", i.name, i.service, i.state, tail.len()));
+            for l in tail {
+                out.push_str("  ");
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let Ok(h) = harness() else { return };
+        let panicking = std::thread::panicking();
+        let (env, docker) = (self.env.clone(), self.docker.clone());
+        let logs = h.block(TEARDOWN_LIMIT, async move {
+            let logs = if panicking { Some(TestEnv::last_logs(&env, &docker, FAILURE_LOG_LINES).await) } else { None };
+            let down = env.down(&docker, Down::default().with_volumes()).await;
+            (logs, down.err())
+        });
+        h.untrack(self.id);
+        match logs {
+            Some((logs, err)) => {
+                if let Some(logs) = logs {
+                    eprintln!("harbormaster: the test failed with {} up:\n{logs}", self.env.qualified_name());
+                }
+                if let Some(e) = err {
+                    eprintln!("harbormaster: tearing down {} failed: {e}", self.env.qualified_name());
+                }
+            }
+            None => eprintln!(
+                "harbormaster: tearing down {} took longer than {:?}; the reaper removes what is left",
+                self.env.qualified_name(),
+                TEARDOWN_LIMIT
+            ),
+        }
+    }
+}
