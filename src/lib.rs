@@ -42,6 +42,7 @@
 //! | concept | module |
 //! |---|---|
 //! | the typed description: [`Service`], [`Environment`], [`HealthCheck`], [`Rollout`], [`Ingress`] | [`model`] (what a description may hold, and why: [`model::limits`]) |
+//! | a `docker-compose.yml` as an [`Environment`]: [`Environment::from_compose`], [`compose::Compose`] | [`compose`] (one service's keys: `compose/service.rs`) |
 //! | what would change and why: [`Plan`] | [`plan`] |
 //! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`; on a self-rolling target in `engine/orchestrated.rs`) |
 //! | where a service's image comes from (present, restored, pulled, built, pushed) | `engine/images.rs` |
@@ -81,6 +82,7 @@
 
 pub mod backend;
 mod clock;
+pub mod compose;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -115,7 +117,7 @@ pub use health::ProbeRecord;
 pub use model::{
     Amount, Build, CanaryStep, Condition, Environment, EnvironmentBuilder, HealthCheck, ImageSource, Ingress,
     IngressBuilder, OnFailure, Port, Probe, Publish, PullPolicy, Resources, RestartPolicy, Rollout, Route, Secret,
-    Service, ServiceBuilder, ServiceKind, ServiceRef, Strategy, Tls, Volume,
+    Service, ServiceBuilder, ServiceKind, ServiceRef, Strategy, Tls, Volume, VolumeSource,
 };
 pub use plan::{Action, ImageAction, ImagePlan, Plan, ServicePlan};
 pub use registry::{ImageRef, PullProgress, RegistryAuth};

@@ -40,6 +40,7 @@ pub use crate::error::LockHolder;
 pub use crate::events::{Event, EventKind, RolloutOutcome};
 pub use crate::state::audit::AuditEntry;
 pub use crate::state::revisions::Revision;
+#[cfg(feature = "testing")]
 pub(crate) use apply::scope_of;
 pub use deployment::{Deployment, Endpoint};
 pub use inventory::{environments, FoundEnvironment};

@@ -6,6 +6,18 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValidationError {
+    /// A compose file says something that cannot be read or honoured: where, and why.
+    #[error("{file}:{line}: `{key}`: {reason}")]
+    Compose {
+        /// The file.
+        file: String,
+        /// The line (1-based; 0 for the file as a whole).
+        line: usize,
+        /// The key, as a path (`services.api.ports[0]`), empty for the file as a whole.
+        key: String,
+        /// What is wrong, and what to do.
+        reason: String,
+    },
     /// A name that cannot be used as a container or DNS name.
     #[error("invalid {kind} name `{name}`: {reason} (names are 1-63 characters of a-z, 0-9 and '-', starting with a letter and not ending with '-')")]
     InvalidName {
@@ -105,6 +117,10 @@ impl ValidationError {
             ValidationError::InvalidValue { owner, field, mut reason } => {
                 in_place(&mut reason);
                 ValidationError::InvalidValue { owner, field, reason }
+            }
+            ValidationError::Compose { file, line, key, mut reason } => {
+                in_place(&mut reason);
+                ValidationError::Compose { file, line, key, reason }
             }
             other => other,
         }

@@ -109,6 +109,13 @@ impl Environment {
         &self.roles
     }
 
+    /// A builder holding this environment, to change it before planning (an imported compose
+    /// file's, for instance): replace a service ([`EnvironmentBuilder::replace`]), add one, set
+    /// options. `build()` validates the whole again.
+    pub fn to_builder(&self) -> EnvironmentBuilder {
+        EnvironmentBuilder { env: self.clone(), errors: Vec::new() }
+    }
+
     /// The environment's own labels ([`EnvironmentBuilder::label`]).
     pub fn labels(&self) -> &BTreeMap<String, String> {
         &self.labels
@@ -242,6 +249,16 @@ impl EnvironmentBuilder {
             });
         }
         self.env.roles.insert(role, hosts);
+        self
+    }
+
+    /// Puts `service` in place of the service of the same name (added if there is none):
+    /// `env.to_builder().replace(env.service("api").unwrap().to_builder().image("api:3").build()?)`.
+    pub fn replace(mut self, service: Service) -> Self {
+        match self.env.services.iter_mut().find(|s| s.name == service.name) {
+            Some(existing) => *existing = service,
+            None => self.env.services.push(service),
+        }
         self
     }
 

@@ -33,6 +33,16 @@ impl Resources {
         self
     }
 
+    /// The CPU limit, if set.
+    pub fn cpu_limit(&self) -> Option<f64> {
+        self.cpus
+    }
+
+    /// The memory limit in MB, if set.
+    pub fn memory_limit_mb(&self) -> Option<u64> {
+        self.memory_mb
+    }
+
     pub(crate) fn problems(&self) -> Option<String> {
         use super::limits::{MAX_CPUS, MAX_MEMORY_MB, MIN_CPUS};
         if let Some(c) = self.cpus {

@@ -78,6 +78,17 @@ impl Service {
         ServiceBuilder::new(name.into(), ServiceKind::Job)
     }
 
+    /// A builder holding this service, to change some of it (`svc.to_builder().image("api:3").build()`).
+    pub fn to_builder(&self) -> ServiceBuilder {
+        ServiceBuilder {
+            svc: self.clone(),
+            image_set: true,
+            replicas_set: (self.kind == ServiceKind::Job).then_some(self.replicas),
+            rollout_set: false,
+            errors: Vec::new(),
+        }
+    }
+
     /// The service name (also its DNS name inside the environment).
     pub fn name(&self) -> &str {
         &self.name
@@ -116,6 +127,46 @@ impl Service {
     /// The ports.
     pub fn ports(&self) -> &[Port] {
         &self.ports
+    }
+
+    /// Plain environment variables (secrets are not among them).
+    pub fn env(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+
+    /// The names of its secret variables (their values are never shown).
+    pub fn secret_keys(&self) -> impl Iterator<Item = &str> {
+        self.secrets.keys().map(String::as_str)
+    }
+
+    /// The command, if it overrides the image's.
+    pub fn command(&self) -> Option<&[String]> {
+        self.command.as_deref()
+    }
+
+    /// The entrypoint, if it overrides the image's.
+    pub fn entrypoint(&self) -> Option<&[String]> {
+        self.entrypoint.as_deref()
+    }
+
+    /// Its mounts.
+    pub fn volumes(&self) -> &[Volume] {
+        &self.volumes
+    }
+
+    /// Its limits.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// Its restart policy.
+    pub fn restart_policy(&self) -> RestartPolicy {
+        self.restart
+    }
+
+    /// Its labels.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
     }
 
     /// The role that places it on hosts, if any.

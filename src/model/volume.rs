@@ -62,7 +62,22 @@ impl Volume {
         self
     }
 
-    /// The name of a named volume.
+    /// The path inside the container.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Where its content comes from.
+    pub fn source(&self) -> &VolumeSource {
+        &self.source
+    }
+
+    /// Whether it is mounted read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The environment-level name of a named volume (`None` for binds and tmpfs).
     pub fn volume_name(&self) -> Option<&str> {
         match &self.source {
             VolumeSource::Named(n) => Some(n),

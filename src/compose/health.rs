@@ -1,0 +1,262 @@
+//! A compose `healthcheck` as a [`HealthCheck`]. A test that is a recognisable HTTP or TCP check
+//! of the container itself (`curl -f http://localhost:8080/health`, `wget --spider …`,
+//! `nc -z localhost 5432`) becomes an HTTP or TCP probe from outside, which also works for an
+//! image without curl or a shell; any other test runs inside the container as compose runs it
+//! (`CMD` as given, `CMD-SHELL` through `/bin/sh -c`).
+
+use crate::model::HealthCheck;
+
+/// What a compose test asks for.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Test {
+    /// No check (`NONE`, or `disable: true`).
+    Disabled,
+    /// Inherit the image's (an empty test).
+    Image,
+    /// A check.
+    Check(Box<HealthCheck>),
+}
+
+/// Reads a compose test (its list form, or a string, which is `CMD-SHELL`).
+pub(crate) fn test(items: &[String]) -> Result<Test, String> {
+    let Some((first, rest)) = items.split_first() else { return Ok(Test::Image) };
+    match first.as_str() {
+        "NONE" => Ok(Test::Disabled),
+        "CMD" => {
+            if rest.is_empty() {
+                return Err("CMD needs a command after it".into());
+            }
+            Ok(Test::Check(Box::new(recognise(rest).unwrap_or_else(|| HealthCheck::exec(rest.to_vec())))))
+        }
+        "CMD-SHELL" => {
+            let [script] = rest else { return Err("CMD-SHELL takes exactly one string".into()) };
+            let recognised = shell_words(strip_exit(script)).and_then(|w| recognise(&w));
+            Ok(Test::Check(Box::new(
+                recognised.unwrap_or_else(|| HealthCheck::exec(["/bin/sh".to_string(), "-c".into(), script.clone()])),
+            )))
+        }
+        other => Err(format!("a test list starts with CMD, CMD-SHELL or NONE, not {other:?}")),
+    }
+}
+
+/// `… || exit 1` and the like add nothing to a check's meaning.
+fn strip_exit(script: &str) -> &str {
+    let s = script.trim();
+    for tail in ["|| exit 1", "||exit 1", "|| false", "|| exit"] {
+        if let Some(head) = s.strip_suffix(tail) {
+            return head.trim_end();
+        }
+    }
+    s
+}
+
+/// A command line split as `sh` would, for simple lines only: quotes and backslashes; `None`
+/// when it uses anything else a shell would interpret (pipes, `;`, `&&`, `$`, redirections other
+/// than to `/dev/null`).
+pub(crate) fn shell_words(line: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => cur.push(c),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => cur.push(chars.next()?),
+                        '$' | '`' => return None,
+                        c => cur.push(c),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                cur.push(chars.next()?);
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '|' | ';' | '&' | '$' | '`' | '<' | '(' | ')' => return None,
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    // `>/dev/null` and `2>&1`-free redirections to /dev/null are harmless.
+    let words: Vec<String> =
+        words.into_iter().filter(|w| !matches!(w.as_str(), ">/dev/null" | "2>/dev/null")).collect();
+    if words.iter().any(|w| w.contains('>')) {
+        return None;
+    }
+    Some(words)
+}
+
+/// An HTTP or TCP check of the container itself, if the command is one.
+fn recognise(argv: &[String]) -> Option<HealthCheck> {
+    let (program, args) = argv.split_first()?;
+    let program = program.rsplit('/').next()?;
+    match program {
+        "curl" => {
+            // Flags that change nothing but output and failure on HTTP errors.
+            let harmless = |a: &str| {
+                matches!(
+                    a,
+                    "-f" | "--fail"
+                        | "-s"
+                        | "--silent"
+                        | "-S"
+                        | "--show-error"
+                        | "-fs"
+                        | "-sf"
+                        | "-fsS"
+                        | "-sSf"
+                        | "-fSs"
+                        | "-L"
+                        | "--location"
+                        | "-k"
+                        | "--insecure"
+                )
+            };
+            let fails_on_errors =
+                args.iter().any(|a| a == "--fail" || (a.starts_with('-') && !a.starts_with("--") && a.contains('f')));
+            let check = http_of(args, harmless, &["-o", "--output", "-m", "--max-time", "--connect-timeout"])?;
+            // Without -f, curl exits 0 on any HTTP answer.
+            Some(if fails_on_errors { check.expect_status(200..400) } else { check.expect_status(100..600) })
+        }
+        "wget" => {
+            let harmless = |a: &str| {
+                matches!(
+                    a,
+                    "-q" | "--quiet"
+                        | "--spider"
+                        | "-O-"
+                        | "-qO-"
+                        | "-qO"
+                        | "--no-verbose"
+                        | "-nv"
+                        | "--tries=1"
+                        | "-S"
+                ) || a.starts_with("--timeout=")
+                    || a.starts_with("--tries=")
+            };
+            // wget exits non-zero on 4xx and 5xx.
+            Some(http_of(args, harmless, &["-O", "-T", "--output-document", "-t"])?.expect_status(200..400))
+        }
+        "nc" | "ncat" | "netcat" => {
+            let mut rest = args
+                .iter()
+                .map(String::as_str)
+                .filter(|a| !matches!(*a, "-z" | "-zv" | "-vz" | "-v" | "-w1" | "-w" | "1" | "-q0"));
+            let host = rest.next()?;
+            let port: u16 = rest.next()?.parse().ok()?;
+            (rest.next().is_none() && is_local(host) && args.iter().any(|a| a.starts_with("-z") || a.contains('z')))
+                .then(|| HealthCheck::tcp(port))
+        }
+        _ => None,
+    }
+}
+
+/// `args` are harmless flags, flags with one value (`takes_value`), and exactly one local URL.
+fn http_of(args: &[String], harmless: impl Fn(&str) -> bool, takes_value: &[&str]) -> Option<HealthCheck> {
+    let mut url = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if takes_value.contains(&a) {
+            i += 2;
+            continue;
+        }
+        if a.starts_with("http://") {
+            if url.replace(a).is_some() {
+                return None;
+            }
+        } else if !harmless(a) {
+            return None;
+        }
+        i += 1;
+    }
+    let rest = url?.strip_prefix("http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') => (h, p.parse::<u16>().ok()?),
+        _ => (authority, 80),
+    };
+    is_local(host).then(|| HealthCheck::http(port, path))
+}
+
+fn is_local(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "0.0.0.0" | "[::1]" | "::1")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Probe;
+
+    fn t(items: &[&str]) -> Test {
+        test(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn probe(items: &[&str]) -> Probe {
+        match t(items) {
+            Test::Check(h) => h.probe().clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn curl_wget_and_nc_become_probes_from_outside() {
+        assert!(
+            matches!(probe(&["CMD", "curl", "-f", "http://localhost:8080/health"]), Probe::Http { port: 8080, ref path, .. } if path == "/health")
+        );
+        assert!(matches!(
+            probe(&["CMD-SHELL", "curl -fsS http://127.0.0.1:3000/api/health || exit 1"]),
+            Probe::Http { port: 3000, .. }
+        ));
+        assert!(
+            matches!(probe(&["CMD-SHELL", "wget --no-verbose --tries=1 --spider http://localhost/ || exit 1"]), Probe::Http { port: 80, ref path, .. } if path == "/")
+        );
+        assert!(matches!(probe(&["CMD", "nc", "-z", "localhost", "5432"]), Probe::Tcp { port: 5432 }));
+    }
+
+    #[test]
+    fn anything_else_runs_inside_as_compose_runs_it() {
+        assert!(
+            matches!(probe(&["CMD", "pg_isready", "-U", "app"]), Probe::Exec { ref command } if command == &["pg_isready", "-U", "app"])
+        );
+        // A pipe, another host, a header: not the same check from outside.
+        for script in
+            ["curl -f http://localhost/ | grep ok", "curl -f http://db:8080/", "curl -H 'X: y' http://localhost/"]
+        {
+            assert!(
+                matches!(probe(&["CMD-SHELL", script]), Probe::Exec { ref command } if command[..2] == ["/bin/sh", "-c"]),
+                "{script}"
+            );
+        }
+        assert_eq!(t(&["NONE"]), Test::Disabled);
+        assert_eq!(t(&[]), Test::Image);
+        assert!(test(&["CMD".into()]).is_err());
+        assert!(test(&["RUN".into(), "x".into()]).is_err());
+    }
+}

@@ -1,0 +1,554 @@
+//! Compose import: `docker-compose.yml` files as an [`Environment`].
+//!
+//! ```no_run
+//! use harbormaster::Environment;
+//! # fn run() -> harbormaster::Result<()> {
+//! // Like `docker compose -f compose.yml -f compose.prod.yml`: merged in order.
+//! let env = Environment::from_compose(["compose.yml", "compose.prod.yml"])?;
+//! // An ordinary Environment: change it in code before planning.
+//! let api = env.service("api").unwrap().to_builder().image("registry.example.com/api:3").build()?;
+//! let env = env.to_builder().replace(api).build()?;
+//! # let _ = env; Ok(()) }
+//! ```
+//!
+//! [`Compose`] gives the options (project and environment names, profiles, variables, leniency)
+//! and returns the warnings with the environment.
+//!
+//! What is read, and how (the full table is in `docs/compose.md`):
+//! - `yaml.rs`: the YAML, with each node's file and line; anchors, aliases and merge keys.
+//! - `interpolate.rs`: `${V}`, `${V:-d}`, `${V-d}`, `${V:?e}`, `${V?e}`, `${V:+a}`, `$$`; `.env`.
+//! - `merge.rs`: several files in order, and `extends`, by compose's merge rules.
+//! - `health.rs`: `healthcheck` tests as probes.
+//! - `service.rs`: one service's keys as a [`Service`](crate::Service).
+//!
+//! A key the library cannot honour is never dropped silently: it is an error naming the file,
+//! line and key ([`ValidationError::Compose`]), or, with [`Compose::lenient`] (and for keys that
+//! change nothing a deployment depends on, such as `container_name`), a [`ComposeWarning`].
+//! The parser is yaml-rust2 (positions on every event); the typed compose crates keep no
+//! positions, refuse keys the guides use (`update_config.order`, the long `env_file` form) or lack
+//! others (`failure_action: rollback`), and none interpolates, merges or resolves `extends`.
+
+mod health;
+mod interpolate;
+mod merge;
+mod service;
+mod yaml;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result, ValidationError};
+use crate::model::Environment;
+use interpolate::Variables;
+use yaml::{At, Node, Value};
+
+/// Something wrong at a place in a compose file.
+#[derive(Clone, Debug)]
+pub(crate) struct Problem {
+    pub at: At,
+    pub key: String,
+    pub reason: String,
+}
+
+impl Problem {
+    pub(crate) fn new(at: &At, key: impl Into<String>, reason: impl Into<String>) -> Problem {
+        Problem { at: at.clone(), key: key.into(), reason: reason.into() }
+    }
+
+    fn into_error(self) -> ValidationError {
+        ValidationError::Compose {
+            file: self.at.file.to_string(),
+            line: self.at.line,
+            key: self.key,
+            reason: self.reason,
+        }
+    }
+}
+
+/// A key of a compose file that was read but not honoured, or honoured differently than compose
+/// would: where, and what to know.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComposeWarning {
+    /// The file.
+    pub file: String,
+    /// The line (1-based).
+    pub line: usize,
+    /// The key, as a path: `services.api.container_name`.
+    pub key: String,
+    /// What it means for the deployment.
+    pub message: String,
+}
+
+impl std::fmt::Display for ComposeWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: `{}`: {}", self.file, self.line, self.key, self.message)
+    }
+}
+
+/// What [`Compose::load`] made: the environment, and what it could not honour exactly.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    /// The environment, validated.
+    pub environment: Environment,
+    /// Keys read but not honoured, or honoured differently (none are dropped silently).
+    pub warnings: Vec<ComposeWarning>,
+}
+
+/// Options of a compose import ([`Environment::from_compose`] with the defaults).
+#[derive(Clone, Debug)]
+#[must_use = "nothing is read until .load() is called"]
+pub struct Compose {
+    files: Vec<PathBuf>,
+    project: Option<String>,
+    environment: String,
+    profiles: Vec<String>,
+    given: BTreeMap<String, String>,
+    process_env: bool,
+    env_file: Option<PathBuf>,
+    lenient: bool,
+}
+
+impl Compose {
+    /// The files, merged in this order.
+    pub fn new<I, P>(files: I) -> Compose
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<Path>,
+    {
+        Compose {
+            files: files.into_iter().map(|p| p.as_ref().to_path_buf()).collect(),
+            project: None,
+            environment: "default".into(),
+            profiles: Vec::new(),
+            given: BTreeMap::new(),
+            process_env: true,
+            env_file: None,
+            lenient: false,
+        }
+    }
+
+    /// The project name (default: the file's top-level `name`, else `COMPOSE_PROJECT_NAME`, else
+    /// the first file's directory name, made a valid name).
+    pub fn project(mut self, name: impl Into<String>) -> Self {
+        self.project = Some(name.into());
+        self
+    }
+
+    /// The environment name (default `default`): `staging`, `production`.
+    pub fn environment(mut self, name: impl Into<String>) -> Self {
+        self.environment = name.into();
+        self
+    }
+
+    /// Enables a profile (besides those in `COMPOSE_PROFILES`): services that list it are included.
+    pub fn profile(mut self, name: impl Into<String>) -> Self {
+        self.profiles.push(name.into());
+        self
+    }
+
+    /// A variable for interpolation, over the process environment and `.env`.
+    pub fn var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.given.insert(name.into(), value.into());
+        self
+    }
+
+    /// Whether the process environment is read for variables (default `true`).
+    pub fn process_env(mut self, read: bool) -> Self {
+        self.process_env = read;
+        self
+    }
+
+    /// The variables file (default: `.env` beside the first file, if it exists).
+    pub fn env_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.env_file = Some(path.into());
+        self
+    }
+
+    /// Keys that cannot be honoured become warnings instead of errors.
+    pub fn lenient(mut self) -> Self {
+        self.lenient = true;
+        self
+    }
+
+    /// Reads, interpolates and merges the files and maps them to an environment.
+    pub fn load(self) -> Result<Imported> {
+        self.load_inner().map_err(|p| Error::Invalid(p.into_error()))
+    }
+
+    fn load_inner(self) -> std::result::Result<Imported, Problem> {
+        let Some(first) = self.files.first() else {
+            let at = At { file: Arc::from("(no file)"), line: 0 };
+            return Err(Problem::new(&at, "", "no compose file was given"));
+        };
+        let dir = first.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut vars = Variables { given: self.given.clone(), ..Default::default() };
+        if self.process_env {
+            vars.process = std::env::vars().collect();
+        }
+        let dotenv = self.env_file.clone().unwrap_or_else(|| dir.join(".env"));
+        if dotenv.exists() || self.env_file.is_some() {
+            let lookup = |k: &str| vars.process.get(k).cloned();
+            vars.dotenv = read_env_file(&dotenv, lookup)?.into_iter().collect();
+        }
+        let mut ctx = Context { vars, warnings: Vec::new(), lenient: self.lenient, loaded: BTreeMap::new() };
+        let mut merged: Option<Node> = None;
+        for path in &self.files {
+            let doc = ctx.load(path)?;
+            merged = Some(match merged {
+                None => doc,
+                Some(base) => merge::merge(base, doc, ""),
+            });
+        }
+        let root = merged.unwrap_or_else(|| merge::empty_map(At { file: Arc::from(""), line: 0 }));
+        let mut profiles: BTreeSet<String> = self.profiles.iter().cloned().collect();
+        if let Some(p) = ctx.vars.get("COMPOSE_PROFILES") {
+            profiles.extend(p.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string));
+        }
+        let project = match &self.project {
+            Some(p) => p.clone(),
+            None => root
+                .get("name")
+                .and_then(Node::as_str)
+                .map(str::to_string)
+                .or_else(|| ctx.vars.get("COMPOSE_PROJECT_NAME").map(str::to_string))
+                .unwrap_or_else(|| project_from_dir(&dir)),
+        };
+        let environment = service::environment(&mut ctx, &root, &project, &self.environment, &profiles)?;
+        Ok(Imported { environment, warnings: ctx.warnings })
+    }
+}
+
+/// What the whole import shares: variables, warnings, and files already read (for `extends`).
+pub(crate) struct Context {
+    pub vars: Variables,
+    pub warnings: Vec<ComposeWarning>,
+    pub lenient: bool,
+    loaded: BTreeMap<PathBuf, Node>,
+}
+
+impl Context {
+    /// Reads, parses and interpolates one file (once).
+    pub(crate) fn load(&mut self, path: &Path) -> std::result::Result<Node, Problem> {
+        if let Some(n) = self.loaded.get(path) {
+            return Ok(n.clone());
+        }
+        let name: Arc<str> = Arc::from(path.display().to_string());
+        let at = At { file: name.clone(), line: 0 };
+        let bytes = std::fs::read(path).map_err(|e| Problem::new(&at, "", format!("cannot read it: {e}")))?;
+        if bytes.len() > yaml::MAX_FILE_BYTES {
+            return Err(Problem::new(&at, "", format!("is larger than {} bytes", yaml::MAX_FILE_BYTES)));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| Problem::new(&at, "", "is not UTF-8 text"))?;
+        let mut doc = yaml::parse(&text, &name)?;
+        if !matches!(doc.value, Value::Map(_)) {
+            return Err(Problem::new(&doc.at, "", format!("a compose file is a mapping, not {}", doc.kind())));
+        }
+        self.interpolate(&mut doc)?;
+        self.loaded.insert(path.to_path_buf(), doc.clone());
+        Ok(doc)
+    }
+
+    /// Interpolates every scalar value (keys are not), iteratively.
+    fn interpolate(&mut self, root: &mut Node) -> std::result::Result<(), Problem> {
+        let mut stack: Vec<(&mut Node, String)> = vec![(root, String::new())];
+        while let Some((node, path)) = stack.pop() {
+            let Node { value, at } = node;
+            match value {
+                Value::Scalar { text, .. } => {
+                    let mut unset = Vec::new();
+                    let out = interpolate::interpolate(text, &self.vars, &mut unset).map_err(|e| match e {
+                        interpolate::Interpolation::Error(reason) => Problem::new(at, path.clone(), reason),
+                    })?;
+                    for name in unset {
+                        self.warnings.push(ComposeWarning {
+                            file: at.file.to_string(),
+                            line: at.line,
+                            key: path.clone(),
+                            message: format!("variable {name} is not set: it is read as an empty string"),
+                        });
+                    }
+                    *text = out;
+                }
+                Value::Seq(items) => {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        stack.push((item, format!("{path}[{i}]")));
+                    }
+                }
+                Value::Map(entries) => {
+                    for (k, v) in entries.iter_mut() {
+                        let p = if path.is_empty() { k.name.clone() } else { format!("{path}.{}", k.name) };
+                        stack.push((v, p));
+                    }
+                }
+                Value::Null => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// A key that cannot be honoured: an error, or a warning when lenient.
+    pub(crate) fn cannot(&mut self, at: &At, key: &str, why: &str) -> std::result::Result<(), Problem> {
+        if self.lenient {
+            self.warn(at, key, why);
+            Ok(())
+        } else {
+            Err(Problem::new(at, key, format!("{why} (Compose::lenient() makes this a warning)")))
+        }
+    }
+
+    /// A warning.
+    pub(crate) fn warn(&mut self, at: &At, key: &str, message: &str) {
+        self.warnings.push(ComposeWarning {
+            file: at.file.to_string(),
+            line: at.line,
+            key: key.to_string(),
+            message: message.to_string(),
+        });
+    }
+}
+
+/// A `.env` or `env_file` file's variables; errors name the file and line.
+pub(crate) fn read_env_file(
+    path: &Path,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> std::result::Result<Vec<(String, String)>, Problem> {
+    let name: Arc<str> = Arc::from(path.display().to_string());
+    let at = At { file: name.clone(), line: 0 };
+    let meta = std::fs::metadata(path).map_err(|e| Problem::new(&at, "", format!("cannot read it: {e}")))?;
+    if meta.len() > yaml::MAX_FILE_BYTES as u64 {
+        return Err(Problem::new(&at, "", "is too large for a variables file"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Problem::new(&at, "", format!("cannot read it: {e}")))?;
+    interpolate::parse_env_file(&text, lookup).map_err(|(line, reason)| Problem {
+        at: At { file: name, line },
+        key: String::new(),
+        reason,
+    })
+}
+
+/// A project name from a directory name: lower case, other characters as `-`.
+fn project_from_dir(dir: &Path) -> String {
+    let base = std::fs::canonicalize(dir).ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+    let mut name: String = base
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    name = name.trim_matches('-').chars().take(40).collect();
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        name.insert_str(0, "compose-");
+    }
+    name.trim_end_matches('-').to_string()
+}
+
+impl Environment {
+    /// Reads compose files (merged in order, as `docker compose -f a -f b`) as an environment
+    /// named `default` of the project the files name (or their directory's name). Warnings go to
+    /// `tracing`; [`Compose`] returns them and has the other options.
+    pub fn from_compose<I, P>(files: I) -> Result<Environment>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<Path>,
+    {
+        let imported = Compose::new(files).load()?;
+        for w in &imported.warnings {
+            tracing::warn!(warning = %w, "compose import");
+        }
+        Ok(imported.environment)
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! No input makes the importer panic: arbitrary text, and compose-shaped documents built from
+    //! the keys it knows with hostile values (JSON is YAML).
+    use super::*;
+    use proptest::prelude::*;
+
+    fn import_text(text: &str, lenient: bool) -> std::result::Result<Imported, Problem> {
+        let mut ctx = Context { vars: Variables::default(), warnings: Vec::new(), lenient, loaded: BTreeMap::new() };
+        let name: Arc<str> = Arc::from("fuzz.yml");
+        let mut doc = yaml::parse(text, &name)?;
+        if !matches!(doc.value, Value::Map(_)) {
+            return Err(Problem::new(&doc.at, "", "not a mapping"));
+        }
+        ctx.interpolate(&mut doc)?;
+        let environment = service::environment(&mut ctx, &doc, "fuzz", "default", &BTreeSet::new())?;
+        Ok(Imported { environment, warnings: ctx.warnings })
+    }
+
+    const KEYS: &[&str] = &[
+        "services",
+        "volumes",
+        "secrets",
+        "configs",
+        "networks",
+        "name",
+        "x-a",
+        "image",
+        "build",
+        "context",
+        "dockerfile",
+        "args",
+        "command",
+        "entrypoint",
+        "environment",
+        "env_file",
+        "path",
+        "required",
+        "ports",
+        "target",
+        "published",
+        "host_ip",
+        "protocol",
+        "volumes",
+        "type",
+        "source",
+        "read_only",
+        "healthcheck",
+        "test",
+        "interval",
+        "timeout",
+        "retries",
+        "start_period",
+        "disable",
+        "depends_on",
+        "condition",
+        "restart",
+        "deploy",
+        "replicas",
+        "update_config",
+        "rollback_config",
+        "parallelism",
+        "order",
+        "failure_action",
+        "monitor",
+        "delay",
+        "max_failure_ratio",
+        "resources",
+        "limits",
+        "cpus",
+        "memory",
+        "reservations",
+        "restart_policy",
+        "max_attempts",
+        "profiles",
+        "extends",
+        "service",
+        "file",
+        "labels",
+        "user",
+        "working_dir",
+        "stop_grace_period",
+        "mem_limit",
+        "scale",
+        "pull_policy",
+        "privileged",
+        "api",
+        "db",
+        "web",
+        "<<",
+    ];
+    const SCALARS: &[&str] = &[
+        "",
+        "0",
+        "1",
+        "-1",
+        "65536",
+        "99999999999999999999",
+        "1e308",
+        "NaN",
+        "inf",
+        "true",
+        "false",
+        "null",
+        "~",
+        "api",
+        "db",
+        "x:1",
+        "8080",
+        "80:8080",
+        "127.0.0.1:80:8080/udp",
+        "[::1]:1:2",
+        "a:b:c:d",
+        "./x:/y:ro",
+        "data:/d",
+        "/abs",
+        "1m30s",
+        "500ms",
+        "99999999h",
+        "512m",
+        "1g",
+        "-5g",
+        "CMD",
+        "CMD-SHELL",
+        "NONE",
+        "curl -f http://localhost:8080/",
+        "nc -z localhost 1",
+        "service_healthy",
+        "service_completed_successfully",
+        "start-first",
+        "stop-first",
+        "rollback",
+        "continue",
+        "on-failure:3",
+        "${A}",
+        "${A:-${B:-c}}",
+        "${A:?boom}",
+        "$$",
+        "${",
+        "${A",
+        "\u{0}",
+        "é",
+        "🦀",
+    ];
+
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            prop::sample::select(SCALARS).prop_map(|s| serde_json::Value::String(s.to_string())),
+            any::<i64>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+        ];
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::Array),
+                prop::collection::vec((prop::sample::select(KEYS), inner), 0..6).prop_map(|entries| {
+                    serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text(text in "\\PC*") {
+            let _ = import_text(&text, false);
+        }
+
+        #[test]
+        fn compose_shaped_documents(
+            services in prop::collection::vec(
+                (prop::sample::select(&["api", "db", "web", "Bad_Name"][..]), prop::collection::vec((prop::sample::select(KEYS), value()), 0..8)),
+                0..4,
+            ),
+            top in value(),
+        ) {
+            let services: serde_json::Map<String, serde_json::Value> = services
+                .into_iter()
+                .map(|(name, keys)| {
+                    let mut svc: serde_json::Map<String, serde_json::Value> = keys.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                    svc.entry("image".to_string()).or_insert_with(|| "x".into());
+                    (name.to_string(), serde_json::Value::Object(svc))
+                })
+                .collect();
+            let doc = serde_json::json!({ "services": services, "volumes": top });
+            let text = doc.to_string();
+            let _ = import_text(&text, false);
+            let _ = import_text(&text, true);
+        }
+    }
+}
