@@ -42,6 +42,7 @@
 //! | concept | module |
 //! |---|---|
 //! | the typed description: [`Service`], [`Environment`], [`HealthCheck`], [`Rollout`], [`Ingress`] | [`model`] (what a description may hold, and why: [`model::limits`]) |
+//! | backups: `pg_dump` to S3-compatible storage, retention, schedules, restore: [`backup`] | [`backup`] (where a dump is taken: `backup/postgres.rs`) |
 //! | a `docker-compose.yml` as an [`Environment`]: [`Environment::from_compose`], [`compose::Compose`] | [`compose`] (one service's keys: `compose/service.rs`) |
 //! | what would change and why: [`Plan`] | [`plan`] |
 //! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`; on a self-rolling target in `engine/orchestrated.rs`) |
@@ -81,6 +82,7 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+pub mod backup;
 mod clock;
 pub mod compose;
 pub mod engine;

@@ -10,6 +10,7 @@
 #    apache2-utils (the test registry), postgresql-15, redis-server, busybox-static, gosu, file
 #    (the postgres:15 and redis:7 fixture images), curl;
 #  - tests/fixtures/hosts.sh up, tests/fixtures/registry.sh up, tests/fixtures/images.sh,
+#    tests/fixtures/s3.sh (moto's S3 server from PyPI, for the backup tests),
 #    tests/fixtures/swarm.sh up (a three-node swarm for the Swarm backend).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,7 @@ echo "tests: ssh test hosts up: $(bash tests/fixtures/hosts.sh engines | tr '\n'
 bash tests/fixtures/registry.sh up
 echo "tests: registry up: $(bash tests/fixtures/registry.sh status | tr '\n' ' ')"
 bash tests/fixtures/images.sh
+bash tests/fixtures/s3.sh
 bash tests/fixtures/swarm.sh up
 echo "tests: swarm up: $(bash tests/fixtures/swarm.sh engines | tr '\n' ' ')"
 
