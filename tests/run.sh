@@ -7,8 +7,8 @@
 #  - a Docker engine (installs docker.io and starts dockerd if none answers): tests never skip;
 #  - libc6-dev (the test workload is linked statically), caddy (the ingress tests),
 #    openssh-server, iproute2, iptables, util-linux (the SSH test hosts), docker-registry and
-#    apache2-utils (the test registry), postgresql-15, redis-server, busybox-static, gosu, file
-#    (the postgres:15 and redis:7 fixture images), curl;
+#    apache2-utils (the test registry), postgresql-15, redis-server, nginx, busybox-static, gosu,
+#    file (the postgres:15, redis:7 and nginx:1.22 fixture images), curl;
 #  - tests/fixtures/hosts.sh up, tests/fixtures/registry.sh up, tests/fixtures/images.sh,
 #    tests/fixtures/s3.sh (moto's S3 server from PyPI, for the backup tests),
 #    tests/fixtures/swarm.sh up (a three-node swarm for the Swarm backend).
@@ -49,13 +49,14 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v gosu >/dev/null 2>&1 || need+=(gosu)
 command -v file >/dev/null 2>&1 || need+=(file)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 # Debian starts the servers it installs where it can; the tests run their own.
-for s in docker-registry postgresql redis-server; do service "$s" stop >/dev/null 2>&1 || true; done
+for s in docker-registry postgresql redis-server nginx; do service "$s" stop >/dev/null 2>&1 || true; done
 
 # 3. Fixtures (the tests also start them themselves, idempotently).
 bash tests/fixtures/hosts.sh up

@@ -1,8 +1,10 @@
 //! The examples' own demo image, made without a registry or a compiler: the example binary packages
 //! itself (`/proc/self/exe` and the shared libraries it has loaded, from `/proc/self/maps`) into an
 //! image `FROM scratch`, and runs inside it as a tiny server when started with `serve`
-//! (`ROLE=db`: accepts TCP; `ROLE=api`: HTTP `/health`, `/version`; `ROLE=web`: HTTP `/health`,
-//! `/call/api` which asks `http://api:8080/version`).
+//! (`ROLE=db`: accepts TCP; `ROLE=api`: HTTP `/health` (or `HEALTH_PATH`, answering
+//! `HEALTH_STATUS`, default 200), `/version`; `ROLE=web`: the same and `/call/api`, which asks
+//! `API_URL` (default `http://api:8080`) for `/version`; `ROLE=worker`: no port, a log line a
+//! second).
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -85,6 +87,12 @@ pub fn serve_if_asked() {
     }
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
     let role = std::env::var("ROLE").unwrap_or_default();
+    if role == "worker" {
+        for n in 0u64.. {
+            eprintln!("worker: processed batch {n}");
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
     // A service that needs another exits at start when it cannot reach it (as a real one would).
     for need in std::env::var("REQUIRE").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
         if std::net::TcpStream::connect(need).is_err() {
@@ -116,10 +124,14 @@ fn handle(mut conn: std::net::TcpStream, role: &str) {
     let n = conn.read(&mut buf).unwrap_or(0);
     let request = String::from_utf8_lossy(&buf[..n]);
     let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let health_path = std::env::var("HEALTH_PATH").unwrap_or_else(|_| "/health".into());
+    let health: u16 = std::env::var("HEALTH_STATUS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let api = std::env::var("API_URL").unwrap_or_else(|_| "http://api:8080".into());
+    let api_host = api.trim_start_matches("http://").trim_end_matches('/').to_string();
     let (status, body) = match path.as_str() {
-        "/health" => (200, "ok".to_string()),
+        p if p == health_path || p == "/health" => (health, "ok".to_string()),
         "/version" => (200, std::env::var("VERSION").unwrap_or_default()),
-        "/call/api" => match call("api:8080", "/version") {
+        "/call/api" => match call(&api_host, "/version") {
             Some(b) => (200, b),
             None => (502, "api did not answer".into()),
         },

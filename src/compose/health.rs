@@ -30,7 +30,8 @@ pub(crate) fn test(items: &[String]) -> Result<Test, String> {
         }
         "CMD-SHELL" => {
             let [script] = rest else { return Err("CMD-SHELL takes exactly one string".into()) };
-            let recognised = shell_words(strip_exit(script)).and_then(|w| recognise(&w));
+            let recognised = status_check(strip_exit(script))
+                .or_else(|| shell_words(strip_exit(script)).and_then(|w| recognise(&w)));
             Ok(Test::Check(Box::new(
                 recognised.unwrap_or_else(|| HealthCheck::exec(["/bin/sh".to_string(), "-c".into(), script.clone()])),
             )))
@@ -107,6 +108,29 @@ pub(crate) fn shell_words(line: &str) -> Option<Vec<String>> {
         return None;
     }
     Some(words)
+}
+
+/// `curl -s -o /dev/null -w '%{http_code}' http://localhost:PORT/PATH | grep -q 'CODE'`: an HTTP
+/// check that expects exactly that status.
+fn status_check(script: &str) -> Option<HealthCheck> {
+    let (curl, grep) = script.split_once('|')?;
+    let grep = shell_words(grep.trim())?;
+    let code: u16 = match grep.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["grep", "-q", code] | ["grep", code] | ["grep", "-qx", code] | ["grep", "-xq", code] => code.parse().ok()?,
+        _ => return None,
+    };
+    let mut words = shell_words(curl.trim())?;
+    if words.first().map(String::as_str) != Some("curl") {
+        return None;
+    }
+    // `-w '%{http_code}'` prints the status; with it gone, what is left must be a plain check.
+    let w = words.iter().position(|a| a == "-w" || a == "--write-out")?;
+    if words.get(w + 1).map(String::as_str) != Some("%{http_code}") {
+        return None;
+    }
+    words.drain(w..w + 2);
+    let check = recognise(&words)?;
+    (100..600).contains(&code).then(|| check.expect_status(code..=code))
 }
 
 /// An HTTP or TCP check of the container itself, if the command is one.
@@ -238,6 +262,14 @@ mod tests {
             matches!(probe(&["CMD-SHELL", "wget --no-verbose --tries=1 --spider http://localhost/ || exit 1"]), Probe::Http { port: 80, ref path, .. } if path == "/")
         );
         assert!(matches!(probe(&["CMD", "nc", "-z", "localhost", "5432"]), Probe::Tcp { port: 5432 }));
+        // Constellation's: the status printed by curl, matched by grep.
+        let script =
+            "curl -s -o /dev/null -w '%{http_code}' http://localhost:8081/api/health | grep -q '200' || exit 1";
+        assert!(
+            matches!(probe(&["CMD-SHELL", script]), Probe::Http { port: 8081, ref path, status_min: 200, status_max: 200, .. } if path == "/api/health"),
+            "{:?}",
+            probe(&["CMD-SHELL", script])
+        );
     }
 
     #[test]

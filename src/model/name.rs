@@ -3,7 +3,8 @@
 use crate::error::ValidationError;
 
 /// Checks that `name` can be a DNS label: 1-63 characters of `a-z`, `0-9` and `-`, starting with a
-/// letter and not ending with `-`.
+/// letter and not ending with `-`. A volume name may also hold `_` (compose files name volumes
+/// `postgres_data`; it is never a DNS name).
 pub(crate) fn check(kind: &'static str, name: &str) -> Result<(), ValidationError> {
     let fail = |reason: &str| ValidationError::InvalidName { kind, name: name.to_string(), reason: reason.to_string() };
     if name.is_empty() {
@@ -12,7 +13,10 @@ pub(crate) fn check(kind: &'static str, name: &str) -> Result<(), ValidationErro
     if name.len() > 63 {
         return Err(fail("it is longer than 63 characters"));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')) {
+    let underscore = kind == "volume";
+    if let Some(c) =
+        name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || (underscore && *c == '_')))
+    {
         return Err(fail(&format!("character {c:?} is not allowed")));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
@@ -50,5 +54,7 @@ mod tests {
             assert!(err.contains(why), "{bad}: {err}");
         }
         assert!(check("service", &"a".repeat(64)).unwrap_err().to_string().contains("63"));
+        assert!(check("volume", "postgres_data").is_ok(), "compose's volume names");
+        assert!(check("service", "postgres_data").is_err());
     }
 }
