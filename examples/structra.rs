@@ -30,7 +30,8 @@ async fn main() -> ExitCode {
 }
 
 fn compose(env_name: &str, version: &str) -> Res<Environment> {
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose/structra/docker-compose.prod.yml");
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/compose/structra/docker-compose.prod.yml");
     let imported = Compose::new([file])
         .project("structra")
         .environment(env_name)
@@ -67,12 +68,21 @@ fn restore_target(name: &str) -> Res<Environment> {
         .secret("POSTGRES_PASSWORD", Secret::new("structra-example-restore-password"))
         .volume(Volume::named("postgres_data").at("/var/lib/postgresql/data"))
         .port(Port::tcp(5432).publish_ephemeral())
-        .health(HealthCheck::exec(["pg_isready", "-U", "structra", "-h", "127.0.0.1"]).interval(Duration::from_millis(300)).retries(100))
+        .health(
+            HealthCheck::exec(["pg_isready", "-U", "structra", "-h", "127.0.0.1"])
+                .interval(Duration::from_millis(300))
+                .retries(100),
+        )
         .build()?;
     Ok(Environment::builder("structra", name).service(db).build()?)
 }
 
-async fn body(docker: &DockerBackend, env: &Environment, fresh: &Environment, storage: &harbormaster::backup::S3Storage) -> Res {
+async fn body(
+    docker: &DockerBackend,
+    env: &Environment,
+    fresh: &Environment,
+    storage: &harbormaster::backup::S3Storage,
+) -> Res {
     step("plan of docker-compose.prod.yml");
     println!("{}", env.plan(docker).await?);
     step("apply: postgres and redis healthy, the migration, then 3 backends, then the frontend");
@@ -84,7 +94,9 @@ async fn body(docker: &DockerBackend, env: &Environment, fresh: &Environment, st
 
     step("the app writes rows");
     let psql = |sql: &'static str| ["psql", "-U", "structra", "-d", "structra", "-v", "ON_ERROR_STOP=1", "-Atc", sql];
-    let out = env.exec(docker, "postgres", psql("INSERT INTO projects (name) VALUES ('bridge'), ('tower'), ('tunnel')")).await?;
+    let out = env
+        .exec(docker, "postgres", psql("INSERT INTO projects (name) VALUES ('bridge'), ('tower'), ('tunnel')"))
+        .await?;
     ensure(out.exit_code == 0, format!("insert: {}", out.stderr))?;
 
     step("the guide's nightly backup: pg_dump to S3");

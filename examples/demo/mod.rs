@@ -128,10 +128,11 @@ fn handle(mut conn: std::net::TcpStream, role: &str) {
     let health: u16 = std::env::var("HEALTH_STATUS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let api = std::env::var("API_URL").unwrap_or_else(|_| "http://api:8080".into());
     let api_host = api.trim_start_matches("http://").trim_end_matches('/').to_string();
+    // Behind a proxy that keeps its path prefix (`/auth/version`), the last segment decides.
     let (status, body) = match path.as_str() {
-        p if p == health_path || p == "/health" => (health, "ok".to_string()),
-        "/version" => (200, std::env::var("VERSION").unwrap_or_default()),
-        "/call/api" => match call(&api_host, "/version") {
+        p if p == health_path || p.ends_with("/health") => (health, "ok".to_string()),
+        p if p.ends_with("/version") => (200, std::env::var("VERSION").unwrap_or_default()),
+        p if p.ends_with("/call/api") => match call(&api_host, "/version") {
             Some(b) => (200, b),
             None => (502, "api did not answer".into()),
         },

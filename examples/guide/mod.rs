@@ -55,7 +55,8 @@ pub async fn start(images: &[&str]) -> Res<DockerBackend> {
 
 /// A name of this run's own for environment `stem` (so a run never touches another's).
 pub fn name(stem: &str) -> String {
-    let salt = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let salt =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     format!("{stem}-{:05x}", (salt ^ std::process::id()) & 0xfffff)
 }
 
@@ -104,4 +105,17 @@ pub async fn wait_for(url: &str, host: Option<&str>, body: &str) -> Res {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The Caddy image the examples' ingresses run: Debian's `caddy` binary packaged `FROM scratch`.
+pub const CADDY_IMAGE: &str = "harbormaster-examples/caddy:latest";
+
+/// Builds [`CADDY_IMAGE`] from `/usr/bin/caddy` (Debian's `caddy` package).
+pub async fn caddy(docker: &DockerBackend) -> Res {
+    ensure(std::path::Path::new("/usr/bin/caddy").exists(), "this example's ingress is Caddy: apt-get install caddy")?;
+    let dir = std::env::temp_dir().join(format!("harbormaster-examples-caddy-{}", std::process::id()));
+    let build = harbormaster::ingress::caddy_build_context("/usr/bin/caddy", &dir)?;
+    docker.build(&build, CADDY_IMAGE).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
 }
