@@ -270,3 +270,39 @@ async fn a_shared_environment_is_up_once_for_many_tests_with_a_database_each() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_test_environment_keeps_no_records_unless_asked() {
+    workload::ensure_images();
+    let docker = docker().await;
+    let volumes = |prefix: String| {
+        let docker = docker.clone();
+        async move {
+            use bollard::query_parameters::ListVolumesOptions;
+            let all = docker.client().list_volumes(None::<ListVolumesOptions>).await.unwrap();
+            all.volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| v.name)
+                .filter(|n| n.starts_with(&prefix))
+                .collect::<Vec<_>>()
+        }
+    };
+    // Ephemeral (the default): no lock record, no state volume; history has nothing.
+    let quick = TestEnv::up(web("quick", "v1")).await.unwrap();
+    assert!(quick.environment().is_ephemeral());
+    let q = quick.environment().qualified_name();
+    assert_eq!(volumes(q.clone()).await, Vec::<String>::new(), "nothing kept on the target");
+    assert!(quick.environment().history(quick.backend(), "web").await.unwrap().is_empty());
+    // Applying it again is a no-op, and its status reads fine.
+    assert!(quick.environment().plan(quick.backend()).await.unwrap().is_noop());
+    assert_eq!(quick.environment().status(quick.backend()).await.unwrap().services[0].running, 1);
+    // With records: the state store is there, and the revision.
+    let durable = TestEnv::builder(web("durable", "v1")).records(true).up().await.unwrap();
+    let d = durable.environment().qualified_name();
+    assert!(volumes(d.clone()).await.iter().any(|v| v.ends_with(".state")), "{:?}", volumes(d.clone()).await);
+    assert_eq!(durable.environment().history(durable.backend(), "web").await.unwrap().len(), 1);
+    drop((quick, durable));
+    assert_eq!(volumes(q).await, Vec::<String>::new());
+    assert_eq!(volumes(d).await, Vec::<String>::new());
+}

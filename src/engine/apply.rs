@@ -75,11 +75,15 @@ pub(crate) async fn templates(
 /// Observes the target and computes the plan (for [`Environment::plan`]: nothing changes).
 pub(crate) async fn plan(env: &Environment, backend: &dyn Backend, sink: &EventSink) -> Result<Plan> {
     let scope = scope_of(env);
-    let store = Store::open_lenient(backend, &scope).await;
-    if let Some(r) = backend.records() {
-        r.release_state(&scope).await;
-    }
-    let store = store?;
+    let store = if env.ephemeral {
+        Store::ephemeral(backend, &scope)
+    } else {
+        let store = Store::open_lenient(backend, &scope).await;
+        if let Some(r) = backend.records() {
+            r.release_state(&scope).await;
+        }
+        store?
+    };
     let (templates, images) = templates(env, backend, Some(&store), sink, images::Mode::Plan).await?;
     let observed = observe_with(env, templates, backend, &store, false).await?;
     check_target(backend, &scope, &observed.plan, &observed.templates).await?;
@@ -227,6 +231,10 @@ pub(crate) async fn execute(
     let operation = op.describe();
     // Every host reachable and fit before anything changes (the lock included).
     backend.preflight().await?;
+    if env.ephemeral {
+        // One process's own environment: no lock to take, no records to keep.
+        return locked(env, backend, &sink, op, operation).await;
+    }
     let records = records_of(backend, &operation)?;
     let lock = DeployLock::acquire(records, &scope, &sink, &operation, env.actor(), env.lock_timeout).await?;
     let result = lock.hold(records, locked(env, backend, &sink, op, operation)).await;
@@ -252,6 +260,7 @@ async fn locked(
     let started = Instant::now();
     let instances = backend.list_instances(&scope).await?;
     let (store, lost) = match &op {
+        _ if env.ephemeral => (Store::ephemeral(backend, &scope), None),
         Operation::Apply => Store::open_for_change(backend, &scope, &instances).await?,
         _ => (Store::open(backend, &scope, &instances).await?, None),
     };
@@ -282,6 +291,9 @@ async fn locked(
         error: result.as_ref().err().map(|e| e.to_string()),
         notes: lost.into_iter().collect(),
     };
+    if env.ephemeral {
+        return result;
+    }
     if let Err(e) = audit::write(&store, &entry).await {
         tracing::warn!(error = %e, "could not write the audit entry");
     }

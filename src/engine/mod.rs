@@ -248,7 +248,11 @@ impl Environment {
         let scope = apply::scope_of(self);
         let read = async {
             let running = backend.list_instances(&scope).await?;
-            let store = Store::open(backend, &scope, &running).await?;
+            let store = if self.ephemeral {
+                Store::ephemeral(backend, &scope)
+            } else {
+                Store::open(backend, &scope, &running).await?
+            };
             Ok(audit::list(&store).await)
         };
         let result = read.await;
@@ -274,7 +278,11 @@ impl Environment {
         let scope = apply::scope_of(self);
         let read = async {
             let running = backend.list_instances(&scope).await?;
-            let store = Store::open(backend, &scope, &running).await?;
+            let store = if self.ephemeral {
+                Store::ephemeral(backend, &scope)
+            } else {
+                Store::open(backend, &scope, &running).await?
+            };
             let waiting = waiting::pending(&store).await.iter().any(|p| p.service == service);
             Ok::<_, Error>((revisions::list(&store, service, &running).await, waiting))
         };

@@ -45,9 +45,7 @@ pub struct DownReport {
 
 pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, sink: &EventSink) -> Result<DownReport> {
     let scope = scope_of(env);
-    // Never tear down under a running deploy.
-    let records = records_of(backend, "take an environment down")?;
-    let lock = DeployLock::acquire(records, &scope, sink, "down", env.actor(), env.lock_timeout()).await?;
+    let ephemeral = env.ephemeral;
     let work = async {
         let instances = backend.list_instances(&scope).await?;
         let mut by_service: BTreeMap<&str, Vec<Instance>> = BTreeMap::new();
@@ -68,17 +66,28 @@ pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, s
             futures::future::join_all(removals).await.into_iter().collect::<Result<Vec<()>>>()?;
         }
         // The environment's records (revisions, audit, waiting promotions, kept images) go with it.
-        records.remove_state(&scope).await?;
+        if !ephemeral {
+            records_of(backend, "take an environment down")?.remove_state(&scope).await?;
+        }
         Ok::<_, Error>(instances)
     };
-    let instances = match lock.hold(records, work).await {
-        Ok(i) => i,
-        Err(e) => {
-            let _ = lock.release(records).await;
-            return Err(e);
-        }
+    let instances = if ephemeral {
+        // One process's own environment: nobody else deploys it, so no lock is taken.
+        work.await?
+    } else {
+        // Never tear down under a running deploy.
+        let records = records_of(backend, "take an environment down")?;
+        let lock = DeployLock::acquire(records, &scope, sink, "down", env.actor(), env.lock_timeout()).await?;
+        let instances = match lock.hold(records, work).await {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = lock.release(records).await;
+                return Err(e);
+            }
+        };
+        lock.release_all(records).await?;
+        instances
     };
-    lock.release_all(records).await?;
     let removed_network = backend.remove_network(&scope).await?;
     let volumes = backend.list_volumes(&scope).await?;
     let mut report = DownReport {

@@ -31,6 +31,7 @@ pub struct Environment {
     pub(crate) actor: Option<String>,
     pub(crate) roles: BTreeMap<String, Vec<String>>,
     pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) ephemeral: bool,
 }
 
 impl Environment {
@@ -49,6 +50,7 @@ impl Environment {
                 actor: None,
                 roles: BTreeMap::new(),
                 labels: BTreeMap::new(),
+                ephemeral: false,
             },
             errors: Vec::new(),
         }
@@ -114,6 +116,11 @@ impl Environment {
     /// options. `build()` validates the whole again.
     pub fn to_builder(&self) -> EnvironmentBuilder {
         EnvironmentBuilder { env: self.clone(), errors: Vec::new() }
+    }
+
+    /// Whether it is ephemeral ([`EnvironmentBuilder::ephemeral`]).
+    pub fn is_ephemeral(&self) -> bool {
+        self.ephemeral
     }
 
     /// The environment's own labels ([`EnvironmentBuilder::label`]).
@@ -268,6 +275,18 @@ impl EnvironmentBuilder {
     /// Labels are not part of a service's configuration: changing one does not replace instances.
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// An environment one process brings up and removes (a test's, a preview's): no deploy lock,
+    /// and no records on the target (revisions, audit, kept images): each operation keeps its
+    /// state in memory. It is faster to bring up, and `history`, `audit_log` and `rollback` have
+    /// nothing to read. Two processes must not change it at once. [`testing::TestEnv`] makes its
+    /// environments ephemeral.
+    ///
+    /// [`testing::TestEnv`]: https://docs.rs/harbormaster/latest/harbormaster/testing/struct.TestEnv.html
+    pub fn ephemeral(mut self) -> Self {
+        self.env.ephemeral = true;
         self
     }
 

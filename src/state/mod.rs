@@ -59,11 +59,24 @@ pub(crate) struct Store<'a> {
     backend: &'a dyn Backend,
     scope: Scope,
     doc: Mutex<Document>,
+    /// An ephemeral environment's store: in memory for one operation, never written.
+    ephemeral: bool,
 }
 
 impl<'a> Store<'a> {
     fn with(backend: &'a dyn Backend, scope: &Scope, doc: Document) -> Store<'a> {
-        Store { backend, scope: scope.clone(), doc: Mutex::new(doc) }
+        Store { backend, scope: scope.clone(), doc: Mutex::new(doc), ephemeral: false }
+    }
+
+    /// The store of an ephemeral environment ([`EnvironmentBuilder::ephemeral`](crate::EnvironmentBuilder::ephemeral)):
+    /// empty, in memory, never written to the target.
+    pub(crate) fn ephemeral(backend: &'a dyn Backend, scope: &Scope) -> Store<'a> {
+        Store { ephemeral: true, ..Store::with(backend, scope, Document::new()) }
+    }
+
+    /// Whether it is an ephemeral environment's (nothing is kept on the target).
+    pub(crate) fn is_ephemeral(&self) -> bool {
+        self.ephemeral
     }
 
     /// Opens the store to read it. Missing while `instances` run (or unreadable): the store was
@@ -132,9 +145,11 @@ impl<'a> Store<'a> {
         let mut next = doc.clone();
         let out = f(&mut next);
         next.seq = next.seq.saturating_add(1);
-        records_of(self.backend, "keep deploy records")?
-            .write_state(&self.scope, &document::slot(next.seq), &next.encode())
-            .await?;
+        if !self.ephemeral {
+            records_of(self.backend, "keep deploy records")?
+                .write_state(&self.scope, &document::slot(next.seq), &next.encode())
+                .await?;
+        }
         *doc = next;
         Ok(out)
     }

@@ -210,7 +210,7 @@ impl Recorder {
             .filter(|b| label == "succeeded" && b.image_id != template.image_id)
             .map(|b| b.image_id.clone())
             .filter(|id| !id.is_empty());
-        if let (Some(id), Some(images)) = (&superseded, store.backend().images()) {
+        if let (Some(id), Some(images), false) = (&superseded, store.backend().images(), store.is_ephemeral()) {
             if !store.read(|d| d.kept_images.contains(id)).await {
                 if let Err(e) = images.keep_image(store.scope(), id).await {
                     tracing::warn!(service, image = %id, error = %e, "could not keep the replaced image; a prune may remove it");

@@ -60,6 +60,7 @@ pub struct TestEnvBuilder {
     env: Environment,
     docker: DockerBackendBuilder,
     name: Option<String>,
+    records: bool,
 }
 
 impl TestEnvBuilder {
@@ -75,6 +76,15 @@ impl TestEnvBuilder {
         self
     }
 
+    /// Keeps the deploy lock and the records on the target (revisions, audit, kept images), as a
+    /// production environment does: for tests of `history`, `rollback` or the lock itself.
+    /// Default `false`: a test environment is [ephemeral](crate::EnvironmentBuilder::ephemeral),
+    /// which brings it up faster.
+    pub fn records(mut self, keep: bool) -> Self {
+        self.records = keep;
+        self
+    }
+
     /// Deploys it: the engine is swept for orphans first (once per process), then the environment
     /// is applied under its unique name. A failed apply tears down what it made before the error
     /// (which names the service and carries its last log lines) is returned.
@@ -86,6 +96,7 @@ impl TestEnvBuilder {
         env.name = unique_name(&stem);
         crate::model::name::check("environment", &env.name)?;
         env.labels.extend(owner::marks());
+        env.ephemeral = !self.records;
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         // Tracked before anything exists, so an exit mid-apply still tears it down.
@@ -127,7 +138,7 @@ impl TestEnv {
 
     /// A test environment with options: the engine, the name.
     pub fn builder(env: Environment) -> TestEnvBuilder {
-        TestEnvBuilder { env, docker: DockerBackend::builder(), name: None }
+        TestEnvBuilder { env, docker: DockerBackend::builder(), name: None, records: false }
     }
 
     /// The environment as deployed: its unique name, and the owner labels the reaper reads.
