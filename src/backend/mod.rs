@@ -37,6 +37,7 @@ pub use files::InstanceFiles;
 pub use images::{ImageInfo, ImageShipping, ImageStore};
 pub use instance::{
     EngineHealth, ExecOutput, Instance, InstanceSpec, InstanceState, LogLine, LogStream, PublishedPort, Scope,
+    DEFAULT_NETWORK,
 };
 pub use orchestrator::{Limit, NativeRollout, Orchestrator, ServiceDeployment};
 pub use records::{NewRecord, Record, RecordStore, StateFile};

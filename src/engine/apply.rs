@@ -178,7 +178,12 @@ use super::service_run::{retire, rollback_allowance};
 use super::service_run::{Phase, ServiceOutcome, ServiceRun};
 
 pub(crate) fn scope_of(env: &Environment) -> Scope {
-    Scope { project: env.project.clone(), environment: env.name.clone(), marks: env.labels.clone() }
+    Scope {
+        project: env.project.clone(),
+        environment: env.name.clone(),
+        marks: env.labels.clone(),
+        default_network: env.default_network,
+    }
 }
 
 /// What an [`execute`] does.
@@ -399,7 +404,7 @@ async fn run(
     });
     tracing::debug!(%plan);
 
-    if backend.ensure_network(&scope).await? {
+    if !scope.default_network && backend.ensure_network(&scope).await? {
         sink.emit(EventKind::NetworkCreated { name: scope.network_name() });
     }
     for v in scoped.volume_names() {

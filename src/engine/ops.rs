@@ -88,7 +88,8 @@ pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, s
         lock.release_all(records).await?;
         instances
     };
-    let removed_network = backend.remove_network(&scope).await?;
+    // The engine's default network is not the environment's to remove.
+    let removed_network = !scope.default_network && backend.remove_network(&scope).await?;
     let volumes = backend.list_volumes(&scope).await?;
     let mut report = DownReport {
         removed_instances: instances.iter().map(|i| i.name.clone()).collect(),

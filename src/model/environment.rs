@@ -32,6 +32,9 @@ pub struct Environment {
     pub(crate) roles: BTreeMap<String, Vec<String>>,
     pub(crate) labels: BTreeMap<String, String>,
     pub(crate) ephemeral: bool,
+    /// Instances on the target's default network (set by the test harness for one-service
+    /// environments).
+    pub(crate) default_network: bool,
 }
 
 impl Environment {
@@ -51,6 +54,7 @@ impl Environment {
                 roles: BTreeMap::new(),
                 labels: BTreeMap::new(),
                 ephemeral: false,
+                default_network: false,
             },
             errors: Vec::new(),
         }

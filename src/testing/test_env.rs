@@ -97,6 +97,9 @@ impl TestEnvBuilder {
         crate::model::name::check("environment", &env.name)?;
         env.labels.extend(owner::marks());
         env.ephemeral = !self.records;
+        // One service and no ingress: nothing resolves another by name, so the engine's default
+        // network serves, and no network of its own is created and joined (about 100 ms).
+        env.default_network = env.services.len() == 1 && env.ingress.is_none();
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         // Tracked before anything exists, so an exit mid-apply still tears it down.

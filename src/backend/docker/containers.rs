@@ -85,7 +85,9 @@ pub(crate) fn create_body(spec: &InstanceSpec, ephemeral_bind: Option<IpAddr>) -
         restart_policy: Some(restart),
         ..Default::default()
     };
-    let endpoint = EndpointSettings { aliases: Some(vec![spec.service.clone()]), ..Default::default() };
+    // The service name is its DNS name on the environment's network (the default network has none).
+    let aliases = (!spec.scope.default_network).then(|| vec![spec.service.clone()]);
+    let endpoint = EndpointSettings { aliases, ..Default::default() };
     Ok(ContainerCreateBody {
         image: Some(spec.image_id.clone()),
         entrypoint: spec.entrypoint.clone(),
@@ -317,9 +319,10 @@ fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Ins
         }
     }
     published.sort_by_key(|p| (p.container_port, p.host_ip.contains(':'), p.host_port));
-    let ip = network
-        .and_then(|n| settings.networks.as_ref()?.get(n)?.ip_address.clone())
-        .and_then(|ip| ip.parse::<IpAddr>().ok());
+    // On the environment's network; a one-service test environment's is the default one.
+    let on = |n: &str| settings.networks.as_ref()?.get(n)?.ip_address.clone().filter(|ip| !ip.is_empty());
+    let ip =
+        network.and_then(on).or_else(|| on(crate::backend::DEFAULT_NETWORK)).and_then(|ip| ip.parse::<IpAddr>().ok());
     let restarts = c.restart_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
     Some(Instance {
         restarts,
