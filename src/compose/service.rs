@@ -74,17 +74,8 @@ const CANNOT: &[&str] = &[
     "volume_driver",
 ];
 /// Keys that change nothing a deployment depends on: read, said in a warning, not applied.
-const COSMETIC: &[&str] = &[
-    "container_name",
-    "hostname",
-    "domainname",
-    "tty",
-    "stdin_open",
-    "init",
-    "logging",
-    "platform",
-    "stop_grace_period_note",
-];
+const COSMETIC: &[&str] =
+    &["container_name", "hostname", "domainname", "tty", "stdin_open", "init", "logging", "platform"];
 
 /// The environment a merged compose model describes.
 pub(crate) fn environment(
@@ -248,12 +239,8 @@ fn relative_to(at: &At, written: &str) -> PathBuf {
     std::path::absolute(&joined).unwrap_or(joined)
 }
 
-struct Declared {
-    at: At,
-}
-
-fn declared_volumes(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, Declared>> {
-    let mut out = BTreeMap::new();
+fn declared_volumes(ctx: &mut Context, node: Option<&Node>) -> R<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
     for (k, v) in node.and_then(Node::as_map).unwrap_or_default() {
         let path = format!("volumes.{}", k.name);
         for (opt, ov) in v.as_map().unwrap_or_default() {
@@ -277,7 +264,7 @@ fn declared_volumes(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String
                 _ => return Err(Problem::new(&opt.at, key, "is not a key of a compose volume")),
             }
         }
-        out.insert(k.name.clone(), Declared { at: k.at.clone() });
+        out.insert(k.name.clone());
     }
     Ok(out)
 }
@@ -320,7 +307,7 @@ struct ServiceMap<'a> {
     ctx: &'a mut Context,
     name: &'a str,
     node: &'a Node,
-    volumes: &'a BTreeMap<String, Declared>,
+    volumes: &'a BTreeSet<String>,
     files: &'a FileSources,
     enabled: &'a BTreeSet<String>,
     job: bool,
@@ -627,14 +614,13 @@ impl ServiceMap<'_> {
             "bind" => Volume::bind(relative_to(&v.at, source.as_deref().unwrap_or_default())),
             "volume" => {
                 let name = source.unwrap_or_default();
-                if !self.volumes.contains_key(&name) {
+                if !self.volumes.contains(&name) {
                     return Err(Problem::new(
                         &v.at,
                         key,
                         format!("volume `{name}` is not declared under the top-level `volumes`"),
                     ));
                 }
-                let _declared_at = &self.volumes[&name].at;
                 Volume::named(name)
             }
             "tmpfs" => Volume::tmpfs(),
