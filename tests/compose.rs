@@ -17,7 +17,9 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn load(files: &[&str]) -> Compose {
-    Compose::new(files.iter().map(|f| fixture(f))).process_env(false).var("WORKLOAD_IMAGE", workload::IMAGE)
+    Compose::new(files.iter().map(|f| fixture(f)).collect::<Vec<_>>())
+        .process_env(false)
+        .var("WORKLOAD_IMAGE", workload::IMAGE)
 }
 
 #[test]
@@ -76,6 +78,23 @@ fn override_files_profiles_and_changes_in_code() {
     let api = api.to_builder().image("registry.example.com/shop/api:3").build().unwrap();
     let env = env.to_builder().replace(api).build().unwrap();
     assert!(format!("{:?}", env.service("api").unwrap().image()).contains("api:3"));
+}
+
+#[test]
+fn one_path_or_several_in_any_common_form() {
+    let dir = std::env::temp_dir().join(support::unique("compose-paths"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = dir.join("docker-compose.yml");
+    let prod = dir.join("docker-compose.prod.yml");
+    std::fs::write(&base, "services:\n  web:\n    image: nginx:1.22\n").unwrap();
+    std::fs::write(&prod, "services:\n  web:\n    deploy:\n      replicas: 3\n").unwrap();
+    let one = Environment::from_compose(base.to_str().unwrap()).unwrap();
+    assert_eq!(one.service("web").unwrap().replicas(), 1);
+    assert_eq!(Environment::from_compose(&base).unwrap().service("web").unwrap().replicas(), 1);
+    let files = vec![base.clone(), prod.clone()];
+    assert_eq!(Environment::from_compose(&files).unwrap().service("web").unwrap().replicas(), 3);
+    assert_eq!(Environment::from_compose([&base, &prod]).unwrap().service("web").unwrap().replicas(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Writes `text` as a compose file of its own and loads it.

@@ -109,15 +109,65 @@ pub struct Compose {
     lenient: bool,
 }
 
+/// One compose file or several, in merge order: a path (`"compose.yml"`, a `Path`, a `PathBuf`),
+/// or an array, slice or `Vec` of them (`["compose.yml", "compose.prod.yml"]`). From an iterator,
+/// `.collect::<Vec<_>>()` first.
+pub trait ComposeFiles {
+    /// The paths, in merge order.
+    fn into_paths(self) -> Vec<PathBuf>;
+}
+
+macro_rules! one_file {
+    ($($t:ty),*) => {$(
+        impl ComposeFiles for $t {
+            fn into_paths(self) -> Vec<PathBuf> {
+                vec![AsRef::<Path>::as_ref(&self).to_path_buf()]
+            }
+        }
+    )*};
+}
+one_file!(&str, String, &String, &Path, PathBuf, &PathBuf);
+
+fn all<P: AsRef<Path>>(files: impl IntoIterator<Item = P>) -> Vec<PathBuf> {
+    files.into_iter().map(|p| p.as_ref().to_path_buf()).collect()
+}
+
+impl<P: AsRef<Path>, const N: usize> ComposeFiles for [P; N] {
+    fn into_paths(self) -> Vec<PathBuf> {
+        all(self)
+    }
+}
+
+impl<P: AsRef<Path>, const N: usize> ComposeFiles for &[P; N] {
+    fn into_paths(self) -> Vec<PathBuf> {
+        all(self)
+    }
+}
+
+impl<P: AsRef<Path>> ComposeFiles for &[P] {
+    fn into_paths(self) -> Vec<PathBuf> {
+        all(self)
+    }
+}
+
+impl<P: AsRef<Path>> ComposeFiles for Vec<P> {
+    fn into_paths(self) -> Vec<PathBuf> {
+        all(self)
+    }
+}
+
+impl<P: AsRef<Path>> ComposeFiles for &Vec<P> {
+    fn into_paths(self) -> Vec<PathBuf> {
+        all(self)
+    }
+}
+
 impl Compose {
-    /// The files, merged in this order.
-    pub fn new<I, P>(files: I) -> Compose
-    where
-        I: IntoIterator<Item = P>,
-        P: AsRef<Path>,
-    {
+    /// The files, merged in this order: one path, or an array, slice or `Vec` of them
+    /// ([`ComposeFiles`]).
+    pub fn new(files: impl ComposeFiles) -> Compose {
         Compose {
-            files: files.into_iter().map(|p| p.as_ref().to_path_buf()).collect(),
+            files: files.into_paths(),
             project: None,
             environment: "default".into(),
             profiles: Vec::new(),
@@ -346,11 +396,7 @@ impl Environment {
     /// Reads compose files (merged in order, as `docker compose -f a -f b`) as an environment
     /// named `default` of the project the files name (or their directory's name). Warnings go to
     /// `tracing`; [`Compose`] returns them and has the other options.
-    pub fn from_compose<I, P>(files: I) -> Result<Environment>
-    where
-        I: IntoIterator<Item = P>,
-        P: AsRef<Path>,
-    {
+    pub fn from_compose(files: impl ComposeFiles) -> Result<Environment> {
         let imported = Compose::new(files).load()?;
         for w in &imported.warnings {
             tracing::warn!(warning = %w, "compose import");
