@@ -173,6 +173,18 @@ fn no_panic_on_hostile_files() {
         let _ = load_text(&text, false);
         let _ = load_text(&text, true);
     }
+    // Deep nesting, far past the limits: refused, without exhausting the stack.
+    let deep = [
+        format!("x: {}\n", "[".repeat(1_000_000)),
+        format!("x: {}\n", "{a: ".repeat(200_000)),
+        format!("x: {}\n", "- ".repeat(200_000)),
+        format!("services:\n  a:\n    image: {}\n", "${A:-".repeat(100_000)),
+        format!("services:\n  a:\n    image: {}x{}\n", "${A:-".repeat(100), "}".repeat(100)),
+    ];
+    for text in deep {
+        let e = load_text(&text, true).expect_err("refused");
+        assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
+    }
 }
 
 /// The fixture stack deployed: PostgreSQL with its password from the file secret, a migration
