@@ -158,7 +158,11 @@ async fn environments_are_listed_with_their_labels_and_taken_down_by_name() {
 #[tokio::test]
 #[ignore = "the child process of a_sigkilled_test_process_is_reaped_while_another_runs"]
 async fn killed_child() {
-    let stack = TestEnv::up(web("killed", "v1")).await.unwrap();
+    let mut builder = TestEnv::builder(web("killed", "v1"));
+    if let Ok(secs) = std::env::var("HM_CHILD_EXPIRE") {
+        builder = builder.expire_after(Duration::from_secs(secs.parse().unwrap()));
+    }
+    let stack = builder.up().await.unwrap();
     println!("hm-env {}", stack.environment().qualified_name());
     if std::env::var("HM_CHILD_ABORT").is_ok() {
         // A crash: no destructor, no exit handler.
@@ -169,7 +173,11 @@ async fn killed_child() {
 
 /// Runs `killed_child` and returns its environment's name once it is up, with the process.
 fn start_child(vars: &[(&str, &str)]) -> (String, std::process::Child) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    start_child_in(Command::new(std::env::current_exe().unwrap()), vars)
+}
+
+/// `killed_child` run by `cmd` (the test binary, or a wrapper that runs it).
+fn start_child_in(mut cmd: Command, vars: &[(&str, &str)]) -> (String, std::process::Child) {
     cmd.args(["--exact", "killed_child", "--ignored", "--nocapture", "--test-threads", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -219,6 +227,54 @@ async fn a_crashed_test_process_is_reaped_by_an_explicit_sweep() {
     let reaped = reap(&docker).await.unwrap();
     assert!(!reaped.left.contains(&name), "{reaped:?}");
     assert_eq!(leftovers(&docker, &name).await, Vec::<String>::new());
+}
+
+/// A test process whose owner cannot be judged from here (its own PID namespace, as in a
+/// container sharing the engine) is never reaped, unless it gave its environment an expiry:
+/// then any sweep removes it once the expiry has passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_in_another_pid_namespace_is_reaped_only_after_its_expiry() {
+    workload::ensure_images();
+    let docker = docker().await;
+    let namespaced = || {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"]).arg(std::env::current_exe().unwrap());
+        cmd
+    };
+    let (expiring, mut child) = tokio::task::spawn_blocking(move || {
+        start_child_in(namespaced(), &[("HM_CHILD_ABORT", "1"), ("HM_CHILD_EXPIRE", "15")])
+    })
+    .await
+    .unwrap();
+    let up_at = Instant::now();
+    child.wait().unwrap();
+    let (kept, mut child) =
+        tokio::task::spawn_blocking(move || start_child_in(namespaced(), &[("HM_CHILD_ABORT", "1")])).await.unwrap();
+    child.wait().unwrap();
+    // Both owners are gone, but nothing here can tell: both are left, for now.
+    let reaped = reap(&docker).await.unwrap();
+    // (The expiry counts from before the child's apply, in whole seconds: from `up_at`, at least 8 s.)
+    if up_at.elapsed() < Duration::from_secs(8) {
+        assert!(reaped.left.contains(&expiring), "{reaped:?}");
+        assert!(!leftovers(&docker, &expiring).await.is_empty());
+    }
+    assert!(reaped.left.contains(&kept), "{reaped:?}");
+    // Past its expiry, the sweeps (this call's, or another test process's) remove it.
+    loop {
+        reap(&docker).await.unwrap();
+        if leftovers(&docker, &expiring).await.is_empty() {
+            break;
+        }
+        assert!(up_at.elapsed() < Duration::from_secs(45), "not reaped after its expiry");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(up_at.elapsed() >= Duration::from_secs(8), "reaped before its expiry: {:?}", up_at.elapsed());
+    // The one without an expiry is still there; taken down by name.
+    assert!(!leftovers(&docker, &kept).await.is_empty(), "an owner that cannot be judged was reaped");
+    let found = environments(&docker).await.unwrap();
+    let k = found.iter().find(|e| e.qualified_name() == kept).expect("listed");
+    k.down(&docker, harbormaster::Down::default().with_volumes()).await.unwrap();
+    assert_eq!(leftovers(&docker, &kept).await, Vec::<String>::new());
 }
 
 static DESCRIBED: AtomicUsize = AtomicUsize::new(0);

@@ -22,9 +22,10 @@
 //! when this process can look at the same process table (same boot, same PID namespace) and the
 //! recorded PID is absent or was reused (another start time). An environment whose owner cannot be
 //! judged (a test process in another container or on another machine) is never touched, nor is
-//! any environment without the test mark, nor one whose owner runs. What a sweep cannot do is run
-//! when no test process runs: orphans of a killed last run wait for the next run's first sweep
-//! (or a `reap` call).
+//! any environment without the test mark, nor one whose owner runs, unless it was given an expiry
+//! ([`TestEnvBuilder::expire_after`]: for test processes in a container that shares the host's
+//! engine) and that has passed. What a sweep cannot do is run when no test process runs: orphans
+//! of a killed last run wait for the next run's first sweep (or a `reap` call).
 
 mod harness;
 mod owner;
@@ -53,7 +54,7 @@ pub struct Reaped {
 pub async fn reap<B: Backend>(backend: &B) -> Result<Reaped> {
     let mut reaped = Reaped::default();
     for env in environments(backend).await? {
-        match owner::verdict(&env) {
+        match owner::verdict(&env, std::time::SystemTime::now()) {
             owner::Verdict::NotATest => {}
             owner::Verdict::OwnerAlive | owner::Verdict::OwnerUnknown(_) => reaped.left.push(env.qualified_name()),
             owner::Verdict::Orphaned(why) => {

@@ -10,6 +10,17 @@ use crate::process::{Identity, Liveness};
 pub(crate) const TEST_MARK: &str = "io.harbormaster.test";
 const OWNER_PREFIX: &str = "io.harbormaster.test.";
 
+/// When a test environment whose owner cannot be judged from here may be removed anyway: Unix
+/// seconds ([`TestEnvBuilder::expire_after`](super::TestEnvBuilder::expire_after)).
+pub(crate) const EXPIRES: &str = "io.harbormaster.test-expires";
+
+/// The expiry mark for an environment brought up now that may be reaped after `after`, when its
+/// owner cannot be checked; `None` when that time is not representable.
+pub(crate) fn expiry(now: std::time::SystemTime, after: std::time::Duration) -> Option<(String, String)> {
+    let at = now.checked_add(after)?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some((EXPIRES.to_string(), at.as_secs().to_string()))
+}
+
 /// The marks of an environment owned by this process.
 pub(crate) fn marks() -> BTreeMap<String, String> {
     let mut data = BTreeMap::new();
@@ -29,12 +40,12 @@ pub(crate) enum Verdict {
     OwnerAlive,
     /// Its owner cannot be checked from here (another machine or PID namespace): left alone.
     OwnerUnknown(&'static str),
-    /// Its owner is gone, for this reason: removed.
+    /// Its owner is gone, or cannot be judged and its expiry has passed, for this reason: removed.
     Orphaned(&'static str),
 }
 
-/// The decision for one environment, from its labels alone.
-pub(crate) fn verdict(env: &FoundEnvironment) -> Verdict {
+/// The decision for one environment, from its labels and the time now.
+pub(crate) fn verdict(env: &FoundEnvironment, now: std::time::SystemTime) -> Verdict {
     if env.labels.get(TEST_MARK).map(String::as_str) != Some("true") {
         return Verdict::NotATest;
     }
@@ -49,9 +60,19 @@ pub(crate) fn verdict(env: &FoundEnvironment) -> Verdict {
     }
     match owner.liveness() {
         Liveness::Alive => Verdict::OwnerAlive,
+        Liveness::Unknown(_) if expired(env, now) => {
+            Verdict::Orphaned("its owner cannot be checked from here and its expiry has passed")
+        }
         Liveness::Unknown(why) => Verdict::OwnerUnknown(why),
         Liveness::Gone(why) => Verdict::Orphaned(why),
     }
+}
+
+/// Whether the environment carries an expiry, and it has passed.
+fn expired(env: &FoundEnvironment, now: std::time::SystemTime) -> bool {
+    let Some(at) = env.labels.get(EXPIRES).and_then(|v| v.parse::<u64>().ok()) else { return false };
+    let Ok(now) = now.duration_since(std::time::UNIX_EPOCH) else { return false };
+    now.as_secs() >= at
 }
 
 #[cfg(test)]
@@ -60,6 +81,10 @@ mod tests {
 
     fn found(labels: BTreeMap<String, String>) -> FoundEnvironment {
         FoundEnvironment { project: "p".into(), name: "e".into(), labels }
+    }
+
+    fn verdict(env: &FoundEnvironment) -> Verdict {
+        super::verdict(env, std::time::SystemTime::now())
     }
 
     #[test]
@@ -92,5 +117,36 @@ mod tests {
         // The mark without an identity: unknown, never removed.
         let bare = BTreeMap::from([(TEST_MARK.to_string(), "true".to_string())]);
         assert!(matches!(verdict(&found(bare)), Verdict::OwnerUnknown(_)));
+    }
+
+    #[test]
+    fn an_expiry_removes_only_what_cannot_be_judged_otherwise() {
+        use std::time::{Duration, SystemTime};
+        if crate::process::me().boot_id.is_empty() || crate::process::me().start.is_empty() {
+            return; // no /proc to judge by
+        }
+        let now = SystemTime::now();
+        let with = |mut labels: BTreeMap<String, String>, after: Duration| {
+            let (k, v) = expiry(now, after).unwrap();
+            labels.insert(k, v);
+            found(labels)
+        };
+        let mut elsewhere = marks();
+        elsewhere.insert(format!("{OWNER_PREFIX}pid_ns"), "pid:[1]".into());
+        let later = now + Duration::from_secs(120);
+        // An owner in another PID namespace: left until its expiry, removed after it.
+        let e = with(elsewhere.clone(), Duration::from_secs(60));
+        assert!(matches!(super::verdict(&e, now), Verdict::OwnerUnknown(_)));
+        assert!(matches!(super::verdict(&e, later), Verdict::Orphaned(_)));
+        // A live owner's environment outlives its expiry; a non-test environment is never touched.
+        assert_eq!(super::verdict(&with(marks(), Duration::from_secs(60)), later), Verdict::OwnerAlive);
+        let user = BTreeMap::from([("team".to_string(), "a".to_string())]);
+        assert_eq!(super::verdict(&with(user, Duration::ZERO), later), Verdict::NotATest);
+        // No expiry, or an unreadable one: never expires. An unrepresentable one is not written.
+        assert!(matches!(super::verdict(&found(elsewhere.clone()), later), Verdict::OwnerUnknown(_)));
+        let mut junk = elsewhere;
+        junk.insert(EXPIRES.to_string(), "soon".into());
+        assert!(matches!(super::verdict(&found(junk), later), Verdict::OwnerUnknown(_)));
+        assert_eq!(expiry(now, Duration::MAX), None);
     }
 }

@@ -61,6 +61,7 @@ pub struct TestEnvBuilder {
     docker: DockerBackendBuilder,
     name: Option<String>,
     records: bool,
+    expire_after: Option<std::time::Duration>,
 }
 
 impl TestEnvBuilder {
@@ -85,6 +86,16 @@ impl TestEnvBuilder {
         self
     }
 
+    /// Lets any process's sweep remove the environment once `after` has passed since it was
+    /// brought up, if its owner process cannot be checked from there. Without it, an environment
+    /// whose owner runs in another container (a test runner with the host's Docker socket
+    /// mounted) or on another machine is never reaped, since nothing can tell that its owner is
+    /// gone. An owner that can be checked and is alive keeps its environment past the expiry.
+    pub fn expire_after(mut self, after: std::time::Duration) -> Self {
+        self.expire_after = Some(after);
+        self
+    }
+
     /// Deploys it: the engine is swept for orphans first (once per process), then the environment
     /// is applied under its unique name. A failed apply tears down what it made before the error
     /// (which names the service and carries its last log lines) is returned.
@@ -96,6 +107,9 @@ impl TestEnvBuilder {
         env.name = unique_name(&stem);
         crate::model::name::check("environment", &env.name)?;
         env.labels.extend(owner::marks());
+        if let Some((k, v)) = self.expire_after.and_then(|a| owner::expiry(std::time::SystemTime::now(), a)) {
+            env.labels.insert(k, v);
+        }
         env.ephemeral = !self.records;
         // One service and no ingress: nothing resolves another by name, so the engine's default
         // network serves, and no network of its own is created and joined (about 100 ms).
@@ -141,7 +155,7 @@ impl TestEnv {
 
     /// A test environment with options: the engine, the name.
     pub fn builder(env: Environment) -> TestEnvBuilder {
-        TestEnvBuilder { env, docker: DockerBackend::builder(), name: None, records: false }
+        TestEnvBuilder { env, docker: DockerBackend::builder(), name: None, records: false, expire_after: None }
     }
 
     /// The environment as deployed: its unique name, and the owner labels the reaper reads.
