@@ -10,7 +10,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use harbormaster::backend::Scope;
@@ -50,11 +50,8 @@ async fn namespaced_deployer() {
 
 /// Starts the namespaced deployer; its output lines prefixed `hm-lock ` come through the channel.
 fn spawn_namespaced(vars: &[(&str, String)]) -> (Child, std::sync::mpsc::Receiver<String>) {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-        .arg(exe)
-        .args(["--exact", "namespaced_deployer", "--ignored", "--nocapture", "--test-threads", "1"])
+    let mut cmd = support::in_own_pid_namespace();
+    cmd.args(["--exact", "namespaced_deployer", "--ignored", "--nocapture", "--test-threads", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     for (k, v) in vars {

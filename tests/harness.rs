@@ -236,20 +236,18 @@ async fn a_crashed_test_process_is_reaped_by_an_explicit_sweep() {
 async fn an_owner_in_another_pid_namespace_is_reaped_only_after_its_expiry() {
     workload::ensure_images();
     let docker = docker().await;
-    let namespaced = || {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"]).arg(std::env::current_exe().unwrap());
-        cmd
-    };
     let (expiring, mut child) = tokio::task::spawn_blocking(move || {
-        start_child_in(namespaced(), &[("HM_CHILD_ABORT", "1"), ("HM_CHILD_EXPIRE", "15")])
+        start_child_in(support::in_own_pid_namespace(), &[("HM_CHILD_ABORT", "1"), ("HM_CHILD_EXPIRE", "15")])
     })
     .await
     .unwrap();
     let up_at = Instant::now();
     child.wait().unwrap();
-    let (kept, mut child) =
-        tokio::task::spawn_blocking(move || start_child_in(namespaced(), &[("HM_CHILD_ABORT", "1")])).await.unwrap();
+    let (kept, mut child) = tokio::task::spawn_blocking(move || {
+        start_child_in(support::in_own_pid_namespace(), &[("HM_CHILD_ABORT", "1")])
+    })
+    .await
+    .unwrap();
     child.wait().unwrap();
     // Both owners are gone, but nothing here can tell: both are left, for now.
     let reaped = reap(&docker).await.unwrap();

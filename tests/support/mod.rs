@@ -19,6 +19,14 @@ use harbormaster::{
     DockerBackend, Down, Environment, EnvironmentBuilder, Event, EventKind, HealthCheck, Service, ServiceBuilder,
 };
 
+/// This test binary under `unshare --pid --fork --mount-proc --kill-child`: a process in a PID
+/// namespace of its own (needs root and util-linux, as CI has). Add the test's arguments.
+pub fn in_own_pid_namespace() -> std::process::Command {
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"]).arg(std::env::current_exe().unwrap());
+    cmd
+}
+
 /// Project name of every test environment (CI checks nothing with it is left behind).
 pub const PROJECT: &str = "hmtest";
 
