@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::label;
-use crate::model::{HealthCheck, Port, Resources, RestartPolicy, Secret, ServiceKind, Volume};
+use crate::model::{ContainerOptions, HealthCheck, Port, Resources, RestartPolicy, Secret, ServiceKind, Volume};
 
 /// Which environment an operation concerns: the owner of containers, network and volumes.
 ///
@@ -135,6 +135,12 @@ pub struct InstanceSpec {
     /// The service's health check, for a target that runs checks itself
     /// ([`Backend::reports_health`](super::Backend::reports_health)); the library probes otherwise.
     pub health: Option<HealthCheck>,
+    /// What the container runs with beyond the above (capabilities, namespaces, kernel
+    /// settings, …); a target refuses in [`check_spec`](super::Backend::check_spec) what it
+    /// cannot express.
+    pub container: ContainerOptions,
+    /// More names the instance answers to on the environment's network.
+    pub aliases: Vec<String>,
 }
 
 /// The state of an observed instance.

@@ -47,12 +47,92 @@ pub struct Build {
     pub(crate) args: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) push: bool,
+    #[serde(default, skip_serializing_if = "no_options")]
+    pub(crate) options: Box<BuildOptions>,
+}
+
+fn no_options(o: &BuildOptions) -> bool {
+    o.is_default()
+}
+
+/// Options of an image build beyond its context, Dockerfile, tag and arguments; each is a
+/// parameter of the engine's build API (`docker build --target …`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BuildOptions {
+    /// The stage of a multi-stage Dockerfile to build (`--target`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The Dockerfile's text, instead of a file of the context (compose's `dockerfile_inline`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile_inline: Option<String>,
+    /// The network `RUN` steps use (`--network`: `host`, `none`, `default`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// `/etc/hosts` entries during the build: host name and address.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<(String, String)>,
+    /// The size of `/dev/shm` for `RUN` steps, in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// Labels of the built image.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Images the build may take cached layers from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache_from: Vec<String>,
+    /// Builds without the engine's layer cache.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_cache: bool,
+    /// Pulls newer versions of the base images (`--pull`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pull: bool,
+    /// More tags the built image gets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_tags: Vec<String>,
+}
+
+impl BuildOptions {
+    /// Whether nothing is set.
+    pub fn is_default(&self) -> bool {
+        *self == BuildOptions::default()
+    }
 }
 
 impl Build {
     /// A build of this context directory with its `Dockerfile`.
     pub fn context(dir: impl Into<PathBuf>) -> Self {
-        Build { context: dir.into(), dockerfile: "Dockerfile".into(), tag: None, args: BTreeMap::new(), push: false }
+        Build {
+            context: dir.into(),
+            dockerfile: "Dockerfile".into(),
+            tag: None,
+            args: BTreeMap::new(),
+            push: false,
+            options: Box::default(),
+        }
+    }
+
+    /// The stage of a multi-stage Dockerfile to build (`docker build --target`).
+    pub fn target(mut self, stage: impl Into<String>) -> Self {
+        self.options.target = Some(stage.into());
+        self
+    }
+
+    /// The Dockerfile's text itself, instead of a file of the context.
+    pub fn dockerfile_inline(mut self, text: impl Into<String>) -> Self {
+        self.options.dockerfile_inline = Some(text.into());
+        self
+    }
+
+    /// The other build options (see [`BuildOptions`]).
+    pub fn options(mut self, options: BuildOptions) -> Self {
+        self.options = Box::new(options);
+        self
+    }
+
+    /// Its build options.
+    pub fn build_options(&self) -> &BuildOptions {
+        &self.options
     }
 
     /// The Dockerfile's path inside the context.

@@ -5,7 +5,10 @@
 //!   dependencies and rollout.
 //! - [`Environment`] / [`EnvironmentBuilder`]: the services deployed together under one project and name.
 //! - [`HealthCheck`], [`Rollout`], [`Port`], [`Volume`], [`Resources`], [`Secret`]: their parts.
+//! - [`ContainerOptions`]: what the containers run with beyond those (capabilities, namespaces,
+//!   kernel settings, DNS, devices, the engine's own health check, logging).
 
+mod container;
 mod dependency;
 mod environment;
 mod health;
@@ -21,11 +24,12 @@ mod secret;
 mod service;
 mod volume;
 
+pub use container::{ContainerOptions, Device, EngineHealthcheck, HostEntry, Logging, NetworkMode, Ulimit};
 pub use dependency::{Condition, Dependency};
 pub use environment::{Environment, EnvironmentBuilder};
 pub use health::{HealthCheck, Probe};
 pub(crate) use image::check_reference;
-pub use image::{Build, ImageSource, PullPolicy};
+pub use image::{Build, BuildOptions, ImageSource, PullPolicy};
 pub use ingress::{Ingress, IngressBuilder, Route, Tls};
 pub(crate) use ingress::{CONFIG_PATH as INGRESS_CONFIG_PATH, ROUTER_PORT as INGRESS_ROUTER_PORT};
 pub use port::{Port, Protocol, Publish};
@@ -34,4 +38,4 @@ pub use resources::{Resources, RestartPolicy};
 pub use rollout::{Amount, CanaryStep, OnFailure, Rollout, Strategy};
 pub use secret::{secret_digest, Secret, SecretSource};
 pub use service::{Service, ServiceBuilder, ServiceKind, LABEL_PREFIX};
-pub use volume::{Volume, VolumeSource};
+pub use volume::{MountOptions, Propagation, Relabel, Volume, VolumeSource};

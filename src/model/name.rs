@@ -3,8 +3,9 @@
 use crate::error::ValidationError;
 
 /// Checks that `name` can be a DNS label: 1-63 characters of `a-z`, `0-9` and `-`, starting with a
-/// letter and not ending with `-`. A volume name may also hold `_` (compose files name volumes
-/// `postgres_data`; it is never a DNS name).
+/// letter and not ending with `-`. A volume or service name may also hold `_` (compose files name
+/// them `postgres_data`, `plausible_db`; the engine's DNS resolves such a service name as
+/// written, and a target whose DNS cannot refuses it in the plan).
 pub(crate) fn check(kind: &'static str, name: &str) -> Result<(), ValidationError> {
     let fail = |reason: &str| ValidationError::InvalidName { kind, name: name.to_string(), reason: reason.to_string() };
     if name.is_empty() {
@@ -13,7 +14,7 @@ pub(crate) fn check(kind: &'static str, name: &str) -> Result<(), ValidationErro
     if name.len() > 63 {
         return Err(fail("it is longer than 63 characters"));
     }
-    let underscore = kind == "volume";
+    let underscore = kind == "volume" || kind == "service";
     if let Some(c) =
         name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || (underscore && *c == '_')))
     {
@@ -46,7 +47,7 @@ mod tests {
             ("Api", "'A'"),
             ("2db", "start with a letter"),
             ("db-", "end with"),
-            ("my_db", "'_'"),
+            ("my.db", "'.'"),
             ("db.x", "'.'"),
             ("émoji", "'é'"),
         ] {
@@ -55,6 +56,7 @@ mod tests {
         }
         assert!(check("service", &"a".repeat(64)).unwrap_err().to_string().contains("63"));
         assert!(check("volume", "postgres_data").is_ok(), "compose's volume names");
-        assert!(check("service", "postgres_data").is_err());
+        assert!(check("service", "plausible_db").is_ok(), "compose's service names");
+        assert!(check("project", "postgres_data").is_err());
     }
 }

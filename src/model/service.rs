@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    limits, name, Build, Condition, Dependency, HealthCheck, ImageSource, Port, Publish, PullPolicy, Resources,
-    RestartPolicy, Rollout, Secret, ServiceRef, Strategy, Volume, VolumeSource,
+    limits, name, Build, Condition, ContainerOptions, Dependency, Device, HealthCheck, ImageSource, NetworkMode, Port,
+    Publish, PullPolicy, Resources, RestartPolicy, Rollout, Secret, ServiceRef, Strategy, Ulimit, Volume, VolumeSource,
 };
 use crate::error::ValidationError;
 
@@ -65,6 +65,9 @@ pub struct Service {
     pub(crate) env_refs: BTreeMap<String, ServiceRef>,
     pub(crate) settle: Duration,
     pub(crate) pull: PullPolicy,
+    pub(crate) container: ContainerOptions,
+    pub(crate) aliases: Vec<String>,
+    pub(crate) placement: Vec<String>,
 }
 
 impl Service {
@@ -169,6 +172,21 @@ impl Service {
         &self.labels
     }
 
+    /// What its containers run with beyond image, command, environment, ports and mounts.
+    pub fn container_options(&self) -> &ContainerOptions {
+        &self.container
+    }
+
+    /// More names it answers to on the environment's network, besides its own.
+    pub fn aliases(&self) -> &[String] {
+        &self.aliases
+    }
+
+    /// Placement constraints for a target that schedules instances itself (a swarm).
+    pub fn placement_constraints(&self) -> &[String] {
+        &self.placement
+    }
+
     /// The role that places it on hosts, if any.
     pub fn role_name(&self) -> Option<&str> {
         self.role.as_deref()
@@ -241,6 +259,9 @@ impl ServiceBuilder {
                 env_refs: BTreeMap::new(),
                 settle: Duration::from_secs(1),
                 pull: PullPolicy::IfMissing,
+                container: ContainerOptions::default(),
+                aliases: Vec::new(),
+                placement: Vec::new(),
             },
             image_set: false,
             replicas_set: None,
@@ -280,7 +301,8 @@ impl ServiceBuilder {
         self
     }
 
-    /// Replaces the image's `CMD`.
+    /// Replaces the image's `CMD`. An empty list runs the entrypoint with no arguments (with no
+    /// entrypoint either, the engine falls back to the image's `CMD`).
     pub fn command<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -290,7 +312,9 @@ impl ServiceBuilder {
         self
     }
 
-    /// Replaces the image's `ENTRYPOINT`.
+    /// Replaces the image's `ENTRYPOINT`. An empty list clears it (compose's `entrypoint: ""`):
+    /// the command runs as given. Setting an entrypoint also drops the image's `CMD`, as
+    /// `docker run --entrypoint` does.
     pub fn entrypoint<I, S>(mut self, args: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -406,6 +430,105 @@ impl ServiceBuilder {
     /// or crash-loops within it fails its rollout. A health check says much more: give one.
     pub fn settle_time(mut self, d: Duration) -> Self {
         self.svc.settle = d;
+        self
+    }
+
+    /// Everything the containers run with beyond image, command, environment, ports and mounts
+    /// at once (see [`ContainerOptions`]); replaces what the methods below set.
+    pub fn container(mut self, options: ContainerOptions) -> Self {
+        self.svc.container = options;
+        self
+    }
+
+    fn with(mut self, f: impl FnOnce(ContainerOptions) -> ContainerOptions) -> Self {
+        self.svc.container = f(std::mem::take(&mut self.svc.container));
+        self
+    }
+
+    /// Runs the containers privileged (`--privileged`).
+    pub fn privileged(self) -> Self {
+        self.with(ContainerOptions::privileged)
+    }
+
+    /// Adds a Linux capability (`NET_ADMIN`, `SYS_TIME`, `ALL`).
+    pub fn cap_add(self, capability: impl Into<String>) -> Self {
+        self.with(|o| o.cap_add(capability))
+    }
+
+    /// Drops a Linux capability (or `ALL`).
+    pub fn cap_drop(self, capability: impl Into<String>) -> Self {
+        self.with(|o| o.cap_drop(capability))
+    }
+
+    /// A security option (`no-new-privileges:true`, `seccomp=unconfined`, `label=…`).
+    pub fn security_opt(self, option: impl Into<String>) -> Self {
+        self.with(|o| o.security_opt(option))
+    }
+
+    /// Mounts the root filesystem read-only (`--read-only`).
+    pub fn read_only_root(self) -> Self {
+        self.with(ContainerOptions::read_only_root)
+    }
+
+    /// Runs an init process as PID 1 (`--init`).
+    pub fn init(self) -> Self {
+        self.with(|o| o.init(true))
+    }
+
+    /// A namespaced kernel parameter (`net.core.somaxconn`).
+    pub fn sysctl(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.with(|o| o.sysctl(key, value))
+    }
+
+    /// A resource limit (`nofile`, `nproc`).
+    pub fn ulimit(self, name: impl Into<String>, limit: Ulimit) -> Self {
+        self.with(|o| o.ulimit(name, limit))
+    }
+
+    /// A DNS server (an IP address).
+    pub fn dns(self, server: impl Into<String>) -> Self {
+        self.with(|o| o.dns(server))
+    }
+
+    /// An `/etc/hosts` entry (`host-gateway` as the address is the engine's host).
+    pub fn extra_host(self, host: impl Into<String>, address: impl Into<String>) -> Self {
+        self.with(|o| o.extra_host(host, address))
+    }
+
+    /// The network namespace instead of the environment's network (see [`NetworkMode`]).
+    pub fn network_mode(self, mode: NetworkMode) -> Self {
+        self.with(|o| o.network_mode(mode))
+    }
+
+    /// The signal that stops the containers (`SIGQUIT`, `SIGINT`).
+    pub fn stop_signal(self, signal: impl Into<String>) -> Self {
+        self.with(|o| o.stop_signal(signal))
+    }
+
+    /// A host device made available in the containers.
+    pub fn device(self, host_path: impl Into<String>) -> Self {
+        self.with(|o| o.device(Device::new(host_path)))
+    }
+
+    /// The size of `/dev/shm` in bytes.
+    pub fn shm_size(self, bytes: u64) -> Self {
+        self.with(|o| o.shm_size(bytes))
+    }
+
+    /// Another name the service answers to on the environment's network (compose's network
+    /// `aliases`, and the alias of a `links` entry).
+    pub fn alias(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.svc.aliases.contains(&name) {
+            self.svc.aliases.push(name);
+        }
+        self
+    }
+
+    /// A placement constraint (`node.labels.disk==ssd`) for a target that schedules instances
+    /// itself (a swarm); a single engine, and hosts placed by role, have no use for one.
+    pub fn placement_constraint(mut self, constraint: impl Into<String>) -> Self {
+        self.svc.placement.push(constraint.into());
         self
     }
 
@@ -707,8 +830,46 @@ impl ServiceBuilder {
                 self.errors.push(ValidationError::DeadlineTooShort { service: svc.name.clone(), deadline: rd, needed });
             }
         }
-        if svc.command.as_ref().is_some_and(Vec::is_empty) || svc.entrypoint.as_ref().is_some_and(Vec::is_empty) {
-            self.invalid("command", "an empty command or entrypoint; leave it unset to use the image's");
+        for p in svc.container.problems() {
+            self.invalid("container", p);
+        }
+        for p in svc.volumes.iter().flat_map(Volume::problems) {
+            self.invalid("volumes", p);
+        }
+        for a in &svc.aliases {
+            if a.is_empty()
+                || a.len() > 253
+                || !a.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
+                self.invalid("aliases", format!("alias {} is not a host name", limits::show(a)));
+            }
+        }
+        if let Some(mode) = &svc.container.network_mode {
+            if !svc.aliases.is_empty() {
+                self.invalid(
+                    "aliases",
+                    format!("aliases need the environment's network, and the network mode is {mode}"),
+                );
+            }
+            if *mode == NetworkMode::Host {
+                if let Some(p) = svc.ports.iter().find(|p| p.publish != Publish::No) {
+                    self.invalid(
+                        "ports",
+                        format!(
+                            "port {} is published, but a service on the host's network uses the host's ports directly; list it unpublished or drop it",
+                            p.container
+                        ),
+                    );
+                }
+            }
+        }
+        for c in &svc.placement {
+            if c.trim().is_empty() || !(c.contains("==") || c.contains("!=")) {
+                self.invalid(
+                    "placement",
+                    format!("placement constraint {} is `attribute==value` or `attribute!=value`", limits::show(c)),
+                );
+            }
         }
         if svc.depends_on.iter().any(|d| d.service == svc.name) {
             self.errors.push(ValidationError::DependencyCycle { cycle: vec![svc.name.clone(), svc.name.clone()] });

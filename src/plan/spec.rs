@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backend::{label, InstanceSpec, Scope};
-use crate::model::{Environment, Port, Resources, RestartPolicy, Secret, SecretSource, Service, ServiceKind, Volume};
+use crate::model::{
+    ContainerOptions, Environment, Port, Resources, RestartPolicy, Secret, SecretSource, Service, ServiceKind, Volume,
+};
 
 /// Everything that goes into a service's containers, with secrets as references only.
 /// Health check, dependencies, replicas and rollout are not part of it: changing them replaces nothing.
@@ -28,6 +30,12 @@ pub(crate) struct ContainerConfig<'a> {
     user: &'a Option<String>,
     workdir: &'a Option<String>,
     stop_grace_ms: u128,
+    // Added after the first release: left out when unset, so an existing service's hash (and
+    // so its containers) does not change.
+    #[serde(skip_serializing_if = "ContainerOptions::is_default")]
+    container: &'a ContainerOptions,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    aliases: &'a [String],
 }
 
 /// A [`ContainerConfig`] read back from a revision.
@@ -46,6 +54,10 @@ struct RecordedConfig {
     user: Option<String>,
     workdir: Option<String>,
     stop_grace_ms: u64,
+    #[serde(default)]
+    container: ContainerOptions,
+    #[serde(default)]
+    aliases: Vec<String>,
 }
 
 /// The desired state of one service's instances.
@@ -91,6 +103,8 @@ impl Template {
             user: &service.user,
             workdir: &service.workdir,
             stop_grace_ms: service.stop_grace.as_millis(),
+            container: &service.container,
+            aliases: &service.aliases,
         };
         // Serializing plain data with string keys cannot fail; an empty fallback would only make
         // every instance look changed, never crash.
@@ -144,6 +158,8 @@ impl Template {
         s.user = rc.user;
         s.workdir = rc.workdir;
         s.stop_grace = Duration::from_millis(rc.stop_grace_ms);
+        s.container = rc.container;
+        s.aliases = rc.aliases;
         Ok(Template::with_env(&s, image_id, rc.env))
     }
 
@@ -178,6 +194,8 @@ impl Template {
             host: self.host_for(slot).map(str::to_string),
             image_pull: self.image_pin.clone(),
             health: s.health.clone(),
+            container: s.container.clone(),
+            aliases: s.aliases.clone(),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Containers: creation (see [`create_body`]), lifecycle, inspection, logs and exec.
+//! Containers: lifecycle, inspection, logs and exec (the create body is `create.rs`'s).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use bollard::container::LogOutput;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings, HealthStatusEnum,
-    HostConfig, Mount, MountType, NetworkingConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
-};
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum, Mount, MountType};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
     WaitContainerOptionsBuilder,
@@ -21,94 +18,11 @@ use crate::backend::{
     label, EngineHealth, ExecOutput, Instance, InstanceSpec, InstanceState, LogLine, LogStream, PublishedPort, Scope,
 };
 use crate::error::{Error, Result};
-use crate::model::{Publish, RestartPolicy, ServiceKind, VolumeSource};
-
-/// Translates an [`InstanceSpec`] into the engine's container-create body. An ephemeral port without
-/// an address of its own binds to `ephemeral_bind` (every address if `None`).
-pub(crate) fn create_body(spec: &InstanceSpec, ephemeral_bind: Option<IpAddr>) -> Result<ContainerCreateBody> {
-    let mut env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env.extend(spec.secrets.iter().map(|(k, s)| format!("{k}={}", s.expose())));
-
-    let mut exposed = Vec::new();
-    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
-    for p in &spec.ports {
-        let key = format!("{}/{}", p.container, p.protocol.as_str());
-        exposed.push(key.clone());
-        let (host_port, default_ip) = match p.publish {
-            Publish::No => continue,
-            Publish::Ephemeral => (String::new(), ephemeral_bind),
-            Publish::Fixed(h) => (h.to_string(), None),
-        };
-        let host_ip = p.host_ip.or(default_ip).map(|ip| ip.to_string());
-        let binding = PortBinding { host_ip, host_port: Some(host_port) };
-        bindings.insert(key, Some(vec![binding]));
-    }
-
-    let mut mounts = Vec::new();
-    for v in &spec.volumes {
-        let (typ, source) = match &v.source {
-            VolumeSource::Named(n) => (MountType::VOLUME, Some(spec.scope.volume_name(n))),
-            VolumeSource::Bind(p) => {
-                let abs = std::path::absolute(p).map_err(|e| {
-                    Error::backend("create container", &spec.name, format!("bind mount source {}: {e}", p.display()))
-                })?;
-                (MountType::BIND, Some(abs.to_string_lossy().into_owned()))
-            }
-            VolumeSource::Tmpfs => (MountType::TMPFS, None),
-        };
-        mounts.push(Mount {
-            target: Some(v.target.clone()),
-            source,
-            typ: Some(typ),
-            read_only: Some(v.read_only),
-            ..Default::default()
-        });
-    }
-
-    let restart = match spec.restart {
-        RestartPolicy::No => DockerRestart { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None },
-        RestartPolicy::Always => DockerRestart { name: Some(RestartPolicyNameEnum::ALWAYS), maximum_retry_count: None },
-        RestartPolicy::UnlessStopped => {
-            DockerRestart { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }
-        }
-        RestartPolicy::OnFailure(n) => {
-            DockerRestart { name: Some(RestartPolicyNameEnum::ON_FAILURE), maximum_retry_count: Some(i64::from(n)) }
-        }
-    };
-
-    let host_config = HostConfig {
-        port_bindings: (!bindings.is_empty()).then_some(bindings),
-        mounts: (!mounts.is_empty()).then_some(mounts),
-        // Bounded when built; `as` from f64 saturates, and the product is checked.
-        nano_cpus: spec.resources.cpus.map(|c| (c * 1e9).round() as i64),
-        memory: spec.resources.memory_mb.map(|m| i64::try_from(m.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX)),
-        restart_policy: Some(restart),
-        ..Default::default()
-    };
-    // The service name is its DNS name on the environment's network (the default network has none).
-    let aliases = (!spec.scope.default_network).then(|| vec![spec.service.clone()]);
-    let endpoint = EndpointSettings { aliases, ..Default::default() };
-    Ok(ContainerCreateBody {
-        image: Some(spec.image_id.clone()),
-        entrypoint: spec.entrypoint.clone(),
-        cmd: spec.command.clone(),
-        env: Some(env),
-        labels: Some(spec.labels.clone().into_iter().collect()),
-        user: spec.user.clone(),
-        working_dir: spec.workdir.clone(),
-        exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        stop_timeout: Some(spec.stop_grace.as_secs_f64().ceil() as i64),
-        host_config: Some(host_config),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(spec.scope.network_name(), endpoint)])),
-        }),
-        ..Default::default()
-    })
-}
+use crate::model::{ServiceKind, VolumeSource};
 
 /// Creates the container through the silent transport: the body holds the secrets' values.
 pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<String> {
-    let body = create_body(spec, d.ephemeral_bind)?;
+    let body = super::create::create_body(spec, d.ephemeral_bind)?;
     d.transport.create_container(&spec.name, &body).await
 }
 
@@ -141,11 +55,30 @@ pub(super) async fn check(d: &DockerBackend, spec: &InstanceSpec) -> Result<()> 
             ));
         }
     }
+    for v in &spec.volumes {
+        if let VolumeSource::External(name) = &v.source {
+            match d.docker.inspect_volume(name).await {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {
+                    return Err(invalid(
+                        "volumes",
+                        format!(
+                            "external volume {name} does not exist on {}; create it there (docker volume create {name}) or let the environment own it",
+                            d.endpoint
+                        ),
+                    ))
+                }
+                Err(e) => return Err(engine_error("inspect volume", name, &e)),
+            }
+        }
+    }
     let binds: Vec<Mount> = spec
         .volumes
         .iter()
         .enumerate()
         .filter_map(|(n, v)| match &v.source {
+            // The engine creates a missing source of these.
+            VolumeSource::Bind(_) if v.options.create_host_path => None,
             VolumeSource::Bind(p) => Some(Mount {
                 target: Some(format!("/harbormaster-check/{n}")),
                 source: Some(p.to_string_lossy().into_owned()),
@@ -321,8 +254,13 @@ fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Ins
     published.sort_by_key(|p| (p.container_port, p.host_ip.contains(':'), p.host_port));
     // On the environment's network; a one-service test environment's is the default one.
     let on = |n: &str| settings.networks.as_ref()?.get(n)?.ip_address.clone().filter(|ip| !ip.is_empty());
-    let ip =
-        network.and_then(on).or_else(|| on(crate::backend::DEFAULT_NETWORK)).and_then(|ip| ip.parse::<IpAddr>().ok());
+    // On the host's network, the container's ports are the host's own.
+    let host_network = c.host_config.as_ref().and_then(|h| h.network_mode.as_deref()) == Some("host");
+    let ip = if host_network {
+        Some(IpAddr::from(std::net::Ipv4Addr::LOCALHOST))
+    } else {
+        network.and_then(on).or_else(|| on(crate::backend::DEFAULT_NETWORK)).and_then(|ip| ip.parse::<IpAddr>().ok())
+    };
     let restarts = c.restart_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
     Some(Instance {
         restarts,

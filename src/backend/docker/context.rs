@@ -208,10 +208,18 @@ pub(crate) fn fingerprint(entries: &[Entry], salt: &str) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The entries as a tar archive (symbolic links followed, as the files they point to).
-pub(crate) fn pack(entries: &[Entry]) -> std::io::Result<Vec<u8>> {
+/// The entries as a tar archive (symbolic links followed, as the files they point to), with an
+/// extra file `(name, text)` if given (an inline Dockerfile).
+pub(crate) fn pack(entries: &[Entry], extra: Option<(&str, &str)>) -> std::io::Result<Vec<u8>> {
     let mut archive = tar::Builder::new(Vec::new());
     archive.follow_symlinks(true);
+    if let Some((name, text)) = extra {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        archive.append_data(&mut header, name, text.as_bytes())?;
+    }
     for e in entries {
         if e.meta.is_dir() {
             archive.append_dir(&e.rel, &e.abs)?;

@@ -10,7 +10,7 @@ use futures::StreamExt;
 
 use super::{context, engine_error, engine_message, DockerBackend};
 use crate::error::{Error, Result};
-use crate::model::Build;
+use crate::model::{Build, BuildOptions};
 
 /// Longest an image build may take.
 const BUILD_DEADLINE: Duration = Duration::from_secs(30 * 60);
@@ -26,10 +26,11 @@ async fn context(d: &DockerBackend, build: &Build, tag: &str) -> Result<(Vec<con
     if !dir.is_dir() {
         return Err(fail(format!("build context {} is not a directory", dir.display())));
     }
-    if !dir.join(&build.dockerfile).is_file() {
+    if build.options.dockerfile_inline.is_none() && !dir.join(&build.dockerfile).is_file() {
         return Err(fail(format!("{} not found in build context {}", build.dockerfile, dir.display())));
     }
-    let salt = format!("{}|{}|{tag}|{:?}", d.endpoint, build.dockerfile, build.args);
+    let options = serde_json::to_string(&build.options).unwrap_or_default();
+    let salt = format!("{}|{}|{tag}|{:?}|{options}", d.endpoint, build.dockerfile, build.args);
     let dockerfile = build.dockerfile.clone();
     tokio::task::spawn_blocking(move || {
         let entries = context::walk(&dir, &[dockerfile.as_str(), ".dockerignore"])
@@ -66,7 +67,8 @@ struct Cached {
 /// context is not even packed.
 pub(super) async fn build(d: &DockerBackend, build: &Build, tag: &str) -> Result<String> {
     let (entries, fingerprint) = context(d, build, tag).await?;
-    let cache = cache_file(d, build, tag);
+    // A build asked to skip the layer cache or to pull its base images runs every time.
+    let cache = cache_file(d, build, tag).filter(|_| !build.options.no_cache && !build.options.pull);
     if let Some(file) = &cache {
         let cached = tokio::fs::read(file).await.ok().and_then(|b| serde_json::from_slice::<Cached>(&b).ok());
         if let Some(c) = cached.filter(|c| c.fingerprint == fingerprint) {
@@ -77,11 +79,16 @@ pub(super) async fn build(d: &DockerBackend, build: &Build, tag: &str) -> Result
         }
     }
     let fail = |m: String| Error::ImageBuild { tag: tag.to_string(), message: m, log: Vec::new() };
-    let tar = tokio::task::spawn_blocking(move || context::pack(&entries))
+    let inline = build.options.dockerfile_inline.clone();
+    let tar = tokio::task::spawn_blocking(move || context::pack(&entries, inline.as_deref().map(|t| (INLINE, t))))
         .await
         .map_err(|e| fail(e.to_string()))?
         .map_err(|e| fail(format!("packing the context: {e}")))?;
-    let id = build_with(d, tar, &build.dockerfile, build.args.clone().into_iter().collect(), tag).await?;
+    let dockerfile = if build.options.dockerfile_inline.is_some() { INLINE } else { build.dockerfile.as_str() };
+    let id = build_with(d, tar, dockerfile, build.args.clone().into_iter().collect(), &build.options, tag).await?;
+    for extra in &build.options.extra_tags {
+        self::tag(d, &id, extra).await?;
+    }
     if let Some(file) = cache {
         let record = serde_json::to_vec(&Cached { fingerprint, image_id: id.clone() }).unwrap_or_default();
         let written = async {
@@ -99,9 +106,12 @@ pub(super) async fn build(d: &DockerBackend, build: &Build, tag: &str) -> Result
     Ok(id)
 }
 
+/// The name an inline Dockerfile gets in the context sent to the engine.
+const INLINE: &str = ".harbormaster.inline.Dockerfile";
+
 /// Builds from an in-memory context holding a `Dockerfile`.
 pub(super) async fn build_tar(d: &DockerBackend, tar: Vec<u8>, tag: &str) -> Result<String> {
-    build_with(d, tar, "Dockerfile", HashMap::new(), tag).await
+    build_with(d, tar, "Dockerfile", HashMap::new(), &BuildOptions::default(), tag).await
 }
 
 async fn build_with(
@@ -109,10 +119,25 @@ async fn build_with(
     tar: Vec<u8>,
     dockerfile: &str,
     args: HashMap<String, String>,
+    o: &BuildOptions,
     tag: &str,
 ) -> Result<String> {
-    let options =
-        BuildImageOptionsBuilder::new().dockerfile(dockerfile).t(tag).rm(true).forcerm(true).buildargs(&args).build();
+    let mut options = BuildImageOptionsBuilder::new()
+        .dockerfile(dockerfile)
+        .t(tag)
+        .rm(true)
+        .forcerm(true)
+        .buildargs(&args)
+        .nocache(o.no_cache)
+        .build();
+    options.target = o.target.clone().unwrap_or_default();
+    options.networkmode = o.network.clone();
+    options.extrahosts = (!o.extra_hosts.is_empty())
+        .then(|| o.extra_hosts.iter().map(|(h, a)| format!("{h}:{a}")).collect::<Vec<_>>().join(","));
+    options.shmsize = o.shm_size.map(|s| i32::try_from(s).unwrap_or(i32::MAX));
+    options.labels = (!o.labels.is_empty()).then(|| o.labels.clone().into_iter().collect());
+    options.cachefrom = (!o.cache_from.is_empty()).then(|| o.cache_from.clone());
+    options.pull = o.pull.then(|| "true".to_string());
     let run = async {
         let mut log: Vec<String> = Vec::new();
         let mut id = None;

@@ -2,7 +2,8 @@
 //!
 //! - [`connect`](DockerBackend::connect) / [`builder`](DockerBackend::builder): connecting and API
 //!   version negotiation (the engine may speak an older API than bollard's default, e.g. 1.41).
-//! - `containers.rs`: where containers are created (`create_body`), started, stopped and inspected.
+//! - `create.rs`: where a container is described to the engine (`create_body`: every option of a
+//!   service, mounted, limited and networked); `containers.rs`: created, started, stopped, inspected.
 //! - `images.rs`: image look-up and builds through the engine's build API; `context.rs`: the build
 //!   context as the CLI sends it (`.dockerignore`) and its fingerprint (an unchanged one is not sent).
 //! - `pull.rs`: pulls (progress, deadline, stall detection, one transfer per reference), pushes,
@@ -20,6 +21,7 @@
 
 mod containers;
 mod context;
+mod create;
 mod files;
 mod images;
 mod inventory;
@@ -31,7 +33,7 @@ pub(crate) mod time;
 mod transport;
 
 #[cfg(test)]
-pub(crate) use containers::create_body;
+pub(crate) use create::create_body;
 
 use std::future::Future;
 use std::net::SocketAddr;

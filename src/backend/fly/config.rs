@@ -178,7 +178,41 @@ pub(super) fn refusals(spec: &InstanceSpec) -> Vec<String> {
             VolumeSource::Tmpfs => {
                 out.push(format!("volume at {}: Fly machines have no tmpfs mounts; write to the root filesystem", v.target))
             }
+            VolumeSource::External(n) => out.push(format!(
+                "volume at {}: the external volume {n} is a Docker volume; Fly volumes are the environment's own",
+                v.target
+            )),
         }
+        if matches!(v.source, VolumeSource::Named(_)) && !v.options.is_default() {
+            out.push(format!("volume at {}: Fly volumes take no mount options", v.target));
+        }
+    }
+    if !spec.container.is_default() {
+        out.push(
+            "container options (capabilities, namespaces, kernel settings, DNS, devices, stop signal, logging, the engine's health check): a Fly machine config has none of them"
+                .into(),
+        );
+    }
+    let r = &spec.resources;
+    if r.memory_reservation.is_some()
+        || r.memory_swap.is_some()
+        || r.memory_swappiness.is_some()
+        || r.pids.is_some()
+        || r.cpu_shares.is_some()
+        || r.cpu_quota.is_some()
+        || r.cpu_period.is_some()
+        || r.cpuset.is_some()
+    {
+        out.push("resources: a Fly machine is sized by cpus and memory only".into());
+    }
+    if !spec.aliases.is_empty() {
+        out.push("aliases: services find each other on Fly by their process group's name only".into());
+    }
+    if spec.service.contains('_') {
+        out.push(format!(
+            "service name {}: Fly process groups and DNS names take letters, digits and `-` only",
+            spec.service
+        ));
     }
     for p in &spec.ports {
         if p.host_ip.is_some_and(|ip| !ip.is_unspecified()) && p.publish != Publish::No {

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod options;
 mod records;
 mod rollout;
 mod spec;

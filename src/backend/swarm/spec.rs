@@ -18,9 +18,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use std::str::FromStr;
+
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum, HealthConfig,
-    Limit as SwarmLimit, Mount, MountType, NetworkAttachmentConfig, ServiceSpec, ServiceSpecMode,
+    Limit as SwarmLimit, Mount, MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType,
+    MountVolumeOptions, NetworkAttachmentConfig, ResourceObject, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
     ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
     ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecFile,
@@ -106,6 +109,9 @@ pub(crate) fn limits(service: &Service) -> Vec<Limit> {
         if h.success_threshold > 1 {
             say("Swarm counts one passing check as healthy (success_threshold is ignored)".into(), false);
         }
+    }
+    for why in super::options::refusals(service) {
+        say(why, true);
     }
     for key in service.secrets.keys() {
         say(
@@ -226,27 +232,34 @@ pub(super) fn service_spec(
     let mounts = t
         .volumes
         .iter()
-        .map(|v| match &v.source {
-            VolumeSource::Named(n) => Mount {
+        .map(|v| {
+            let (typ, source) = match &v.source {
+                VolumeSource::Named(n) => (MountType::VOLUME, Some(d.scope.volume_name(n))),
+                VolumeSource::External(n) => (MountType::VOLUME, Some(n.clone())),
+                VolumeSource::Bind(p) => (MountType::BIND, Some(p.display().to_string())),
+                VolumeSource::Tmpfs => (MountType::TMPFS, None),
+            };
+            let o = &v.options;
+            Mount {
                 target: Some(v.target.clone()),
-                source: Some(d.scope.volume_name(n)),
-                typ: Some(MountType::VOLUME),
+                source,
+                typ: Some(typ),
                 read_only: Some(v.read_only),
+                bind_options: o.propagation.map(|p| MountBindOptions {
+                    propagation: MountBindOptionsPropagationEnum::from_str(p.as_str()).ok(),
+                    ..Default::default()
+                }),
+                volume_options: o.no_copy.then(|| MountVolumeOptions { no_copy: Some(true), ..Default::default() }),
+                tmpfs_options: (o.tmpfs_size.is_some() || o.tmpfs_mode.is_some()).then(|| MountTmpfsOptions {
+                    size_bytes: o.tmpfs_size.and_then(|b| i64::try_from(b).ok()),
+                    mode: o.tmpfs_mode.map(i64::from),
+                    options: None,
+                }),
                 ..Default::default()
-            },
-            VolumeSource::Bind(p) => Mount {
-                target: Some(v.target.clone()),
-                source: Some(p.display().to_string()),
-                typ: Some(MountType::BIND),
-                read_only: Some(v.read_only),
-                ..Default::default()
-            },
-            VolumeSource::Tmpfs => {
-                Mount { target: Some(v.target.clone()), typ: Some(MountType::TMPFS), ..Default::default() }
             }
         })
         .collect();
-    let container = TaskSpecContainerSpec {
+    let mut container = TaskSpecContainerSpec {
         image: Some(t.image_pull.clone().unwrap_or_else(|| t.image_id.clone())),
         labels: Some(container_labels),
         command: t.entrypoint.clone(),
@@ -260,11 +273,16 @@ pub(super) fn service_spec(
         secrets: Some(secret_refs),
         ..Default::default()
     };
+    super::options::apply(&mut container, &s.container);
     let limits = SwarmLimit {
         nano_cpus: t.resources.cpus.map(|c| (c * 1e9) as i64),
-        memory_bytes: t.resources.memory_mb.and_then(|m| i64::try_from(m.saturating_mul(1024 * 1024)).ok()),
-        pids: None,
+        memory_bytes: t.resources.memory_limit_bytes().and_then(|m| i64::try_from(m).ok()),
+        pids: t.resources.pids,
     };
+    let reservations = t
+        .resources
+        .memory_reservation
+        .map(|m| ResourceObject { memory_bytes: i64::try_from(m).ok(), ..Default::default() });
     let restart = if s.kind == ServiceKind::Job {
         TaskSpecRestartPolicy { condition: Some(TaskSpecRestartPolicyConditionEnum::NONE), ..Default::default() }
     } else {
@@ -286,8 +304,11 @@ pub(super) fn service_spec(
             },
         }
     };
-    let constraints =
-        s.role.as_ref().filter(|_| !d.hosts.is_empty()).map(|r| vec![format!("node.labels.{}==true", role_label(r))]);
+    let mut constraints: Vec<String> = s.placement.clone();
+    if let Some(r) = s.role.as_ref().filter(|_| !d.hosts.is_empty()) {
+        constraints.push(format!("node.labels.{}==true", role_label(r)));
+    }
+    let constraints = (!constraints.is_empty()).then_some(constraints);
     let ports = t
         .ports
         .iter()
@@ -318,12 +339,13 @@ pub(super) fn service_spec(
         labels: Some(labels),
         task_template: Some(TaskSpec {
             container_spec: Some(container),
-            resources: Some(TaskSpecResources { limits: Some(limits), ..Default::default() }),
+            resources: Some(TaskSpecResources { limits: Some(limits), reservations, ..Default::default() }),
+            log_driver: super::options::log_driver(&s.container),
             restart_policy: Some(restart),
             placement: Some(TaskSpecPlacement { constraints, ..Default::default() }),
             networks: Some(vec![NetworkAttachmentConfig {
                 target: Some(network.to_string()),
-                aliases: Some(vec![s.name.clone()]),
+                aliases: Some(std::iter::once(s.name.clone()).chain(s.aliases.iter().cloned()).collect()),
                 driver_opts: None,
             }]),
             ..Default::default()
