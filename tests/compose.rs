@@ -113,10 +113,21 @@ fn load_text(text: &str, lenient: bool) -> harbormaster::Result<harbormaster::co
 fn what_cannot_be_honoured_names_the_file_line_and_key() {
     let cases: &[(&str, usize, &str, &str)] = &[
         ("services:\n  api:\n    image: a\n    colour: blue\n", 4, "services.api.colour", "not a compose service key"),
-        ("services:\n  api:\n    image: a\n    privileged: true\n", 4, "services.api.privileged", "cannot be honoured"),
+        ("services:\n  api:\n    image: a\n    volumes_from: [db]\n", 4, "services.api.volumes_from", "lenient"),
         ("services:\n  api:\n    image: ${TAG:?set TAG}\n", 3, "services.api.image", "TAG must be set"),
         ("services:\n  api:\n    image: a\n    volumes: [data:/d]\n", 4, "services.api.volumes[0]", "not declared"),
-        ("services:\n  api:\n    image: a\n    ports: ['80-90:80-90']\n", 4, "services.api.ports[0]", "ranges"),
+        (
+            "services:\n  api:\n    image: a\n    ports: ['8000-9000:80']\n",
+            4,
+            "services.api.ports[0]",
+            "one container port",
+        ),
+        (
+            "services:\n  api:\n    image: a\n    ports:\n      - target: 80\n        publshed: 8080\n",
+            6,
+            "services.api.ports[0].publshed",
+            "not a key",
+        ),
         ("services:\n  api:\n    image: a\n    depends_on: [db]\n", 4, "services.api.depends_on.db", "not defined"),
         (
             "services:\n  api:\n    image: a\n    deploy:\n      update_config:\n        order: sideways\n",
@@ -133,7 +144,7 @@ fn what_cannot_be_honoured_names_the_file_line_and_key() {
         ("services:\n  api:\n    image: a\n    image: b\n", 4, "image", "twice"),
         ("services:\n  a:\n    extends: b\n    image: x\n  b:\n    extends: a\n", 0, "extends", "circle"),
         ("services: [\n", 0, "", "not valid YAML"),
-        ("services:\n  Bad_Name:\n    image: a\n", 0, "services", "invalid service name"),
+        ("services:\n  Bad-Name:\n    image: a\n", 0, "services", "invalid service name"),
     ];
     for (text, line, key, says) in cases {
         let err = load_text(text, false).unwrap_err();
@@ -147,9 +158,10 @@ fn what_cannot_be_honoured_names_the_file_line_and_key() {
         assert!(msg.contains(says), "{says}: {msg}");
     }
     // Lenient: what cannot be honoured is a warning, still with its place.
-    let ok = load_text("services:\n  api:\n    image: a\n    privileged: true\n    container_name: x\n", true).unwrap();
+    let ok =
+        load_text("services:\n  api:\n    image: a\n    volumes_from: [x]\n    container_name: x\n", true).unwrap();
     let keys: Vec<(&str, usize)> = ok.warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
-    assert_eq!(keys, [("services.api.privileged", 4), ("services.api.container_name", 5)]);
+    assert_eq!(keys, [("services.api.volumes_from", 4), ("services.api.container_name", 5)]);
 }
 
 #[test]

@@ -1,43 +1,123 @@
-//! A compose `healthcheck` as a [`HealthCheck`]. A test that is a recognisable HTTP or TCP check
-//! of the container itself (`curl -f http://localhost:8080/health`, `wget --spider …`,
-//! `nc -z localhost 5432`) becomes an HTTP or TCP probe from outside, which also works for an
-//! image without curl or a shell; any other test runs inside the container as compose runs it
+//! A compose `healthcheck` as the library's readiness gate and as the engine's own check.
+//!
+//! The engine runs the check exactly as the file gives it (`docker ps` shows its status, as under
+//! Compose), with the file's timings or Docker's defaults (30 s interval, 30 s timeout, 3
+//! retries). The library's gate waits as long as those allow (start period + interval ×
+//! retries) and probes more often meanwhile, to notice readiness sooner. A test that is a
+//! recognisable HTTP or TCP check of the container itself (`curl -f http://localhost:8080/health`,
+//! `wget --spider …`, `nc -z localhost 5432`) is probed from outside, which also works for an
+//! image without curl or a shell; any other test runs inside the container as Compose runs it
 //! (`CMD` as given, `CMD-SHELL` through `/bin/sh -c`).
 
-use crate::model::HealthCheck;
+use std::time::Duration;
+
+use super::context::{Problem, R};
+use super::service::Svc;
+use super::values;
+use super::yaml::{Node, Value};
+use crate::model::{EngineHealthcheck, HealthCheck, NetworkMode};
+
+/// Docker's health check timings where the file is silent.
+const INTERVAL: Duration = Duration::from_secs(30);
+const TIMEOUT: Duration = Duration::from_secs(30);
+const RETRIES: u32 = 3;
+
+/// Reads `healthcheck`.
+pub(crate) fn read(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
+    values::mapping(v, key)?;
+    values::only(v, key, &["test", "interval", "timeout", "retries", "start_period", "start_interval", "disable"])?;
+    let disabled = match v.get("disable") {
+        Some(d) => values::boolean(d, &format!("{key}.disable"))?,
+        None => false,
+    };
+    let test: Vec<String> = match v.get("test") {
+        None => Vec::new(),
+        Some(t) => match &t.value {
+            Value::Null => Vec::new(),
+            Value::Scalar { text, .. } => vec!["CMD-SHELL".to_string(), text.clone()],
+            Value::Seq(_) => values::strings(t, &format!("{key}.test"))?,
+            Value::Map(_) => return Err(Problem::new(&t.at, format!("{key}.test"), "a string or a list")),
+        },
+    };
+    let test_at = v.get("test").map_or(&v.at, |t| &t.at);
+    let read = test_kind(&test).map_err(|r| Problem::new(test_at, format!("{key}.test"), r))?;
+    if disabled || read == Kind::Disabled {
+        s.d.options.healthcheck = Some(EngineHealthcheck::disabled());
+        s.d.health = None;
+        return Ok(());
+    }
+    let given = |k: &str| v.get(k).filter(|n| !matches!(n.value, Value::Null));
+    let dur = |k: &str| -> R<Option<Duration>> {
+        given(k).map(|n| values::duration(n, &format!("{key}.{k}"))).transpose().map(|d| d.filter(|d| !d.is_zero()))
+    };
+    let interval = dur("interval")?;
+    let timeout = dur("timeout")?;
+    let start_period = dur("start_period")?;
+    let start_interval = dur("start_interval")?;
+    let retries = given("retries").map(|n| values::count(n, &format!("{key}.retries"))).transpose()?.filter(|r| *r > 0);
+    s.d.options.healthcheck = Some(EngineHealthcheck { test: test.clone(), interval, timeout, retries, start_period });
+    let outside = matches!(s.d.options.network_mode, None | Some(NetworkMode::Bridge | NetworkMode::Host));
+    let mut check = match read {
+        Kind::Image => HealthCheck::docker(),
+        Kind::Check => probe(&test, outside),
+        Kind::Disabled => return Ok(()),
+    };
+    check = check
+        .interval(interval.unwrap_or(INTERVAL))
+        .timeout(timeout.unwrap_or(TIMEOUT))
+        .retries(retries.unwrap_or(RETRIES))
+        .start_period(start_period.unwrap_or_default());
+    if let Some(si) = start_interval {
+        check = check.start_interval(si);
+    }
+    s.d.health = Some(check);
+    Ok(())
+}
+
+/// The image's own check with Docker's timings: for a service another waits on to be healthy
+/// while the file gives it no `healthcheck` (Compose then waits on the image's `HEALTHCHECK`).
+pub(crate) fn image_check() -> HealthCheck {
+    HealthCheck::docker().interval(INTERVAL).timeout(TIMEOUT).retries(RETRIES)
+}
 
 /// What a compose test asks for.
 #[derive(Debug, PartialEq)]
-pub(crate) enum Test {
-    /// No check (`NONE`, or `disable: true`).
+enum Kind {
+    /// No check (`NONE`).
     Disabled,
     /// Inherit the image's (an empty test).
     Image,
     /// A check.
-    Check(Box<HealthCheck>),
+    Check,
 }
 
-/// Reads a compose test (its list form, or a string, which is `CMD-SHELL`).
-pub(crate) fn test(items: &[String]) -> Result<Test, String> {
-    let Some((first, rest)) = items.split_first() else { return Ok(Test::Image) };
+fn test_kind(items: &[String]) -> Result<Kind, String> {
+    let Some((first, rest)) = items.split_first() else { return Ok(Kind::Image) };
     match first.as_str() {
-        "NONE" => Ok(Test::Disabled),
-        "CMD" => {
-            if rest.is_empty() {
-                return Err("CMD needs a command after it".into());
-            }
-            Ok(Test::Check(Box::new(recognise(rest).unwrap_or_else(|| HealthCheck::exec(rest.to_vec())))))
-        }
-        "CMD-SHELL" => {
-            let [script] = rest else { return Err("CMD-SHELL takes exactly one string".into()) };
-            let recognised = status_check(strip_exit(script))
-                .or_else(|| shell_words(strip_exit(script)).and_then(|w| recognise(&w)));
-            Ok(Test::Check(Box::new(
-                recognised.unwrap_or_else(|| HealthCheck::exec(["/bin/sh".to_string(), "-c".into(), script.clone()])),
-            )))
-        }
+        "NONE" => Ok(Kind::Disabled),
+        "CMD" if rest.is_empty() => Err("CMD needs a command after it".into()),
+        "CMD" => Ok(Kind::Check),
+        "CMD-SHELL" if rest.len() != 1 => Err("CMD-SHELL takes exactly one string".into()),
+        "CMD-SHELL" => Ok(Kind::Check),
         other => Err(format!("a test list starts with CMD, CMD-SHELL or NONE, not {other:?}")),
     }
+}
+
+/// The probe of a test (`CMD …` or `CMD-SHELL script`): from outside when it is an HTTP or TCP
+/// check of the container itself and `outside` probes can reach it, otherwise run inside.
+pub(crate) fn probe(test: &[String], outside: bool) -> HealthCheck {
+    let Some((first, rest)) = test.split_first() else { return HealthCheck::docker() };
+    if first == "CMD-SHELL" {
+        let script = rest.first().cloned().unwrap_or_default();
+        let recognised = if outside {
+            status_check(strip_exit(&script)).or_else(|| simple_words(strip_exit(&script)).and_then(|w| recognise(&w)))
+        } else {
+            None
+        };
+        return recognised.unwrap_or_else(|| HealthCheck::exec(["/bin/sh".to_string(), "-c".into(), script]));
+    }
+    let recognised = if outside { recognise(rest) } else { None };
+    recognised.unwrap_or_else(|| HealthCheck::exec(rest.to_vec()))
 }
 
 /// `… || exit 1` and the like add nothing to a check's meaning.
@@ -53,8 +133,8 @@ fn strip_exit(script: &str) -> &str {
 
 /// A command line split as `sh` would, for simple lines only: quotes and backslashes; `None`
 /// when it uses anything else a shell would interpret (pipes, `;`, `&&`, `$`, redirections other
-/// than to `/dev/null`).
-pub(crate) fn shell_words(line: &str) -> Option<Vec<String>> {
+/// than to `/dev/null`), so that only a plain command is recognised as a probe.
+fn simple_words(line: &str) -> Option<Vec<String>> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -114,12 +194,12 @@ pub(crate) fn shell_words(line: &str) -> Option<Vec<String>> {
 /// check that expects exactly that status.
 fn status_check(script: &str) -> Option<HealthCheck> {
     let (curl, grep) = script.split_once('|')?;
-    let grep = shell_words(grep.trim())?;
+    let grep = simple_words(grep.trim())?;
     let code: u16 = match grep.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["grep", "-q", code] | ["grep", code] | ["grep", "-qx", code] | ["grep", "-xq", code] => code.parse().ok()?,
         _ => return None,
     };
-    let mut words = shell_words(curl.trim())?;
+    let mut words = simple_words(curl.trim())?;
     if words.first().map(String::as_str) != Some("curl") {
         return None;
     }
@@ -238,57 +318,50 @@ mod tests {
     use super::*;
     use crate::model::Probe;
 
-    fn t(items: &[&str]) -> Test {
-        test(&items.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
-    }
-
-    fn probe(items: &[&str]) -> Probe {
-        match t(items) {
-            Test::Check(h) => h.probe().clone(),
-            other => panic!("{other:?}"),
-        }
+    fn probe_of(items: &[&str]) -> Probe {
+        let test: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+        probe(&test, true).probe().clone()
     }
 
     #[test]
     fn curl_wget_and_nc_become_probes_from_outside() {
         assert!(
-            matches!(probe(&["CMD", "curl", "-f", "http://localhost:8080/health"]), Probe::Http { port: 8080, ref path, .. } if path == "/health")
+            matches!(probe_of(&["CMD", "curl", "-f", "http://localhost:8080/health"]), Probe::Http { port: 8080, ref path, .. } if path == "/health")
         );
         assert!(matches!(
-            probe(&["CMD-SHELL", "curl -fsS http://127.0.0.1:3000/api/health || exit 1"]),
+            probe_of(&["CMD-SHELL", "curl -fsS http://127.0.0.1:3000/api/health || exit 1"]),
             Probe::Http { port: 3000, .. }
         ));
         assert!(
-            matches!(probe(&["CMD-SHELL", "wget --no-verbose --tries=1 --spider http://localhost/ || exit 1"]), Probe::Http { port: 80, ref path, .. } if path == "/")
+            matches!(probe_of(&["CMD-SHELL", "wget --no-verbose --tries=1 --spider http://localhost/ || exit 1"]), Probe::Http { port: 80, ref path, .. } if path == "/")
         );
-        assert!(matches!(probe(&["CMD", "nc", "-z", "localhost", "5432"]), Probe::Tcp { port: 5432 }));
-        // Constellation's: the status printed by curl, matched by grep.
+        assert!(matches!(probe_of(&["CMD", "nc", "-z", "localhost", "5432"]), Probe::Tcp { port: 5432 }));
         let script =
             "curl -s -o /dev/null -w '%{http_code}' http://localhost:8081/api/health | grep -q '200' || exit 1";
         assert!(
-            matches!(probe(&["CMD-SHELL", script]), Probe::Http { port: 8081, ref path, status_min: 200, status_max: 200, .. } if path == "/api/health"),
-            "{:?}",
-            probe(&["CMD-SHELL", script])
+            matches!(probe_of(&["CMD-SHELL", script]), Probe::Http { port: 8081, ref path, status_min: 200, status_max: 200, .. } if path == "/api/health")
         );
+        let inside = probe(&["CMD".to_string(), "curl".into(), "-f".into(), "http://localhost/".into()], false);
+        assert!(matches!(inside.probe(), Probe::Exec { .. }), "no outside probe without a reachable address");
     }
 
     #[test]
     fn anything_else_runs_inside_as_compose_runs_it() {
         assert!(
-            matches!(probe(&["CMD", "pg_isready", "-U", "app"]), Probe::Exec { ref command } if command == &["pg_isready", "-U", "app"])
+            matches!(probe_of(&["CMD", "pg_isready", "-U", "app"]), Probe::Exec { ref command } if command == &["pg_isready", "-U", "app"])
         );
-        // A pipe, another host, a header: not the same check from outside.
         for script in
             ["curl -f http://localhost/ | grep ok", "curl -f http://db:8080/", "curl -H 'X: y' http://localhost/"]
         {
             assert!(
-                matches!(probe(&["CMD-SHELL", script]), Probe::Exec { ref command } if command[..2] == ["/bin/sh", "-c"]),
+                matches!(probe_of(&["CMD-SHELL", script]), Probe::Exec { ref command } if command[..2] == ["/bin/sh", "-c"]),
                 "{script}"
             );
         }
-        assert_eq!(t(&["NONE"]), Test::Disabled);
-        assert_eq!(t(&[]), Test::Image);
-        assert!(test(&["CMD".into()]).is_err());
-        assert!(test(&["RUN".into(), "x".into()]).is_err());
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(test_kind(&s(&["NONE"])), Ok(Kind::Disabled));
+        assert_eq!(test_kind(&[]), Ok(Kind::Image));
+        assert!(test_kind(&s(&["CMD"])).is_err());
+        assert!(test_kind(&s(&["RUN", "x"])).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Variables in compose files: `$V`, `${V}`, `${V:-default}`, `${V-default}`, `${V:?error}`,
 //! `${V?error}`, `${V:+alt}`, `${V+alt}` (defaults may hold variables themselves) and `$$` for a
-//! dollar sign; and the `.env` file format they come from (also `env_file`).
+//! dollar sign, as the Compose Specification's interpolation section gives them. The `.env` and
+//! `env_file` format they also apply in is `dotenv.rs`.
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,15 @@ impl Variables {
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.given.get(name).or_else(|| self.process.get(name)).or_else(|| self.dotenv.get(name)).map(String::as_str)
     }
+
+    /// A look-up of these variables.
+    pub(crate) fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        |name| self.get(name).map(str::to_string)
+    }
 }
+
+/// Where an expression's variables are looked up.
+pub(crate) type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// What interpolating one value found wrong, or noticed.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,13 +37,16 @@ pub(crate) enum Interpolation {
 
 /// Substitutes the variables of `text`; `unset` collects names used without a value and without
 /// a default (they become empty, as compose does, with a warning).
-pub(crate) fn interpolate(text: &str, vars: &Variables, unset: &mut Vec<String>) -> Result<String, Interpolation> {
+pub(crate) fn interpolate(text: &str, vars: Lookup<'_>, unset: &mut Vec<String>) -> Result<String, Interpolation> {
+    if !text.contains('$') {
+        return Ok(text.to_string());
+    }
     interpolate_depth(text, vars, unset, 0)
 }
 
 fn interpolate_depth(
     text: &str,
-    vars: &Variables,
+    vars: Lookup<'_>,
     unset: &mut Vec<String>,
     depth: usize,
 ) -> Result<String, Interpolation> {
@@ -62,8 +74,8 @@ fn interpolate_depth(
                 rest = after;
             } else {
                 let name = &after[..len];
-                match vars.get(name) {
-                    Some(v) => out.push_str(v),
+                match vars(name) {
+                    Some(v) => out.push_str(&v),
                     None => unset.push(name.to_string()),
                 }
                 rest = &after[len..];
@@ -94,13 +106,14 @@ fn closing_brace(s: &str) -> Option<usize> {
     None
 }
 
-fn expand(expr: &str, vars: &Variables, unset: &mut Vec<String>, depth: usize) -> Result<String, Interpolation> {
+fn expand(expr: &str, vars: Lookup<'_>, unset: &mut Vec<String>, depth: usize) -> Result<String, Interpolation> {
     let len = expr.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(expr.len());
     let (name, op) = expr.split_at(len);
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(Interpolation::Error(format!("`${{{expr}}}` does not start with a variable name")));
     }
-    let value = vars.get(name);
+    let value = vars(name);
+    let value = value.as_deref();
     let nonempty = value.filter(|v| !v.is_empty());
     let nested = |s: &str, unset: &mut Vec<String>| interpolate_depth(s, vars, unset, depth + 1);
     let result = match op {
@@ -148,73 +161,6 @@ fn required(name: &str, message: &str, how: &str) -> String {
     }
 }
 
-/// A `.env` / `env_file` file: `KEY=value` lines, `export` prefixes, `#` comments, single quotes
-/// (literal), double quotes (with `\n`, `\"` and `\\` escapes), and unquoted values with a trailing
-/// ` #comment` removed. A bare `KEY` takes the variable from `lookup` (absent: not set). Errors
-/// name the line.
-pub(crate) fn parse_env_file(
-    text: &str,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<(String, String)>, (usize, String)> {
-    let mut out = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line_no = n + 1;
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").map(str::trim_start).unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            if let Some(v) = lookup(line) {
-                out.push((line.to_string(), v));
-            }
-            continue;
-        };
-        let key = key.trim();
-        if key.is_empty() || key.contains(|c: char| c.is_whitespace()) {
-            return Err((line_no, format!("{key:?} is not a variable name")));
-        }
-        let value = value.trim_start();
-        let value = if let Some(q) = value.strip_prefix('\'') {
-            match q.find('\'') {
-                Some(end) => q[..end].to_string(),
-                None => return Err((line_no, format!("the value of {key} opens a ' it does not close"))),
-            }
-        } else if let Some(q) = value.strip_prefix('"') {
-            let mut v = String::new();
-            let mut chars = q.chars();
-            let mut closed = false;
-            while let Some(c) = chars.next() {
-                match c {
-                    '"' => {
-                        closed = true;
-                        break;
-                    }
-                    '\\' => match chars.next() {
-                        Some('n') => v.push('\n'),
-                        Some('t') => v.push('\t'),
-                        Some(other) => v.push(other),
-                        None => v.push('\\'),
-                    },
-                    c => v.push(c),
-                }
-            }
-            if !closed {
-                return Err((line_no, format!("the value of {key} opens a \" it does not close")));
-            }
-            v
-        } else {
-            let v = match value.find(" #") {
-                Some(i) => &value[..i],
-                None => value,
-            };
-            v.trim_end().to_string()
-        };
-        out.push((key.to_string(), value));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,7 +175,9 @@ mod tests {
     }
 
     fn run(text: &str) -> Result<String, Interpolation> {
-        interpolate(text, &vars(), &mut Vec::new())
+        let v = vars();
+        let out = interpolate(text, &v.lookup(), &mut Vec::new());
+        out
     }
 
     #[test]
@@ -251,17 +199,8 @@ mod tests {
         assert!(run("${1A}").is_err());
         assert!(run("${TAG/x/y}").is_err());
         let mut unset = Vec::new();
-        assert_eq!(interpolate("a${NOPE}b$ALSO", &vars(), &mut unset).unwrap(), "ab");
+        let v = vars();
+        assert_eq!(interpolate("a${NOPE}b$ALSO", &v.lookup(), &mut unset).unwrap(), "ab");
         assert_eq!(unset, vec!["NOPE".to_string(), "ALSO".to_string()]);
-    }
-
-    #[test]
-    fn env_files() {
-        let text = "# c\nexport A=1\nB = 'x # y'\nC=\"l1\\nl2 \\\"q\\\"\"\nD=plain # comment\nE\nF=\n";
-        let got = parse_env_file(text, |k| (k == "E").then(|| "from-env".to_string())).unwrap();
-        let want = [("A", "1"), ("B", "x # y"), ("C", "l1\nl2 \"q\""), ("D", "plain"), ("E", "from-env"), ("F", "")];
-        assert_eq!(got, want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>());
-        assert_eq!(parse_env_file("A='open\n", |_| None).unwrap_err().0, 1);
-        assert_eq!(parse_env_file("ok=1\nbad key=2\n", |_| None).unwrap_err().0, 2);
     }
 }

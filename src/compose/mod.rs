@@ -1,4 +1,5 @@
-//! Compose import: `docker-compose.yml` files as an [`Environment`].
+//! Compose import: `docker-compose.yml` files as an [`Environment`], meaning exactly what Compose
+//! makes of them.
 //!
 //! ```no_run
 //! use harbormaster::Environment;
@@ -14,61 +15,58 @@
 //! [`Compose`] gives the options (project and environment names, profiles, variables, leniency)
 //! and returns the warnings with the environment.
 //!
-//! What is read, and how (the full table is in `docs/compose.md`):
-//! - `yaml.rs`: the YAML, with each node's file and line; anchors, aliases and merge keys.
-//! - `interpolate.rs`: `${V}`, `${V:-d}`, `${V-d}`, `${V:?e}`, `${V?e}`, `${V:+a}`, `$$`; `.env`.
-//! - `merge.rs`: several files in order, and `extends`, by compose's merge rules.
-//! - `health.rs`: `healthcheck` tests as probes.
-//! - `service.rs`: one service's keys as a [`Service`](crate::Service).
+//! The Compose Specification is the reference, and docker-compose's reading a second opinion
+//! where the two agree. Where a file is silent, Docker's and Compose's defaults apply (no
+//! restart, the engine's health check timings, replacement by stopping first). A key that cannot
+//! be honoured is never dropped silently: it is an error naming the file, line and key
+//! ([`ValidationError::Compose`](crate::ValidationError::Compose)), or, with [`Compose::lenient`] (and for keys that change nothing
+//! a deployment depends on), a [`ComposeWarning`]; [`Environment::from_compose`] prints the
+//! warnings where the user sees them. The full table of keys is `docs/compose.md`.
 //!
-//! A key the library cannot honour is never dropped silently: it is an error naming the file,
-//! line and key ([`ValidationError::Compose`]), or, with [`Compose::lenient`] (and for keys that
-//! change nothing a deployment depends on, such as `container_name`), a [`ComposeWarning`].
-//! The parser is yaml-rust2 (positions on every event); the typed compose crates keep no
-//! positions, refuse keys the guides use (`update_config.order`, the long `env_file` form) or lack
-//! others (`failure_action: rollback`), and none interpolates, merges or resolves `extends`.
+//! Where each step lives:
+//! - `yaml.rs`: the YAML (libyaml, as Compose parses it), each node with its file and line;
+//!   anchors, aliases, merge keys, `!reset`/`!override`. `scalar.rs`: YAML booleans and numbers
+//!   as Compose reads them.
+//! - `interpolate.rs`: `${V}`, `${V:-d}`, `${V:?e}`, … ; `dotenv.rs`: `.env` and `env_file`.
+//! - `merge.rs`: several files in order, by the specification's merge rules; `extends.rs`,
+//!   `include.rs`.
+//! - `project.rs`: top-level volumes, networks, secrets, configs; profiles, jobs, links.
+//! - `service.rs`: one service's keys, with `build.rs`, `ports.rs`, `mounts.rs`, `health.rs`,
+//!   `deploy.rs`, `options.rs` and `shell.rs` (a string command as words).
 
+mod build;
+mod context;
+mod deploy;
+mod dotenv;
+mod extends;
 mod health;
+mod include;
 mod interpolate;
+mod libyaml;
 mod merge;
+mod mounts;
+mod options;
+mod ports;
+mod project;
+mod scalar;
 mod service;
+mod shell;
+mod values;
 mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, Result, ValidationError};
+use crate::error::{Error, Result};
 use crate::model::Environment;
+use context::{Context, Problem};
 use interpolate::Variables;
-use yaml::{At, Node, Value};
+use yaml::At;
 
-/// Something wrong at a place in a compose file.
-#[derive(Clone, Debug)]
-pub(crate) struct Problem {
-    pub at: At,
-    pub key: String,
-    pub reason: String,
-}
-
-impl Problem {
-    pub(crate) fn new(at: &At, key: impl Into<String>, reason: impl Into<String>) -> Problem {
-        Problem { at: at.clone(), key: key.into(), reason: reason.into() }
-    }
-
-    fn into_error(self) -> ValidationError {
-        ValidationError::Compose {
-            file: self.at.file.to_string(),
-            line: self.at.line,
-            key: self.key,
-            reason: self.reason,
-        }
-    }
-}
-
-/// A key of a compose file that was read but not honoured, or honoured differently than compose
-/// would: where, and what to know.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A key of a compose file that was read but not honoured, or honoured differently than Compose
+/// would: where, and what to know. Serialized as `{"file", "line", "key", "message"}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ComposeWarning {
     /// The file.
     pub file: String,
@@ -106,6 +104,7 @@ pub struct Compose {
     given: BTreeMap<String, String>,
     process_env: bool,
     env_file: Option<PathBuf>,
+    project_dir: Option<PathBuf>,
     lenient: bool,
 }
 
@@ -174,6 +173,7 @@ impl Compose {
             given: BTreeMap::new(),
             process_env: true,
             env_file: None,
+            project_dir: None,
             lenient: false,
         }
     }
@@ -209,9 +209,17 @@ impl Compose {
         self
     }
 
-    /// The variables file (default: `.env` beside the first file, if it exists).
+    /// The variables file (default: `.env` in the project directory, if it exists).
     pub fn env_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.env_file = Some(path.into());
+        self
+    }
+
+    /// The directory relative paths of every file given resolve from, and where `.env` is
+    /// looked for (default: the first file's directory, as `docker compose
+    /// --project-directory`).
+    pub fn project_directory(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.project_dir = Some(dir.into());
         self
     }
 
@@ -231,26 +239,32 @@ impl Compose {
             let at = At { file: Arc::from("(no file)"), line: 0 };
             return Err(Problem::new(&at, "", "no compose file was given"));
         };
-        let dir = first.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = match &self.project_dir {
+            Some(d) => d.clone(),
+            None => first.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
         let mut vars = Variables { given: self.given.clone(), ..Default::default() };
         if self.process_env {
             vars.process = std::env::vars().collect();
         }
         let dotenv = self.env_file.clone().unwrap_or_else(|| dir.join(".env"));
-        if dotenv.exists() || self.env_file.is_some() {
-            let lookup = |k: &str| vars.process.get(k).cloned();
-            vars.dotenv = read_env_file(&dotenv, lookup)?.into_iter().collect();
+        let mut warnings = Vec::new();
+        if dotenv.is_file() || self.env_file.is_some() {
+            vars.dotenv = read_dotenv(&dotenv, &vars, &mut warnings)?;
         }
-        let mut ctx = Context { vars, warnings: Vec::new(), lenient: self.lenient, loaded: BTreeMap::new() };
-        let mut merged: Option<Node> = None;
+        let mut ctx = Context::new(vars, self.lenient);
+        ctx.warnings = warnings;
+        let mut merged: Option<yaml::Node> = None;
         for path in &self.files {
-            let doc = ctx.load(path)?;
+            let doc = ctx.load(path, Some(&dir))?;
             merged = Some(match merged {
                 None => doc,
-                Some(base) => merge::merge(base, doc, ""),
+                Some(base) => merge::merge(base, doc, &[]),
             });
         }
-        let root = merged.unwrap_or_else(|| merge::empty_map(At { file: Arc::from(""), line: 0 }));
+        let mut root = merged.unwrap_or_else(|| merge::empty_map(At { file: Arc::from(""), line: 0 }));
+        include::apply(&mut ctx, &mut root, &mut vec![first.clone()])?;
+        merge::strip_resets(&mut root);
         let mut profiles: BTreeSet<String> = self.profiles.iter().cloned().collect();
         if let Some(p) = ctx.vars.get("COMPOSE_PROFILES") {
             profiles.extend(p.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_string));
@@ -259,122 +273,45 @@ impl Compose {
             Some(p) => p.clone(),
             None => root
                 .get("name")
-                .and_then(Node::as_str)
+                .and_then(yaml::Node::as_str)
                 .map(str::to_string)
                 .or_else(|| ctx.vars.get("COMPOSE_PROJECT_NAME").map(str::to_string))
                 .unwrap_or_else(|| project_from_dir(&dir)),
         };
-        let environment = service::environment(&mut ctx, &root, &project, &self.environment, &profiles)?;
+        let environment = project::environment(&mut ctx, &root, &project, &self.environment, &profiles)?;
         Ok(Imported { environment, warnings: ctx.warnings })
     }
 }
 
-/// What the whole import shares: variables, warnings, and files already read (for `extends`).
-pub(crate) struct Context {
-    pub vars: Variables,
-    pub warnings: Vec<ComposeWarning>,
-    pub lenient: bool,
-    loaded: BTreeMap<PathBuf, Node>,
-}
-
-impl Context {
-    /// Reads, parses and interpolates one file (once).
-    pub(crate) fn load(&mut self, path: &Path) -> std::result::Result<Node, Problem> {
-        if let Some(n) = self.loaded.get(path) {
-            return Ok(n.clone());
-        }
-        let name: Arc<str> = Arc::from(path.display().to_string());
-        let at = At { file: name.clone(), line: 0 };
-        let bytes = std::fs::read(path).map_err(|e| Problem::new(&at, "", format!("cannot read it: {e}")))?;
-        if bytes.len() > yaml::MAX_FILE_BYTES {
-            return Err(Problem::new(&at, "", format!("is larger than {} bytes", yaml::MAX_FILE_BYTES)));
-        }
-        let text = String::from_utf8(bytes).map_err(|_| Problem::new(&at, "", "is not UTF-8 text"))?;
-        let mut doc = yaml::parse(&text, &name)?;
-        if !matches!(doc.value, Value::Map(_)) {
-            return Err(Problem::new(&doc.at, "", format!("a compose file is a mapping, not {}", doc.kind())));
-        }
-        self.interpolate(&mut doc)?;
-        self.loaded.insert(path.to_path_buf(), doc.clone());
-        Ok(doc)
-    }
-
-    /// Interpolates every scalar value (keys are not), iteratively.
-    fn interpolate(&mut self, root: &mut Node) -> std::result::Result<(), Problem> {
-        let mut stack: Vec<(&mut Node, String)> = vec![(root, String::new())];
-        while let Some((node, path)) = stack.pop() {
-            let Node { value, at } = node;
-            match value {
-                Value::Scalar { text, .. } => {
-                    let mut unset = Vec::new();
-                    let out = interpolate::interpolate(text, &self.vars, &mut unset).map_err(|e| match e {
-                        interpolate::Interpolation::Error(reason) => Problem::new(at, path.clone(), reason),
-                    })?;
-                    for name in unset {
-                        self.warnings.push(ComposeWarning {
-                            file: at.file.to_string(),
-                            line: at.line,
-                            key: path.clone(),
-                            message: format!("variable {name} is not set: it is read as an empty string"),
-                        });
-                    }
-                    *text = out;
-                }
-                Value::Seq(items) => {
-                    for (i, item) in items.iter_mut().enumerate() {
-                        stack.push((item, format!("{path}[{i}]")));
-                    }
-                }
-                Value::Map(entries) => {
-                    for (k, v) in entries.iter_mut() {
-                        let p = if path.is_empty() { k.name.clone() } else { format!("{path}.{}", k.name) };
-                        stack.push((v, p));
-                    }
-                }
-                Value::Null => {}
-            }
-        }
-        Ok(())
-    }
-
-    /// A key that cannot be honoured: an error, or a warning when lenient.
-    pub(crate) fn cannot(&mut self, at: &At, key: &str, why: &str) -> std::result::Result<(), Problem> {
-        if self.lenient {
-            self.warn(at, key, why);
-            Ok(())
-        } else {
-            Err(Problem::new(at, key, format!("{why} (Compose::lenient() makes this a warning)")))
-        }
-    }
-
-    /// A warning.
-    pub(crate) fn warn(&mut self, at: &At, key: &str, message: &str) {
-        self.warnings.push(ComposeWarning {
-            file: at.file.to_string(),
-            line: at.line,
-            key: key.to_string(),
-            message: message.to_string(),
-        });
-    }
-}
-
-/// A `.env` or `env_file` file's variables; errors name the file and line.
-pub(crate) fn read_env_file(
+/// The project's `.env`: its variables, each interpolated from the environment and the lines
+/// before it.
+fn read_dotenv(
     path: &Path,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> std::result::Result<Vec<(String, String)>, Problem> {
-    let name: Arc<str> = Arc::from(path.display().to_string());
-    let at = At { file: name.clone(), line: 0 };
+    vars: &Variables,
+    warnings: &mut Vec<ComposeWarning>,
+) -> std::result::Result<BTreeMap<String, String>, Problem> {
+    let name = path.display().to_string();
+    let at = At { file: Arc::from(name.as_str()), line: 0 };
     let meta = std::fs::metadata(path).map_err(|e| Problem::new(&at, "", format!("cannot read it: {e}")))?;
     if meta.len() > yaml::MAX_FILE_BYTES as u64 {
         return Err(Problem::new(&at, "", "is too large for a variables file"));
     }
     let text = std::fs::read_to_string(path).map_err(|e| Problem::new(&at, "", format!("cannot read it: {e}")))?;
-    interpolate::parse_env_file(&text, lookup).map_err(|(line, reason)| Problem {
-        at: At { file: name, line },
+    let lookup = |k: &str| vars.given.get(k).or_else(|| vars.process.get(k)).cloned();
+    let parsed = dotenv::parse(&text, &lookup, false).map_err(|(line, reason)| Problem {
+        at: At { file: Arc::from(name.as_str()), line },
         key: String::new(),
         reason,
-    })
+    })?;
+    for (line, var) in parsed.unset {
+        warnings.push(ComposeWarning {
+            file: name.clone(),
+            line,
+            key: String::new(),
+            message: format!("variable {var} is not set: it is read as an empty string"),
+        });
+    }
+    Ok(parsed.entries.into_iter().map(|e| (e.key, e.value)).collect())
 }
 
 /// A project name from a directory name: lower case, other characters as `-`.
@@ -394,14 +331,31 @@ fn project_from_dir(dir: &Path) -> String {
 
 impl Environment {
     /// Reads compose files (merged in order, as `docker compose -f a -f b`) as an environment
-    /// named `default` of the project the files name (or their directory's name). Warnings go to
-    /// `tracing`; [`Compose`] returns them and has the other options.
+    /// named `default` of the project the files name (or their directory's name).
+    ///
+    /// Each warning (a key read but not applied, or applied differently than the file might
+    /// suggest) is said where the user sees it: as a `tracing` event at `WARN` when a subscriber
+    /// takes those, and otherwise on standard error, as `docker compose` says its own.
+    /// [`Compose`] returns them instead, and has the other options.
     pub fn from_compose(files: impl ComposeFiles) -> Result<Environment> {
         let imported = Compose::new(files).load()?;
-        for w in &imported.warnings {
-            tracing::warn!(warning = %w, "compose import");
-        }
+        imported.say_warnings();
         Ok(imported.environment)
+    }
+}
+
+impl Imported {
+    /// Says each warning as [`Environment::from_compose`] does: a `tracing` event at `WARN` when
+    /// a subscriber takes those, otherwise a line on standard error.
+    pub fn say_warnings(&self) {
+        let traced = tracing::enabled!(tracing::Level::WARN);
+        for w in &self.warnings {
+            if traced {
+                tracing::warn!(file = %w.file, line = w.line, key = %w.key, "compose: {}", w.message);
+            } else {
+                eprintln!("warning: {w}");
+            }
+        }
     }
 }
 
@@ -413,14 +367,15 @@ mod fuzz {
     use proptest::prelude::*;
 
     fn import_text(text: &str, lenient: bool) -> std::result::Result<Imported, Problem> {
-        let mut ctx = Context { vars: Variables::default(), warnings: Vec::new(), lenient, loaded: BTreeMap::new() };
+        let mut ctx = Context::new(Variables::default(), lenient);
         let name: Arc<str> = Arc::from("fuzz.yml");
         let mut doc = yaml::parse(text, &name)?;
-        if !matches!(doc.value, Value::Map(_)) {
+        if !matches!(doc.value, yaml::Value::Map(_)) {
             return Err(Problem::new(&doc.at, "", "not a mapping"));
         }
         ctx.interpolate(&mut doc)?;
-        let environment = service::environment(&mut ctx, &doc, "fuzz", "default", &BTreeSet::new())?;
+        merge::strip_resets(&mut doc);
+        let environment = project::environment(&mut ctx, &doc, "fuzz", "default", &BTreeSet::new())?;
         Ok(Imported { environment, warnings: ctx.warnings })
     }
 

@@ -1,1106 +1,544 @@
-//! A merged compose model as an [`Environment`]: top-level volumes, secrets and configs, then each
-//! service's keys (after `extends` and profiles) as a [`Service`].
+//! One service's keys as a [`Service`]: every key is honoured, or refused with the file, line
+//! and key (a warning under [`Compose::lenient`](super::Compose::lenient)), or, for keys that
+//! change nothing a deployment depends on, said in a warning. Where the file is silent, Docker's
+//! and Compose's defaults apply: no restart, the engine's health check timings (30 s, 30 s, 3),
+//! replacement by stopping the old container first.
+//!
+//! The keys of a concern are read in their own file: `build.rs`, `ports.rs`, `mounts.rs`
+//! (volumes, tmpfs, secrets, configs), `health.rs`, `deploy.rs` (deploy, restart, resources) and
+//! `options.rs` (what the container runs with: capabilities, namespaces, kernel settings, …).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::collections::BTreeMap;
 
-use super::health::{self, Test};
-use super::merge;
-use super::yaml::{At, Node, Value};
-use super::{Context, Problem};
+use super::context::{Context, Problem, R};
+use super::project::Project;
+use super::yaml::{Node, Value};
+use super::{build, deploy, health, merge, mounts, options, ports, shell, values};
 use crate::model::{
-    Amount, Build, Condition, Environment, OnFailure, Port, PullPolicy, Resources, RestartPolicy, Rollout, Service,
+    Build, Condition, ContainerOptions, HealthCheck, Port, PullPolicy, Resources, RestartPolicy, Rollout, Service,
     ServiceBuilder, Volume,
 };
 
-type R<T> = std::result::Result<T, Problem>;
-
-/// Keys of a service that cannot be honoured: they change how a container runs in ways the
-/// library's targets do not express.
-const CANNOT: &[&str] = &[
-    "privileged",
-    "cap_add",
-    "cap_drop",
-    "devices",
-    "network_mode",
-    "pid",
-    "ipc",
-    "security_opt",
-    "sysctls",
-    "ulimits",
-    "shm_size",
-    "tmpfs",
-    "read_only",
-    "userns_mode",
-    "cgroup_parent",
-    "cgroup",
-    "links",
-    "external_links",
-    "volumes_from",
-    "runtime",
-    "isolation",
-    "extra_hosts",
-    "dns",
-    "dns_search",
-    "dns_opt",
-    "stop_signal",
-    "group_add",
-    "device_cgroup_rules",
-    "oom_score_adj",
-    "oom_kill_disable",
-    "mem_reservation",
-    "mem_swappiness",
-    "memswap_limit",
-    "cpu_shares",
-    "cpu_quota",
-    "cpu_period",
-    "cpuset",
-    "cpu_count",
-    "cpu_percent",
-    "pids_limit",
-    "blkio_config",
-    "storage_opt",
-    "mac_address",
-    "gpus",
-    "develop",
-    "post_start",
-    "pre_stop",
-    "provider",
-    "use_api_socket",
-    "attach",
-    "credential_spec",
-    "annotations",
-    "volume_driver",
-];
 /// Keys that change nothing a deployment depends on: read, said in a warning, not applied.
-const COSMETIC: &[&str] =
-    &["container_name", "hostname", "domainname", "tty", "stdin_open", "init", "logging", "platform"];
+const COSMETIC: &[(&str, &str)] = &[
+    ("attach", "logs are read through the library, whatever `attach` says"),
+    ("develop", "`develop` (watch) is for `docker compose watch`, which the library does not run"),
+    ("platform", "the image is pulled and built for the engine's own platform"),
+];
 
-/// The environment a merged compose model describes.
-pub(crate) fn environment(
-    ctx: &mut Context,
-    root: &Node,
-    project: &str,
-    env_name: &str,
-    profiles: &BTreeSet<String>,
-) -> R<Environment> {
-    let top = root.as_map().unwrap_or_default();
-    for (k, v) in top {
-        match k.name.as_str() {
-            "version" | "name" | "services" | "volumes" | "secrets" | "configs" => {}
-            "networks" => {
-                for (n, _) in v.as_map().unwrap_or_default() {
-                    if n.name != "default" {
-                        ctx.warn(
-                            &n.at,
-                            &format!("networks.{}", n.name),
-                            "the environment has one network of its own, where every service reaches every other by name: this network is not created",
-                        );
-                    }
-                }
-            }
-            "include" => {
-                ctx.cannot(&k.at, "include", "`include` is not read: list the files to Compose::new instead")?
-            }
-            name if name.starts_with("x-") => {}
-            name => return Err(Problem::new(&k.at, name, "is not a top-level compose key")),
-        }
-    }
-    let volumes = declared_volumes(ctx, root.get("volumes"))?;
-    let files = FileSources {
-        secrets: file_sources(ctx, root.get("secrets"), "secrets")?,
-        configs: file_sources(ctx, root.get("configs"), "configs")?,
-    };
-    let services_node = root.get("services");
-    let Some(services) = services_node.and_then(Node::as_map) else {
-        let at = services_node.map(|n| n.at.clone()).unwrap_or_else(|| root.at.clone());
-        return Err(Problem::new(&at, "services", "a compose file needs a `services` mapping"));
-    };
-    // extends, then profiles.
-    let mut resolved: Vec<(String, Node)> = Vec::new();
-    for (k, _) in services {
-        let node = resolve_extends(ctx, services, &k.name, &mut Vec::new())?;
-        resolved.push((k.name.clone(), node));
-    }
-    let enabled: BTreeSet<String> = resolved
-        .iter()
-        .filter(|(_, n)| match n.get("profiles") {
-            None => true,
-            Some(p) => strings_of(p).unwrap_or_default().iter().any(|p| profiles.contains(p)),
-        })
-        .map(|(name, _)| name.clone())
-        .collect();
-    // A service another waits for to complete successfully is a job.
-    let mut jobs = BTreeSet::new();
-    for (name, node) in &resolved {
-        if !enabled.contains(name) {
-            continue;
-        }
-        if let Some(deps) = node.get("depends_on") {
-            let deps = merge::as_mapping(deps.clone(), true);
-            for (dep, spec) in deps.as_map().unwrap_or_default() {
-                if spec.get("condition").and_then(Node::as_str) == Some("service_completed_successfully") {
-                    jobs.insert(dep.name.clone());
-                }
-            }
-        }
-    }
-    let mut env = Environment::builder(project, env_name);
-    for (name, node) in &resolved {
-        if !enabled.contains(name) {
-            continue;
-        }
-        let svc = ServiceMap {
-            ctx,
-            name,
-            node,
-            volumes: &volumes,
-            files: &files,
-            enabled: &enabled,
-            job: jobs.contains(name),
-        }
-        .map()?;
-        env = env.service(svc);
-    }
-    let at = services_node.map(|n| n.at.clone()).unwrap_or_else(|| root.at.clone());
-    env.build().map_err(|e| Problem::new(&at, "services", e.to_string()))
+/// What a service's keys say, gathered before the builder is made.
+pub(crate) struct Draft {
+    pub image: Option<String>,
+    pub build: Option<Build>,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub env_files: BTreeMap<String, String>,
+    pub ports: Vec<Port>,
+    pub exposed: Vec<Port>,
+    pub volumes: Vec<Volume>,
+    pub health: Option<HealthCheck>,
+    pub depends: Vec<(String, Condition)>,
+    pub replicas: Option<(u32, super::yaml::At, &'static str)>,
+    pub restart: Option<RestartPolicy>,
+    pub restart_policy: Option<RestartPolicy>,
+    pub labels: BTreeMap<String, String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub stop_grace: Option<std::time::Duration>,
+    pub pull: Option<PullPolicy>,
+    pub options: ContainerOptions,
+    pub resources: Resources,
+    pub rollout: Option<Rollout>,
+    pub aliases: Vec<String>,
+    pub placement: Vec<String>,
 }
 
-/// `extends` applied, recursively (another file's service too), cycles refused.
-fn resolve_extends(
-    ctx: &mut Context,
-    services: &[(super::yaml::Key, Node)],
-    name: &str,
-    seen: &mut Vec<String>,
-) -> R<Node> {
-    let Some((key, node)) = services.iter().find(|(k, _)| k.name == name) else {
-        let at = services.first().map(|(k, _)| k.at.clone()).unwrap_or(At { file: "".into(), line: 0 });
-        return Err(Problem::new(&at, format!("services.{name}"), "`extends` names a service that is not defined"));
-    };
-    let here = format!("{}:{name}", key.at.file);
-    if seen.contains(&here) || seen.len() > 16 {
-        return Err(Problem::new(
-            &key.at,
-            format!("services.{name}.extends"),
-            format!("`extends` goes round in a circle: {} -> {here}", seen.join(" -> ")),
-        ));
-    }
-    let Some(ext) = node.get("extends") else { return Ok(node.clone()) };
-    seen.push(here);
-    let path = format!("services.{name}.extends");
-    let (base_name, file) = match &ext.value {
-        Value::Scalar { text, .. } => (text.clone(), None),
-        Value::Map(_) => {
-            let base = ext
-                .get("service")
-                .and_then(Node::as_str)
-                .ok_or_else(|| Problem::new(&ext.at, &path, "`extends` needs `service`"))?;
-            (base.to_string(), ext.get("file").and_then(Node::as_str).map(str::to_string))
-        }
-        _ => {
-            return Err(Problem::new(
-                &ext.at,
-                &path,
-                "`extends` is a service name or a mapping with `service` (and `file`)",
-            ))
-        }
-    };
-    let base = match file {
-        None => resolve_extends(ctx, services, &base_name, seen)?,
-        Some(f) => {
-            let file_path = relative_to(&ext.at, &f);
-            let other = ctx.load(&file_path)?;
-            let other_services = other.get("services").and_then(Node::as_map).map(<[_]>::to_vec).unwrap_or_default();
-            resolve_extends(ctx, &other_services, &base_name, seen)?
-        }
-    };
-    seen.pop();
-    let mut own = node.clone();
-    if let Value::Map(entries) = &mut own.value {
-        entries.retain(|(k, _)| k.name != "extends");
-    }
-    Ok(merge::merge(base, own, ""))
+/// One service's mapping, as it is read.
+pub(crate) struct Svc<'a> {
+    pub ctx: &'a mut Context,
+    pub project: &'a Project,
+    pub name: &'a str,
+    pub job: bool,
+    pub d: Draft,
 }
 
-/// A path written in a file, relative to that file's directory (`~` is the home directory).
-fn relative_to(at: &At, written: &str) -> PathBuf {
-    if let Some(rest) = written.strip_prefix("~/") {
-        if let Some(home) = std::env::var_os("HOME") {
-            return PathBuf::from(home).join(rest);
-        }
-    }
-    let p = Path::new(written);
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    let dir = Path::new(&*at.file).parent().map(Path::to_path_buf).unwrap_or_default();
-    let joined = dir.join(p);
-    std::path::absolute(&joined).unwrap_or(joined)
-}
-
-fn declared_volumes(ctx: &mut Context, node: Option<&Node>) -> R<BTreeSet<String>> {
-    let mut out = BTreeSet::new();
-    for (k, v) in node.and_then(Node::as_map).unwrap_or_default() {
-        let path = format!("volumes.{}", k.name);
-        for (opt, ov) in v.as_map().unwrap_or_default() {
-            let key = format!("{path}.{}", opt.name);
-            match opt.name.as_str() {
-                "driver" if ov.as_str() == Some("local") => {}
-                "labels" => ctx.warn(&opt.at, &key, "volume labels are the library's own: these are not set"),
-                "name" => ctx.warn(
-                    &opt.at,
-                    &key,
-                    "the volume is named <project>-<environment>-<volume> on the target, not by `name`",
-                ),
-                "external" if matches!(ov.as_str(), Some("false")) => {}
-                "external" => ctx.cannot(
-                    &opt.at,
-                    &key,
-                    "an external volume is not the environment's own: the library creates and owns its volumes",
-                )?,
-                "driver" | "driver_opts" => ctx.cannot(&opt.at, &key, "volumes use the target's local driver")?,
-                x if x.starts_with("x-") => {}
-                _ => return Err(Problem::new(&opt.at, key, "is not a key of a compose volume")),
-            }
-        }
-        out.insert(k.name.clone());
-    }
-    Ok(out)
-}
-
-struct FileSources {
-    secrets: BTreeMap<String, PathBuf>,
-    configs: BTreeMap<String, PathBuf>,
-}
-
-/// Top-level `secrets` or `configs` with a `file`: name → absolute path.
-fn file_sources(ctx: &mut Context, node: Option<&Node>, what: &str) -> R<BTreeMap<String, PathBuf>> {
-    let mut out = BTreeMap::new();
-    for (k, v) in node.and_then(Node::as_map).unwrap_or_default() {
-        let path = format!("{what}.{}", k.name);
-        let mut file = None;
-        for (opt, ov) in v.as_map().unwrap_or_default() {
-            let key = format!("{path}.{}", opt.name);
-            match opt.name.as_str() {
-                "file" => file = ov.as_str().map(|f| relative_to(&ov.at, f)),
-                "environment" | "content" | "external" | "name" | "driver" | "driver_opts" | "template_driver" => ctx
-                    .cannot(
-                    &opt.at,
-                    &key,
-                    &format!("only file {what} are read (mounted read-only from this machine, as compose does)"),
-                )?,
-                "labels" => ctx.warn(&opt.at, &key, "not set"),
-                x if x.starts_with("x-") => {}
-                _ => return Err(Problem::new(&opt.at, key, format!("is not a key of a compose {what} entry"))),
-            }
-        }
-        if let Some(f) = file {
-            out.insert(k.name.clone(), f);
-        }
-    }
-    Ok(out)
-}
-
-/// One service's mapping.
-struct ServiceMap<'a> {
-    ctx: &'a mut Context,
-    name: &'a str,
-    node: &'a Node,
-    volumes: &'a BTreeSet<String>,
-    files: &'a FileSources,
-    enabled: &'a BTreeSet<String>,
-    job: bool,
-}
-
-impl ServiceMap<'_> {
-    fn key(&self, k: &str) -> String {
+impl Svc<'_> {
+    /// `services.NAME.key`.
+    pub(crate) fn key(&self, k: &str) -> String {
         format!("services.{}.{k}", self.name)
     }
+}
 
-    fn map(mut self) -> R<Service> {
-        let node = self.node;
-        let Some(entries) = node.as_map() else {
-            return Err(Problem::new(
-                &node.at,
-                format!("services.{}", self.name),
-                format!("a service is a mapping, not {}", node.kind()),
-            ));
-        };
-        let mut b = if self.job { Service::job(self.name) } else { Service::builder(self.name) };
-        let mut env_files: Vec<(String, String)> = Vec::new();
-        let mut environment: Vec<(String, String)> = Vec::new();
-        let (mut image, mut build) = (None, None);
-        let mut deploy_replicas = None;
-        for (k, v) in entries {
-            let key = self.key(&k.name);
-            match k.name.as_str() {
-                "image" => image = Some(scalar(v, &key)?),
-                "build" => build = Some(self.build(v, &key)?),
-                "command" => b = b.command(self.command(v, &key)?),
-                "entrypoint" => b = b.entrypoint(self.command(v, &key)?),
-                "environment" => environment = self.environment(v, &key)?,
-                "env_file" => env_files = self.env_files(v, &key)?,
-                "ports" => {
-                    for (i, p) in seq(v, &key)?.iter().enumerate() {
-                        b = b.port(port(p, &format!("{key}[{i}]"))?);
-                    }
-                }
-                "expose" => {} // every port is reachable on the environment's network
-                "volumes" => {
-                    for (i, item) in seq(v, &key)?.iter().enumerate() {
-                        if let Some(vol) = self.volume(item, &format!("{key}[{i}]"))? {
-                            b = b.volume(vol);
-                        }
-                    }
-                }
-                "secrets" => b = self.file_mounts(b, v, &key, true)?,
-                "configs" => b = self.file_mounts(b, v, &key, false)?,
-                "healthcheck" => {
-                    if let Some(check) = self.healthcheck(v, &key)? {
-                        b = b.health(check);
-                    }
-                }
-                "depends_on" => b = self.depends_on(b, v, &key)?,
-                "deploy" => {
-                    let (nb, replicas) = self.deploy(b, v, &key)?;
-                    b = nb;
-                    deploy_replicas = replicas;
-                }
-                "scale" => deploy_replicas = Some(number(v, &key)?),
-                "restart" => {
-                    if !self.job {
-                        b = b.restart(restart(v, &key)?);
-                    }
-                }
-                "labels" => {
-                    for (lk, lv) in merge::as_mapping(v.clone(), false).as_map().unwrap_or_default() {
-                        b = b.label(&lk.name, lv.as_str().unwrap_or_default());
-                    }
-                }
-                "user" => b = b.user(scalar(v, &key)?),
-                "working_dir" => b = b.workdir(scalar(v, &key)?),
-                "stop_grace_period" => b = b.stop_grace_period(duration(v, &key)?),
-                "mem_limit" => b = b.resources(Resources::new().memory_mb(megabytes(v, &key)?)),
-                "cpus" => b = b.resources(Resources::new().cpus(float(v, &key)?)),
-                "pull_policy" => b = b.pull(pull_policy(v, &key)?),
-                "profiles" | "extends" => {}
-                "networks" => {
-                    let names: Vec<String> = match &v.value {
-                        Value::Map(m) => m.iter().map(|(k, _)| k.name.clone()).collect(),
-                        _ => strings_of(v).unwrap_or_default(),
-                    };
-                    if names.iter().any(|n| n != "default") {
-                        self.ctx.warn(
-                            &k.at,
-                            &key,
-                            "the service is on the environment's one network, where it reaches every service by name",
-                        );
-                    }
-                }
-                x if x.starts_with("x-") => {}
-                x if COSMETIC.contains(&x) => {
-                    let msg = format!("`{x}` is not applied: it changes nothing the deployment depends on");
-                    self.ctx.warn(&k.at, &key, &msg);
-                }
-                x if CANNOT.contains(&x) => {
-                    self.ctx.cannot(&k.at, &key, &format!("`{x}` cannot be honoured by the library's targets"))?
-                }
-                x => return Err(Problem::new(&k.at, key, format!("`{x}` is not a compose service key"))),
-            }
-        }
-        b = match (image, build) {
-            (_, Some(build)) => b.build_from(build),
-            (Some(image), None) => b.image(image),
-            (None, None) => {
-                return Err(Problem::new(
-                    &node.at,
-                    format!("services.{}", self.name),
-                    "a service needs `image` or `build`",
-                ))
-            }
-        };
-        // env_file first, `environment` over it.
-        for (k, v) in env_files.into_iter().chain(environment) {
-            b = b.env(k, v);
-        }
-        if let Some(n) = deploy_replicas {
-            if !self.job {
-                b = b.replicas(n);
-            } else if n != 1 {
-                self.ctx.warn(
-                    &node.at,
-                    &self.key("deploy.replicas"),
-                    "a service others wait for to complete runs once, as a job",
-                );
-            }
-        }
-        b.build().map_err(|e| Problem::new(&node.at, format!("services.{}", self.name), e.to_string()))
+/// Maps service `name` (its `extends` applied).
+pub(crate) fn map(ctx: &mut Context, project: &Project, name: &str, node: &Node, job: bool) -> R<Service> {
+    let Some(entries) = node.as_map() else {
+        return Err(Problem::new(
+            &node.at,
+            format!("services.{name}"),
+            format!("a service is a mapping, not {}", node.kind()),
+        ));
+    };
+    let d = Draft {
+        image: None,
+        build: None,
+        command: None,
+        entrypoint: None,
+        env: BTreeMap::new(),
+        env_files: BTreeMap::new(),
+        ports: Vec::new(),
+        exposed: Vec::new(),
+        volumes: Vec::new(),
+        health: None,
+        depends: Vec::new(),
+        replicas: None,
+        restart: None,
+        restart_policy: None,
+        labels: BTreeMap::new(),
+        user: None,
+        workdir: None,
+        stop_grace: None,
+        pull: None,
+        options: ContainerOptions::default(),
+        resources: Resources::default(),
+        rollout: None,
+        aliases: project.aliases.get(name).cloned().unwrap_or_default(),
+        placement: Vec::new(),
+    };
+    let mut s = Svc { ctx, project, name, job, d };
+    // The network mode decides how health checks can probe, so it is read first.
+    if let Some(m) = node.get("network_mode") {
+        options::network_mode(&mut s, m)?;
     }
-
-    fn build(&mut self, v: &Node, key: &str) -> R<Build> {
-        match &v.value {
-            Value::Scalar { text, .. } => Ok(Build::context(relative_to(&v.at, text))),
-            Value::Map(entries) => {
-                let mut build = None;
-                let (mut dockerfile, mut args) = (None, Vec::new());
-                for (k, bv) in entries {
-                    let bkey = format!("{key}.{}", k.name);
-                    match k.name.as_str() {
-                        "context" => build = Some(Build::context(relative_to(&bv.at, &scalar(bv, &bkey)?))),
-                        "dockerfile" => dockerfile = Some(scalar(bv, &bkey)?),
-                        "args" => {
-                            for (ak, av) in merge::as_mapping(bv.clone(), false).as_map().unwrap_or_default() {
-                                args.push((ak.name.clone(), av.as_str().unwrap_or_default().to_string()));
-                            }
-                        }
-                        "target"
-                        | "cache_from"
-                        | "cache_to"
-                        | "network"
-                        | "shm_size"
-                        | "extra_hosts"
-                        | "ssh"
-                        | "secrets"
-                        | "platforms"
-                        | "labels"
-                        | "no_cache"
-                        | "pull"
-                        | "tags"
-                        | "privileged"
-                        | "isolation"
-                        | "additional_contexts"
-                        | "dockerfile_inline" => {
-                            self.ctx.cannot(&k.at, &bkey, "this build option is not passed to the image build")?
-                        }
-                        x if x.starts_with("x-") => {}
-                        _ => return Err(Problem::new(&k.at, bkey, "is not a key of a compose build")),
-                    }
+    for (k, v) in entries {
+        let key = s.key(&k.name);
+        if matches!(v.value, Value::Null) && !matches!(k.name.as_str(), "environment" | "command" | "entrypoint") {
+            // `key:` with nothing: as if it were not there (compose's reading of null).
+            continue;
+        }
+        match k.name.as_str() {
+            "image" => s.d.image = Some(values::string(v, &key)?),
+            "build" => s.d.build = Some(build::read(&mut s, v, &key)?),
+            "command" => s.d.command = command(v, &key)?,
+            "entrypoint" => s.d.entrypoint = command(v, &key)?,
+            "environment" => environment(&mut s, v, &key)?,
+            "env_file" => env_files(&mut s, v, &key)?,
+            "ports" => ports::read(&mut s, v, &key)?,
+            "expose" => ports::expose(&mut s, v, &key)?,
+            "volumes" => mounts::volumes(&mut s, v, &key)?,
+            "tmpfs" => mounts::tmpfs(&mut s, v, &key)?,
+            "secrets" => mounts::files(&mut s, v, &key, true)?,
+            "configs" => mounts::files(&mut s, v, &key, false)?,
+            "healthcheck" => health::read(&mut s, v, &key)?,
+            "depends_on" => depends_on(&mut s, v, &key)?,
+            "deploy" => deploy::read(&mut s, v, &key)?,
+            "scale" => s.d.replicas = Some((values::count(v, &key)?, v.at.clone(), "scale")),
+            "restart" => s.d.restart = Some(deploy::restart(v, &key)?),
+            "labels" => {
+                for e in values::entries(v, &key, &['='])? {
+                    let value = values::entry_text(s.ctx, &e, &key)?.unwrap_or_default();
+                    s.d.labels.insert(e.key, value);
                 }
-                let mut build = build.unwrap_or_else(|| Build::context(relative_to(&v.at, ".")));
-                if let Some(d) = dockerfile {
-                    build = build.dockerfile(d);
-                }
-                for (k, v) in args {
-                    build = build.arg(k, v);
-                }
-                Ok(build)
             }
-            _ => Err(Problem::new(&v.at, key, "`build` is a context path or a mapping")),
+            "label_file" => label_files(&mut s, v, &key)?,
+            "user" => s.d.user = Some(values::string(v, &key)?),
+            "working_dir" => s.d.workdir = Some(values::string(v, &key)?),
+            "stop_grace_period" => s.d.stop_grace = Some(values::duration(v, &key)?),
+            "pull_policy" => s.d.pull = Some(pull_policy(s.ctx, v, &key)?),
+            "profiles" | "links" | "network_mode" => {}
+            "networks" => networks(&mut s, v, &key)?,
+            "mem_limit" | "mem_reservation" | "memswap_limit" | "mem_swappiness" | "cpus" | "cpu_shares"
+            | "cpu_quota" | "cpu_period" | "cpuset" | "pids_limit" => deploy::resource_key(&mut s, &k.name, v, &key)?,
+            x if x.starts_with("x-") => {}
+            x if COSMETIC.iter().any(|(c, _)| *c == x) => {
+                let why = COSMETIC.iter().find(|(c, _)| *c == x).map(|(_, w)| *w).unwrap_or_default();
+                s.ctx.warn(&k.at, &key, &format!("not applied: {why}"));
+            }
+            x => options::read(&mut s, x, &k.at, v, &key)?,
         }
     }
+    finish(s, node)
+}
 
-    /// `command`/`entrypoint`: a list as given, a string split as a shell would (compose does).
-    fn command(&mut self, v: &Node, key: &str) -> R<Vec<String>> {
-        match &v.value {
-            Value::Scalar { text, .. } => health::shell_words(text)
-                .ok_or_else(|| Problem::new(&v.at, key, "this string uses shell syntax (a pipe, `$`, `;`): write it as a list, or as [\"/bin/sh\", \"-c\", \"…\"]")),
-            Value::Seq(_) => strings_of(v).ok_or_else(|| Problem::new(&v.at, key, "a list of strings")),
-            _ => Err(Problem::new(&v.at, key, "a string or a list of strings")),
+/// The builder from what was read, validated.
+fn finish(s: Svc<'_>, node: &Node) -> R<Service> {
+    let Svc { ctx, name, job, mut d, project } = s;
+    // Waited on to be healthy with no `healthcheck`: Compose waits on the image's own check.
+    let image_check_off = d.options.healthcheck.as_ref().is_some_and(|h| h.is_disabled());
+    if d.health.is_none() && !image_check_off && project.healthy.contains(name) {
+        d.health = Some(health::image_check());
+    }
+    let at = &node.at;
+    let mut b = if job { Service::job(name) } else { Service::builder(name) };
+    b = match (d.image.take(), d.build.take()) {
+        // Compose tags the build with `image`, so a push or another service can use it.
+        (Some(image), Some(build)) => b.build_from(build.tag(image)),
+        (None, Some(build)) => b.build_from(build),
+        (Some(image), None) => b.image(image),
+        (None, None) => return Err(Problem::new(at, format!("services.{name}"), "a service needs `image` or `build`")),
+    };
+    if let Some(c) = d.command {
+        b = b.command(c);
+    }
+    if let Some(e) = d.entrypoint {
+        b = b.entrypoint(e);
+    }
+    // env_file first, `environment` over it.
+    for (k, v) in d.env_files.into_iter().chain(d.env) {
+        b = b.env(k, v);
+    }
+    // A port both exposed and published is published.
+    for p in &d.exposed {
+        if !d.ports.iter().any(|q| q.container_port() == p.container_port() && q.protocol == p.protocol) {
+            d.ports.push(p.clone());
         }
     }
-
-    fn environment(&mut self, v: &Node, key: &str) -> R<Vec<(String, String)>> {
-        let m = merge::as_mapping(v.clone(), false);
-        let Some(entries) = m.as_map() else {
-            return Err(Problem::new(&v.at, key, "a mapping or a list of KEY=value"));
-        };
-        let mut out = Vec::new();
-        for (k, val) in entries {
-            match &val.value {
-                Value::Scalar { text, .. } => out.push((k.name.clone(), text.clone())),
-                // `KEY` alone (or `KEY:` with no value): from the environment, if set there.
-                Value::Null => {
-                    if let Some(v) = self.ctx.vars.get(&k.name) {
-                        out.push((k.name.clone(), v.to_string()));
-                    }
-                }
-                _ => {
-                    return Err(Problem::new(
-                        &val.at,
-                        format!("{key}.{}", k.name),
-                        "a value is a string, number or boolean",
-                    ))
-                }
-            }
-        }
-        Ok(out)
+    for p in d.ports {
+        b = b.port(p);
     }
-
-    fn env_files(&mut self, v: &Node, key: &str) -> R<Vec<(String, String)>> {
-        let items: Vec<Node> = match &v.value {
-            Value::Seq(items) => items.clone(),
-            _ => vec![v.clone()],
-        };
-        let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let ikey = format!("{key}[{i}]");
-            let (path, required) = match &item.value {
-                Value::Scalar { text, .. } => (text.clone(), true),
-                Value::Map(_) => {
-                    let path = item
-                        .get("path")
-                        .and_then(Node::as_str)
-                        .ok_or_else(|| Problem::new(&item.at, &ikey, "needs `path`"))?;
-                    let required = !matches!(item.get("required").and_then(Node::as_str), Some("false"));
-                    if let Some(f) = item.get("format").and_then(Node::as_str).filter(|f| *f != "raw") {
-                        return Err(Problem::new(&item.at, ikey, format!("env_file format {f:?} is not known")));
-                    }
-                    (path.to_string(), required)
-                }
-                _ => return Err(Problem::new(&item.at, ikey, "a path, or a mapping with `path` and `required`")),
-            };
-            let file = relative_to(&item.at, &path);
-            if !file.exists() && !required {
-                continue;
-            }
-            let vars = &self.ctx.vars;
-            let read = super::read_env_file(&file, |k| vars.get(k).map(str::to_string)).map_err(|mut p| {
-                if p.at.line == 0 {
-                    p = Problem::new(&item.at, ikey.clone(), format!("{}: {}", file.display(), p.reason));
-                }
-                p
-            })?;
-            out.extend(read);
-        }
-        Ok(out)
+    for v in d.volumes {
+        b = b.volume(v);
     }
-
-    fn volume(&mut self, v: &Node, key: &str) -> R<Option<Volume>> {
-        let (kind, source, target, read_only) = match &v.value {
-            Value::Scalar { text, .. } => {
-                let parts: Vec<&str> = text.split(':').collect();
-                let (src, dst, mode) = match parts.as_slice() {
-                    [dst] => (None, *dst, None),
-                    [src, dst] => (Some(*src), *dst, None),
-                    [src, dst, mode] => (Some(*src), *dst, Some(*mode)),
-                    _ => return Err(Problem::new(&v.at, key, "a volume is [source:]target[:mode]")),
-                };
-                let ro = mode.is_some_and(|m| m.split(',').any(|o| o == "ro"));
-                if let Some(m) = mode {
-                    for o in m.split(',') {
-                        if !matches!(o, "ro" | "rw" | "z" | "Z" | "nocopy" | "cached" | "delegated" | "consistent") {
-                            return Err(Problem::new(&v.at, key, format!("volume mode {o:?} is not known")));
-                        }
-                    }
-                }
-                let kind = match src {
-                    None => "anonymous",
-                    Some(s) if s.starts_with(['.', '/', '~']) => "bind",
-                    Some(_) => "volume",
-                };
-                (kind.to_string(), src.map(str::to_string), dst.to_string(), ro)
-            }
-            Value::Map(_) => {
-                let kind = v.get("type").and_then(Node::as_str).unwrap_or("volume").to_string();
-                let target =
-                    v.get("target").and_then(Node::as_str).ok_or_else(|| Problem::new(&v.at, key, "needs `target`"))?;
-                let ro = matches!(v.get("read_only").and_then(Node::as_str), Some("true"));
-                for (k, _) in v.as_map().unwrap_or_default() {
-                    if !matches!(
-                        k.name.as_str(),
-                        "type" | "source" | "target" | "read_only" | "volume" | "bind" | "tmpfs" | "consistency"
-                    ) {
-                        self.ctx.cannot(&k.at, &format!("{key}.{}", k.name), "this mount option is not applied")?;
-                    }
-                }
-                let source = v.get("source").and_then(Node::as_str).map(str::to_string);
-                let kind = if kind == "volume" && source.is_none() { "anonymous".to_string() } else { kind };
-                (kind, source, target.to_string(), ro)
-            }
-            _ => return Err(Problem::new(&v.at, key, "a string or a mapping")),
-        };
-        let vol = match kind.as_str() {
-            "bind" => Volume::bind(relative_to(&v.at, source.as_deref().unwrap_or_default())),
-            "volume" => {
-                let name = source.unwrap_or_default();
-                if !self.volumes.contains(&name) {
-                    return Err(Problem::new(
-                        &v.at,
-                        key,
-                        format!("volume `{name}` is not declared under the top-level `volumes`"),
-                    ));
-                }
-                Volume::named(name)
-            }
-            "tmpfs" => Volume::tmpfs(),
-            "anonymous" => {
-                let name = format!("{}{}", self.name, target.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
-                self.ctx.warn(
-                    &v.at,
-                    key,
-                    &format!("an anonymous volume is kept as the named volume `{name}`, so it survives a replacement"),
-                );
-                Volume::named(name.trim_end_matches('-').to_string())
-            }
-            other => return Err(Problem::new(&v.at, key, format!("volume type {other:?} is not supported"))),
-        };
-        let vol = vol.at(target);
-        Ok(Some(if read_only { vol.read_only() } else { vol }))
+    if let Some(h) = d.health {
+        if job {
+            ctx.warn(
+                at,
+                &format!("services.{name}.healthcheck"),
+                "a service others wait for to complete runs once, as a job: its health check is not probed",
+            );
+        } else {
+            b = b.health(h);
+        }
     }
-
-    /// File secrets and configs: bind mounts of their files, read-only, at `/run/secrets/<name>`
-    /// (secrets) or `/<name>` (configs) unless a `target` says otherwise.
-    fn file_mounts(&mut self, mut b: ServiceBuilder, v: &Node, key: &str, secrets: bool) -> R<ServiceBuilder> {
-        let sources = if secrets { &self.files.secrets } else { &self.files.configs };
-        for (i, item) in seq(v, key)?.iter().enumerate() {
-            let ikey = format!("{key}[{i}]");
-            let (name, target) = match &item.value {
-                Value::Scalar { text, .. } => (text.clone(), None),
-                Value::Map(_) => {
-                    let name = item
-                        .get("source")
-                        .and_then(Node::as_str)
-                        .ok_or_else(|| Problem::new(&item.at, &ikey, "needs `source`"))?;
-                    for (k, _) in item.as_map().unwrap_or_default() {
-                        if matches!(k.name.as_str(), "uid" | "gid" | "mode") {
-                            self.ctx.warn(
-                                &k.at,
-                                &format!("{ikey}.{}", k.name),
-                                "the file keeps its owner and mode on this machine",
-                            );
-                        }
-                    }
-                    (name.to_string(), item.get("target").and_then(Node::as_str).map(str::to_string))
-                }
-                _ => return Err(Problem::new(&item.at, ikey, "a name or a mapping with `source`")),
-            };
-            let Some(file) = sources.get(&name) else {
-                return Err(Problem::new(
-                    &item.at,
-                    ikey,
-                    format!(
-                        "`{name}` is not declared with a `file` under the top-level `{}`",
-                        if secrets { "secrets" } else { "configs" }
-                    ),
-                ));
-            };
-            let at = match target {
-                Some(t) if t.starts_with('/') => t,
-                Some(t) if secrets => format!("/run/secrets/{t}"),
-                Some(t) => format!("/{t}"),
-                None if secrets => format!("/run/secrets/{name}"),
-                None => format!("/{name}"),
-            };
-            b = b.volume(Volume::bind(file.clone()).at(at).read_only());
+    // `links` are dependencies too (started first), unless `depends_on` says more.
+    for target in &project.links.get(name).cloned().unwrap_or_default() {
+        if !d.depends.iter().any(|(n, _)| n == target) {
+            d.depends.push((target.clone(), Condition::Started));
         }
-        Ok(b)
     }
+    for (dep, c) in d.depends {
+        b = b.depends_on(dep, c);
+    }
+    // `deploy.restart_policy` over `restart`; neither: Docker's `no`.
+    let restart = d.restart_policy.or(d.restart).unwrap_or(RestartPolicy::No);
+    b = b.restart(restart);
+    for (k, v) in d.labels {
+        b = b.label(k, v);
+    }
+    if let Some(u) = d.user {
+        b = b.user(u);
+    }
+    if let Some(w) = d.workdir {
+        b = b.workdir(w);
+    }
+    if let Some(g) = d.stop_grace {
+        b = b.stop_grace_period(g);
+    }
+    if let Some(p) = d.pull {
+        b = b.pull(p);
+    }
+    if !d.resources.is_empty() {
+        b = b.resources(d.resources);
+    }
+    b = b.container(d.options);
+    for a in d.aliases {
+        b = b.alias(a);
+    }
+    for c in d.placement {
+        b = b.placement_constraint(c);
+    }
+    // Compose replaces a changed container by stopping the old one first.
+    b = b.rollout(d.rollout.unwrap_or_else(Rollout::recreate));
+    if let Some((n, rat, what)) = d.replicas {
+        if !job {
+            b = b.replicas(n);
+        } else if n != 1 {
+            ctx.warn(
+                &rat,
+                &format!("services.{name}.{what}"),
+                "a service others wait for to complete runs once, as a job",
+            );
+        }
+    }
+    build_service(b, at, name)
+}
 
-    fn healthcheck(&mut self, v: &Node, key: &str) -> R<Option<crate::model::HealthCheck>> {
-        if v.as_map().is_none() {
-            return Err(Problem::new(&v.at, key, "a mapping"));
+fn build_service(b: ServiceBuilder, at: &super::yaml::At, name: &str) -> R<Service> {
+    b.build().map_err(|e| Problem::new(at, format!("services.{name}"), e.to_string()))
+}
+
+/// `command`/`entrypoint`: a list as given, a string split into words as Compose splits it
+/// (`""` and `[]` clear the image's), null the image's.
+fn command(v: &Node, key: &str) -> R<Option<Vec<String>>> {
+    match &v.value {
+        Value::Null => Ok(None),
+        Value::Scalar { text, .. } => shell::split(text)
+            .map(Some)
+            .map_err(|why| Problem::new(&v.at, key, format!("this string cannot be split into words: {why}"))),
+        Value::Seq(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                out.push(values::string(item, &format!("{key}[{i}]"))?);
+            }
+            Ok(Some(out))
         }
-        if v.get("disable").and_then(Node::as_str) == Some("true") {
-            return Ok(None);
+        Value::Map(_) => Err(Problem::new(&v.at, key, "a string or a list of strings")),
+    }
+}
+
+/// `environment`: a mapping or a `KEY=VALUE` list; a bare `KEY` takes the variable from the
+/// environment, and is left out when it is not set there.
+fn environment(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
+    for e in values::entries(v, key, &['='])? {
+        if e.key.is_empty() {
+            return Err(Problem::new(&e.at, key, "an entry has no variable name"));
         }
-        let test = match v.get("test") {
-            None => return Ok(None),
-            Some(t) => match &t.value {
-                Value::Scalar { text, .. } => vec!["CMD-SHELL".to_string(), text.clone()],
-                Value::Seq(_) => {
-                    strings_of(t).ok_or_else(|| Problem::new(&t.at, format!("{key}.test"), "a list of strings"))?
+        match values::entry_text(s.ctx, &e, key)? {
+            Some(text) => {
+                s.d.env.insert(e.key, text);
+            }
+            None => match s.ctx.vars.get(&e.key) {
+                Some(val) => {
+                    s.d.env.insert(e.key.clone(), val.to_string());
                 }
-                _ => return Err(Problem::new(&t.at, format!("{key}.test"), "a string or a list")),
+                None => {
+                    s.d.env.remove(&e.key);
+                }
             },
-        };
-        let at = v.get("test").map(|t| t.at.clone()).unwrap_or_else(|| v.at.clone());
-        let mut check = match health::test(&test).map_err(|r| Problem::new(&at, format!("{key}.test"), r))? {
-            Test::Disabled => return Ok(None),
-            Test::Image => crate::model::HealthCheck::docker(),
-            Test::Check(c) => *c,
-        };
-        for (k, val) in v.as_map().unwrap_or_default() {
-            let vkey = format!("{key}.{}", k.name);
-            check = match k.name.as_str() {
-                "interval" => check.interval(duration(val, &vkey)?),
-                "timeout" => check.timeout(duration(val, &vkey)?),
-                "retries" => check.retries(number(val, &vkey)?),
-                "start_period" => check.start_period(duration(val, &vkey)?),
-                "start_interval" => check.start_interval(duration(val, &vkey)?),
-                "test" | "disable" => check,
-                x if x.starts_with("x-") => check,
-                _ => return Err(Problem::new(&k.at, vkey, "is not a key of a compose healthcheck")),
-            };
-        }
-        Ok(Some(check))
-    }
-
-    fn depends_on(&mut self, mut b: ServiceBuilder, v: &Node, key: &str) -> R<ServiceBuilder> {
-        let m = merge::as_mapping(v.clone(), true);
-        for (dep, spec) in m.as_map().unwrap_or_default() {
-            let dkey = format!("{key}.{}", dep.name);
-            let mut condition = Condition::Started;
-            let mut required = true;
-            for (k, val) in spec.as_map().unwrap_or_default() {
-                match k.name.as_str() {
-                    "condition" => {
-                        condition = match val.as_str() {
-                            Some("service_started") => Condition::Started,
-                            Some("service_healthy") => Condition::Healthy,
-                            Some("service_completed_successfully") => Condition::CompletedSuccessfully,
-                            other => {
-                                return Err(Problem::new(
-                                    &val.at,
-                                    format!("{dkey}.condition"),
-                                    format!(
-                                "{other:?} is not service_started, service_healthy or service_completed_successfully"
-                            ),
-                                ))
-                            }
-                        }
-                    }
-                    "required" => required = val.as_str() != Some("false"),
-                    "restart" => {
-                        if val.as_str() == Some("true") {
-                            self.ctx.warn(&k.at, &format!("{dkey}.restart"), "a dependent is not restarted when its dependency is replaced: apply the environment again to restart it");
-                        }
-                    }
-                    x if x.starts_with("x-") => {}
-                    _ => return Err(Problem::new(&k.at, format!("{dkey}.{}", k.name), "is not a key of a dependency")),
-                }
-            }
-            if !self.enabled.contains(&dep.name) {
-                if required {
-                    return Err(Problem::new(
-                        &dep.at,
-                        dkey,
-                        format!(
-                            "`{}` is not defined, or not in an enabled profile (`required: false` makes it optional)",
-                            dep.name
-                        ),
-                    ));
-                }
-                continue;
-            }
-            b = b.depends_on(&dep.name, condition);
-        }
-        Ok(b)
-    }
-
-    fn deploy(&mut self, mut b: ServiceBuilder, v: &Node, key: &str) -> R<(ServiceBuilder, Option<u32>)> {
-        let mut replicas = None;
-        for (k, val) in v.as_map().unwrap_or_default() {
-            let dkey = format!("{key}.{}", k.name);
-            match k.name.as_str() {
-                "replicas" => replicas = Some(number(val, &dkey)?),
-                "resources" => b = self.resources(b, val, &dkey)?,
-                "restart_policy" => {
-                    if !self.job {
-                        b = b.restart(self.restart_policy(val, &dkey)?);
-                    }
-                }
-                "update_config" => b = b.rollout(self.rollout(val, &dkey)?),
-                "rollback_config" => self.ctx.warn(&k.at, &dkey, "a rollback puts the old version back at the rollout's own pace (update_config): rollback_config is not applied separately"),
-                "mode" if matches!(val.as_str(), Some("replicated")) => {}
-                "mode" => self.ctx.cannot(&val.at, &dkey, "only `replicated` services are deployed")?,
-                "labels" => {
-                    for (lk, lv) in merge::as_mapping(val.clone(), false).as_map().unwrap_or_default() {
-                        b = b.label(&lk.name, lv.as_str().unwrap_or_default());
-                    }
-                }
-                "placement" | "endpoint_mode" => self.ctx.cannot(&k.at, &dkey, "placement is by role on several hosts (Service::role), not by constraints")?,
-                x if x.starts_with("x-") => {}
-                _ => return Err(Problem::new(&k.at, dkey, "is not a key of `deploy`")),
-            }
-        }
-        Ok((b, replicas))
-    }
-
-    fn resources(&mut self, mut b: ServiceBuilder, v: &Node, key: &str) -> R<ServiceBuilder> {
-        for (k, val) in v.as_map().unwrap_or_default() {
-            let rkey = format!("{key}.{}", k.name);
-            match k.name.as_str() {
-                "limits" => {
-                    let mut r = Resources::new();
-                    for (lk, lv) in val.as_map().unwrap_or_default() {
-                        let lkey = format!("{rkey}.{}", lk.name);
-                        match lk.name.as_str() {
-                            "cpus" => r = r.cpus(float(lv, &lkey)?),
-                            "memory" => r = r.memory_mb(megabytes(lv, &lkey)?),
-                            _ => self.ctx.cannot(&lk.at, &lkey, "only cpus and memory limits are applied")?,
-                        }
-                    }
-                    b = b.resources(r);
-                }
-                "reservations" => self.ctx.warn(&k.at, &rkey, "reservations are not applied: only limits are"),
-                _ => return Err(Problem::new(&k.at, rkey, "is not a key of `resources`")),
-            }
-        }
-        Ok(b)
-    }
-
-    fn restart_policy(&mut self, v: &Node, key: &str) -> R<RestartPolicy> {
-        let condition = v.get("condition").and_then(Node::as_str).unwrap_or("any");
-        let attempts = match v.get("max_attempts") {
-            Some(n) => number(n, &format!("{key}.max_attempts"))?,
-            None => 0,
-        };
-        for (k, _) in v.as_map().unwrap_or_default() {
-            if matches!(k.name.as_str(), "delay" | "window") {
-                self.ctx.warn(&k.at, &format!("{key}.{}", k.name), "the engine's own restart back-off applies");
-            }
-        }
-        match condition {
-            "none" => Ok(RestartPolicy::No),
-            "on-failure" => Ok(RestartPolicy::OnFailure(attempts)),
-            "any" => Ok(RestartPolicy::Always),
-            other => Err(Problem::new(
-                &v.at,
-                format!("{key}.condition"),
-                format!("{other:?} is not none, on-failure or any"),
-            )),
         }
     }
+    Ok(())
+}
 
-    /// `update_config` as a [`Rollout`]: `parallelism` instances at a time, stopping the old ones
-    /// first (`stop-first`, the default) or starting the new ones first (`start-first`).
-    fn rollout(&mut self, v: &Node, key: &str) -> R<Rollout> {
-        let parallelism = match v.get("parallelism") {
-            Some(n) => number(n, &format!("{key}.parallelism"))?,
-            None => 1,
-        };
-        let order = v.get("order").and_then(Node::as_str).unwrap_or("stop-first");
-        let mut rollout = match (order, parallelism) {
-            ("stop-first", 0) => Rollout::recreate(),
-            ("start-first", 0) => Rollout::start_first(),
-            ("stop-first", p) => Rollout::rolling().max_surge(Amount::count(0)).max_unavailable(Amount::count(p)),
-            ("start-first", p) => Rollout::rolling().max_surge(Amount::count(p)).max_unavailable(Amount::count(0)),
-            (other, _) => {
-                let at = v.get("order").map(|n| n.at.clone()).unwrap_or_else(|| v.at.clone());
-                return Err(Problem::new(
-                    &at,
-                    format!("{key}.order"),
-                    format!("{other:?} is not stop-first or start-first"),
-                ));
-            }
-        };
-        // Swarm's default failure action is pause.
-        rollout = rollout.on_failure(OnFailure::Pause);
-        for (k, val) in v.as_map().unwrap_or_default() {
-            let ukey = format!("{key}.{}", k.name);
-            rollout = match k.name.as_str() {
-                "parallelism" | "order" => rollout,
-                "delay" => rollout.batch_delay(duration(val, &ukey)?),
-                "monitor" => rollout.min_ready(duration(val, &ukey)?),
-                "failure_action" => match val.as_str() {
-                    Some("rollback") => rollout.on_failure(OnFailure::Rollback),
-                    Some("pause") => rollout.on_failure(OnFailure::Pause),
-                    Some("continue") => {
-                        self.ctx.warn(&val.at, &ukey, "`continue` is applied as stopping with the failure reported (OnFailure::Fail): a rollout never goes on past an unhealthy batch");
-                        rollout.on_failure(OnFailure::Fail)
-                    }
-                    other => {
+/// `env_file`: a path, or a list of paths and `{path, required, format}`; later files win.
+fn env_files(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
+    let items: Vec<Node> = match &v.value {
+        Value::Seq(items) => items.clone(),
+        _ => vec![v.clone()],
+    };
+    for (i, item) in items.iter().enumerate() {
+        let ikey = if matches!(v.value, Value::Seq(_)) { format!("{key}[{i}]") } else { key.to_string() };
+        let (path, required, raw) = match &item.value {
+            Value::Scalar { text, .. } => (text.clone(), true, false),
+            Value::Map(_) => {
+                values::only(item, &ikey, &["path", "required", "format"])?;
+                let path = item.get("path").ok_or_else(|| Problem::new(&item.at, &ikey, "needs `path`"))?;
+                let path = values::string(path, &format!("{ikey}.path"))?;
+                let required = match item.get("required") {
+                    Some(r) => values::boolean(r, &format!("{ikey}.required"))?,
+                    None => true,
+                };
+                let raw = match item.get("format").map(|f| values::string(f, &format!("{ikey}.format"))).transpose()? {
+                    None => false,
+                    Some(f) if f == "raw" => true,
+                    Some(f) => {
                         return Err(Problem::new(
-                            &val.at,
-                            ukey,
-                            format!("{other:?} is not rollback, pause or continue"),
+                            &item.at,
+                            format!("{ikey}.format"),
+                            format!("env_file format {f:?} is not known (raw is)"),
                         ))
                     }
-                },
-                "max_failure_ratio" => {
-                    if float(val, &ukey)? != 0.0 {
-                        self.ctx.cannot(
-                            &val.at,
-                            &ukey,
-                            "every batch must be healthy: a failure ratio is not tolerated",
-                        )?;
-                    }
-                    rollout
-                }
-                x if x.starts_with("x-") => rollout,
-                _ => return Err(Problem::new(&k.at, ukey, "is not a key of `update_config`")),
-            };
-        }
-        Ok(rollout)
-    }
-}
-
-fn scalar(v: &Node, key: &str) -> R<String> {
-    v.as_str().map(str::to_string).ok_or_else(|| Problem::new(&v.at, key, format!("a string, not {}", v.kind())))
-}
-
-fn seq<'n>(v: &'n Node, key: &str) -> R<&'n [Node]> {
-    match &v.value {
-        Value::Seq(items) => Ok(items),
-        _ => Err(Problem::new(&v.at, key, format!("a list, not {}", v.kind()))),
-    }
-}
-
-fn strings_of(v: &Node) -> Option<Vec<String>> {
-    match &v.value {
-        Value::Seq(items) => items.iter().map(|i| i.as_str().map(str::to_string)).collect(),
-        Value::Scalar { text, .. } => Some(vec![text.clone()]),
-        _ => None,
-    }
-}
-
-fn number(v: &Node, key: &str) -> R<u32> {
-    scalar(v, key)?.trim().parse().map_err(|_| Problem::new(&v.at, key, "a whole number"))
-}
-
-fn float(v: &Node, key: &str) -> R<f64> {
-    let f: f64 = scalar(v, key)?.trim().parse().map_err(|_| Problem::new(&v.at, key, "a number"))?;
-    if f.is_finite() && f >= 0.0 {
-        Ok(f)
-    } else {
-        Err(Problem::new(&v.at, key, "a number of 0 or more"))
-    }
-}
-
-/// A compose duration: `1m30s`, `10s`, `1.5s`, `500ms`, `2h`, `100us`.
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    if let Ok(secs) = rest.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    while !rest.is_empty() {
-        let n_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let n: f64 = rest[..n_len].parse().ok()?;
-        rest = &rest[n_len..];
-        let u_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..u_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
+                };
+                (path, required, raw)
+            }
+            _ => return Err(Problem::new(&item.at, ikey, "a path, or a mapping with `path` and `required`")),
         };
-        rest = &rest[u_len..];
-        total = total.checked_add(Duration::try_from_secs_f64(n * unit).ok()?)?;
+        let file = s.ctx.path(&item.at, &path);
+        if !file.exists() && !required {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| Problem::new(&item.at, &ikey, format!("{}: cannot read it: {e}", file.display())))?;
+        let vars = &s.ctx.vars;
+        let lookup = |k: &str| vars.get(k).map(str::to_string);
+        let parsed = super::dotenv::parse(&text, &lookup, raw).map_err(|(line, reason)| Problem {
+            at: super::yaml::At { file: std::sync::Arc::from(file.display().to_string()), line },
+            key: String::new(),
+            reason,
+        })?;
+        let fname = file.display().to_string();
+        for (line, var) in parsed.unset {
+            let at = super::yaml::At { file: std::sync::Arc::from(fname.as_str()), line };
+            s.ctx.warn(&at, &ikey, &format!("variable {var} is not set: it is read as an empty string"));
+        }
+        for e in parsed.entries {
+            s.d.env_files.insert(e.key, e.value);
+        }
     }
-    Some(total)
+    Ok(())
 }
 
-fn duration(v: &Node, key: &str) -> R<Duration> {
-    parse_duration(&scalar(v, key)?).ok_or_else(|| Problem::new(&v.at, key, "a duration such as 30s, 1m30s or 500ms"))
-}
-
-/// A byte size (`512m`, `1g`, `1.5G`, `1024`, `100k`, `2gb`) in whole megabytes, rounded up.
-pub(crate) fn parse_megabytes(text: &str) -> Option<u64> {
-    let t = text.trim().to_ascii_lowercase();
-    let n_len = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let n: f64 = t[..n_len].parse().ok()?;
-    let unit = match t[n_len..].trim().trim_end_matches('b') {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let mb = (n * unit / (1024.0 * 1024.0)).ceil();
-    (mb.is_finite() && (0.0..1e15).contains(&mb)).then_some(mb as u64)
-}
-
-fn megabytes(v: &Node, key: &str) -> R<u64> {
-    parse_megabytes(&scalar(v, key)?).ok_or_else(|| Problem::new(&v.at, key, "a size such as 512m or 1g"))
-}
-
-fn restart(v: &Node, key: &str) -> R<RestartPolicy> {
-    let text = scalar(v, key)?;
-    match text.as_str() {
-        "no" | "false" => Ok(RestartPolicy::No),
-        "always" => Ok(RestartPolicy::Always),
-        "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
-        "on-failure" => Ok(RestartPolicy::OnFailure(0)),
-        t => match t.strip_prefix("on-failure:").and_then(|n| n.parse().ok()) {
-            Some(n) => Ok(RestartPolicy::OnFailure(n)),
-            None => Err(Problem::new(&v.at, key, format!("{t:?} is not no, always, unless-stopped or on-failure[:N]"))),
-        },
+/// `label_file`: labels from `KEY=VALUE` files (under `labels`).
+fn label_files(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
+    for (i, path) in values::strings(v, key)?.iter().enumerate() {
+        let file = s.ctx.path(&v.at, path);
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            Problem::new(&v.at, format!("{key}[{i}]"), format!("{}: cannot read it: {e}", file.display()))
+        })?;
+        let none = |_: &str| None;
+        let parsed = super::dotenv::parse(&text, &none, false).map_err(|(line, reason)| {
+            Problem::new(&v.at, format!("{key}[{i}]"), format!("{}:{line}: {reason}", file.display()))
+        })?;
+        for e in parsed.entries {
+            s.d.labels.entry(e.key).or_insert(e.value);
+        }
     }
+    Ok(())
 }
 
-fn pull_policy(v: &Node, key: &str) -> R<PullPolicy> {
-    match scalar(v, key)?.as_str() {
-        "always" => Ok(PullPolicy::Always),
-        "never" => Ok(PullPolicy::Never),
-        "missing" | "if_not_present" => Ok(PullPolicy::IfMissing),
-        "build" => Ok(PullPolicy::IfMissing),
-        other => Err(Problem::new(&v.at, key, format!("{other:?} is not always, never, missing or build"))),
-    }
-}
-
-/// A port: `"8080"` (an ephemeral host port, as compose does), `"80:8080"`, `"127.0.0.1:80:8080"`,
-/// `"8080/udp"`, or the long form.
-fn port(v: &Node, key: &str) -> R<Port> {
-    let bad = |why: &str| Problem::new(&v.at, key, why.to_string());
-    let (container, published, host_ip, protocol) = match &v.value {
-        Value::Scalar { text, .. } => {
-            let (spec, protocol) = match text.rsplit_once('/') {
-                Some((s, p)) => (s, p.to_string()),
-                None => (text.as_str(), "tcp".to_string()),
-            };
-            // An IPv6 host address is bracketed: [::1]:80:8080.
-            let (ip, rest) = match spec.strip_prefix('[') {
-                Some(r) => {
-                    let (ip, rest) =
-                        r.split_once("]:").ok_or_else(|| bad("a bracketed address is followed by :port"))?;
-                    (Some(ip.to_string()), rest)
+/// `depends_on`: a list or a mapping with `condition`, `required` and `restart`.
+fn depends_on(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
+    let m = merge::depends_on(v.clone());
+    for (dep, spec) in values::mapping(&m, key)? {
+        let dkey = format!("{key}.{}", dep.name);
+        if dep.name.is_empty() {
+            return Err(Problem::new(&dep.at, key, "an entry is not a service name"));
+        }
+        values::mapping(spec, &dkey)?;
+        values::only(spec, &dkey, &["condition", "required", "restart"])?;
+        let condition =
+            match spec.get("condition").map(|c| values::string(c, &format!("{dkey}.condition"))).transpose()? {
+                None => Condition::Started,
+                Some(c) => {
+                    match c.as_str() {
+                        "service_started" => Condition::Started,
+                        "service_healthy" => Condition::Healthy,
+                        "service_completed_successfully" => Condition::CompletedSuccessfully,
+                        other => {
+                            let at = spec.get("condition").map_or(&spec.at, |c| &c.at);
+                            return Err(Problem::new(
+                        at,
+                        format!("{dkey}.condition"),
+                        format!("{other:?} is not service_started, service_healthy or service_completed_successfully"),
+                    ));
+                        }
+                    }
                 }
-                None => (None, spec),
             };
-            let parts: Vec<&str> = rest.split(':').collect();
-            let (ip, host, container) = match (ip, parts.as_slice()) {
-                (None, [c]) => (None, None, *c),
-                (ip, [h, c]) => (ip, Some(*h), *c),
-                (None, [ip, h, c]) => (Some(ip.to_string()), Some(*h), *c),
-                _ => return Err(bad("a port is [[ip:]host:]container[/protocol]")),
-            };
-            (container.to_string(), host.filter(|h| !h.is_empty()).map(str::to_string), ip, protocol)
+        let required = match spec.get("required") {
+            Some(r) => values::boolean(r, &format!("{dkey}.required"))?,
+            None => true,
+        };
+        if let Some(r) = spec.get("restart") {
+            if values::boolean(r, &format!("{dkey}.restart"))? {
+                s.ctx.warn(&r.at, &format!("{dkey}.restart"), "a dependent is not restarted when its dependency is replaced: apply the environment again to restart it");
+            }
         }
-        Value::Map(_) => {
-            let target = v.get("target").and_then(Node::as_str).ok_or_else(|| bad("needs `target`"))?;
-            let published = v.get("published").and_then(Node::as_str).map(str::to_string);
-            let ip = v.get("host_ip").and_then(Node::as_str).map(str::to_string);
-            let protocol = v.get("protocol").and_then(Node::as_str).unwrap_or("tcp").to_string();
-            (target.to_string(), published, ip, protocol)
+        if !s.project.enabled.contains(&dep.name) {
+            if required {
+                return Err(Problem::new(
+                    &dep.at,
+                    dkey,
+                    format!(
+                        "`{}` is not defined, or not in an enabled profile (`required: false` makes it optional)",
+                        dep.name
+                    ),
+                ));
+            }
+            s.ctx.warn(
+                &dep.at,
+                &dkey,
+                &format!("`{}` is not part of the environment: the optional dependency is skipped", dep.name),
+            );
+            continue;
         }
-        _ => return Err(bad("a string or a mapping")),
-    };
-    if container.contains('-') || published.as_deref().is_some_and(|p| p.contains('-')) {
-        return Err(bad("port ranges are not supported: list each port"));
+        s.d.depends.retain(|(n, _)| n != &dep.name);
+        s.d.depends.push((dep.name.clone(), condition));
     }
-    let container: u16 = container.parse().map_err(|_| bad("the container port is a number from 1 to 65535"))?;
-    let mut p = match protocol.as_str() {
-        "tcp" => Port::tcp(container),
-        "udp" => Port::udp(container),
-        other => return Err(bad(&format!("protocol {other:?} is not tcp or udp"))),
-    };
-    p = match published {
-        None => p.publish_ephemeral(),
-        Some(h) => p.publish(h.parse().map_err(|_| bad("the host port is a number from 1 to 65535"))?),
-    };
-    if let Some(ip) = host_ip {
-        p = p.on_host_ip(ip.parse().map_err(|_| bad(&format!("{ip:?} is not an IP address")))?);
-    }
-    Ok(p)
+    Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        for bad in ["", "s", "1x", "1e400s", "-1s", "99999999999999999999h"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
-        }
-        assert_eq!(parse_megabytes("512m"), Some(512));
-        assert_eq!(parse_megabytes("1g"), Some(1024));
-        assert_eq!(parse_megabytes("1.5G"), Some(1536));
-        assert_eq!(parse_megabytes("2gb"), Some(2048));
-        assert_eq!(parse_megabytes("100k"), Some(1));
-        assert_eq!(parse_megabytes("1x"), None);
+/// A service's `networks`: the environment has one network, where it reaches every service by
+/// name; its `aliases` are honoured there.
+fn networks(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
+    if s.d.options.network_mode.is_some() {
+        return Err(Problem::new(&v.at, key, "`networks` and `network_mode` cannot be given together"));
     }
+    let m = merge::names_map(v.clone());
+    let mut other = false;
+    for (net, spec) in values::mapping(&m, key)? {
+        let nkey = format!("{key}.{}", net.name);
+        if net.name != "default" && !s.project.networks.contains_key(&net.name) {
+            return Err(Problem::new(
+                &net.at,
+                nkey,
+                format!("network `{}` is not declared under the top-level `networks`", net.name),
+            ));
+        }
+        if s.project.networks.get(&net.name) == Some(&true) {
+            s.ctx.cannot(
+                &net.at,
+                &nkey,
+                &format!(
+                    "the external network `{}` is not joined: a service is on the environment's own network",
+                    net.name
+                ),
+            )?;
+        }
+        other |= net.name != "default";
+        if matches!(spec.value, Value::Null) {
+            continue;
+        }
+        values::mapping(spec, &nkey)?;
+        for (k, val) in spec.as_map().unwrap_or_default() {
+            let okey = format!("{nkey}.{}", k.name);
+            match k.name.as_str() {
+                "aliases" => {
+                    for a in values::strings(val, &okey)? {
+                        if s.project.enabled.contains(&a) && a != s.name {
+                            return Err(Problem::new(
+                                &val.at,
+                                okey.clone(),
+                                format!("alias `{a}` is the name of another service"),
+                            ));
+                        }
+                        if !s.d.aliases.contains(&a) {
+                            s.d.aliases.push(a);
+                        }
+                    }
+                }
+                "priority" | "gw_priority" | "interface_name" => {}
+                "ipv4_address" | "ipv6_address" | "link_local_ips" | "mac_address" | "driver_opts" => {
+                    s.ctx.cannot(&k.at, &okey, "addresses on the environment's network are chosen by the engine")?
+                }
+                x if x.starts_with("x-") => {}
+                other => {
+                    return Err(Problem::new(&k.at, okey, format!("`{other}` is not a key of a service's network")))
+                }
+            }
+        }
+    }
+    if other {
+        s.ctx.warn(
+            &v.at,
+            key,
+            "the service is on the environment's one network, where it reaches every service by name",
+        );
+    }
+    Ok(())
+}
+
+fn pull_policy(ctx: &mut Context, v: &Node, key: &str) -> R<PullPolicy> {
+    let text = values::string(v, key)?;
+    Ok(match text.as_str() {
+        "always" => PullPolicy::Always,
+        "never" => PullPolicy::Never,
+        "missing" | "if_not_present" => PullPolicy::IfMissing,
+        "build" => PullPolicy::IfMissing,
+        t if t == "daily" || t == "weekly" || t.starts_with("every_") => {
+            ctx.warn(
+                &v.at,
+                key,
+                &format!("`{t}` is applied as `always`: the library keeps no record of when an image was last pulled"),
+            );
+            PullPolicy::Always
+        }
+        other => {
+            return Err(Problem::new(
+                &v.at,
+                key,
+                format!("{other:?} is not always, never, missing, build, daily, weekly or every_<duration>"),
+            ))
+        }
+    })
 }

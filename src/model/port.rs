@@ -41,7 +41,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
@@ -107,5 +108,10 @@ impl Port {
     /// How it is published.
     pub fn publishing(&self) -> Publish {
         self.publish
+    }
+
+    /// Its protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
     }
 }

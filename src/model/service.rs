@@ -172,6 +172,21 @@ impl Service {
         &self.labels
     }
 
+    /// The user the process runs as, if set.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The working directory, if set.
+    pub fn working_dir(&self) -> Option<&str> {
+        self.workdir.as_deref()
+    }
+
+    /// Time between SIGTERM (or the stop signal) and SIGKILL when an instance stops.
+    pub fn stop_grace(&self) -> Duration {
+        self.stop_grace
+    }
+
     /// What its containers run with beyond image, command, environment, ports and mounts.
     pub fn container_options(&self) -> &ContainerOptions {
         &self.container

@@ -1,0 +1,344 @@
+//! A merged compose model as an [`Environment`]: the top-level keys (volumes, secrets, configs,
+//! networks), then the services: `extends` resolved, profiles applied, jobs found (a service
+//! another waits for to complete), `links` turned into aliases, and each service's keys mapped
+//! by `service.rs`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use super::context::{Context, Problem, R};
+use super::yaml::{At, Key, Node, Value};
+use super::{extends, merge, service, values};
+use crate::model::Environment;
+
+/// A top-level volume: the environment's own, or an existing one by its engine name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum VolumeDecl {
+    Owned,
+    External(String),
+}
+
+/// What the services of a project may refer to.
+pub(crate) struct Project {
+    pub volumes: BTreeMap<String, VolumeDecl>,
+    pub secrets: BTreeMap<String, PathBuf>,
+    pub configs: BTreeMap<String, PathBuf>,
+    /// Networks declared at the top level, and whether each is external.
+    pub networks: BTreeMap<String, bool>,
+    /// The services enabled by the active profiles.
+    pub enabled: BTreeSet<String>,
+    /// Aliases each service answers to, from others' `links` and its `container_name`.
+    pub aliases: HashMap<String, Vec<String>>,
+    /// The services another waits for to be healthy.
+    pub healthy: BTreeSet<String>,
+    /// The services each service links to (it starts after them).
+    pub links: HashMap<String, Vec<String>>,
+}
+
+/// The environment a merged compose model describes.
+pub(crate) fn environment(
+    ctx: &mut Context,
+    root: &Node,
+    project: &str,
+    env_name: &str,
+    profiles: &BTreeSet<String>,
+) -> R<Environment> {
+    for (k, _) in root.as_map().unwrap_or_default() {
+        match k.name.as_str() {
+            "version" | "name" | "services" | "volumes" | "secrets" | "configs" | "networks" => {}
+            name if name.starts_with("x-") => {}
+            "models" => ctx.cannot(&k.at, "models", "AI models (Docker Model Runner) are not run by the library")?,
+            name => return Err(Problem::new(&k.at, name, format!("`{name}` is not a top-level compose key"))),
+        }
+    }
+    let services_node = root.get("services");
+    let Some(services) = services_node.and_then(Node::as_map) else {
+        let at = services_node.map(|n| n.at.clone()).unwrap_or_else(|| root.at.clone());
+        return Err(Problem::new(&at, "services", "a compose file needs a `services` mapping"));
+    };
+    let mut resolved: Vec<(Key, Node)> = Vec::with_capacity(services.len());
+    for (k, _) in services {
+        let node = extends::resolve(ctx, services, &k.name)?;
+        resolved.push((k.clone(), node));
+    }
+    let enabled = enabled(ctx, &resolved, profiles)?;
+    let mut p = Project {
+        volumes: volumes(ctx, root.get("volumes"))?,
+        secrets: file_sources(ctx, root.get("secrets"), "secrets")?,
+        configs: file_sources(ctx, root.get("configs"), "configs")?,
+        networks: networks(ctx, root.get("networks"))?,
+        enabled,
+        aliases: HashMap::new(),
+        healthy: BTreeSet::new(),
+        links: HashMap::new(),
+    };
+    (p.aliases, p.links) = aliases(ctx, &resolved, &p)?;
+    let jobs = waited_for(&resolved, &p.enabled, "service_completed_successfully");
+    p.healthy = waited_for(&resolved, &p.enabled, "service_healthy");
+    let mut env = Environment::builder(project, env_name);
+    for (k, node) in &resolved {
+        if !p.enabled.contains(&k.name) {
+            continue;
+        }
+        env = env.service(service::map(ctx, &p, &k.name, node, jobs.contains(&k.name))?);
+    }
+    let at = services_node.map(|n| n.at.clone()).unwrap_or_else(|| root.at.clone());
+    env.build().map_err(|e| Problem::new(&at, "services", e.to_string()))
+}
+
+/// The services the active profiles enable: those with no profiles, and those with an active
+/// one (`*` enables all).
+fn enabled(ctx: &mut Context, services: &[(Key, Node)], active: &BTreeSet<String>) -> R<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for (k, node) in services {
+        let on = match node.get("profiles") {
+            None => true,
+            Some(p) => {
+                let names = values::strings(p, &format!("services.{}.profiles", k.name))?;
+                for n in &names {
+                    let ok = n.starts_with(|c: char| c.is_ascii_alphanumeric())
+                        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+                    if !ok {
+                        return Err(Problem::new(
+                            &p.at,
+                            format!("services.{}.profiles", k.name),
+                            format!("profile {n:?} is not a profile name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)"),
+                        ));
+                    }
+                }
+                names.is_empty() || active.contains("*") || names.iter().any(|n| active.contains(n))
+            }
+        };
+        if on {
+            out.insert(k.name.clone());
+        }
+    }
+    let _ = ctx;
+    Ok(out)
+}
+
+/// The services others wait for with `condition`: to complete successfully (jobs), or to be
+/// healthy.
+fn waited_for(services: &[(Key, Node)], enabled: &BTreeSet<String>, condition: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (k, node) in services {
+        if !enabled.contains(&k.name) {
+            continue;
+        }
+        if let Some(deps) = node.get("depends_on") {
+            let deps = merge::depends_on(deps.clone());
+            for (dep, spec) in deps.as_map().unwrap_or_default() {
+                if spec.get("condition").and_then(Node::as_str) == Some(condition) {
+                    out.insert(dep.name.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The aliases `links: [db:database]` and `container_name` give (`database` answers for `db`),
+/// and the services each links to.
+type Links = (HashMap<String, Vec<String>>, HashMap<String, Vec<String>>);
+
+fn aliases(ctx: &mut Context, services: &[(Key, Node)], p: &Project) -> R<Links> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    let mut linked: HashMap<String, Vec<String>> = HashMap::new();
+    let mut owner: HashMap<String, (String, At)> = HashMap::new();
+    let mut add = |ctx: &mut Context, target: &str, alias: &str, at: &At, key: &str| -> R<()> {
+        if alias == target {
+            return Ok(());
+        }
+        if p.enabled.contains(alias) || services.iter().any(|(k, _)| k.name == alias) {
+            return Err(Problem::new(
+                at,
+                key,
+                format!("alias `{alias}` for `{target}` is the name of another service; it would hide that service"),
+            ));
+        }
+        match owner.get(alias) {
+            Some((other, _)) if other != target => Err(Problem::new(
+                at,
+                key,
+                format!(
+                    "alias `{alias}` names both `{other}` and `{target}`; on one network a name reaches one service"
+                ),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                owner.insert(alias.to_string(), (target.to_string(), at.clone()));
+                out.entry(target.to_string()).or_default().push(alias.to_string());
+                let _ = ctx;
+                Ok(())
+            }
+        }
+    };
+    for (k, node) in services {
+        if !p.enabled.contains(&k.name) {
+            continue;
+        }
+        if let Some(links) = node.get("links") {
+            let key = format!("services.{}.links", k.name);
+            for (i, item) in values::list(links, &key)?.iter().enumerate() {
+                let ikey = format!("{key}[{i}]");
+                let text = values::string(item, &ikey)?;
+                let (target, alias) = text.split_once(':').unwrap_or((text.as_str(), text.as_str()));
+                if !p.enabled.contains(target) {
+                    return Err(Problem::new(
+                        &item.at,
+                        ikey,
+                        format!("`links` names `{target}`, which is not defined or not in an enabled profile"),
+                    ));
+                }
+                add(ctx, target, alias, &item.at, &ikey)?;
+                linked.entry(k.name.clone()).or_default().push(target.to_string());
+            }
+        }
+        if let Some(c) = node.get("container_name") {
+            let key = format!("services.{}.container_name", k.name);
+            let name = values::string(c, &key)?;
+            add(ctx, &k.name, &name, &c.at, &key)?;
+        }
+    }
+    Ok((out, linked))
+}
+
+/// Top-level volumes: the environment's own (`driver: local`, no options), or external ones.
+fn volumes(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, VolumeDecl>> {
+    let mut out = BTreeMap::new();
+    let Some(node) = node else { return Ok(out) };
+    for (k, v) in values::mapping(node, "volumes")? {
+        let path = format!("volumes.{}", k.name);
+        values::mapping(v, &path)?;
+        values::only(v, &path, &["driver", "driver_opts", "external", "labels", "name"])?;
+        let external = match v.get("external") {
+            None => false,
+            // The old form `external: {name: x}`.
+            Some(e) if matches!(e.value, Value::Map(_)) => {
+                values::only(e, &format!("{path}.external"), &["name"])?;
+                true
+            }
+            Some(e) => values::boolean(e, &format!("{path}.external"))?,
+        };
+        let name = v
+            .get("name")
+            .map(|n| values::string(n, &format!("{path}.name")))
+            .transpose()?
+            .or_else(|| v.get("external").and_then(|e| e.get("name")).and_then(Node::as_str).map(str::to_string));
+        if external {
+            for opt in ["driver", "driver_opts", "labels"] {
+                if let Some(o) = v.get(opt) {
+                    return Err(Problem::new(
+                        &o.at,
+                        format!("{path}.{opt}"),
+                        "an external volume exists already: it takes no creation options",
+                    ));
+                }
+            }
+            out.insert(k.name.clone(), VolumeDecl::External(name.unwrap_or_else(|| k.name.clone())));
+            continue;
+        }
+        for (opt, ov) in v.as_map().unwrap_or_default() {
+            let key = format!("{path}.{}", opt.name);
+            match opt.name.as_str() {
+                "driver" if ov.as_str() == Some("local") => {}
+                "driver" => ctx.cannot(&ov.at, &key, "volumes use the target's local driver")?,
+                "driver_opts" => ctx.cannot(&opt.at, &key, "a volume's driver options (NFS, a bind device) are not passed: the library creates plain local volumes")?,
+                "labels" => ctx.warn(&opt.at, &key, "volume labels are the library's own: these are not set"),
+                "name" => ctx.warn(
+                    &opt.at,
+                    &key,
+                    "the volume is named <project>-<environment>-<volume> on the target, not by `name` (mark it `external: true` to use an existing volume of that name)",
+                ),
+                _ => {}
+            }
+        }
+        out.insert(k.name.clone(), VolumeDecl::Owned);
+    }
+    Ok(out)
+}
+
+/// Top-level networks: declared names and whether each is external. The environment has one
+/// network of its own, where every service reaches every other by name; a declared network is
+/// said in a warning, and one that cannot be honoured (an external network to join) refused.
+fn networks(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, bool>> {
+    let mut out = BTreeMap::new();
+    let Some(node) = node else { return Ok(out) };
+    for (k, v) in values::mapping(node, "networks")? {
+        let path = format!("networks.{}", k.name);
+        values::mapping(v, &path)?;
+        values::only(
+            v,
+            &path,
+            &[
+                "driver",
+                "driver_opts",
+                "external",
+                "internal",
+                "attachable",
+                "enable_ipv4",
+                "enable_ipv6",
+                "ipam",
+                "labels",
+                "name",
+            ],
+        )?;
+        let external = match v.get("external") {
+            None => false,
+            Some(e) if matches!(e.value, Value::Map(_)) => true,
+            Some(e) => values::boolean(e, &format!("{path}.external"))?,
+        };
+        if k.name != "default" {
+            ctx.warn(
+                &k.at,
+                &path,
+                "the environment has one network of its own, where every service reaches every other by name: this network is not created, and services on different networks are not kept apart",
+            );
+        }
+        out.insert(k.name.clone(), external);
+    }
+    Ok(out)
+}
+
+/// Top-level `secrets` or `configs` with a `file`: name → absolute path.
+fn file_sources(ctx: &mut Context, node: Option<&Node>, what: &str) -> R<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    let Some(node) = node else { return Ok(out) };
+    for (k, v) in values::mapping(node, what)? {
+        let path = format!("{what}.{}", k.name);
+        values::mapping(v, &path)?;
+        values::only(
+            v,
+            &path,
+            &[
+                "file",
+                "environment",
+                "content",
+                "external",
+                "name",
+                "driver",
+                "driver_opts",
+                "template_driver",
+                "labels",
+            ],
+        )?;
+        let mut file = None;
+        for (opt, ov) in v.as_map().unwrap_or_default() {
+            let key = format!("{path}.{}", opt.name);
+            match opt.name.as_str() {
+                "file" => file = Some(ctx.path(&ov.at, &values::string(ov, &key)?)),
+                "labels" | "name" => ctx.warn(&opt.at, &key, "not set: a file is mounted as it is"),
+                x if x.starts_with("x-") => {}
+                _ => ctx.cannot(
+                    &opt.at,
+                    &key,
+                    &format!("only {what} read from a `file` are mounted (read-only, from this machine, as compose does without a swarm)"),
+                )?,
+            }
+        }
+        if let Some(f) = file {
+            out.insert(k.name.clone(), f);
+        }
+    }
+    Ok(out)
+}
