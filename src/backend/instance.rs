@@ -141,6 +141,9 @@ pub struct InstanceSpec {
     pub container: ContainerOptions,
     /// More names the instance answers to on the environment's network.
     pub aliases: Vec<String>,
+    /// Existing networks the instance joins too, where it answers to its service name and
+    /// aliases.
+    pub networks: Vec<String>,
 }
 
 /// The state of an observed instance.

@@ -82,8 +82,8 @@ fn short(s: &mut Svc<'_>, item: &Node, text: &str, key: &str) -> R<Volume> {
         vol = match m {
             "ro" => vol.read_only(),
             "rw" | "" => vol,
-            "z" if bind => vol.relabel(Relabel::Shared),
-            "Z" if bind => vol.relabel(Relabel::Private),
+            "z" if src.is_some() => vol.relabel(Relabel::Shared),
+            "Z" if src.is_some() => vol.relabel(Relabel::Private),
             "nocopy" if !bind => vol.no_copy(),
             p if bind && Propagation::parse(p).is_some() => {
                 vol.propagation(Propagation::parse(p).unwrap_or(Propagation::Rprivate))

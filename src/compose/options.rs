@@ -1,7 +1,7 @@
 //! The keys of what a service's containers run with ([`ContainerOptions`]): privileges and
 //! capabilities, namespaces, kernel settings, DNS, devices, the stop signal and logging. The
 //! Docker engine honours every one; a target that cannot refuses it in the plan. Keys no target
-//! of the library can honour (`volumes_from`, `external_links`, GPUs, …) are refused here, or
+//! of the library can honour (`external_links`, block I/O limits, …) are refused here, or
 //! warned of under [`Compose::lenient`](super::Compose::lenient).
 //!
 //! [`ContainerOptions`]: crate::ContainerOptions
@@ -14,7 +14,6 @@ use crate::model::{Device, Logging, NetworkMode, Ulimit};
 
 /// Keys that cannot be honoured, and why.
 const CANNOT: &[(&str, &str)] = &[
-    ("volumes_from", "a service's mounts are its own: volumes_from would follow another service's containers, which are replaced by rollouts; declare the shared named volume on both"),
     ("external_links", "containers outside the environment are not linked"),
     ("gpus", "GPU device requests are not passed to the engine"),
     ("blkio_config", "block I/O limits are not passed to the engine"),

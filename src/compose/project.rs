@@ -23,8 +23,8 @@ pub(crate) struct Project {
     pub volumes: BTreeMap<String, VolumeDecl>,
     pub secrets: BTreeMap<String, PathBuf>,
     pub configs: BTreeMap<String, PathBuf>,
-    /// Networks declared at the top level, and whether each is external.
-    pub networks: BTreeMap<String, bool>,
+    /// Networks declared at the top level: the engine name of each external one.
+    pub networks: BTreeMap<String, Option<String>>,
     /// The services enabled by the active profiles.
     pub enabled: BTreeSet<String>,
     /// Aliases each service answers to, from others' `links` and its `container_name`.
@@ -75,15 +75,63 @@ pub(crate) fn environment(
     (p.aliases, p.links) = aliases(ctx, &resolved, &p)?;
     let jobs = waited_for(&resolved, &p.enabled, "service_completed_successfully");
     p.healthy = waited_for(&resolved, &p.enabled, "service_healthy");
-    let mut env = Environment::builder(project, env_name);
+    let mut mapped = Vec::new();
     for (k, node) in &resolved {
         if !p.enabled.contains(&k.name) {
             continue;
         }
-        env = env.service(service::map(ctx, &p, &k.name, node, jobs.contains(&k.name))?);
+        mapped.push(service::map(ctx, &p, &k.name, node, jobs.contains(&k.name))?);
+    }
+    let mut env = Environment::builder(project, env_name);
+    for s in volumes_from(&mapped)? {
+        env = env.service(s);
     }
     let at = services_node.map(|n| n.at.clone()).unwrap_or_else(|| root.at.clone());
     env.build().map_err(|e| Problem::new(&at, "services", e.to_string()))
+}
+
+/// `volumes_from` applied: a service takes the mounts of those it names (its own win at the same
+/// path), read-only with `:ro`, read-write otherwise. Chains are followed.
+fn volumes_from(mapped: &[service::Mapped]) -> R<Vec<crate::model::Service>> {
+    let by_name: HashMap<&str, &service::Mapped> = mapped.iter().map(|m| (m.service.name(), m)).collect();
+    let mut out = Vec::with_capacity(mapped.len());
+    for m in mapped {
+        if m.volumes_from.is_empty() {
+            out.push(m.service.clone());
+            continue;
+        }
+        let mut taken: Vec<crate::model::Volume> = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut queue: Vec<(String, Option<bool>, At, String)> = m.volumes_from.clone();
+        while let Some((from, ro, at, key)) = queue.pop() {
+            if !seen.insert(from.clone()) || from == m.service.name() {
+                continue;
+            }
+            let Some(source) = by_name.get(from.as_str()) else {
+                return Err(Problem::new(&at, key, format!("`{from}` is not a service of the environment")));
+            };
+            for v in source.service.volumes() {
+                let v = match ro {
+                    Some(true) => v.clone().read_only(),
+                    Some(false) => crate::model::Volume { read_only: false, ..v.clone() },
+                    None => v.clone(),
+                };
+                if !taken.iter().any(|t| t.target == v.target) {
+                    taken.push(v);
+                }
+            }
+            queue.extend(source.volumes_from.iter().map(|(f, r, a, k)| (f.clone(), ro.or(*r), a.clone(), k.clone())));
+        }
+        let own = m.service.volumes().to_vec();
+        taken.retain(|t| !own.iter().any(|o| o.target == t.target));
+        let mut b = m.service.to_builder();
+        for v in taken {
+            b = b.volume(v);
+        }
+        let at = m.volumes_from.first().map(|(_, _, a, _)| a.clone()).unwrap_or(At { file: "".into(), line: 0 });
+        out.push(service::build_service(b, &at, m.service.name())?);
+    }
+    Ok(out)
 }
 
 /// The services the active profiles enable: those with no profiles, and those with an active
@@ -258,10 +306,10 @@ fn volumes(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, VolumeD
     Ok(out)
 }
 
-/// Top-level networks: declared names and whether each is external. The environment has one
-/// network of its own, where every service reaches every other by name; a declared network is
-/// said in a warning, and one that cannot be honoured (an external network to join) refused.
-fn networks(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, bool>> {
+/// Top-level networks: declared names, and the engine name of each external one (which services
+/// join). The environment has one network of its own, where every service reaches every other by
+/// name: another declared network is said in a warning.
+fn networks(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, Option<String>>> {
     let mut out = BTreeMap::new();
     let Some(node) = node else { return Ok(out) };
     for (k, v) in values::mapping(node, "networks")? {
@@ -288,6 +336,16 @@ fn networks(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, bool>>
             Some(e) if matches!(e.value, Value::Map(_)) => true,
             Some(e) => values::boolean(e, &format!("{path}.external"))?,
         };
+        if external {
+            let name = v
+                .get("name")
+                .and_then(Node::as_str)
+                .or_else(|| v.get("external").and_then(|e| e.get("name")).and_then(Node::as_str))
+                .unwrap_or(&k.name)
+                .to_string();
+            out.insert(k.name.clone(), Some(name));
+            continue;
+        }
         if k.name != "default" {
             ctx.warn(
                 &k.at,
@@ -295,7 +353,7 @@ fn networks(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, bool>>
                 "the environment has one network of its own, where every service reaches every other by name: this network is not created, and services on different networks are not kept apart",
             );
         }
-        out.insert(k.name.clone(), external);
+        out.insert(k.name.clone(), None);
     }
     Ok(out)
 }

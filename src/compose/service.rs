@@ -52,6 +52,17 @@ pub(crate) struct Draft {
     pub rollout: Option<Rollout>,
     pub aliases: Vec<String>,
     pub placement: Vec<String>,
+    /// External networks joined.
+    pub networks: Vec<String>,
+    /// The services whose mounts it takes (`volumes_from`), and whether read-only.
+    pub volumes_from: Vec<(String, Option<bool>, super::yaml::At, String)>,
+}
+
+/// A service mapped, and the services whose mounts it still takes (`volumes_from`): applied by
+/// the project once every service is mapped.
+pub(crate) struct Mapped {
+    pub service: Service,
+    pub volumes_from: Vec<(String, Option<bool>, super::yaml::At, String)>,
 }
 
 /// One service's mapping, as it is read.
@@ -71,7 +82,7 @@ impl Svc<'_> {
 }
 
 /// Maps service `name` (its `extends` applied).
-pub(crate) fn map(ctx: &mut Context, project: &Project, name: &str, node: &Node, job: bool) -> R<Service> {
+pub(crate) fn map(ctx: &mut Context, project: &Project, name: &str, node: &Node, job: bool) -> R<Mapped> {
     let Some(entries) = node.as_map() else {
         return Err(Problem::new(
             &node.at,
@@ -104,6 +115,8 @@ pub(crate) fn map(ctx: &mut Context, project: &Project, name: &str, node: &Node,
         rollout: None,
         aliases: project.aliases.get(name).cloned().unwrap_or_default(),
         placement: Vec::new(),
+        networks: Vec::new(),
+        volumes_from: Vec::new(),
     };
     let mut s = Svc { ctx, project, name, job, d };
     // The network mode decides how health checks can probe, so it is read first.
@@ -146,6 +159,7 @@ pub(crate) fn map(ctx: &mut Context, project: &Project, name: &str, node: &Node,
             "stop_grace_period" => s.d.stop_grace = Some(values::duration(v, &key)?),
             "pull_policy" => s.d.pull = Some(pull_policy(s.ctx, v, &key)?),
             "profiles" | "links" | "network_mode" => {}
+            "volumes_from" => volumes_from(&mut s, v, &key)?,
             "networks" => networks(&mut s, v, &key)?,
             "mem_limit" | "mem_reservation" | "memswap_limit" | "mem_swappiness" | "cpus" | "cpu_shares"
             | "cpu_quota" | "cpu_period" | "cpuset" | "pids_limit" => deploy::resource_key(&mut s, &k.name, v, &key)?,
@@ -161,8 +175,15 @@ pub(crate) fn map(ctx: &mut Context, project: &Project, name: &str, node: &Node,
 }
 
 /// The builder from what was read, validated.
-fn finish(s: Svc<'_>, node: &Node) -> R<Service> {
+fn finish(s: Svc<'_>, node: &Node) -> R<Mapped> {
     let Svc { ctx, name, job, mut d, project } = s;
+    let volumes_from = std::mem::take(&mut d.volumes_from);
+    // Started after the services whose mounts it takes, as Compose does.
+    for (from, ..) in &volumes_from {
+        if !d.depends.iter().any(|(n, _)| n == from) {
+            d.depends.push((from.clone(), Condition::Started));
+        }
+    }
     // Waited on to be healthy with no `healthcheck`: Compose waits on the image's own check.
     let image_check_off = d.options.healthcheck.as_ref().is_some_and(|h| h.is_disabled());
     if d.health.is_none() && !image_check_off && project.healthy.contains(name) {
@@ -247,6 +268,9 @@ fn finish(s: Svc<'_>, node: &Node) -> R<Service> {
     for c in d.placement {
         b = b.placement_constraint(c);
     }
+    for n in d.networks {
+        b = b.join_network(n);
+    }
     // Compose replaces a changed container by stopping the old one first.
     b = b.rollout(d.rollout.unwrap_or_else(Rollout::recreate));
     if let Some((n, rat, what)) = d.replicas {
@@ -260,11 +284,41 @@ fn finish(s: Svc<'_>, node: &Node) -> R<Service> {
             );
         }
     }
-    build_service(b, at, name)
+    Ok(Mapped { service: build_service(b, at, name)?, volumes_from })
 }
 
-fn build_service(b: ServiceBuilder, at: &super::yaml::At, name: &str) -> R<Service> {
+pub(crate) fn build_service(b: ServiceBuilder, at: &super::yaml::At, name: &str) -> R<Service> {
     b.build().map_err(|e| Problem::new(at, format!("services.{name}"), e.to_string()))
+}
+
+/// `volumes_from`: `service[:ro|:rw]`, read-write by default (another container's,
+/// `container:NAME`, cannot be honoured).
+fn volumes_from(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
+    for (i, item) in values::list(v, key)?.iter().enumerate() {
+        let ikey = format!("{key}[{i}]");
+        let text = values::string(item, &ikey)?;
+        if text.starts_with("container:") {
+            s.ctx.cannot(&item.at, &ikey, "mounts of a container outside the environment are not taken")?;
+            continue;
+        }
+        let (from, mode) = match text.rsplit_once(':') {
+            Some((f, "ro")) => (f.to_string(), Some(true)),
+            Some((f, "rw")) => (f.to_string(), Some(false)),
+            Some((_, m)) => return Err(Problem::new(&item.at, ikey, format!("mode {m:?} is not ro or rw"))),
+            // Read-write unless it says otherwise, as the Compose Specification gives it.
+            None => (text.clone(), Some(false)),
+        };
+        let from = from.strip_prefix("service:").unwrap_or(&from).to_string();
+        if !s.project.enabled.contains(&from) {
+            return Err(Problem::new(
+                &item.at,
+                ikey,
+                format!("`{from}` is not a service of the environment (or not in an enabled profile)"),
+            ));
+        }
+        s.d.volumes_from.push((from, mode, item.at.clone(), ikey));
+    }
+    Ok(())
 }
 
 /// `command`/`entrypoint`: a list as given, a string split into words as Compose splits it
@@ -465,17 +519,11 @@ fn networks(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
                 format!("network `{}` is not declared under the top-level `networks`", net.name),
             ));
         }
-        if s.project.networks.get(&net.name) == Some(&true) {
-            s.ctx.cannot(
-                &net.at,
-                &nkey,
-                &format!(
-                    "the external network `{}` is not joined: a service is on the environment's own network",
-                    net.name
-                ),
-            )?;
+        if let Some(Some(engine_name)) = s.project.networks.get(&net.name) {
+            s.d.networks.push(engine_name.clone());
+        } else {
+            other |= net.name != "default";
         }
-        other |= net.name != "default";
         if matches!(spec.value, Value::Null) {
             continue;
         }

@@ -583,6 +583,26 @@ impl ContainerOptions {
         self.shm_size
     }
 
+    /// The OOM killer's preference, if set.
+    pub fn oom_score(&self) -> Option<i64> {
+        self.oom_score_adj
+    }
+
+    /// Whether the OOM killer is disabled.
+    pub fn is_oom_kill_disabled(&self) -> bool {
+        self.oom_kill_disable
+    }
+
+    /// The user namespace mode, if set.
+    pub fn userns_mode(&self) -> Option<&str> {
+        self.userns.as_deref()
+    }
+
+    /// The parent cgroup, if set.
+    pub fn cgroup_parent_name(&self) -> Option<&str> {
+        self.cgroup_parent.as_deref()
+    }
+
     /// The logging driver, if set.
     pub fn logging_driver(&self) -> Option<&Logging> {
         self.logging.as_ref()

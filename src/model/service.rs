@@ -68,6 +68,7 @@ pub struct Service {
     pub(crate) container: ContainerOptions,
     pub(crate) aliases: Vec<String>,
     pub(crate) placement: Vec<String>,
+    pub(crate) networks: Vec<String>,
 }
 
 impl Service {
@@ -202,6 +203,11 @@ impl Service {
         &self.placement
     }
 
+    /// Existing networks of the target its containers join too, besides the environment's.
+    pub fn external_networks(&self) -> &[String] {
+        &self.networks
+    }
+
     /// The role that places it on hosts, if any.
     pub fn role_name(&self) -> Option<&str> {
         self.role.as_deref()
@@ -277,6 +283,7 @@ impl ServiceBuilder {
                 container: ContainerOptions::default(),
                 aliases: Vec::new(),
                 placement: Vec::new(),
+                networks: Vec::new(),
             },
             image_set: false,
             replicas_set: None,
@@ -536,6 +543,18 @@ impl ServiceBuilder {
         let name = name.into();
         if !self.svc.aliases.contains(&name) {
             self.svc.aliases.push(name);
+        }
+        self
+    }
+
+    /// An existing network of the target the containers join too, besides the environment's own
+    /// (compose's `external: true` networks, such as a reverse proxy's): there they answer to the
+    /// service name and its aliases. The environment neither creates nor removes it; the plan
+    /// refuses it if it does not exist.
+    pub fn join_network(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        if !self.svc.networks.contains(&name) {
+            self.svc.networks.push(name);
         }
         self
     }
@@ -859,7 +878,18 @@ impl ServiceBuilder {
                 self.invalid("aliases", format!("alias {} is not a host name", limits::show(a)));
             }
         }
+        for n in &svc.networks {
+            if n.is_empty() || !n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+                self.invalid("networks", format!("network {} is not a network name", limits::show(n)));
+            }
+        }
         if let Some(mode) = &svc.container.network_mode {
+            if !svc.networks.is_empty() {
+                self.invalid(
+                    "networks",
+                    format!("joining other networks needs the environment's network, and the network mode is {mode}"),
+                );
+            }
             if !svc.aliases.is_empty() {
                 self.invalid(
                     "aliases",

@@ -29,7 +29,7 @@ pub struct Volume {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MountOptions {
-    /// SELinux relabelling of a bind mount's source (`:z` / `:Z`).
+    /// SELinux relabelling of a bind mount's source or a volume's content (`:z` / `:Z`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub selinux: Option<Relabel>,
     /// Mount propagation of a bind mount (`rprivate` by default).
@@ -160,8 +160,8 @@ impl Volume {
         Self::of(VolumeSource::Tmpfs)
     }
 
-    /// SELinux relabelling of a bind mount's source (`:z` is [`Relabel::Shared`], `:Z`
-    /// [`Relabel::Private`]).
+    /// SELinux relabelling of a bind mount's source or a volume's content (`:z` is
+    /// [`Relabel::Shared`], `:Z` [`Relabel::Private`]).
     pub fn relabel(mut self, relabel: Relabel) -> Self {
         self.options.selinux = Some(relabel);
         self
@@ -217,10 +217,11 @@ impl Volume {
         let tmpfs = matches!(self.source, VolumeSource::Tmpfs);
         let volume = matches!(self.source, VolumeSource::Named(_) | VolumeSource::External(_));
         let at = &self.target;
-        if !bind && (o.selinux.is_some() || o.propagation.is_some() || o.create_host_path) {
-            out.push(format!(
-                "mount at {at}: SELinux relabelling, propagation and create_host_path apply to bind mounts only"
-            ));
+        if tmpfs && o.selinux.is_some() {
+            out.push(format!("mount at {at}: SELinux relabelling applies to bind mounts and volumes"));
+        }
+        if !bind && (o.propagation.is_some() || o.create_host_path) {
+            out.push(format!("mount at {at}: propagation and create_host_path apply to bind mounts only"));
         }
         if !volume && o.no_copy {
             out.push(format!("mount at {at}: no_copy applies to volumes only"));

@@ -36,6 +36,8 @@ pub(crate) struct ContainerConfig<'a> {
     container: &'a ContainerOptions,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     aliases: &'a [String],
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    networks: &'a [String],
 }
 
 /// A [`ContainerConfig`] read back from a revision.
@@ -58,6 +60,8 @@ struct RecordedConfig {
     container: ContainerOptions,
     #[serde(default)]
     aliases: Vec<String>,
+    #[serde(default)]
+    networks: Vec<String>,
 }
 
 /// The desired state of one service's instances.
@@ -105,6 +109,7 @@ impl Template {
             stop_grace_ms: service.stop_grace.as_millis(),
             container: &service.container,
             aliases: &service.aliases,
+            networks: &service.networks,
         };
         // Serializing plain data with string keys cannot fail; an empty fallback would only make
         // every instance look changed, never crash.
@@ -160,6 +165,7 @@ impl Template {
         s.stop_grace = Duration::from_millis(rc.stop_grace_ms);
         s.container = rc.container;
         s.aliases = rc.aliases;
+        s.networks = rc.networks;
         Ok(Template::with_env(&s, image_id, rc.env))
     }
 
@@ -196,6 +202,7 @@ impl Template {
             health: s.health.clone(),
             container: s.container.clone(),
             aliases: s.aliases.clone(),
+            networks: s.networks.clone(),
         }
     }
 

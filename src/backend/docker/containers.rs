@@ -23,7 +23,20 @@ use crate::model::{ServiceKind, VolumeSource};
 /// Creates the container through the silent transport: the body holds the secrets' values.
 pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<String> {
     let body = super::create::create_body(spec, d.ephemeral_bind)?;
-    d.transport.create_container(&spec.name, &body).await
+    let id = d.transport.create_container(&spec.name, &body).await?;
+    // The engine (API 1.41) joins one network at creation; the others before it starts.
+    for network in &spec.networks {
+        let aliases = std::iter::once(spec.service.clone()).chain(spec.aliases.iter().cloned()).collect();
+        let request = bollard::models::NetworkConnectRequest {
+            container: id.clone(),
+            endpoint_config: Some(bollard::models::EndpointSettings { aliases: Some(aliases), ..Default::default() }),
+        };
+        if let Err(e) = d.call("join network", network, d.docker.connect_network(network, request)).await {
+            let _ = remove(d, &id).await;
+            return Err(e);
+        }
+    }
+    Ok(id)
 }
 
 /// What only the engine can tell about `spec`: its CPU limit against the host's cores, and its
@@ -53,6 +66,21 @@ pub(super) async fn check(d: &DockerBackend, spec: &InstanceSpec) -> Result<()> 
                     d.endpoint
                 ),
             ));
+        }
+    }
+    for network in &spec.networks {
+        match d.docker.inspect_network(network, None::<bollard::query_parameters::InspectNetworkOptions>).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {
+                return Err(invalid(
+                    "networks",
+                    format!(
+                        "network {network} does not exist on {}; create it there (docker network create {network}), or drop it from the service",
+                        d.endpoint
+                    ),
+                ))
+            }
+            Err(e) => return Err(engine_error("inspect network", network, &e)),
         }
     }
     for v in &spec.volumes {

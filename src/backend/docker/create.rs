@@ -5,7 +5,7 @@
 //! |---|---|
 //! | image, entrypoint, command, env + secrets, user, workdir | `Image`, `Entrypoint`, `Cmd`, `Env`, `User`, `WorkingDir` |
 //! | ports | `ExposedPorts`, `HostConfig.PortBindings` |
-//! | named, external volumes; binds | `HostConfig.Mounts`; a bind with SELinux relabelling, or created when missing, as `HostConfig.Binds` (`src:dst:ro,z`), which is the only form that takes them |
+//! | named, external volumes; binds | `HostConfig.Mounts`; a mount with SELinux relabelling, or a bind created when missing, as `HostConfig.Binds` (`src:dst:ro,z`), which is the only form that takes them |
 //! | tmpfs mounts | `HostConfig.Tmpfs` (`size`, `mode` and flags as mount options) |
 //! | resources | `NanoCpus`, `Memory`, `MemoryReservation`, `MemorySwap`, `MemorySwappiness`, `PidsLimit`, `CpuShares`, `CpuQuota`, `CpuPeriod`, `CpusetCpus` |
 //! | container options | `Privileged`, `CapAdd`, `CapDrop`, `SecurityOpt`, `ReadonlyRootfs`, `Init`, `Sysctls`, `Ulimits`, `Dns*`, `ExtraHosts`, `NetworkMode`, `Runtime`, `Devices`, `DeviceCgroupRules`, `GroupAdd`, `PidMode`, `IpcMode`, `UsernsMode`, `CgroupnsMode`, `CgroupParent`, `ShmSize`, `OomScoreAdj`, `OomKillDisable`, `StorageOpt`, `LogConfig`; `Hostname`, `Domainname`, `StopSignal`, `Tty`, `OpenStdin`, `Healthcheck` |
@@ -133,8 +133,18 @@ fn mounts(spec: &InstanceSpec) -> Result<Mounts> {
     let Mounts { api: mut mounts, mut binds, mut tmpfs } = Mounts::default();
     for v in &spec.volumes {
         match &v.source {
-            VolumeSource::Named(n) => mounts.push(volume_mount(v, spec.scope.volume_name(n))),
-            VolumeSource::External(n) => mounts.push(volume_mount(v, n.clone())),
+            VolumeSource::Named(_) | VolumeSource::External(_) => {
+                let name = match &v.source {
+                    VolumeSource::Named(n) => spec.scope.volume_name(n),
+                    VolumeSource::External(n) => n.clone(),
+                    _ => String::new(),
+                };
+                // Only the `Binds` form relabels for SELinux.
+                match v.options.selinux.is_some().then(|| bind_string(v, &name)).flatten() {
+                    Some(b) => binds.push(b),
+                    None => mounts.push(volume_mount(v, name)),
+                }
+            }
             VolumeSource::Bind(p) => {
                 let abs = std::path::absolute(p).map_err(|e| {
                     Error::backend("create container", &spec.name, format!("bind mount source {}: {e}", p.display()))
@@ -194,6 +204,9 @@ fn bind_string(v: &Volume, source: &str) -> Option<String> {
     }
     if let Some(p) = v.options.propagation {
         opts.push(p.as_str());
+    }
+    if v.options.no_copy {
+        opts.push("nocopy");
     }
     Some(format!("{source}:{}:{}", v.target, opts.join(",")))
 }

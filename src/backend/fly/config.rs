@@ -205,6 +205,9 @@ pub(super) fn refusals(spec: &InstanceSpec) -> Vec<String> {
     {
         out.push("resources: a Fly machine is sized by cpus and memory only".into());
     }
+    if !spec.networks.is_empty() {
+        out.push("networks: a Fly machine is on its app's private network only".into());
+    }
     if !spec.aliases.is_empty() {
         out.push("aliases: services find each other on Fly by their process group's name only".into());
     }

@@ -99,6 +99,9 @@ pub(crate) fn refusals(s: &Service) -> Vec<String> {
     no(!o.storage_opt.is_empty(), "storage options");
     no(!o.security_opt.is_empty(), "security options");
     no(o.domainname.is_some(), "domain name");
+    if !s.networks.is_empty() {
+        out.push("external networks: the service's tasks join the environment's overlay network only".into());
+    }
     resource_refusals(&s.resources, &mut out);
     for v in &s.volumes {
         volume_refusals(v, &mut out);
