@@ -282,6 +282,27 @@ fn canonical(s: &Service) -> Value {
     if grace != 10_000 {
         put("stop_grace_period", json!(grace));
     }
+    if let Some(u) = o.uts_mode() {
+        put("uts", json!(u));
+    }
+    if !o.device_requests().is_empty() {
+        let mut d: Vec<String> = o
+            .device_requests()
+            .iter()
+            .map(|r| {
+                let count =
+                    r.count.or(r.device_ids.is_empty().then_some(-1)).map(|c| c.to_string()).unwrap_or_default();
+                format!(
+                    "{}|{count}|{}|{}",
+                    r.driver.clone().unwrap_or_default(),
+                    r.device_ids.join(","),
+                    r.capabilities.join(",")
+                )
+            })
+            .collect();
+        d.sort();
+        put("device_requests", json!(d));
+    }
     if !s.external_networks().is_empty() {
         let mut n = s.external_networks().to_vec();
         n.sort();

@@ -96,7 +96,20 @@ fn resources(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
                     values::float(val, &vkey)?;
                     s.ctx.warn(&k.at, &vkey, "a CPU reservation is a swarm scheduler's: not applied on an engine")
                 }
-                _ => s.ctx.cannot(&k.at, &vkey, "device reservations (GPUs) are not requested from the engine")?,
+                "devices" => {
+                    for (i, item) in values::list(val, &vkey)?.iter().enumerate() {
+                        let r = super::options::device_request(item, &format!("{vkey}[{i}]"))?;
+                        if r.capabilities.is_empty() {
+                            return Err(Problem::new(
+                                &item.at,
+                                format!("{vkey}[{i}]"),
+                                "a device reservation needs `capabilities`",
+                            ));
+                        }
+                        s.d.options.device_requests.push(r);
+                    }
+                }
+                _ => s.ctx.cannot(&k.at, &vkey, "generic resources are a swarm scheduler's")?,
             }
         }
     }

@@ -10,12 +10,11 @@ use super::context::{Problem, R};
 use super::service::Svc;
 use super::values;
 use super::yaml::{At, Node, Value};
-use crate::model::{Device, Logging, NetworkMode, Ulimit};
+use crate::model::{Device, DeviceRequest, Logging, NetworkMode, Ulimit};
 
 /// Keys that cannot be honoured, and why.
 const CANNOT: &[(&str, &str)] = &[
     ("external_links", "containers outside the environment are not linked"),
-    ("gpus", "GPU device requests are not passed to the engine"),
     ("blkio_config", "block I/O limits are not passed to the engine"),
     ("cpu_count", "cpu_count is a Windows engine's"),
     ("cpu_percent", "cpu_percent is a Windows engine's"),
@@ -24,7 +23,6 @@ const CANNOT: &[(&str, &str)] = &[
     ("credential_spec", "credential specs are a Windows engine's"),
     ("isolation", "isolation is a Windows engine's"),
     ("mac_address", "MAC addresses are chosen by the engine"),
-    ("uts", "the UTS namespace is not passed to the engine"),
     ("annotations", "container annotations need Docker Engine 25 (API 1.43)"),
     ("volume_driver", "volumes use the target's local driver"),
     ("post_start", "lifecycle hooks are not run"),
@@ -90,6 +88,8 @@ pub(crate) fn read(s: &mut Svc<'_>, name: &str, at: &At, v: &Node, key: &str) ->
             }
         }
         "ulimits" => ulimits(s, v, key)?,
+        "uts" => s.d.options.uts = Some(values::string(v, key)?),
+        "gpus" => gpus(s, v, key)?,
         "devices" => devices(s, v, key)?,
         "logging" => logging(s, v, key)?,
         "container_name" => {
@@ -210,6 +210,54 @@ fn devices(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
         s.d.options.devices.push(device);
     }
     Ok(())
+}
+
+/// `gpus`: `all`, or a list of `{driver, count, device_ids, capabilities, options}` (each a
+/// request with the `gpu` capability).
+fn gpus(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
+    if let Value::Scalar { text, .. } = &v.value {
+        if text != "all" {
+            return Err(Problem::new(&v.at, key, format!("{text:?} is not `all` or a list of device requests")));
+        }
+        s.d.options.device_requests.push(DeviceRequest::all_gpus());
+        return Ok(());
+    }
+    for (i, item) in values::list(v, key)?.iter().enumerate() {
+        let mut r = device_request(item, &format!("{key}[{i}]"))?;
+        if !r.capabilities.iter().any(|c| c == "gpu") {
+            r.capabilities.insert(0, "gpu".into());
+        }
+        s.d.options.device_requests.push(r);
+    }
+    Ok(())
+}
+
+/// One device request: `{capabilities, driver, count (a number or all), device_ids, options}`.
+pub(crate) fn device_request(item: &Node, key: &str) -> R<DeviceRequest> {
+    values::mapping(item, key)?;
+    values::only(item, key, &["capabilities", "driver", "count", "device_ids", "options"])?;
+    let mut r = DeviceRequest::default();
+    if let Some(c) = item.get("capabilities") {
+        r.capabilities = values::strings(c, &format!("{key}.capabilities"))?;
+    }
+    if let Some(d) = item.get("driver") {
+        r.driver = Some(values::string(d, &format!("{key}.driver"))?);
+    }
+    if let Some(c) = item.get("count") {
+        r.count = Some(match values::string(c, &format!("{key}.count"))?.as_str() {
+            "all" => -1,
+            _ => values::integer(c, &format!("{key}.count"))?,
+        });
+    }
+    if let Some(ids) = item.get("device_ids") {
+        r.device_ids = values::strings(ids, &format!("{key}.device_ids"))?;
+    }
+    if let Some(o) = item.get("options") {
+        for (k, val) in values::mapping(o, &format!("{key}.options"))? {
+            r.options.insert(k.name.clone(), val.as_str().unwrap_or_default().to_string());
+        }
+    }
+    Ok(r)
 }
 
 /// `logging`: `driver` and `options`.

@@ -61,7 +61,18 @@ pub(crate) fn environment(
         let node = extends::resolve(ctx, services, &k.name)?;
         resolved.push((k.clone(), node));
     }
-    let enabled = enabled(ctx, &resolved, profiles)?;
+    let mut enabled = enabled(ctx, &resolved, profiles)?;
+    // A service a provider runs is not the library's to run.
+    for (k, node) in &resolved {
+        if let Some(p) = node.get("provider").filter(|_| enabled.contains(&k.name)) {
+            ctx.cannot(
+                &p.at,
+                &format!("services.{}.provider", k.name),
+                "services run by a provider are not run by the library: it is left out of the environment",
+            )?;
+            enabled.remove(&k.name);
+        }
+    }
     let mut p = Project {
         volumes: volumes(ctx, root.get("volumes"))?,
         secrets: file_sources(ctx, root.get("secrets"), "secrets")?,

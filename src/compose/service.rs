@@ -301,6 +301,7 @@ fn volumes_from(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
             s.ctx.cannot(&item.at, &ikey, "mounts of a container outside the environment are not taken")?;
             continue;
         }
+        let text = text.strip_prefix("service:").unwrap_or(&text).to_string();
         let (from, mode) = match text.rsplit_once(':') {
             Some((f, "ro")) => (f.to_string(), Some(true)),
             Some((f, "rw")) => (f.to_string(), Some(false)),
@@ -308,7 +309,6 @@ fn volumes_from(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
             // Read-write unless it says otherwise, as the Compose Specification gives it.
             None => (text.clone(), Some(false)),
         };
-        let from = from.strip_prefix("service:").unwrap_or(&from).to_string();
         if !s.project.enabled.contains(&from) {
             return Err(Problem::new(
                 &item.at,

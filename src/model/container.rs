@@ -99,6 +99,40 @@ pub struct ContainerOptions {
     pub(crate) logging: Option<Logging>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) healthcheck: Option<EngineHealthcheck>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) device_requests: Vec<DeviceRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) uts: Option<String>,
+}
+
+/// Devices requested from a driver (GPUs: `docker run --gpus`, compose's `gpus` and
+/// `deploy.resources.reservations.devices`). The engine needs the driver installed (for NVIDIA
+/// GPUs, the NVIDIA container toolkit); it refuses the container otherwise.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DeviceRequest {
+    /// The driver (`nvidia`); none lets the engine choose by capability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// How many devices: `-1` for all of them (the default when no device IDs are given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<i64>,
+    /// Particular devices, by ID or index.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub device_ids: Vec<String>,
+    /// The capabilities every device must have (`gpu`, `compute`, `utility`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// Driver options.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+}
+
+impl DeviceRequest {
+    /// Every GPU (`--gpus all`).
+    pub fn all_gpus() -> DeviceRequest {
+        DeviceRequest { count: Some(-1), capabilities: vec!["gpu".into()], ..DeviceRequest::default() }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -457,6 +491,18 @@ impl ContainerOptions {
         self
     }
 
+    /// Devices requested from a driver, such as GPUs (see [`DeviceRequest`]).
+    pub fn device_request(mut self, request: DeviceRequest) -> Self {
+        self.device_requests.push(request);
+        self
+    }
+
+    /// The UTS namespace: `host` shares the host's host name.
+    pub fn uts(mut self, mode: impl Into<String>) -> Self {
+        self.uts = Some(mode.into());
+        self
+    }
+
     /// The health check the engine runs and reports (see [`EngineHealthcheck`]).
     pub fn engine_healthcheck(mut self, check: EngineHealthcheck) -> Self {
         self.healthcheck = Some(check);
@@ -613,6 +659,16 @@ impl ContainerOptions {
         self.healthcheck.as_ref()
     }
 
+    /// Devices requested from drivers.
+    pub fn device_requests(&self) -> &[DeviceRequest] {
+        &self.device_requests
+    }
+
+    /// The UTS namespace, if set.
+    pub fn uts_mode(&self) -> Option<&str> {
+        self.uts.as_deref()
+    }
+
     /// What the engine would refuse, refused when the service is built: one sentence per problem.
     pub(crate) fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -701,6 +757,19 @@ impl ContainerOptions {
         if let Some(u) = &self.userns {
             if u != "host" && !u.is_empty() {
                 out.push(format!("user namespace mode {} is not host", show(u)));
+            }
+        }
+        if let Some(u) = &self.uts {
+            if u != "host" {
+                out.push(format!("UTS namespace mode {} is not host", show(u)));
+            }
+        }
+        for r in &self.device_requests {
+            if r.count.is_some() && !r.device_ids.is_empty() {
+                out.push("a device request gives a count or device IDs, not both".into());
+            }
+            if r.count.is_some_and(|c| c < -1 || c == 0) {
+                out.push("a device request's count is positive, or -1 for all".into());
             }
         }
         if let Some(c) = &self.cgroup {

@@ -24,7 +24,9 @@ mod secret;
 mod service;
 mod volume;
 
-pub use container::{ContainerOptions, Device, EngineHealthcheck, HostEntry, Logging, NetworkMode, Ulimit};
+pub use container::{
+    ContainerOptions, Device, DeviceRequest, EngineHealthcheck, HostEntry, Logging, NetworkMode, Ulimit,
+};
 pub use dependency::{Condition, Dependency};
 pub use environment::{Environment, EnvironmentBuilder};
 pub use health::{HealthCheck, Probe};

@@ -299,6 +299,19 @@ fn options(h: &mut HostConfig, o: &ContainerOptions) {
     h.oom_score_adj = o.oom_score_adj;
     h.oom_kill_disable = o.oom_kill_disable.then_some(true);
     h.storage_opt = (!o.storage_opt.is_empty()).then(|| o.storage_opt.clone().into_iter().collect());
+    h.uts_mode = o.uts.clone();
+    h.device_requests = (!o.device_requests.is_empty()).then(|| {
+        o.device_requests
+            .iter()
+            .map(|r| bollard::models::DeviceRequest {
+                driver: r.driver.clone(),
+                count: r.count.or(r.device_ids.is_empty().then_some(-1)),
+                device_ids: (!r.device_ids.is_empty()).then(|| r.device_ids.clone()),
+                capabilities: Some(vec![r.capabilities.clone()]),
+                options: (!r.options.is_empty()).then(|| r.options.clone().into_iter().collect()),
+            })
+            .collect()
+    });
     h.log_config = o.logging.as_ref().map(|l| HostConfigLogConfig {
         typ: Some(l.driver.clone()),
         config: (!l.options.is_empty()).then(|| l.options.clone().into_iter().collect()),

@@ -99,6 +99,8 @@ pub(crate) fn refusals(s: &Service) -> Vec<String> {
     no(!o.storage_opt.is_empty(), "storage options");
     no(!o.security_opt.is_empty(), "security options");
     no(o.domainname.is_some(), "domain name");
+    no(!o.device_requests.is_empty(), "GPU and other device requests");
+    no(o.uts.is_some(), "UTS namespace");
     if !s.networks.is_empty() {
         out.push("external networks: the service's tasks join the environment's overlay network only".into());
     }
