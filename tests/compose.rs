@@ -113,7 +113,7 @@ fn load_text(text: &str, lenient: bool) -> harbormaster::Result<harbormaster::co
 fn what_cannot_be_honoured_names_the_file_line_and_key() {
     let cases: &[(&str, usize, &str, &str)] = &[
         ("services:\n  api:\n    image: a\n    colour: blue\n", 4, "services.api.colour", "not a compose service key"),
-        ("services:\n  api:\n    image: a\n    volumes_from: [db]\n", 4, "services.api.volumes_from", "lenient"),
+        ("services:\n  api:\n    image: a\n    external_links: [db]\n", 4, "services.api.external_links", "lenient"),
         ("services:\n  api:\n    image: ${TAG:?set TAG}\n", 3, "services.api.image", "TAG must be set"),
         ("services:\n  api:\n    image: a\n    volumes: [data:/d]\n", 4, "services.api.volumes[0]", "not declared"),
         (
@@ -159,9 +159,9 @@ fn what_cannot_be_honoured_names_the_file_line_and_key() {
     }
     // Lenient: what cannot be honoured is a warning, still with its place.
     let ok =
-        load_text("services:\n  api:\n    image: a\n    volumes_from: [x]\n    container_name: x\n", true).unwrap();
+        load_text("services:\n  api:\n    image: a\n    external_links: [x]\n    container_name: x\n", true).unwrap();
     let keys: Vec<(&str, usize)> = ok.warnings.iter().map(|w| (w.key.as_str(), w.line)).collect();
-    assert_eq!(keys, [("services.api.volumes_from", 4), ("services.api.container_name", 5)]);
+    assert_eq!(keys, [("services.api.external_links", 4), ("services.api.container_name", 5)]);
 }
 
 #[test]
@@ -216,4 +216,40 @@ async fn an_imported_stack_deploys_and_serves() {
     assert_eq!(out.stdout.trim(), "42", "the password came from the secret file: {}", out.stderr);
     assert_eq!(stack.deployment().instances("api").len(), 2);
     let _ = Duration::ZERO;
+}
+
+/// `Environment::from_compose` says its warnings where they are seen: on standard error with no
+/// `tracing` subscriber (none is installed in a fresh program), or as `tracing` events when one
+/// takes them. Checked in a child process of this test binary.
+#[test]
+fn from_compose_says_its_warnings_where_the_user_sees_them() {
+    if let Ok(file) = std::env::var("HM_FROM_COMPOSE_CHILD") {
+        if std::env::var_os("HM_WITH_SUBSCRIBER").is_some() {
+            tracing_subscriber::fmt().with_writer(std::io::stdout).init();
+        }
+        Environment::from_compose(file.as_str()).unwrap();
+        return;
+    }
+    let dir = std::env::temp_dir().join(support::unique("compose-warnings"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("docker-compose.yml");
+    std::fs::write(&file, "services:\n  web:\n    image: nginx:1.22\n    container_name: web-1\n").unwrap();
+    let run = |subscriber: bool| {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "from_compose_says_its_warnings_where_the_user_sees_them", "--nocapture"])
+            .env("HM_FROM_COMPOSE_CHILD", &file);
+        if subscriber {
+            cmd.env("HM_WITH_SUBSCRIBER", "1");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (_, stderr) = run(false);
+    let said = format!("warning: {}:4: `services.web.container_name`:", file.display());
+    assert!(stderr.contains(&said), "on standard error: {stderr}");
+    let (stdout, stderr) = run(true);
+    assert!(stdout.contains("WARN") && stdout.contains("services.web.container_name"), "through tracing: {stdout}");
+    assert!(!stderr.contains("warning:"), "not twice: {stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,7 +8,8 @@
 #  - libc6-dev (the test workload is linked statically), caddy (the ingress tests),
 #    openssh-server, iproute2, iptables, util-linux (the SSH test hosts), docker-registry and
 #    apache2-utils (the test registry), postgresql-15, redis-server, nginx, busybox-static, gosu,
-#    file (the postgres:15, redis:7 and nginx:1.22 fixture images), curl;
+#    file (the postgres:15, redis:7 and nginx:1.22 fixture images), curl, docker-compose (the
+#    compose differential test compares the importer with `docker-compose config`);
 #  - tests/fixtures/hosts.sh up, tests/fixtures/registry.sh up, tests/fixtures/images.sh,
 #    tests/fixtures/s3.sh (moto's S3 server from PyPI, for the backup tests),
 #    tests/fixtures/swarm.sh up (a three-node swarm for the Swarm backend).
@@ -54,6 +55,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v gosu >/dev/null 2>&1 || need+=(gosu)
 command -v file >/dev/null 2>&1 || need+=(file)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# docker-compose 1.29 (with python3-yaml): the oracle of tests/compose_differential.rs.
+/usr/bin/python3 -c 'import compose, yaml' >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 # Debian starts the servers it installs where it can; the tests run their own.
 for s in docker-registry postgresql redis-server nginx; do service "$s" stop >/dev/null 2>&1 || true; done

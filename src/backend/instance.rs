@@ -146,6 +146,38 @@ pub struct InstanceSpec {
     pub networks: Vec<String>,
 }
 
+#[cfg(test)]
+impl InstanceSpec {
+    /// The instance spec of `svc` in environment `p-e`, as the engine makes one, for tests of a
+    /// backend (without the plan layer above it).
+    pub(crate) fn of_service(svc: &crate::model::Service) -> InstanceSpec {
+        InstanceSpec {
+            name: format!("p-e-{}-0", svc.name()),
+            scope: Scope::new("p", "e"),
+            service: svc.name().to_string(),
+            image_id: "sha256:abc".into(),
+            entrypoint: svc.entrypoint().map(<[String]>::to_vec),
+            command: svc.command().map(<[String]>::to_vec),
+            env: svc.env().clone(),
+            secrets: BTreeMap::new(),
+            ports: svc.ports().to_vec(),
+            volumes: svc.volumes().to_vec(),
+            resources: svc.resources().clone(),
+            restart: svc.restart_policy(),
+            labels: BTreeMap::new(),
+            user: svc.user().map(str::to_string),
+            workdir: svc.working_dir().map(str::to_string),
+            stop_grace: svc.stop_grace(),
+            host: None,
+            image_pull: None,
+            health: svc.health().cloned(),
+            container: svc.container_options().clone(),
+            aliases: svc.aliases().to_vec(),
+            networks: svc.external_networks().to_vec(),
+        }
+    }
+}
+
 /// The state of an observed instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

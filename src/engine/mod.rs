@@ -20,6 +20,7 @@ mod apply;
 mod deployment;
 mod images;
 mod inventory;
+mod job_exit;
 mod ops;
 mod orchestrated;
 mod placement;

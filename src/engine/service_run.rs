@@ -383,9 +383,9 @@ impl ServiceRun<'_> {
         phase.send_replace(Phase::Started);
         let deadline = svc.deadline();
         let end = crate::clock::after(Instant::now(), deadline).min(self.cutoff().at);
-        let code = match tokio::time::timeout_at(end, self.backend.wait_exit(&instance.id)).await {
-            Ok(r) => r?,
-            Err(_) => {
+        let code = match super::job_exit::final_exit(self.backend, &instance.id, svc.restart, end).await? {
+            Some(code) => code,
+            None => {
                 let _ = self.backend.stop_instance(&instance.id, Duration::from_secs(2)).await;
                 if self.cutoff().passed() {
                     return Err(self.cutoff().error(&instance.name));

@@ -310,6 +310,18 @@ mod tests {
     }
 
     #[test]
+    fn unset_container_options_leave_a_services_hash_as_it_was() {
+        // What was hashed and recorded before container options, aliases and networks existed.
+        let svc = Service::builder("x").image("a:1").env("A", "1").build().unwrap();
+        let env = Environment::builder("p", "e").service(svc.clone()).build().unwrap();
+        let t = Template::new(&env, &svc, "sha256:abc");
+        assert!(!t.spec_json.contains("container") && !t.spec_json.contains("aliases"), "{}", t.spec_json);
+        assert!(!t.spec_json.contains("networks"), "{}", t.spec_json);
+        let with = Service::builder("x").image("a:1").env("A", "1").cap_add("NET_ADMIN").build().unwrap();
+        assert_ne!(Template::new(&env, &with, "sha256:abc").spec_hash, t.spec_hash, "an option replaces the instances");
+    }
+
+    #[test]
     fn missing_record_is_a_reason() {
         assert_eq!(describe_changes(None, "{}").len(), 1);
     }

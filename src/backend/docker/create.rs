@@ -317,3 +317,92 @@ fn options(h: &mut HostConfig, o: &ContainerOptions) {
         config: (!l.options.is_empty()).then(|| l.options.clone().into_iter().collect()),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ContainerOptions, Device, DeviceRequest, Service, Ulimit, Volume};
+
+    fn body(svc: Service) -> ContainerCreateBody {
+        create_body(&crate::backend::InstanceSpec::of_service(&svc), None).unwrap()
+    }
+
+    #[test]
+    fn every_option_reaches_the_create_body() {
+        let opts = ContainerOptions::new()
+            .privileged()
+            .cap_add("NET_ADMIN")
+            .cap_drop("MKNOD")
+            .security_opt("no-new-privileges:true")
+            .read_only_root()
+            .init(true)
+            .sysctl("net.core.somaxconn", "1024")
+            .ulimit("nofile", Ulimit::new(10, 20))
+            .dns("9.9.9.9")
+            .dns_search("example.com")
+            .dns_option("ndots:2")
+            .extra_host("db", "10.0.0.2")
+            .hostname("h")
+            .stop_signal("SIGQUIT")
+            .runtime("runc")
+            .device(Device::new("/dev/fuse"))
+            .group_add("mail")
+            .tty()
+            .stdin_open()
+            .pid("host")
+            .ipc("shareable")
+            .uts("host")
+            .shm_size(1 << 20)
+            .oom_score_adj(-10)
+            .device_request(DeviceRequest::all_gpus());
+        let svc = Service::builder("x")
+            .image("a:1")
+            .container(opts)
+            .alias("other-name")
+            .volume(Volume::bind("/srv/a").at("/a").relabel(crate::model::Relabel::Private).read_only())
+            .volume(Volume::bind("/srv/b").at("/b").create_host_path())
+            .volume(Volume::bind("/srv/c").at("/c").propagation(crate::model::Propagation::Rshared))
+            .volume(Volume::named("data").at("/data").no_copy())
+            .volume(Volume::external("legacy").at("/legacy"))
+            .volume(Volume::tmpfs().at("/tmp").size_bytes(1 << 20).mode(0o1777).tmpfs_flag("noexec"))
+            .build()
+            .unwrap();
+        let b = body(svc);
+        let h = b.host_config.unwrap();
+        assert_eq!(h.privileged, Some(true));
+        assert_eq!(h.cap_add, Some(vec!["NET_ADMIN".into()]));
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert_eq!(h.init, Some(true));
+        assert_eq!(h.sysctls.unwrap()["net.core.somaxconn"], "1024");
+        assert_eq!(h.extra_hosts, Some(vec!["db:10.0.0.2".into()]));
+        assert_eq!(h.uts_mode.as_deref(), Some("host"));
+        assert_eq!(h.device_requests.unwrap()[0].count, Some(-1));
+        let binds = h.binds.unwrap();
+        assert_eq!(binds, vec!["/srv/a:/a:ro,Z".to_string(), "/srv/b:/b:rw".to_string()]);
+        let mounts = h.mounts.unwrap();
+        assert!(mounts.iter().any(|m| m.target.as_deref() == Some("/c") && m.bind_options.is_some()));
+        assert!(mounts.iter().any(|m| m.source.as_deref() == Some("p-e-data") && m.volume_options.is_some()));
+        assert!(mounts.iter().any(|m| m.source.as_deref() == Some("legacy")));
+        assert_eq!(h.tmpfs.unwrap()["/tmp"], "size=1048576,mode=1777,noexec");
+        assert_eq!(b.stop_signal.as_deref(), Some("SIGQUIT"));
+        assert_eq!(b.hostname.as_deref(), Some("h"));
+        let aliases = b.networking_config.unwrap().endpoints_config.unwrap()["p-e"].aliases.clone().unwrap();
+        assert_eq!(aliases, vec!["x".to_string(), "other-name".to_string()]);
+    }
+
+    #[test]
+    fn a_namespace_of_its_own_publishes_nothing_and_joins_no_network() {
+        let svc = Service::builder("x")
+            .image("a:1")
+            .network_mode(crate::model::NetworkMode::Host)
+            .port(crate::model::Port::tcp(8080))
+            .build()
+            .unwrap();
+        let b = body(svc);
+        assert!(b.networking_config.is_none());
+        let h = b.host_config.unwrap();
+        assert_eq!(h.network_mode.as_deref(), Some("host"));
+        assert!(h.port_bindings.is_none());
+        assert_eq!(b.exposed_ports, Some(vec!["8080/tcp".to_string()]));
+    }
+}

@@ -372,4 +372,16 @@ mod tests {
         let status = check_refusal(&HealthCheck::http(80, "/").expect_status(200..=204)).unwrap_or_default();
         assert!(status.contains("2xx"), "{status}");
     }
+
+    use crate::model::Service;
+
+    #[test]
+    fn container_options_and_names_fly_cannot_express_are_refused() {
+        let svc = Service::builder("plausible_db").image("a:1").cap_add("NET_ADMIN").alias("db").build().unwrap();
+        let spec = crate::backend::InstanceSpec::of_service(&svc);
+        let r = refusals(&spec);
+        assert!(r.iter().any(|w| w.starts_with("container options")), "{r:?}");
+        assert!(r.iter().any(|w| w.starts_with("aliases")), "{r:?}");
+        assert!(r.iter().any(|w| w.starts_with("service name")), "{r:?}");
+    }
 }

@@ -138,3 +138,29 @@ fn volume_refusals(v: &Volume, out: &mut Vec<String>) {
         out.push(format!("external volume {n}: a Swarm task's volumes are the environment's own"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Device, NetworkMode, Volume};
+
+    #[test]
+    fn what_a_task_cannot_express_is_refused_with_the_reason() {
+        let s = Service::builder("x")
+            .image("a:1")
+            .privileged()
+            .device("/dev/fuse")
+            .network_mode(NetworkMode::Host)
+            .volume(Volume::bind("/srv").at("/srv").create_host_path())
+            .build()
+            .unwrap();
+        let r = refusals(&s);
+        assert!(r.iter().any(|w| w.starts_with("privileged")), "{r:?}");
+        assert!(r.iter().any(|w| w.starts_with("devices")), "{r:?}");
+        assert!(r.iter().any(|w| w.starts_with("network mode")), "{r:?}");
+        assert!(r.iter().any(|w| w.contains("create it on every node")), "{r:?}");
+        let ok = Service::builder("x").image("a:1").cap_add("NET_ADMIN").sysctl("a.b", "1").build().unwrap();
+        assert!(refusals(&ok).is_empty(), "{:?}", refusals(&ok));
+        let _ = Device::new("/dev/x");
+    }
+}

@@ -1,0 +1,257 @@
+//! The container options of a compose file, deployed on the real engine and looked at from the
+//! engine (`docker inspect`) and from inside the container: capabilities, a read-only root,
+//! tmpfs options, kernel parameters, limits, DNS, `/etc/hosts`, host name, init, stop signal,
+//! the engine's own health check, SELinux-relabelled and created binds, external volumes and
+//! networks, and a service on the host's network probed through loopback.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harbormaster::compose::Compose;
+use harbormaster::{Down, Environment};
+use serde_json::Value;
+use support::{images, workload, Harness, PROJECT};
+
+fn docker(args: &[&str]) -> String {
+    let out = std::process::Command::new("docker").args(args).output().expect("the docker CLI");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn inspect(id: &str) -> Value {
+    let v: Value = serde_json::from_str(&docker(&["inspect", id])).unwrap();
+    v[0].clone()
+}
+
+fn dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(support::unique(tag));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn load(dir: &Path, env: &str, text: &str) -> Environment {
+    std::fs::write(dir.join("docker-compose.yml"), text).unwrap();
+    let imported = Compose::new(dir.join("docker-compose.yml"))
+        .project(PROJECT)
+        .environment(env)
+        .process_env(false)
+        .load()
+        .unwrap_or_else(|e| panic!("{e}"));
+    imported.environment
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_container_options_reach_the_container() {
+    images::ensure();
+    let h = Harness::new("copts").await;
+    let d = dir("copts");
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    std::fs::write(d.join("data/hello.txt"), "hello\n").unwrap();
+    let external_volume = support::unique("hm-ext-vol");
+    let external_network = support::unique("hm-ext-net");
+    docker(&["volume", "create", &external_volume]);
+    docker(&["network", "create", &external_network]);
+    let compose = format!(
+        r#"
+services:
+  box:
+    image: {redis}
+    entrypoint: ["/bin/busybox", "sleep", "3600"]
+    user: "0:0"
+    cap_add: [NET_ADMIN]
+    cap_drop: [MKNOD]
+    read_only: true
+    tmpfs:
+      - /scratch:size=1m,mode=1777,noexec
+    sysctls:
+      net.core.somaxconn: 1234
+    ulimits:
+      nofile:
+        soft: 4321
+        hard: 8642
+    dns: 9.9.9.9
+    dns_search: example.com
+    extra_hosts:
+      - "myhost=10.1.2.3"
+    hostname: box-host
+    init: true
+    stop_signal: SIGUSR1
+    stop_grace_period: 3s
+    shm_size: 32m
+    pids_limit: 77
+    mem_limit: 96m
+    security_opt:
+      - no-new-privileges:true
+    healthcheck:
+      test: ["CMD", "/bin/busybox", "true"]
+      interval: 1s
+      retries: 30
+    volumes:
+      - ./data:/data:ro,z
+      - ./created:/created
+      - cache:/cache:nocopy
+      - legacy:/legacy
+    networks:
+      - default
+      - outside
+volumes:
+  cache:
+  legacy:
+    external: true
+    name: {external_volume}
+networks:
+  outside:
+    external: true
+    name: {external_network}
+"#,
+        redis = images::REDIS
+    );
+    let env = load(&d, &h.name, &compose);
+    let deployed = env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let id = deployed.instances("box")[0].id.clone();
+    let c = inspect(&id);
+    let hc = &c["HostConfig"];
+    assert_eq!(hc["CapAdd"], serde_json::json!(["NET_ADMIN"]));
+    assert_eq!(hc["CapDrop"], serde_json::json!(["MKNOD"]));
+    assert_eq!(hc["ReadonlyRootfs"], true);
+    assert_eq!(hc["Sysctls"]["net.core.somaxconn"], "1234");
+    assert_eq!(hc["Ulimits"][0]["Soft"], 4321);
+    assert_eq!(hc["Dns"], serde_json::json!(["9.9.9.9"]));
+    assert_eq!(hc["ExtraHosts"], serde_json::json!(["myhost:10.1.2.3"]));
+    assert_eq!(hc["Init"], true);
+    assert_eq!(hc["ShmSize"], 32 << 20);
+    assert_eq!(hc["PidsLimit"], 77);
+    assert_eq!(hc["Memory"], 96 << 20);
+    assert_eq!(hc["RestartPolicy"]["Name"], "no", "Docker's default where the file is silent");
+    assert_eq!(c["Config"]["StopSignal"], "SIGUSR1");
+    assert_eq!(c["Config"]["StopTimeout"], 3);
+    assert_eq!(c["Config"]["Hostname"], "box-host");
+    assert_eq!(c["Config"]["Healthcheck"]["Test"], serde_json::json!(["CMD", "/bin/busybox", "true"]));
+    assert!(hc["Binds"].as_array().unwrap().iter().any(|b| b.as_str().unwrap().ends_with("/data:/data:ro,z")), "{hc}");
+    let networks = c["NetworkSettings"]["Networks"].as_object().unwrap();
+    assert!(networks.contains_key(&external_network), "joined {external_network}: {networks:?}");
+    let aliases = &networks[&external_network]["Aliases"];
+    assert!(aliases.as_array().unwrap().iter().any(|a| a == "box"), "the service name answers there: {aliases}");
+    let mounts = c["Mounts"].as_array().unwrap();
+    assert!(mounts.iter().any(|m| m["Name"] == external_volume.as_str() && m["Destination"] == "/legacy"));
+
+    let sh = |script: &str| {
+        let out = docker(&["exec", &id, "/bin/busybox", "sh", "-c", script]);
+        out.trim().to_string()
+    };
+    assert_eq!(sh("cat /proc/sys/net/core/somaxconn"), "1234");
+    assert_eq!(sh("ulimit -n"), "4321");
+    assert!(sh("grep myhost /etc/hosts").contains("10.1.2.3"));
+    // On a network of its own the engine's DNS (127.0.0.11) answers, forwarding to 9.9.9.9.
+    assert!(sh("cat /etc/resolv.conf").contains("example.com"));
+    assert_eq!(sh("hostname"), "box-host");
+    assert_eq!(sh("cat /data/hello.txt"), "hello");
+    assert_eq!(sh("touch /root-is-read-only 2>/dev/null && echo wrote || echo refused"), "refused");
+    assert_eq!(sh("touch /scratch/x && echo wrote"), "wrote", "tmpfs is writable");
+    assert!(sh("grep ' /scratch ' /proc/mounts").contains("noexec"));
+    assert!(d.join("created").is_dir(), "the short-form bind's missing source was created, as Compose creates it");
+    // The engine's own health check runs and reports healthy.
+    let mut status = String::new();
+    for _ in 0..60 {
+        status = inspect(&id)["State"]["Health"]["Status"].as_str().unwrap_or_default().to_string();
+        if status == "healthy" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(status, "healthy");
+
+    env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
+    let vols = docker(&["volume", "ls", "-q"]);
+    assert!(vols.lines().any(|v| v == external_volume), "an external volume is never the environment's to remove");
+    docker(&["volume", "rm", &external_volume]);
+    docker(&["network", "rm", &external_network]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_external_volume_or_network_is_refused_by_the_plan() {
+    images::ensure();
+    let h = Harness::new("copts-missing").await;
+    let d = dir("copts-missing");
+    let text = format!(
+        "services:\n  box:\n    image: {}\n    volumes:\n      - gone:/gone\nvolumes:\n  gone:\n    external: true\n    name: {}\n",
+        images::REDIS,
+        support::unique("hm-no-such-volume")
+    );
+    let env = load(&d, &h.name, &text);
+    let err = env.plan(&h.docker).await.unwrap_err().to_string();
+    assert!(err.contains("does not exist") && err.contains("docker volume create"), "{err}");
+    let text = format!(
+        "services:\n  box:\n    image: {}\n    networks: [edge]\nnetworks:\n  edge:\n    external: true\n    name: {}\n",
+        images::REDIS,
+        support::unique("hm-no-such-network")
+    );
+    let env = load(&d, &h.name, &text);
+    let err = env.plan(&h.docker).await.unwrap_err().to_string();
+    assert!(err.contains("does not exist") && err.contains("docker network create"), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_on_the_host_network_is_probed_through_loopback() {
+    let h = Harness::new("copts-host").await;
+    let d = dir("copts-host");
+    // A port of its own on the host: the workload listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = format!(
+        "services:\n  web:\n    image: {}\n    network_mode: host\n    environment:\n      PORT: \"{port}\"\n    healthcheck:\n      test: [\"CMD\", \"curl\", \"-f\", \"http://localhost:{port}/health\"]\n      interval: 1s\n      retries: 30\n",
+        workload::IMAGE
+    );
+    let env = load(&d, &h.name, &text);
+    let web = env.service("web").unwrap();
+    assert!(matches!(web.health().unwrap().probe(), harbormaster::Probe::Http { .. }), "probed from outside");
+    env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let (status, _) = support::get(&format!("http://127.0.0.1:{port}/health")).await;
+    assert_eq!(status, 200, "the service answers on the host's own port");
+    env.down(&h.docker, Down::default()).await.unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A migration retried by its restart policy until the database takes it (a common compose
+/// idiom): the job completes when a restarted run exits 0, as under Compose, and its dependent
+/// starts then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_restarted_on_failure_completes_as_under_compose() {
+    let h = Harness::new("copts-job").await;
+    let d = dir("copts-job");
+    let text = format!(
+        r#"
+services:
+  late:
+    image: {image}
+    environment:
+      READY_DELAY_MS: "3000"
+  migrate:
+    image: {image}
+    restart: on-failure
+    environment:
+      REQUIRE: late:8080
+      JOB_EXIT_CODE: "0"
+  api:
+    image: {image}
+    depends_on:
+      migrate:
+        condition: service_completed_successfully
+"#,
+        image = workload::IMAGE
+    );
+    let env = load(&d, &h.name, &text);
+    assert_eq!(env.service("migrate").unwrap().kind(), harbormaster::ServiceKind::Job);
+    let deployed = env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let job = &deployed.instances("migrate")[0];
+    let c = inspect(&job.id);
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert!(c["RestartCount"].as_u64().unwrap() >= 1, "it failed first, and was restarted: {}", c["RestartCount"]);
+    assert_eq!(c["State"]["ExitCode"], 0);
+    assert!(!deployed.instances("api").is_empty());
+    env.down(&h.docker, Down::default()).await.unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+}
