@@ -211,7 +211,7 @@ async fn a_service_on_the_host_network_is_probed_through_loopback() {
     env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
     let (status, _) = support::get(&format!("http://127.0.0.1:{port}/health")).await;
     assert_eq!(status, 200, "the service answers on the host's own port");
-    env.down(&h.docker, Down::default()).await.unwrap();
+    env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -225,21 +225,23 @@ async fn a_job_restarted_on_failure_completes_as_under_compose() {
     let text = format!(
         r#"
 services:
-  late:
-    image: {image}
-    environment:
-      READY_DELAY_MS: "3000"
   migrate:
     image: {image}
     restart: on-failure
+    volumes:
+      - runs:/runs
     environment:
-      REQUIRE: late:8080
+      APPEND_FILE: /runs/count
+      APPEND_LINE: run
+      FAIL_UNTIL_LINES: "3"
       JOB_EXIT_CODE: "0"
   api:
     image: {image}
     depends_on:
       migrate:
         condition: service_completed_successfully
+volumes:
+  runs:
 "#,
         image = workload::IMAGE
     );
@@ -249,9 +251,9 @@ services:
     let job = &deployed.instances("migrate")[0];
     let c = inspect(&job.id);
     assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
-    assert!(c["RestartCount"].as_u64().unwrap() >= 1, "it failed first, and was restarted: {}", c["RestartCount"]);
+    assert_eq!(c["RestartCount"], 2, "it failed twice, and was restarted each time");
     assert_eq!(c["State"]["ExitCode"], 0);
     assert!(!deployed.instances("api").is_empty());
-    env.down(&h.docker, Down::default()).await.unwrap();
+    env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -14,10 +14,12 @@ fn env_of(services: Vec<Service>) -> Result<Environment, ValidationError> {
 
 #[test]
 fn invalid_names_are_rejected_with_the_rule() {
-    for bad in ["", "API", "1api", "api-", "my_api", "api.v2", &"a".repeat(64)] {
+    for bad in ["", "API", "1api", "api-", "api.v2", "my api", &"a".repeat(64)] {
         let err = svc(bad).build().unwrap_err();
         assert!(matches!(err, ValidationError::InvalidName { kind: "service", .. }), "{bad:?}: {err}");
     }
+    // Compose files name services `plausible_db`: the engine's DNS resolves such a name.
+    assert!(svc("my_api").build().is_ok());
     let err = Environment::builder("Shop", "staging").build().unwrap_err();
     assert!(matches!(err, ValidationError::InvalidName { kind: "project", .. }));
     let err = Environment::builder("shop", "stag ing").build().unwrap_err();
@@ -147,7 +149,10 @@ fn field_errors_name_service_and_field() {
         (svc("a").env("A=B", "x"), "env"),
         (svc("a").env("K", "1").secret("K", harbormaster::Secret::new("2")), "env"),
         (svc("a").label("io.harbormaster.service", "x"), "labels"),
-        (svc("a").command(Vec::<String>::new()), "command"),
+        (svc("a").command(["with\0nul"]), "command"),
+        (svc("a").cap_add("NET ADMIN"), "container"),
+        (svc("a").sysctl("", "1"), "container"),
+        (svc("a").volume(Volume::tmpfs().at("/t").propagation(harbormaster::Propagation::Shared)), "volumes"),
         (Service::job("j").image("x").health(HealthCheck::tcp(1)), "health"),
     ];
     for (builder, field) in cases {

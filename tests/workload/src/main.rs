@@ -102,6 +102,14 @@ fn main() {
             log(&format!("cannot append to {file}: {e}"));
             std::process::exit(4);
         }
+        // Fails each run until the file holds this many lines (a job its restart policy retries).
+        if let Some(want) = env_u64("FAIL_UNTIL_LINES") {
+            let lines = std::fs::read_to_string(path).map(|t| t.lines().count() as u64).unwrap_or(0);
+            if lines < want {
+                log(&format!("run {lines} of {want}: failing"));
+                std::process::exit(5);
+            }
+        }
     }
     if let Ok(names) = std::env::var("LOG_ENV") {
         for n in names.split(',').filter(|n| !n.is_empty()) {
