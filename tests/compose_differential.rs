@@ -97,6 +97,7 @@ fn volume(v: &Volume) -> String {
         opts.push(format!("mode={m:o}"));
     }
     opts.extend(o.tmpfs_flags.iter().cloned());
+    opts.extend(o.driver_opts.iter().map(|(k, v)| format!("driver_opt:{k}={v}")));
     opts.sort();
     let (kind, source) = match v.source() {
         VolumeSource::Named(n) => ("volume", n.clone()),

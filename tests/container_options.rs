@@ -92,12 +92,19 @@ services:
       - ./data:/data:ro,z
       - ./created:/created
       - cache:/cache:nocopy
+      - fast:/fast
       - legacy:/legacy
     networks:
       - default
       - outside
 volumes:
   cache:
+  fast:
+    driver: local
+    driver_opts:
+      type: tmpfs
+      device: tmpfs
+      o: size=2m
   legacy:
     external: true
     name: {external_volume}
@@ -151,6 +158,10 @@ networks:
     assert_eq!(sh("touch /root-is-read-only 2>/dev/null && echo wrote || echo refused"), "refused");
     assert_eq!(sh("touch /scratch/x && echo wrote"), "wrote", "tmpfs is writable");
     assert!(sh("grep ' /scratch ' /proc/mounts").contains("noexec"));
+    assert!(sh("grep ' /fast ' /proc/mounts").starts_with("tmpfs"), "the volume's driver options made it a tmpfs");
+    let fast: Value =
+        serde_json::from_str(&docker(&["volume", "inspect", &format!("{PROJECT}-{}-fast", h.name)])).unwrap();
+    assert_eq!(fast[0]["Options"]["type"], "tmpfs");
     assert!(d.join("created").is_dir(), "the short-form bind's missing source was created, as Compose creates it");
     // The engine's own health check runs and reports healthy.
     let mut status = String::new();
@@ -255,5 +266,25 @@ volumes:
     assert_eq!(c["State"]["ExitCode"], 0);
     assert!(!deployed.instances("api").is_empty());
     env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A volume keeps the driver options it was created with: a description with others is refused
+/// by the plan, before anything changes, saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_created_with_other_driver_options_is_refused_by_the_plan() {
+    images::ensure();
+    let h = Harness::new("copts-opts").await;
+    let d = dir("copts-opts");
+    let volume = format!("{PROJECT}-{}-data", h.name);
+    docker(&["volume", "create", "--opt", "type=tmpfs", "--opt", "device=tmpfs", "--opt", "o=size=1m", &volume]);
+    let text = format!(
+        "services:\n  box:\n    image: {}\n    volumes:\n      - data:/data\nvolumes:\n  data:\n    driver_opts:\n      type: tmpfs\n      device: tmpfs\n      o: size=2m\n",
+        images::REDIS
+    );
+    let env = load(&d, &h.name, &text);
+    let err = env.plan(&h.docker).await.unwrap_err().to_string();
+    assert!(err.contains("o=size=1m") && err.contains("o=size=2m") && err.contains("remove the volume"), "{err}");
+    docker(&["volume", "rm", &volume]);
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -86,6 +86,26 @@ pub trait Backend: Send + Sync + 'static {
     /// Creates a named volume of the environment if missing; `true` if it was created.
     async fn ensure_volume(&self, scope: &Scope, volume: &str) -> Result<bool>;
 
+    /// Creates a named volume of the environment with these options of the `local` driver (NFS,
+    /// tmpfs: [`MountOptions::driver_opts`](crate::MountOptions::driver_opts)) if missing; `true`
+    /// if it was created. The default takes no options: it refuses any with
+    /// [`Error::Unsupported`].
+    async fn ensure_volume_with(
+        &self,
+        scope: &Scope,
+        volume: &str,
+        driver_opts: &std::collections::BTreeMap<String, String>,
+    ) -> Result<bool> {
+        if driver_opts.is_empty() {
+            return self.ensure_volume(scope, volume).await;
+        }
+        Err(Error::unsupported(
+            self.describe(),
+            format!("create volume {volume}"),
+            "this target creates plain volumes only: driver options are not passed",
+        ))
+    }
+
     /// The target-side names of the environment's volumes.
     async fn list_volumes(&self, scope: &Scope) -> Result<Vec<String>>;
 

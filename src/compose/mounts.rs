@@ -105,7 +105,9 @@ fn short(s: &mut Svc<'_>, item: &Node, text: &str, key: &str) -> R<Volume> {
 /// A volume named in a service: declared at the top level.
 fn named(s: &mut Svc<'_>, item: &Node, name: &str, key: &str) -> R<Volume> {
     match s.project.volumes.get(name) {
-        Some(VolumeDecl::Owned) => Ok(Volume::named(name)),
+        Some(VolumeDecl::Owned(opts)) => {
+            Ok(opts.iter().fold(Volume::named(name), |v, (k, val)| v.driver_opt(k.clone(), val.clone())))
+        }
         Some(VolumeDecl::External(engine_name)) => Ok(Volume::external(engine_name)),
         None => Err(Problem::new(
             &item.at,

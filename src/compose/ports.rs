@@ -33,6 +33,10 @@ pub(crate) fn read(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
             Value::Map(_) => long(s, item, &ikey)?,
             _ => return Err(Problem::new(&item.at, ikey, "a port is a string, a number or a mapping")),
         };
+        let spec = match one_of_range(s, spec, item, &ikey)? {
+            Some(spec) => spec,
+            None => continue,
+        };
         for p in expand(&spec).map_err(|why| Problem::new(&item.at, &ikey, why))? {
             s.d.ports.retain(|q| {
                 !(q.container == p.container
@@ -44,6 +48,21 @@ pub(crate) fn read(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
         }
     }
     Ok(())
+}
+
+/// A host range for one container port (`8000-9000:80`: the engine picks a free port of it)
+/// cannot be expressed: refused, or, leniently, published on the range's first port (warned).
+fn one_of_range(s: &mut Svc<'_>, spec: Spec, item: &Node, key: &str) -> R<Option<Spec>> {
+    let Some((h0, h1)) = spec.published else { return Ok(Some(spec)) };
+    if spec.container.0 != spec.container.1 || h0 == h1 {
+        return Ok(Some(spec));
+    }
+    s.ctx.cannot(
+        &item.at,
+        key,
+        &format!("host ports {h0}-{h1} for one container port: the engine would pick one of them, which a description cannot express; it is published on {h0}"),
+    )?;
+    Ok(Some(Spec { published: Some((h0, h0)), ..spec }))
 }
 
 /// `expose`: ports reachable on the environment's network, not published (they are the

@@ -11,10 +11,11 @@ use super::yaml::{At, Key, Node, Value};
 use super::{extends, merge, service, values};
 use crate::model::Environment;
 
-/// A top-level volume: the environment's own, or an existing one by its engine name.
+/// A top-level volume: the environment's own (with the `local` driver's options it is created
+/// with), or an existing one by its engine name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum VolumeDecl {
-    Owned,
+    Owned(BTreeMap<String, String>),
     External(String),
 }
 
@@ -297,12 +298,18 @@ fn volumes(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, VolumeD
             out.insert(k.name.clone(), VolumeDecl::External(name.unwrap_or_else(|| k.name.clone())));
             continue;
         }
+        let mut driver_opts = BTreeMap::new();
         for (opt, ov) in v.as_map().unwrap_or_default() {
             let key = format!("{path}.{}", opt.name);
             match opt.name.as_str() {
                 "driver" if ov.as_str() == Some("local") => {}
                 "driver" => ctx.cannot(&ov.at, &key, "volumes use the target's local driver")?,
-                "driver_opts" => ctx.cannot(&opt.at, &key, "a volume's driver options (NFS, a bind device) are not passed: the library creates plain local volumes")?,
+                "driver_opts" => {
+                    for e in values::entries(ov, &key, &['='])? {
+                        let value = values::entry_text(ctx, &e, &key)?.unwrap_or_default();
+                        driver_opts.insert(e.key, value);
+                    }
+                }
                 "labels" => ctx.warn(&opt.at, &key, "volume labels are the library's own: these are not set"),
                 "name" => ctx.warn(
                     &opt.at,
@@ -312,7 +319,7 @@ fn volumes(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, VolumeD
                 _ => {}
             }
         }
-        out.insert(k.name.clone(), VolumeDecl::Owned);
+        out.insert(k.name.clone(), VolumeDecl::Owned(driver_opts));
     }
     Ok(out)
 }

@@ -408,7 +408,8 @@ async fn run(
         sink.emit(EventKind::NetworkCreated { name: scope.network_name() });
     }
     for v in scoped.volume_names() {
-        if backend.ensure_volume(&scope, &v).await? {
+        let opts = scoped.volume_driver_opts(&v).cloned().unwrap_or_default();
+        if backend.ensure_volume_with(&scope, &v, &opts).await? {
             sink.emit(EventKind::VolumeCreated { name: scope.volume_name(&v) });
         }
     }

@@ -714,7 +714,10 @@ impl ContainerOptions {
                 let ok = !h.is_empty()
                     && h.len() <= 253
                     && h.split('.').all(|l| {
-                        !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                        // Docker takes `_` too (`plex_server`).
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
                     });
                 if !ok {
                     out.push(format!("{what} {} is not an RFC 1123 host name", show(h)));

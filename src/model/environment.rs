@@ -132,6 +132,15 @@ impl Environment {
         &self.labels
     }
 
+    /// The driver options a named volume is created with (none: a plain local volume).
+    pub fn volume_driver_opts(&self, volume: &str) -> Option<&BTreeMap<String, String>> {
+        self.services
+            .iter()
+            .flat_map(|s| &s.volumes)
+            .find(|v| v.volume_name() == Some(volume) && !v.options.driver_opts.is_empty())
+            .map(|v| &v.options.driver_opts)
+    }
+
     /// Named volumes used by the services.
     pub fn volume_names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
@@ -315,6 +324,7 @@ impl EnvironmentBuilder {
         check_routes(&env)?;
         check_placement(&env)?;
         check_labels(&env)?;
+        check_volume_options(&env)?;
         for (k, v) in &env.shared_env {
             let problem = if k.is_empty() || k.contains(['=', '\0']) {
                 Some(format!("variable name {} must be non-empty and contain no '=' or NUL", super::limits::show(k)))
@@ -522,17 +532,50 @@ fn check_cycles(services: &[Service], by_name: &HashMap<&str, usize>) -> Result<
     Ok(())
 }
 
+/// Every mount of a named volume gives it the same driver options (one volume, one creation).
+fn check_volume_options(env: &Environment) -> Result<(), ValidationError> {
+    let mut seen: BTreeMap<&str, (&BTreeMap<String, String>, &str)> = BTreeMap::new();
+    for s in &env.services {
+        for v in &s.volumes {
+            let Some(name) = v.volume_name() else { continue };
+            match seen.get(name) {
+                Some((opts, other)) if *opts != &v.options.driver_opts => {
+                    return Err(ValidationError::InvalidValue {
+                        owner: format!("service `{}`", s.name),
+                        field: "volumes",
+                        reason: format!(
+                            "volume {name} is mounted with other driver options than by `{other}`: a volume is created once"
+                        ),
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(name, (&v.options.driver_opts, &s.name));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Two services may publish the same host port only when their roles map them to hosts that share
 /// none (checked again against the backend's real hosts when placed).
 fn check_host_ports(services: &[Service], roles: &BTreeMap<String, Vec<String>>) -> Result<(), ValidationError> {
     let hosts_of = |s: &Service| s.role.as_ref().and_then(|r| roles.get(r));
-    let mut used: Vec<((u16, &'static str), &Service)> = Vec::new();
+    // Two bindings of a port clash when their addresses do: none is every address; `0.0.0.0`
+    // every IPv4 one, `::` every IPv6 one.
+    let overlap = |a: Option<std::net::IpAddr>, b: Option<std::net::IpAddr>| match (a, b) {
+        (None, _) | (_, None) => true,
+        (Some(x), Some(y)) => x == y || (x.is_ipv4() == y.is_ipv4() && (x.is_unspecified() || y.is_unspecified())),
+    };
+    let mut used: Vec<((u16, &'static str, Option<std::net::IpAddr>), &Service)> = Vec::new();
     for s in services {
         for p in &s.ports {
             if let Publish::Fixed(h) = p.publish {
-                let key = (h, p.protocol.as_str());
+                let key = (h, p.protocol.as_str(), p.host_ip);
                 let clash = used.iter().find(|(k, other)| {
-                    *k == key
+                    (k.0, k.1) == (key.0, key.1)
+                        && overlap(k.2, key.2)
                         && match (hosts_of(other), hosts_of(s)) {
                             (Some(a), Some(b)) => a.iter().any(|x| b.contains(x)),
                             // Where an unmapped service runs is not known yet: assume together.

@@ -790,13 +790,15 @@ impl ServiceBuilder {
                     format!("host port 0 for container port {}; use publish_ephemeral()", p.container),
                 );
             }
-            if seen.contains(&(p.container, p.protocol)) {
+            // A container port may be published more than once (`80:80` and `8080:80`), but the
+            // same publishing twice is a mistake.
+            if seen.contains(&(p.container, p.protocol, p.publish, p.host_ip)) {
                 self.invalid(
                     "ports",
                     format!("container port {}/{} is listed twice", p.container, p.protocol.as_str()),
                 );
             }
-            seen.push((p.container, p.protocol));
+            seen.push((p.container, p.protocol, p.publish, p.host_ip));
         }
         let fixed_port = svc.ports.iter().find_map(|p| match p.publish {
             Publish::Fixed(h) => Some(h),

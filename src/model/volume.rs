@@ -52,6 +52,12 @@ pub struct MountOptions {
     /// `gid=N`, `nr_inodes=N`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tmpfs_flags: Vec<String>,
+    /// Options of the `local` driver the named volume is created with (`type: nfs`,
+    /// `o: addr=…`, `device: :/export`; or `type: tmpfs`): the same for every mount of the
+    /// volume in an environment. An existing volume created with other options is refused by the
+    /// plan (the engine never changes a volume's options).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub driver_opts: std::collections::BTreeMap<String, String>,
 }
 
 impl MountOptions {
@@ -180,6 +186,13 @@ impl Volume {
         self
     }
 
+    /// An option of the `local` driver the named volume is created with (see
+    /// [`MountOptions::driver_opts`]).
+    pub fn driver_opt(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.driver_opts.insert(key.into(), value.into());
+        self
+    }
+
     /// A named volume created for this mount is not filled with the image's content at its target.
     pub fn no_copy(mut self) -> Self {
         self.options.no_copy = true;
@@ -222,6 +235,9 @@ impl Volume {
         }
         if !bind && (o.propagation.is_some() || o.create_host_path) {
             out.push(format!("mount at {at}: propagation and create_host_path apply to bind mounts only"));
+        }
+        if !matches!(self.source, VolumeSource::Named(_)) && !o.driver_opts.is_empty() {
+            out.push(format!("mount at {at}: driver options apply to the environment's named volumes only"));
         }
         if !volume && o.no_copy {
             out.push(format!("mount at {at}: no_copy applies to volumes only"));

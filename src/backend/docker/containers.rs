@@ -84,6 +84,16 @@ pub(super) async fn check(d: &DockerBackend, spec: &InstanceSpec) -> Result<()> 
         }
     }
     for v in &spec.volumes {
+        // A volume that exists already keeps the options it was created with.
+        if let VolumeSource::Named(n) = &v.source {
+            let name = spec.scope.volume_name(n);
+            if let Ok(existing) = d.docker.inspect_volume(&name).await {
+                let have: std::collections::BTreeMap<String, String> = existing.options.into_iter().collect();
+                if have != v.options.driver_opts {
+                    return Err(super::network::volume_options_differ(&name, &have, &v.options.driver_opts));
+                }
+            }
+        }
         if let VolumeSource::External(name) = &v.source {
             match d.docker.inspect_volume(name).await {
                 Ok(_) => {}

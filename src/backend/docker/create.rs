@@ -40,7 +40,9 @@ pub(crate) fn create_body(spec: &InstanceSpec, ephemeral_bind: Option<IpAddr>) -
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &spec.ports {
         let key = format!("{}/{}", p.container, p.protocol.as_str());
-        exposed.push(key.clone());
+        if !exposed.contains(&key) {
+            exposed.push(key.clone());
+        }
         let (host_port, default_ip) = match p.publish {
             Publish::No => continue,
             _ if !own_network => continue,
@@ -49,7 +51,7 @@ pub(crate) fn create_body(spec: &InstanceSpec, ephemeral_bind: Option<IpAddr>) -
         };
         let host_ip = p.host_ip.or(default_ip).map(|ip| ip.to_string());
         let binding = PortBinding { host_ip, host_port: Some(host_port) };
-        bindings.insert(key, Some(vec![binding]));
+        bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(binding);
     }
 
     let Mounts { api: mounts, binds, tmpfs } = mounts(spec)?;

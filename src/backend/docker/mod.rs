@@ -391,7 +391,16 @@ impl Backend for DockerBackend {
     }
 
     async fn ensure_volume(&self, scope: &Scope, volume: &str) -> Result<bool> {
-        quiet(network::ensure_volume(self, scope, volume)).await
+        quiet(network::ensure_volume(self, scope, volume, &Default::default())).await
+    }
+
+    async fn ensure_volume_with(
+        &self,
+        scope: &Scope,
+        volume: &str,
+        driver_opts: &std::collections::BTreeMap<String, String>,
+    ) -> Result<bool> {
+        quiet(network::ensure_volume(self, scope, volume, driver_opts)).await
     }
 
     async fn list_volumes(&self, scope: &Scope) -> Result<Vec<String>> {

@@ -48,19 +48,62 @@ pub(super) async fn remove_network(d: &DockerBackend, scope: &Scope) -> Result<b
     }
 }
 
-pub(super) async fn ensure_volume(d: &DockerBackend, scope: &Scope, volume: &str) -> Result<bool> {
+/// Creates the named volume with its `local` driver options, unless it exists; an existing one
+/// created with other options is refused (the engine never changes them).
+pub(super) async fn ensure_volume(
+    d: &DockerBackend,
+    scope: &Scope,
+    volume: &str,
+    driver_opts: &std::collections::BTreeMap<String, String>,
+) -> Result<bool> {
     let name = scope.volume_name(volume);
     match tokio::time::timeout(d.call_timeout, d.docker.inspect_volume(&name)).await {
-        Ok(Ok(_)) => return Ok(false),
+        Ok(Ok(existing)) => {
+            let have: std::collections::BTreeMap<String, String> = existing.options.into_iter().collect();
+            if &have != driver_opts {
+                return Err(volume_options_differ(&name, &have, driver_opts));
+            }
+            return Ok(false);
+        }
         Ok(Err(e)) if is_not_found(&e) => {}
         Ok(Err(e)) => return Err(engine_error("inspect volume", name, &e)),
         Err(_) => return Err(Error::backend("inspect volume", name, "no answer in time")),
     }
     let mut labels: HashMap<String, String> = scope.labels().into_iter().collect();
     labels.insert(label::VOLUME.to_string(), volume.to_string());
-    let request = VolumeCreateRequest { name: Some(name.clone()), labels: Some(labels), ..Default::default() };
+    let request = VolumeCreateRequest {
+        name: Some(name.clone()),
+        labels: Some(labels),
+        driver: (!driver_opts.is_empty()).then(|| "local".to_string()),
+        driver_opts: (!driver_opts.is_empty()).then(|| driver_opts.clone().into_iter().collect()),
+        ..Default::default()
+    };
     d.call("create volume", &name, d.docker.create_volume(request)).await?;
     Ok(true)
+}
+
+/// An existing volume whose driver options are not the description's.
+pub(super) fn volume_options_differ(
+    name: &str,
+    have: &std::collections::BTreeMap<String, String>,
+    want: &std::collections::BTreeMap<String, String>,
+) -> Error {
+    let show = |m: &std::collections::BTreeMap<String, String>| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        }
+    };
+    Error::Invalid(crate::error::ValidationError::InvalidValue {
+        owner: format!("volume `{name}`"),
+        field: "volumes",
+        reason: format!(
+            "it exists with driver options {} but is described with {}; the engine never changes a volume's options: remove the volume (its data too) to create it anew, or describe its options as they are",
+            show(have),
+            show(want)
+        ),
+    })
 }
 
 pub(super) async fn list_volumes(d: &DockerBackend, scope: &Scope) -> Result<Vec<String>> {

@@ -263,6 +263,16 @@ impl Backend for Fleet {
         Ok(false)
     }
 
+    async fn ensure_volume_with(
+        &self,
+        _scope: &Scope,
+        _volume: &str,
+        _driver_opts: &std::collections::BTreeMap<String, String>,
+    ) -> Result<bool> {
+        // Made with their options on the host that needs them, as above.
+        Ok(false)
+    }
+
     async fn list_volumes(&self, scope: &Scope) -> Result<Vec<String>> {
         let all = self.each(|m| m.backend.list_volumes(scope)).await?;
         Ok(all.into_iter().flat_map(|(m, v)| v.into_iter().map(move |n| format!("{}/{n}", m.name))).collect())
@@ -309,8 +319,10 @@ impl Backend for Fleet {
                 .ensure(self.source.as_ref(), Some(self.primary()), m, &spec.image_id, spec.image_pull.as_deref())
                 .await,
         )?;
-        for v in spec.volumes.iter().filter_map(|v| v.volume_name()) {
-            on(m, m.backend.ensure_volume(&spec.scope, v).await)?;
+        for v in &spec.volumes {
+            if let Some(name) = v.volume_name() {
+                on(m, m.backend.ensure_volume_with(&spec.scope, name, &v.options.driver_opts).await)?;
+            }
         }
         let id = on(m, m.backend.create_instance(spec).await)?;
         Ok(format!("{}/{id}", m.name))

@@ -473,6 +473,15 @@ impl Backend for SshHost {
         self.guard(self.docker.ensure_volume(scope, volume).await).await
     }
 
+    async fn ensure_volume_with(
+        &self,
+        scope: &Scope,
+        volume: &str,
+        driver_opts: &std::collections::BTreeMap<String, String>,
+    ) -> Result<bool> {
+        self.guard(self.docker.ensure_volume_with(scope, volume, driver_opts).await).await
+    }
+
     async fn list_volumes(&self, scope: &Scope) -> Result<Vec<String>> {
         self.guard(self.docker.list_volumes(scope).await).await
     }

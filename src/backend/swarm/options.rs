@@ -134,6 +134,9 @@ fn volume_refusals(v: &Volume, out: &mut Vec<String>) {
     if !o.tmpfs_flags.is_empty() {
         out.push(format!("mount at {}: a Swarm task's tmpfs takes a size and a mode only", v.target));
     }
+    if !o.driver_opts.is_empty() {
+        out.push(format!("mount at {}: a Swarm task's volumes take no driver options here", v.target));
+    }
     if let VolumeSource::External(n) = &v.source {
         out.push(format!("external volume {n}: a Swarm task's volumes are the environment's own"));
     }
