@@ -568,7 +568,9 @@ fn check_host_ports(services: &[Service], roles: &BTreeMap<String, Vec<String>>)
         (None, _) | (_, None) => true,
         (Some(x), Some(y)) => x == y || (x.is_ipv4() == y.is_ipv4() && (x.is_unspecified() || y.is_unspecified())),
     };
-    let mut used: Vec<((u16, &'static str, Option<std::net::IpAddr>), &Service)> = Vec::new();
+    // (host port, protocol, address) → the service publishing it.
+    type Binding = (u16, &'static str, Option<std::net::IpAddr>);
+    let mut used: Vec<(Binding, &Service)> = Vec::new();
     for s in services {
         for p in &s.ports {
             if let Publish::Fixed(h) = p.publish {
