@@ -2,7 +2,8 @@
 //! engine (`docker inspect`) and from inside the container: capabilities, a read-only root,
 //! tmpfs options, kernel parameters, limits, DNS, `/etc/hosts`, host name, init, stop signal,
 //! the engine's own health check, SELinux-relabelled and created binds, external volumes and
-//! networks, and a service on the host's network probed through loopback.
+//! networks, a service on the host's network probed through loopback, and a service in another's
+//! network namespace.
 
 mod support;
 
@@ -286,5 +287,66 @@ async fn a_volume_created_with_other_driver_options_is_refused_by_the_plan() {
     let err = env.plan(&h.docker).await.unwrap_err().to_string();
     assert!(err.contains("o=size=1m") && err.contains("o=size=2m") && err.contains("remove the volume"), "{err}");
     docker(&["volume", "rm", &volume]);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// `network_mode: service:vpn` (a VPN client's namespace shared by what must go through it): the
+/// client listens on the owner's address and ports and reaches it on localhost; replacing the
+/// owner replaces the client too, into the new namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_in_another_services_network_namespace_follows_it() {
+    let h = Harness::new("copts-netns").await;
+    let d = dir("copts-netns");
+    let text = |version: &str| {
+        format!(
+            r#"
+services:
+  vpn:
+    image: {image}
+    environment:
+      VERSION: {version}
+    ports:
+      - "127.0.0.1::8081"
+  client:
+    image: {image}
+    network_mode: service:vpn
+    environment:
+      PORT: "8081"
+      VERSION: client
+"#,
+            image = workload::IMAGE
+        )
+    };
+    let env = load(&d, &h.name, &text("vpn-1"));
+    let deployed = env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let url = deployed.endpoint("vpn", 8081).unwrap().http_url();
+    let (status, body) = support::get(&format!("{url}/version")).await;
+    assert_eq!((status, body.trim()), (200, "client"), "the owner's published port reaches the client");
+    let (status, body) = support::get(&format!("{url}/call/127.0.0.1/8080/version")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("vpn-1"), "the client reaches the owner on loopback: {body}");
+    let vpn = deployed.instances("vpn")[0].id.clone();
+    let client = deployed.instances("client")[0].id.clone();
+    assert_eq!(inspect(&client)["HostConfig"]["NetworkMode"], format!("container:{vpn}"));
+    assert!(env.plan(&h.docker).await.unwrap().is_noop(), "a second plan changes nothing");
+
+    // A new owner takes its namespace with it: the client is replaced into the new one.
+    let env = load(&d, &h.name, &text("vpn-2"));
+    let plan = env.plan(&h.docker).await.unwrap();
+    assert!(
+        matches!(plan.service("client").unwrap().action, harbormaster::Action::Replace { .. }),
+        "the client is replaced with its namespace's owner: {plan}"
+    );
+    let deployed = env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let new_vpn = deployed.instances("vpn")[0].id.clone();
+    let new_client = deployed.instances("client")[0].id.clone();
+    assert_ne!(new_vpn, vpn);
+    assert_ne!(new_client, client);
+    assert_eq!(inspect(&new_client)["HostConfig"]["NetworkMode"], format!("container:{new_vpn}"));
+    let url = deployed.endpoint("vpn", 8081).unwrap().http_url();
+    let (status, body) = support::get(&format!("{url}/call/127.0.0.1/8080/version")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("vpn-2"), "{body}");
+    env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
     let _ = std::fs::remove_dir_all(&d);
 }

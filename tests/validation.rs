@@ -298,3 +298,44 @@ fn huge_values_are_refused_and_never_panic() {
     let check = HealthCheck::tcp(1).interval(max).start_period(max).retries(u32::MAX);
     assert_eq!(check.startup_budget(), max);
 }
+
+#[test]
+fn another_services_network_namespace() {
+    use harbormaster::{ContainerOptions, NetworkMode};
+    let joins =
+        |owner: &str| svc("client").container(ContainerOptions::new().network_mode(NetworkMode::Service(owner.into())));
+    let vpn = || svc("vpn").port(Port::tcp(8080).publish_ephemeral()).build().unwrap();
+
+    // The owner starts first; the default rollout stops the old instance before the new one
+    // listens in the same namespace.
+    let env = env_of(vec![vpn(), joins("vpn").build().unwrap()]).unwrap();
+    let client = env.service("client").unwrap();
+    assert_eq!(client.dependencies()[0].service, "vpn");
+    assert_eq!(client.dependencies()[0].condition, Condition::Started);
+    assert_eq!(client.rollout().strategy(), &harbormaster::Strategy::Recreate);
+    // A stronger wait of its own is kept.
+    let waits = joins("vpn").depends_on("vpn", Condition::Healthy).build().unwrap();
+    let vpn_checked = svc("vpn").health(HealthCheck::tcp(8080)).build().unwrap();
+    let env = env_of(vec![vpn_checked, waits]).unwrap();
+    assert_eq!(env.service("client").unwrap().dependencies().len(), 1);
+    assert_eq!(env.service("client").unwrap().dependencies()[0].condition, Condition::Healthy);
+
+    // The owner publishes the namespace's ports.
+    let err = joins("vpn").port(Port::tcp(9000).publish_ephemeral()).build().unwrap_err();
+    assert!(err.to_string().contains("publish it there"), "{err}");
+    let err = joins("client").build().unwrap_err();
+    assert!(err.to_string().contains("names the service itself"), "{err}");
+    let err = env_of(vec![joins("vpn").build().unwrap()]).unwrap_err();
+    assert!(err.to_string().contains("`vpn` is not a service of the environment"), "{err}");
+    let job = Service::job("vpn").image("local/x:1").build().unwrap();
+    let err = env_of(vec![job, joins("vpn").build().unwrap()]).unwrap_err();
+    assert!(err.to_string().contains("a job"), "{err}");
+    let chained = svc("vpn").container(ContainerOptions::new().network_mode(NetworkMode::Host)).build().unwrap();
+    assert!(env_of(vec![chained, joins("vpn").build().unwrap()]).is_ok(), "the host's namespace may be shared");
+    let chained = svc("vpn")
+        .container(ContainerOptions::new().network_mode(NetworkMode::Container("other".into())))
+        .build()
+        .unwrap();
+    let err = env_of(vec![chained, joins("vpn").build().unwrap()]).unwrap_err();
+    assert!(err.to_string().contains("name that one directly"), "{err}");
+}

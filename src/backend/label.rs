@@ -10,6 +10,9 @@ pub const SPEC_HASH: &str = "io.harbormaster.spec-hash";
 pub const SPEC: &str = "io.harbormaster.spec";
 pub const SECRET_KEYS: &str = "io.harbormaster.secret-keys";
 pub const VOLUME: &str = "io.harbormaster.volume";
+/// On an instance in another service's network namespace: that service's spec hash when it was
+/// created (part of its own spec, so replacing that service replaces it too).
+pub const NETWORK_OF: &str = "io.harbormaster.network-of";
 /// On a swarm service and its tasks: the image reference or ID the template named.
 pub const IMAGE: &str = "io.harbormaster.image";
 /// On a record: its kind (`revision`, `lock`, `audit`).

@@ -136,12 +136,15 @@ pub(crate) fn network_mode(s: &mut Svc<'_>, v: &Node) -> R<()> {
         "default" => return Ok(()),
         t if t.starts_with("container:") => NetworkMode::Container(t["container:".len()..].to_string()),
         t if t.starts_with("service:") => {
-            s.ctx.cannot(
-                &v.at,
-                &key,
-                "joining another service's network namespace: its containers are replaced by rollouts, which would cut this one off",
-            )?;
-            return Ok(());
+            let owner = &t["service:".len()..];
+            if !s.project.enabled.contains(owner) {
+                return Err(Problem::new(
+                    &v.at,
+                    key,
+                    format!("`{owner}` is not a service of the environment (or not in an enabled profile)"),
+                ));
+            }
+            NetworkMode::Service(owner.to_string())
         }
         other => {
             return Err(Problem::new(

@@ -16,12 +16,12 @@ use tracing::Instrument;
 use super::deployment::Deployment;
 use super::images;
 use super::traffic::Traffic;
-use crate::backend::{hosts_of, records_of, Backend, Instance, Scope};
+use crate::backend::{hosts_of, label, records_of, Backend, Instance, Scope};
 use crate::error::{ApplyFailure, Error, Result};
 use crate::events::{EventKind, EventSink};
 use crate::health::gate::Cutoff;
 use crate::health::probe;
-use crate::model::{Environment, ServiceKind};
+use crate::model::{Environment, NetworkMode, ServiceKind};
 use crate::plan::spec::Template;
 use crate::plan::{self, Action, Plan, ServicePlan};
 use crate::state::audit::{self, AuditEntry};
@@ -69,7 +69,26 @@ pub(crate) async fn templates(
         t.image_pin = image.pin.clone();
         out.insert(svc.name.clone(), t);
     }
+    tie_shared_namespaces(env, &mut out);
     Ok((out, image_plans))
+}
+
+/// A service in another's network namespace (`NetworkMode::Service`) records that service's
+/// configuration and image in its own (a label), so replacing the owner of the namespace, which
+/// takes the namespace with it, replaces it too.
+fn tie_shared_namespaces(env: &Environment, templates: &mut HashMap<String, Template>) {
+    for svc in &env.services {
+        let Some(NetworkMode::Service(owner)) = &svc.container.network_mode else { continue };
+        let Some(mark) = templates.get(owner).map(|o| format!("{}@{}", o.spec_hash, o.image_id)) else { continue };
+        let Some(t) = templates.get_mut(&svc.name) else { continue };
+        let mut s = t.service.clone();
+        s.labels.insert(label::NETWORK_OF.to_string(), mark);
+        let mut tied = Template::with_env(&s, &t.image_id, t.env.clone());
+        tied.hosts = std::mem::take(&mut t.hosts);
+        tied.placement = std::mem::take(&mut t.placement);
+        tied.image_pin = t.image_pin.take();
+        *t = tied;
+    }
 }
 
 /// Observes the target and computes the plan (for [`Environment::plan`]: nothing changes).

@@ -13,11 +13,11 @@ use tokio::time::Instant;
 
 use super::rollout::Rollout;
 use super::traffic::Traffic;
-use crate::backend::{Backend, Instance, Scope};
+use crate::backend::{label, Backend, Instance, Scope};
 use crate::error::{Error, Result};
 use crate::events::{EventKind, EventSink, RolloutOutcome};
 use crate::health::gate::{Cutoff, Gate};
-use crate::model::{Condition, ServiceKind};
+use crate::model::{Condition, NetworkMode, ServiceKind};
 use crate::plan::spec::Template;
 use crate::plan::{Action, ServicePlan};
 use crate::state::revisions::Recorder;
@@ -118,18 +118,23 @@ impl ServiceRun<'_> {
 
     pub(super) async fn run(&self, phase: &watch::Sender<Phase>) -> ServiceOutcome {
         // Creating a container depends on nothing: do it now, so only `start` waits for the
-        // dependencies and a dependent starts the moment its conditions hold.
-        // A target that rolls out by itself creates nothing here.
+        // dependencies and a dependent starts the moment its conditions hold. One that joins
+        // another service's network namespace needs that service's new instance: it is created
+        // after the wait. A target that rolls out by itself creates nothing here.
         let orchestrator = self.backend.orchestrator();
         let slots = if orchestrator.is_some() { Vec::new() } else { self.slots_to_launch() };
-        let created = join_all(slots.into_iter().map(|s| self.create(s))).await;
-        let (created, create_errors): (Vec<_>, Vec<_>) = created.into_iter().partition(|r| r.is_ok());
-        let created: Vec<Created> = created.into_iter().filter_map(|r| r.ok()).collect();
+        let (early, late) = if self.joins_namespace().is_some() { (Vec::new(), slots) } else { (slots, Vec::new()) };
+        let mut created = join_all(early.into_iter().map(|s| self.create(s))).await;
         let deps = match tokio::time::timeout_at(self.cutoff.at, self.wait_for_dependencies()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(dep)) => Err(Some(dep)),
             Err(_) => Err(None), // the deadline passed first
         };
+        if deps.is_ok() {
+            created.extend(join_all(late.into_iter().map(|s| self.create(s))).await);
+        }
+        let (created, create_errors): (Vec<_>, Vec<_>) = created.into_iter().partition(|r| r.is_ok());
+        let created: Vec<Created> = created.into_iter().filter_map(|r| r.ok()).collect();
         let first_create_error = create_errors.into_iter().find_map(|r| r.err());
         if deps.is_err() || first_create_error.is_some() {
             let ids: Vec<&str> = created.iter().map(|c| c.id.as_str()).collect();
@@ -267,10 +272,52 @@ impl ServiceRun<'_> {
         slots
     }
 
+    /// The service whose network namespace this one joins (`NetworkMode::Service`), if any.
+    fn joins_namespace(&self) -> Option<&str> {
+        match &self.template.service.container.network_mode {
+            Some(NetworkMode::Service(owner)) => Some(owner),
+            _ => None,
+        }
+    }
+
+    /// The running instance whose network namespace the instance in `slot` joins: on the same
+    /// host, preferably of the owner's configuration this template was tied to (its new
+    /// instance, during a rollout of both), then in the same slot, then the first.
+    async fn namespace_owner(&self, owner: &str, slot: u32) -> Result<Instance> {
+        let host = self.template.host_for(slot);
+        let mark = self.template.service.labels.get(label::NETWORK_OF);
+        let mut running: Vec<Instance> = self
+            .backend
+            .list_instances(self.scope)
+            .await?
+            .into_iter()
+            .filter(|i| i.service == owner && i.is_running())
+            .filter(|i| host.is_none() || i.host.as_deref() == host)
+            .collect();
+        running.sort_by_key(|i| {
+            let tied = mark.is_some_and(|m| *m == format!("{}@{}", i.spec_hash, i.image_id));
+            (!tied, i.slot != slot, i.slot)
+        });
+        running.into_iter().next().ok_or_else(|| {
+            let on = host.map(|h| format!(" on host {h}")).unwrap_or_default();
+            Error::backend(
+                "create an instance",
+                self.name(),
+                format!(
+                    "its network mode is service:{owner}, and `{owner}` has no running instance{on} whose namespace it could join"
+                ),
+            )
+        })
+    }
+
     /// Creates (does not start) one instance in `slot`.
     async fn create(&self, slot: u32) -> Result<Created> {
         let name = instance_name(self.scope, self.name(), slot);
-        let spec = self.template.instance(self.scope, slot, name.clone());
+        let mut spec = self.template.instance(self.scope, slot, name.clone());
+        if let Some(owner) = self.joins_namespace() {
+            let joined = self.namespace_owner(owner, slot).await?;
+            spec.container.network_mode = Some(NetworkMode::Container(joined.id));
+        }
         let id = self.backend.create_instance(&spec).await?;
         let prepared = if self.traffic.is_proxy(self.name()) {
             self.traffic.prepare_proxy(&id, self.template.host_for(slot)).await

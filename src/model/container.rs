@@ -216,6 +216,13 @@ pub enum NetworkMode {
     /// Another container's, by its engine name (`network_mode: container:NAME`); it must exist
     /// and run before this service starts.
     Container(String),
+    /// The running instance of another service of the environment (`network_mode:
+    /// service:NAME`: a VPN client's namespace, shared by what must go through it). This service
+    /// starts once that one has, is created in the namespace of its running instance (on the same
+    /// host), listens on that instance's address and ports (which that service publishes), and
+    /// is replaced whenever it is. Its default rollout stops an old instance before the new one
+    /// listens in the same namespace.
+    Service(String),
 }
 
 impl std::fmt::Display for NetworkMode {
@@ -225,6 +232,7 @@ impl std::fmt::Display for NetworkMode {
             NetworkMode::None => f.write_str("none"),
             NetworkMode::Bridge => f.write_str("bridge"),
             NetworkMode::Container(c) => write!(f, "container:{c}"),
+            NetworkMode::Service(s) => write!(f, "service:{s}"),
         }
     }
 }

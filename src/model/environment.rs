@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use super::{name, Condition, Ingress, Publish, Service, ServiceKind};
+use super::{name, Condition, Ingress, NetworkMode, Publish, Service, ServiceKind};
 use crate::error::ValidationError;
 
 /// A set of services deployed together under `project` + `name`, on their own network, where they
@@ -311,12 +311,14 @@ impl EnvironmentBuilder {
 
     /// Validates the whole environment: names, duplicates, dependencies, cycles, host ports.
     pub fn build(self) -> Result<Environment, ValidationError> {
-        let env = self.env;
+        let mut env = self.env;
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e);
         }
         name::check("project", &env.project)?;
         name::check("environment", &env.name)?;
+        check_shared_namespaces(&env.services, &index(&env.services)?)?;
+        implied_dependencies(&mut env.services);
         let by_name = index(&env.services)?;
         check_dependencies(&env.services, &by_name)?;
         check_cycles(&env.services, &by_name)?;
@@ -481,6 +483,53 @@ fn check_dependencies(services: &[Service], by_name: &HashMap<&str, usize>) -> R
         }
     }
     Ok(())
+}
+
+/// A service in another's network namespace (`NetworkMode::Service`) names a long-running
+/// service of the environment that has a namespace of its own.
+fn check_shared_namespaces(services: &[Service], by_name: &HashMap<&str, usize>) -> Result<(), ValidationError> {
+    for s in services {
+        let Some(NetworkMode::Service(target)) = &s.container.network_mode else { continue };
+        let invalid = |reason: String| ValidationError::InvalidValue {
+            owner: format!("service `{}`", s.name),
+            field: "container",
+            reason,
+        };
+        let Some(&ti) = by_name.get(target.as_str()) else {
+            return Err(invalid(format!(
+                "the network mode is service:{target}, and `{target}` is not a service of the environment"
+            )));
+        };
+        let t = &services[ti];
+        if t.kind == ServiceKind::Job {
+            return Err(invalid(format!(
+                "the network mode is service:{target}, a job, whose namespace goes away when it exits; share a long-running service's"
+            )));
+        }
+        if let Some(mode @ (NetworkMode::Service(_) | NetworkMode::Container(_))) = &t.container.network_mode {
+            return Err(invalid(format!(
+                "the network mode is service:{target}, which is itself in another namespace ({mode}); name that one directly"
+            )));
+        }
+        if s.role != t.role {
+            return Err(invalid(format!(
+                "the network mode is service:{target}, whose instances are placed by another role; a namespace is shared on one host"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A service in another's network namespace starts once that service has (compose's implied
+/// `service_started`), unless it already waits for more.
+fn implied_dependencies(services: &mut [Service]) {
+    for s in services.iter_mut() {
+        let Some(NetworkMode::Service(target)) = &s.container.network_mode else { continue };
+        if !s.depends_on.iter().any(|d| &d.service == target) {
+            let service = target.clone();
+            s.depends_on.push(super::Dependency { service, condition: Condition::Started });
+        }
+    }
 }
 
 /// Depth-first search; reports the first cycle found as `a -> b -> a`.

@@ -824,6 +824,16 @@ impl ServiceBuilder {
                 }
             }
         }
+        // In the host's or another container's network namespace, a new instance beside the old
+        // one would listen where the old one does: the default rollout stops the old one first
+        // (one asked for explicitly is kept: a client that listens on nothing can overlap).
+        let shared_namespace = matches!(
+            svc.container.network_mode,
+            Some(NetworkMode::Host | NetworkMode::Container(_) | NetworkMode::Service(_))
+        );
+        if shared_namespace && svc.rollout.runs_side_by_side() && !self.rollout_set {
+            self.svc.rollout.strategy = Strategy::Recreate;
+        }
         for v in &svc.volumes {
             if !v.target.starts_with('/') {
                 self.invalid(
@@ -898,16 +908,29 @@ impl ServiceBuilder {
                     format!("aliases need the environment's network, and the network mode is {mode}"),
                 );
             }
-            if *mode == NetworkMode::Host {
-                if let Some(p) = svc.ports.iter().find(|p| p.publish != Publish::No) {
-                    self.invalid(
-                        "ports",
-                        format!(
-                            "port {} is published, but a service on the host's network uses the host's ports directly; list it unpublished or drop it",
-                            p.container
-                        ),
-                    );
+            let published = svc.ports.iter().find(|p| p.publish != Publish::No);
+            match (mode, published) {
+                (NetworkMode::Host, Some(p)) => self.invalid(
+                    "ports",
+                    format!(
+                        "port {} is published, but a service on the host's network uses the host's ports directly; list it unpublished or drop it",
+                        p.container
+                    ),
+                ),
+                (NetworkMode::Container(_) | NetworkMode::Service(_), Some(p)) => self.invalid(
+                    "ports",
+                    format!(
+                        "port {} is published, but the network mode is {mode}, whose owner publishes the ports of the namespace; publish it there",
+                        p.container
+                    ),
+                ),
+                (NetworkMode::Service(s), _) if *s == svc.name => {
+                    self.invalid("container", "the network mode names the service itself".to_string())
                 }
+                (NetworkMode::Service(s) | NetworkMode::Container(s), _) if s.is_empty() => {
+                    self.invalid("container", format!("the network mode {mode} names nothing"))
+                }
+                _ => {}
             }
         }
         for c in &svc.placement {

@@ -33,8 +33,10 @@ pub(crate) fn create_body(spec: &InstanceSpec, ephemeral_bind: Option<IpAddr>) -
     env.extend(spec.secrets.iter().map(|(k, s)| format!("{k}={}", s.expose())));
     let opts = &spec.container;
     // A network namespace of the host's or another container's publishes nothing itself.
-    let own_network =
-        !matches!(opts.network_mode, Some(NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)));
+    let own_network = !matches!(
+        opts.network_mode,
+        Some(NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_) | NetworkMode::Service(_))
+    );
 
     let mut exposed = Vec::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
