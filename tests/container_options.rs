@@ -350,3 +350,20 @@ services:
     env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `deploy.mode: global` on a single engine runs one instance, as Compose runs it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_service_runs_once_on_a_single_engine() {
+    let h = Harness::new("copts-global").await;
+    let d = dir("copts-global");
+    let text = format!("services:\n  agent:\n    image: {}\n    deploy:\n      mode: global\n", workload::IMAGE);
+    let env = load(&d, &h.name, &text);
+    assert!(env.service("agent").unwrap().is_global());
+    let deployed = env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(deployed.instances("agent").len(), 1);
+    let status = env.status(&h.docker).await.unwrap();
+    assert_eq!(status.services[0].desired, 1);
+    assert!(env.plan(&h.docker).await.unwrap().is_noop());
+    env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+}

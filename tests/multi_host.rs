@@ -553,3 +553,51 @@ async fn a_rollout_failing_on_one_host_is_rolled_back_on_every_host() {
     assert_eq!(web.len(), 2, "{web:?}");
     assert!(web.iter().all(|i| i.is_running()));
 }
+
+/// A global service (compose's `deploy.mode: global`: a log shipper, an exporter) runs one
+/// instance on every host of its role, however many the role maps; a change replaces each.
+#[tokio::test]
+async fn a_global_service_runs_on_every_host_of_its_role() {
+    workload::ensure_images();
+    let name = support::unique("fleet-global");
+    let _guard = hosts::FleetGuard { aliases: vec![A, B], name: name.clone() };
+    let fleet = hosts::fleet(&[A, B]).await;
+    let port = hosts::port();
+    let env = |version: &str| {
+        harbormaster::Environment::builder(PROJECT, &name)
+            .hosts("edge", [A, B])
+            .hosts("app", [A])
+            .service(
+                svc("agent", "edge")
+                    .env("VERSION", version)
+                    .port(Port::tcp(8080).publish(port))
+                    .global()
+                    .build()
+                    .unwrap(),
+            )
+            .service(svc("api", "app").env("VERSION", "api").build().unwrap())
+            .build()
+            .unwrap()
+    };
+    let deployed = env("agent-1").apply(&fleet).await.expect("apply");
+    let mut hosts_of_agent: Vec<String> = deployed.instances("agent").iter().filter_map(|i| i.host.clone()).collect();
+    hosts_of_agent.sort();
+    assert_eq!(hosts_of_agent, [A.to_string(), B.to_string()], "one on each host of the role");
+    assert_eq!(deployed.instances("api").len(), 1);
+    for h in [A, B] {
+        let (status, body) = get(&format!("http://{}:{port}/version", hosts::address(h))).await;
+        assert_eq!((status, body.as_str()), (200, "agent-1"), "{h}");
+    }
+    let status = env("agent-1").status(&fleet).await.unwrap();
+    let agent = status.services.iter().find(|s| s.name == "agent").unwrap();
+    assert_eq!((agent.desired, agent.running), (2, 2));
+    assert!(env("agent-1").plan(&fleet).await.unwrap().is_noop());
+
+    let deployed = env("agent-2").apply(&fleet).await.expect("a change");
+    assert_eq!(deployed.instances("agent").len(), 2);
+    for h in [A, B] {
+        let (_, body) = get(&format!("http://{}:{port}/version", hosts::address(h))).await;
+        assert_eq!(body, "agent-2", "{h}");
+    }
+    env("agent-2").down(&fleet, harbormaster::Down::default().with_volumes()).await.unwrap();
+}

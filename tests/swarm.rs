@@ -332,3 +332,56 @@ async fn deployer_killed_mid_update_converges_on_the_next_apply() {
     assert!(plan.services.iter().all(|s| s.action == Action::Unchanged), "{plan}");
     env("v2").down(&target, Down::default()).await.unwrap();
 }
+
+/// A global service is a swarm global service: one task on every node, each an instance of its
+/// own; a second look changes nothing, and an update replaces every node's task.
+#[tokio::test]
+async fn a_global_service_runs_a_task_on_every_node() {
+    let _shared = EXCLUSIVE.read().await;
+    let target = swarm::backend().await;
+    let image = swarm::image("global").await;
+    let name = support::unique("swarm-global");
+    let env = |version: &str| {
+        Environment::builder(PROJECT, &name)
+            .service(
+                Service::builder("agent")
+                    .image(&image)
+                    .env("VERSION", version)
+                    .port(Port::tcp(8080).publish_ephemeral())
+                    .health(exec_check())
+                    .stop_grace_period(Duration::from_secs(2))
+                    .global()
+                    .build()
+                    .unwrap(),
+            )
+            .deadline(Duration::from_secs(180))
+            .build()
+            .unwrap()
+    };
+    let deployed = env("g1").apply(&target).await.unwrap();
+    let endpoints = deployed.endpoints("agent", 8080).unwrap();
+    let mut hosts: Vec<String> = deployed.instances("agent").iter().filter_map(|i| i.host.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!((endpoints.len(), hosts.len()), (3, 3), "one task per node: {hosts:?}");
+    for e in &endpoints {
+        assert_eq!(get(&format!("{}/version", e.http_url())).await, (200, "g1".to_string()));
+    }
+    let mode =
+        swarm::docker(&["service", "inspect", "--format", "{{json .Spec.Mode}}", &format!("{PROJECT}-{name}-agent")]);
+    assert!(mode.contains("Global"), "{mode}");
+    let again = env("g1").plan(&target).await.unwrap();
+    assert!(again.services.iter().all(|s| s.action == Action::Unchanged), "{again}");
+    let status = env("g1").status(&target).await.unwrap();
+    let agent = status.services.iter().find(|s| s.name == "agent").unwrap();
+    assert_eq!((agent.desired, agent.running), (3, 3), "{status:?}");
+
+    let updated = env("g2").apply(&target).await.unwrap();
+    assert_eq!(updated.outcome("agent"), Some(&RolloutOutcome::Succeeded));
+    let endpoints = updated.endpoints("agent", 8080).unwrap();
+    assert_eq!(endpoints.len(), 3);
+    for e in &endpoints {
+        assert_eq!(get(&format!("{}/version", e.http_url())).await.1, "g2");
+    }
+    env("g2").down(&target, Down::default()).await.unwrap();
+}

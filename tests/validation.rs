@@ -339,3 +339,14 @@ fn another_services_network_namespace() {
     let err = env_of(vec![chained, joins("vpn").build().unwrap()]).unwrap_err();
     assert!(err.to_string().contains("name that one directly"), "{err}");
 }
+
+#[test]
+fn a_global_service() {
+    let s = svc("agent").global().build().unwrap();
+    assert!(s.is_global());
+    assert_eq!(s.replicas(), 1);
+    let err = svc("agent").global().replicas(3).build().unwrap_err();
+    assert!(err.to_string().contains("drop one"), "{err}");
+    let err = Service::job("seed").image("local/x:1").global().build().unwrap_err();
+    assert!(err.to_string().contains("runs once"), "{err}");
+}

@@ -32,10 +32,12 @@ pub(crate) fn read(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
             }
             "mode" => match values::string(val, &dkey)?.as_str() {
                 "replicated" => {}
-                "global" | "replicated-job" | "global-job" => s.ctx.cannot(
+                // One on every host of its role, one on a single engine (as Compose runs it).
+                "global" => s.d.global = Some(val.at.clone()),
+                "replicated-job" | "global-job" => s.ctx.cannot(
                     &val.at,
                     &dkey,
-                    "only `replicated` services are deployed (one instance per node is a swarm's scheduling)",
+                    "a swarm job's scheduling: a service others wait for to complete (service_completed_successfully) runs as a job",
                 )?,
                 other => return Err(Problem::new(&val.at, dkey, format!("{other:?} is not replicated or global"))),
             },

@@ -40,6 +40,8 @@ pub(crate) struct Draft {
     pub health: Option<HealthCheck>,
     pub depends: Vec<(String, Condition)>,
     pub replicas: Option<(u32, super::yaml::At, &'static str)>,
+    /// `deploy.mode: global`, where it was said.
+    pub global: Option<super::yaml::At>,
     pub restart: Option<RestartPolicy>,
     pub restart_policy: Option<RestartPolicy>,
     pub labels: BTreeMap<String, String>,
@@ -103,6 +105,7 @@ pub(crate) fn map(ctx: &mut Context, project: &Project, name: &str, node: &Node,
         health: None,
         depends: Vec::new(),
         replicas: None,
+        global: None,
         restart: None,
         restart_policy: None,
         labels: BTreeMap::new(),
@@ -273,6 +276,23 @@ fn finish(s: Svc<'_>, node: &Node) -> R<Mapped> {
     }
     // Compose replaces a changed container by stopping the old one first.
     b = b.rollout(d.rollout.unwrap_or_else(Rollout::recreate));
+    if let Some(gat) = &d.global {
+        if job {
+            return Err(Problem::new(
+                gat,
+                format!("services.{name}.deploy.mode"),
+                "others wait for this service to complete, so it runs once, not on every node",
+            ));
+        }
+        if let Some((_, rat, what)) = &d.replicas {
+            return Err(Problem::new(
+                rat,
+                format!("services.{name}.{what}"),
+                "a count of replicas with deploy.mode global, which runs one on every node: drop one",
+            ));
+        }
+        b = b.global();
+    }
     if let Some((n, rat, what)) = d.replicas {
         if !job {
             b = b.replicas(n);

@@ -63,8 +63,9 @@ pub(crate) async fn templates(
         if orchestrated {
             // The target places tasks itself, among the hosts the role allows.
             t.placement = hosts;
+            t.self_placed = true;
         } else {
-            t.hosts = hosts;
+            t.place_on(hosts);
         }
         t.image_pin = image.pin.clone();
         out.insert(svc.name.clone(), t);
@@ -87,6 +88,7 @@ fn tie_shared_namespaces(env: &Environment, templates: &mut HashMap<String, Temp
         tied.hosts = std::mem::take(&mut t.hosts);
         tied.placement = std::mem::take(&mut t.placement);
         tied.image_pin = t.image_pin.take();
+        tied.self_placed = t.self_placed;
         *t = tied;
     }
 }

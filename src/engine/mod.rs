@@ -155,9 +155,10 @@ impl Environment {
             None => {
                 template.placement =
                     placement::allowed(self, &hosts_of(backend))?.remove(&svc.name).unwrap_or_default();
+                template.self_placed = true;
             }
             Some(images) => {
-                template.hosts = placement::hosts_of(self, svc, &hosts_of(backend))?;
+                template.place_on(placement::hosts_of(self, svc, &hosts_of(backend))?);
                 self.bring_back_image(backend, images, &template, rev).await?;
             }
         }

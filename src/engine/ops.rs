@@ -161,6 +161,24 @@ pub enum Health {
     NotRunning,
 }
 
+/// How many instances a service should have: its replicas, or, for a global one, one per host
+/// it may be placed on (on a swarm: per node its role allows, every node without one).
+fn desired(env: &Environment, svc: &crate::model::Service, backend: &dyn Backend) -> u32 {
+    if !svc.global {
+        return svc.replicas;
+    }
+    let hosts = crate::backend::hosts_of(backend);
+    let mut placed = if backend.orchestrator().is_some() {
+        let allowed = super::placement::allowed(env, &hosts).ok().and_then(|mut m| m.remove(&svc.name));
+        allowed.filter(|a| !a.is_empty()).unwrap_or_else(|| hosts.iter().map(|h| h.name.clone()).collect())
+    } else {
+        super::placement::hosts_of(env, svc, &hosts).unwrap_or_default()
+    };
+    placed.sort();
+    placed.dedup();
+    u32::try_from(placed.len()).unwrap_or(u32::MAX).max(1)
+}
+
 pub(crate) async fn status(env: &Environment, backend: &dyn Backend) -> Result<Status> {
     let instances = backend.list_instances(&scope_of(env)).await?;
     let mut names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
@@ -199,7 +217,7 @@ pub(crate) async fn status(env: &Environment, backend: &dyn Backend) -> Result<S
         services.push(ServiceStatus {
             name: name.clone(),
             described: svc.is_some(),
-            desired: svc.map(|s| s.replicas).unwrap_or(0),
+            desired: svc.map(|s| desired(env, s, backend)).unwrap_or(0),
             running: mine.iter().filter(|i| i.is_running()).count() as u32,
             instances: statuses,
         });

@@ -69,6 +69,8 @@ pub struct Service {
     pub(crate) aliases: Vec<String>,
     pub(crate) placement: Vec<String>,
     pub(crate) networks: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) global: bool,
 }
 
 impl Service {
@@ -113,9 +115,15 @@ impl Service {
         self.pull
     }
 
-    /// Number of instances.
+    /// Number of instances (for a [`global`](ServiceBuilder::global) service: per host).
     pub fn replicas(&self) -> u32 {
         self.replicas
+    }
+
+    /// Whether it runs one instance on every host it may be placed on
+    /// ([`ServiceBuilder::global`]).
+    pub fn is_global(&self) -> bool {
+        self.global
     }
 
     /// The health check, if any.
@@ -284,6 +292,7 @@ impl ServiceBuilder {
                 aliases: Vec::new(),
                 placement: Vec::new(),
                 networks: Vec::new(),
+                global: false,
             },
             image_set: false,
             replicas_set: None,
@@ -419,6 +428,16 @@ impl ServiceBuilder {
     pub fn replicas(mut self, n: u32) -> Self {
         self.svc.replicas = n;
         self.replicas_set = Some(n);
+        self
+    }
+
+    /// One instance on every host it may be placed on, instead of a count (compose's
+    /// `deploy.mode: global`, a swarm's global service: a log shipper, a node exporter, an
+    /// edge proxy). On a backend with hosts: one per host of its role, as many as the role maps; on
+    /// a swarm: a global service, one task per node its placement allows; on a target without
+    /// hosts (a single engine, Fly): one.
+    pub fn global(mut self) -> Self {
+        self.svc.global = true;
         self
     }
 
@@ -743,6 +762,16 @@ impl ServiceBuilder {
                 self.invalid("image", "the Dockerfile path is empty")
             }
             _ => {}
+        }
+        if svc.global {
+            if svc.kind == ServiceKind::Job {
+                self.invalid("global", "a job runs once, not on every host");
+            } else if let Some(n) = self.replicas_set.filter(|n| *n != 1) {
+                self.invalid(
+                    "replicas",
+                    format!("{n} replicas and global: a global service runs one instance on every host; drop one"),
+                );
+            }
         }
         if svc.kind == ServiceKind::Job {
             if let Some(n) = self.replicas_set.filter(|n| *n != 1) {

@@ -255,7 +255,14 @@ fn short_id(id: &str) -> &str {
 }
 
 fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {
-    let wanted = t.service.replicas;
+    let wanted = if t.service.global && t.self_placed {
+        // A target that places a global service's tasks runs one per node it may use: as many
+        // as it runs (its tasks are numbered by node), at least one.
+        let slots: HashSet<u32> = found.iter().map(|i| i.slot).collect();
+        u32::try_from(slots.len()).unwrap_or(u32::MAX).max(1)
+    } else {
+        t.service.replicas
+    };
     let mut plan = empty(&t.service.name);
     // Within a slot, an up-to-date running instance first, then a running one, then the oldest: a
     // duplicate left by an interrupted rollout is retired, and what finished its rollout is kept.

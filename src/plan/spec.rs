@@ -80,6 +80,9 @@ pub(crate) struct Template {
     /// For a target that places tasks itself (a swarm): the hosts its role allows; `hosts` is
     /// then empty.
     pub placement: Vec<String>,
+    /// Whether the target places the instances itself (a swarm): a global service then has as
+    /// many as the target runs.
+    pub self_placed: bool,
 }
 
 impl Template {
@@ -124,6 +127,7 @@ impl Template {
             hosts: Vec::new(),
             image_pin: None,
             placement: Vec::new(),
+            self_placed: false,
         }
     }
 
@@ -206,6 +210,17 @@ impl Template {
         }
     }
 
+    /// Places the instances on `hosts` (a role's, in order; empty on a single engine): replicas
+    /// go round them, and a global service gets one on each (one on a single engine).
+    pub(crate) fn place_on(&mut self, mut hosts: Vec<String>) {
+        if self.service.global {
+            let mut seen = std::collections::HashSet::new();
+            hosts.retain(|h| seen.insert(h.clone()));
+            self.service.replicas = u32::try_from(hosts.len()).unwrap_or(u32::MAX).max(1);
+        }
+        self.hosts = hosts;
+    }
+
     /// The host of `slot` when the service is placed on hosts: replicas go round the role's hosts.
     pub(crate) fn host_for(&self, slot: u32) -> Option<&str> {
         if self.hosts.is_empty() {
@@ -269,6 +284,21 @@ pub(crate) fn describe_changes(old_json: Option<&str>, new_json: &str) -> Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_global_service_gets_one_instance_per_distinct_host() {
+        let svc = Service::builder("agent").image("a:1").global().build().unwrap();
+        let mut t = Template::with_env(&svc, "sha256:a", BTreeMap::new());
+        t.place_on(vec!["a".into(), "b".into(), "a".into()]);
+        assert_eq!((t.service.replicas, t.hosts.clone()), (2, vec!["a".to_string(), "b".to_string()]));
+        assert_eq!((t.host_for(0), t.host_for(1)), (Some("a"), Some("b")));
+        t.place_on(Vec::new());
+        assert_eq!(t.service.replicas, 1, "one on a single engine");
+        let counted = Service::builder("api").image("a:1").replicas(3).build().unwrap();
+        let mut t = Template::with_env(&counted, "sha256:a", BTreeMap::new());
+        t.place_on(vec!["a".into()]);
+        assert_eq!(t.service.replicas, 3, "a count is kept");
+    }
 
     #[test]
     fn changes_are_named_per_key() {

@@ -203,14 +203,23 @@ impl Orchestrator for SwarmBackend {
             }
             return Ok(NativeRollout::Updating { updated: 0, total: 1, message: "the job runs".into() });
         }
-        let want = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.mode.as_ref())
-            .and_then(|m| m.replicated.as_ref())
-            .and_then(|r| r.replicas)
-            .and_then(|r| u32::try_from(r).ok())
-            .unwrap_or(0);
+        let mode = svc.spec.as_ref().and_then(|s| s.mode.as_ref());
+        let want = match mode.and_then(|m| m.replicated.as_ref()) {
+            Some(r) => r.replicas.and_then(|r| u32::try_from(r).ok()).unwrap_or(0),
+            // A global service wants a task on every node it may run on: the nodes the
+            // orchestrator gave one that should run (the update replaces them node by node).
+            None if mode.and_then(|m| m.global.as_ref()).is_some() => {
+                let mut nodes: Vec<&str> = tasks
+                    .iter()
+                    .filter(|t| t.desired_state == Some(TaskState::RUNNING))
+                    .filter_map(|t| t.node_id.as_deref())
+                    .collect();
+                nodes.sort_unstable();
+                nodes.dedup();
+                u32::try_from(nodes.len()).unwrap_or(u32::MAX).max(1)
+            }
+            None => 0,
+        };
         let running = current
             .iter()
             .filter(|t| {

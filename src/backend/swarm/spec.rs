@@ -3,7 +3,7 @@
 //!
 //! | ours | Swarm |
 //! |---|---|
-//! | replicas / job | `Mode.Replicated.Replicas` / one replica with restart `none`, run to its exit (not `ReplicatedJob`: Swarm 20.10 leaves a job's task containers behind when the service is removed, moby/moby#42789) |
+//! | replicas / global / job | `Mode.Replicated.Replicas` / `Mode.Global` / one replica with restart `none`, run to its exit (not `ReplicatedJob`: Swarm 20.10 leaves a job's task containers behind when the service is removed, moby/moby#42789) |
 //! | image | `ContainerSpec.Image`, pinned to its digest by the manager (`--with-registry-auth`) |
 //! | env / secrets | `Env` / a Swarm secret per value, mounted at `/run/secrets/KEY`, with `KEY_FILE` set |
 //! | ports | host-mode publishing (no IPVS here), `dnsrr` endpoints; ephemeral ports chosen per task |
@@ -129,9 +129,11 @@ pub(crate) fn limits(service: &Service) -> Vec<Limit> {
 fn update_config(service: &Service) -> (ServiceSpecUpdateConfig, ServiceSpecRollbackConfig) {
     let r = &service.rollout;
     let replicas = service.replicas.max(1);
+    // Every task at once (0: all of a global service's, however many nodes it has).
+    let all = if service.global { 0 } else { i64::from(replicas) };
     let (parallelism, start_first) = match &r.strategy {
-        Strategy::Recreate => (i64::from(replicas), false),
-        Strategy::StartFirst | Strategy::BlueGreen | Strategy::Canary { .. } => (i64::from(replicas), true),
+        Strategy::Recreate => (all, false),
+        Strategy::StartFirst | Strategy::BlueGreen | Strategy::Canary { .. } => (all, true),
         Strategy::Rolling { max_surge, max_unavailable } => {
             let surge = max_surge.resolve(replicas, true);
             let unavailable = max_unavailable.resolve(replicas, false);
@@ -329,9 +331,14 @@ pub(super) fn service_spec(
         .collect();
     // A job is one replica that is never restarted: it runs to its exit once per service.
     let replicas = if s.kind == ServiceKind::Job { 1 } else { s.replicas };
-    let mode = ServiceSpecMode {
-        replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(replicas)) }),
-        ..Default::default()
+    let mode = if s.global && s.kind == ServiceKind::Service {
+        // One task on every node its placement allows.
+        ServiceSpecMode { global: Some(Default::default()), ..Default::default() }
+    } else {
+        ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(replicas)) }),
+            ..Default::default()
+        }
     };
     let (update, rollback) = update_config(s);
     ServiceSpec {
@@ -365,6 +372,15 @@ mod tests {
 
     fn svc(rollout: Rollout) -> Service {
         Service::builder("api").image("api:1").replicas(4).rollout(rollout).build().unwrap()
+    }
+
+    #[test]
+    fn a_global_service_updates_every_node_at_once_unless_rolling() {
+        let global = Service::builder("agent").image("a:1").global().rollout(Rollout::start_first()).build().unwrap();
+        let (u, _) = update_config(&global);
+        assert_eq!(u.parallelism, Some(0), "0: every task at once");
+        let rolling = global.to_builder().rollout(Rollout::rolling()).build().unwrap();
+        assert_eq!(update_config(&rolling).0.parallelism, Some(1));
     }
 
     #[test]

@@ -83,10 +83,15 @@ impl SwarmBackend {
         let nodes: BTreeMap<String, NodeInfo> = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
         let by_id: HashMap<String, &SwarmService> =
             services.iter().filter_map(|s| s.id.clone().map(|id| (id, s))).collect();
-        // Newest task per (service, slot); a job has one run per spec.
-        let mut newest: BTreeMap<(String, i64), Task> = BTreeMap::new();
+        // Newest task per (service, slot), or per (service, node) for a global service's tasks,
+        // which have no slot; a job has one run per spec.
+        let mut newest: BTreeMap<(String, String), Task> = BTreeMap::new();
         for t in tasks {
-            let key = (t.service_id.clone().unwrap_or_default(), t.slot.unwrap_or(0));
+            let place = match (t.slot, &t.node_id) {
+                (None, Some(node)) => format!("node {node}"),
+                (slot, _) => format!("slot {:020}", slot.unwrap_or(0)),
+            };
+            let key = (t.service_id.clone().unwrap_or_default(), place);
             let wanted = matches!(t.desired_state, Some(TaskState::RUNNING) | Some(TaskState::COMPLETE));
             let replace = match newest.get(&key) {
                 None => true,
@@ -99,14 +104,32 @@ impl SwarmBackend {
                 newest.insert(key, t);
             }
         }
-        Ok(newest
+        let mut out: Vec<Instance> = newest
             .into_values()
             .filter(|t| matches!(t.desired_state, Some(TaskState::RUNNING) | Some(TaskState::COMPLETE)))
             .filter_map(|t| {
                 let svc = by_id.get(t.service_id.as_deref().unwrap_or_default())?;
                 Some(to_instance(t, svc, &nodes))
             })
-            .collect())
+            .collect();
+        number_global_tasks(&mut out, &services);
+        Ok(out)
+    }
+}
+
+/// A global service's tasks have no slot: number them by their node's host name (slot 0 on the
+/// first node), so that each is one instance of its own.
+fn number_global_tasks(instances: &mut [Instance], services: &[SwarmService]) {
+    for svc in services {
+        let global = svc.spec.as_ref().and_then(|s| s.mode.as_ref()).and_then(|m| m.global.as_ref()).is_some();
+        let Some(name) = svc.spec.as_ref().and_then(|s| s.name.clone()).filter(|_| global) else { continue };
+        let mut mine: Vec<&mut Instance> =
+            instances.iter_mut().filter(|i| i.name.rsplit_once('.').map(|(n, _)| n) == Some(name.as_str())).collect();
+        mine.sort_by(|a, b| (&a.host, &a.created).cmp(&(&b.host, &b.created)));
+        for (n, i) in mine.into_iter().enumerate() {
+            i.slot = u32::try_from(n).unwrap_or(u32::MAX);
+            i.name = format!("{name}.{}", n.saturating_add(1));
+        }
     }
 }
 
