@@ -117,9 +117,9 @@ pub use engine::{
 pub use error::{ApplyFailure, Error, ErrorKind, HealthFailure, RegistryErrorKind, Result, ValidationError};
 pub use health::ProbeRecord;
 pub use model::{
-    Amount, Build, BuildOptions, CanaryStep, Condition, ContainerOptions, Device, DeviceRequest, EngineHealthcheck,
-    Environment, EnvironmentBuilder, HealthCheck, HostEntry, ImageSource, Ingress, IngressBuilder, Logging,
-    MountOptions, NetworkMode, OnFailure, Port, Probe, Propagation, Publish, PullPolicy, Relabel, Resources,
+    Amount, Build, BuildOptions, CanaryStep, Condition, ContainerFile, ContainerOptions, Device, DeviceRequest,
+    EngineHealthcheck, Environment, EnvironmentBuilder, HealthCheck, HostEntry, ImageSource, Ingress, IngressBuilder,
+    Logging, MountOptions, NetworkMode, OnFailure, Port, Probe, Propagation, Publish, PullPolicy, Relabel, Resources,
     RestartPolicy, Rollout, Route, Secret, Service, ServiceBuilder, ServiceKind, ServiceRef, Strategy, Tls, Ulimit,
     Volume, VolumeSource,
 };

@@ -367,3 +367,91 @@ async fn a_global_service_runs_once_on_a_single_engine() {
     env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Configs and secrets given inline (`content`) or from a variable (`environment`) are written
+/// into the container before it starts, where Compose puts them, with their mode; the secret's
+/// value is in the file and nowhere else (not in labels, not in what the library shows), and a
+/// changed value or text replaces the container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_configs_and_secrets_from_variables_are_written_into_the_container() {
+    let h = Harness::new("copts-files").await;
+    let d = dir("copts-files");
+    let text = format!(
+        r#"
+services:
+  app:
+    image: {image}
+    configs:
+      - source: app_conf
+        target: /etc/app/app.conf
+        mode: 0440
+      - plain
+    secrets:
+      - token
+configs:
+  app_conf:
+    content: |
+      greeting=${{GREETING}}
+  plain:
+    environment: PLAIN_VALUE
+secrets:
+  token:
+    environment: APP_TOKEN
+"#,
+        image = workload::IMAGE
+    );
+    std::fs::write(d.join("docker-compose.yml"), &text).unwrap();
+    let load = |greeting: &str, token: &str| {
+        Compose::new(d.join("docker-compose.yml"))
+            .project(PROJECT)
+            .environment(&h.name)
+            .process_env(false)
+            .var("GREETING", greeting)
+            .var("PLAIN_VALUE", "plain text")
+            .var("APP_TOKEN", token)
+            .load()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .environment
+    };
+    let token = "tok-9f8e7d6c5b4a";
+    let env = load("hello", token);
+    let files = env.service("app").unwrap().files();
+    assert_eq!(files.len(), 3);
+    assert_eq!(files[0].permissions(), 0o440);
+    let deployed = env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let id = deployed.instances("app")[0].id.clone();
+    assert_eq!(docker(&["exec", &id, "/workload", "cat", "/etc/app/app.conf"]), "greeting=hello\n");
+    assert_eq!(docker(&["exec", &id, "/workload", "cat", "/plain"]), "plain text");
+    // The mode, from the tar header `docker cp` gives (bytes 100..108, octal).
+    let tar =
+        std::process::Command::new("docker").args(["cp", &format!("{id}:/etc/app/app.conf"), "-"]).output().unwrap();
+    let mode = String::from_utf8_lossy(&tar.stdout[100..107]).trim_matches(|c: char| c == '\0' || c == ' ').to_string();
+    assert_eq!(u32::from_str_radix(&mode, 8).unwrap() & 0o7777, 0o440);
+    assert_eq!(docker(&["exec", &id, "/workload", "cat", "/run/secrets/token"]), token);
+    let c = inspect(&id);
+    assert!(!c["Config"].to_string().contains(token), "the secret is in the container's configuration");
+    let out = env.exec(&h.docker, "app", ["/workload", "cat", "/run/secrets/token"]).await.unwrap();
+    assert_eq!(out.stdout.trim(), "[redacted]", "what comes back is scrubbed");
+    let plan = env.plan(&h.docker).await.unwrap();
+    assert!(plan.is_noop(), "the files read back match: {plan}");
+    assert!(!plan.to_string().contains(token));
+
+    // A new secret value, found by reading the file back.
+    let env = load("hello", "tok-0a1b2c3d4e5f");
+    let plan = env.plan(&h.docker).await.unwrap();
+    let app = plan.service("app").unwrap();
+    assert!(matches!(app.action, harbormaster::Action::Replace { .. }), "{plan}");
+    assert!(app.reasons.iter().any(|r| r.contains("secret file /run/secrets/token changed")), "{:?}", app.reasons);
+    let deployed = env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let id = deployed.instances("app")[0].id.clone();
+    assert_eq!(docker(&["exec", &id, "/workload", "cat", "/run/secrets/token"]), "tok-0a1b2c3d4e5f");
+    // New text.
+    let env = load("bonjour", "tok-0a1b2c3d4e5f");
+    let plan = env.plan(&h.docker).await.unwrap();
+    assert!(matches!(plan.service("app").unwrap().action, harbormaster::Action::Replace { .. }), "{plan}");
+    let deployed = env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let id = deployed.instances("app")[0].id.clone();
+    assert_eq!(docker(&["exec", &id, "/workload", "cat", "/etc/app/app.conf"]), "greeting=bonjour\n");
+    env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -16,7 +16,7 @@ use super::project::VolumeDecl;
 use super::service::Svc;
 use super::values;
 use super::yaml::{Node, Value};
-use crate::model::{Propagation, Relabel, Volume};
+use crate::model::{ContainerFile, Propagation, Relabel, Volume};
 
 /// Mount modes that change nothing on Linux (Docker Desktop's file sharing).
 const NO_OP_MODES: &[&str] = &["cached", "delegated", "consistent"];
@@ -311,20 +311,26 @@ pub(crate) fn tmpfs(s: &mut Svc<'_>, v: &Node, key: &str) -> R<()> {
     Ok(())
 }
 
-/// File secrets and configs: read-only bind mounts of their files at `/run/secrets/<name>`
-/// (secrets) or `/<name>` (configs) unless a `target` says otherwise, as Compose mounts them.
+/// Secrets and configs: a `file` source is a read-only bind mount of the file, an `environment`
+/// or `content` source a file written into the container before it starts, at
+/// `/run/secrets/<name>` (secrets) or `/<name>` (configs) unless a `target` says otherwise, as
+/// Compose gives them.
 pub(crate) fn files(s: &mut Svc<'_>, v: &Node, key: &str, secrets: bool) -> R<()> {
     for (i, item) in values::list(v, key)?.iter().enumerate() {
         let ikey = format!("{key}[{i}]");
+        let mut mode = None;
+        let mut owner = Vec::new();
         let (name, target) = match &item.value {
             Value::Scalar { text, .. } => (text.clone(), None),
             Value::Map(_) => {
                 values::only(item, &ikey, &["source", "target", "uid", "gid", "mode"])?;
                 let name = item.get("source").ok_or_else(|| Problem::new(&item.at, &ikey, "needs `source`"))?;
                 let name = values::string(name, &format!("{ikey}.source"))?;
-                for (k, _) in item.as_map().unwrap_or_default() {
-                    if matches!(k.name.as_str(), "uid" | "gid" | "mode") {
-                        s.ctx.warn(&k.at, &format!("{ikey}.{}", k.name), "not applied: a file is bind-mounted with its owner and mode on this machine, as Compose mounts it");
+                for (k, kv) in item.as_map().unwrap_or_default() {
+                    match k.name.as_str() {
+                        "uid" | "gid" => owner.push(k.clone()),
+                        "mode" => mode = Some((file_mode(kv, &format!("{ikey}.mode"))?, k.clone())),
+                        _ => {}
                     }
                 }
                 let target = item.get("target").map(|t| values::string(t, &format!("{ikey}.target"))).transpose()?;
@@ -333,13 +339,9 @@ pub(crate) fn files(s: &mut Svc<'_>, v: &Node, key: &str, secrets: bool) -> R<()
             _ => return Err(Problem::new(&item.at, ikey, "a name or a mapping with `source`")),
         };
         let sources = if secrets { &s.project.secrets } else { &s.project.configs };
-        let Some(file) = sources.get(&name).cloned() else {
+        let Some(source) = sources.get(&name).cloned() else {
             let what = if secrets { "secrets" } else { "configs" };
-            return Err(Problem::new(
-                &item.at,
-                ikey,
-                format!("`{name}` is not declared with a `file` under the top-level `{what}`"),
-            ));
+            return Err(Problem::new(&item.at, ikey, format!("`{name}` is not declared under the top-level `{what}`")));
         };
         let at = match target {
             Some(t) if t.starts_with('/') => t,
@@ -348,7 +350,37 @@ pub(crate) fn files(s: &mut Svc<'_>, v: &Node, key: &str, secrets: bool) -> R<()
             None if secrets => format!("/run/secrets/{name}"),
             None => format!("/{name}"),
         };
-        add(s, Volume::bind(file).at(at).read_only(), item, &ikey)?;
+        let written = match source {
+            super::project::FileSource::Path(file) => {
+                for k in owner.iter().chain(mode.as_ref().map(|(_, k)| k)) {
+                    s.ctx.warn(&k.at, &format!("{ikey}.{}", k.name), "not applied: a file is bind-mounted with its owner and mode on this machine, as Compose mounts it");
+                }
+                add(s, Volume::bind(file).at(at).read_only(), item, &ikey)?;
+                continue;
+            }
+            super::project::FileSource::Text(text) => ContainerFile::text(at, text),
+            super::project::FileSource::Secret(secret) => ContainerFile::secret(at, secret),
+        };
+        for k in &owner {
+            s.ctx.warn(&k.at, &format!("{ikey}.{}", k.name), "not applied: a written file belongs to root");
+        }
+        let written = match mode {
+            Some((m, _)) => written.mode(m),
+            None => written,
+        };
+        s.d.files.push(written);
     }
     Ok(())
+}
+
+/// A file mode: a number, octal when it starts with `0` or `0o` (as Compose's YAML reads `0440`).
+fn file_mode(v: &Node, key: &str) -> R<u32> {
+    let text = values::string(v, key)?;
+    let t = text.trim();
+    let parsed = match t.strip_prefix("0o").or_else(|| t.strip_prefix("0O")) {
+        Some(oct) => u32::from_str_radix(oct, 8).ok(),
+        None if t.len() > 1 && t.starts_with('0') => u32::from_str_radix(&t[1..], 8).ok(),
+        None => t.parse().ok(),
+    };
+    parsed.filter(|m| *m <= 0o7777).ok_or_else(|| Problem::new(&v.at, key, format!("{t:?} is not a file mode")))
 }

@@ -19,11 +19,22 @@ pub(crate) enum VolumeDecl {
     External(String),
 }
 
+/// Where a top-level secret or config comes from.
+#[derive(Clone, Debug)]
+pub(crate) enum FileSource {
+    /// `file:`: a file on this machine, bind-mounted as Compose mounts it.
+    Path(PathBuf),
+    /// A config's `content:` or `environment:`: text written into the containers.
+    Text(String),
+    /// A secret's `environment:` or `content:`: its value written into the containers.
+    Secret(crate::model::Secret),
+}
+
 /// What the services of a project may refer to.
 pub(crate) struct Project {
     pub volumes: BTreeMap<String, VolumeDecl>,
-    pub secrets: BTreeMap<String, PathBuf>,
-    pub configs: BTreeMap<String, PathBuf>,
+    pub secrets: BTreeMap<String, FileSource>,
+    pub configs: BTreeMap<String, FileSource>,
     /// Networks declared at the top level: the engine name of each external one.
     pub networks: BTreeMap<String, Option<String>>,
     /// The services enabled by the active profiles.
@@ -376,10 +387,12 @@ fn networks(ctx: &mut Context, node: Option<&Node>) -> R<BTreeMap<String, Option
     Ok(out)
 }
 
-/// Top-level `secrets` or `configs` with a `file`: name → absolute path.
-fn file_sources(ctx: &mut Context, node: Option<&Node>, what: &str) -> R<BTreeMap<String, PathBuf>> {
+/// Top-level `secrets` or `configs`: each from a `file` (bind-mounted), an `environment`
+/// variable or inline `content` (written into the containers before they start).
+fn file_sources(ctx: &mut Context, node: Option<&Node>, what: &str) -> R<BTreeMap<String, FileSource>> {
     let mut out = BTreeMap::new();
     let Some(node) = node else { return Ok(out) };
+    let secret = what == "secrets";
     for (k, v) in values::mapping(node, what)? {
         let path = format!("{what}.{}", k.name);
         values::mapping(v, &path)?;
@@ -398,21 +411,60 @@ fn file_sources(ctx: &mut Context, node: Option<&Node>, what: &str) -> R<BTreeMa
                 "labels",
             ],
         )?;
-        let mut file = None;
+        let mut source = None;
         for (opt, ov) in v.as_map().unwrap_or_default() {
             let key = format!("{path}.{}", opt.name);
-            match opt.name.as_str() {
-                "file" => file = Some(ctx.path(&ov.at, &values::string(ov, &key)?)),
-                "labels" | "name" => ctx.warn(&opt.at, &key, "not set: a file is mounted as it is"),
-                x if x.starts_with("x-") => {}
-                _ => ctx.cannot(
-                    &opt.at,
-                    &key,
-                    &format!("only {what} read from a `file` are mounted (read-only, from this machine, as compose does without a swarm)"),
-                )?,
+            let found = match opt.name.as_str() {
+                "file" => FileSource::Path(ctx.path(&ov.at, &values::string(ov, &key)?)),
+                "environment" => {
+                    let var = values::string(ov, &key)?;
+                    let Some(value) = ctx.vars.get(&var).map(str::to_string) else {
+                        return Err(Problem::new(
+                            &ov.at,
+                            key,
+                            format!("the variable {var} is not set (in the environment or the .env file)"),
+                        ));
+                    };
+                    match secret {
+                        // Read again from the process environment on a rollback, when it came from there.
+                        true if !ctx.vars.given.contains_key(&var) && ctx.vars.process.contains_key(&var) => {
+                            FileSource::Secret(
+                                crate::model::Secret::from_env(&var)
+                                    .map_err(|e| Problem::new(&ov.at, key.clone(), e.to_string()))?,
+                            )
+                        }
+                        true => FileSource::Secret(crate::model::Secret::new(value)),
+                        false => FileSource::Text(value),
+                    }
+                }
+                "content" => {
+                    let text = values::string(ov, &key)?;
+                    if secret {
+                        FileSource::Secret(crate::model::Secret::new(text))
+                    } else {
+                        FileSource::Text(text)
+                    }
+                }
+                "labels" | "name" => {
+                    ctx.warn(&opt.at, &key, "not set: a file is mounted or written as it is");
+                    continue;
+                }
+                x if x.starts_with("x-") => continue,
+                _ => {
+                    ctx.cannot(
+                        &opt.at,
+                        &key,
+                        &format!("{what} come from a `file`, an `environment` variable or `content` (as compose gives them without a swarm)"),
+                    )?;
+                    continue;
+                }
+            };
+            if source.is_some() {
+                return Err(Problem::new(&opt.at, key, "a second source: give one of file, environment and content"));
             }
+            source = Some(found);
         }
-        if let Some(f) = file {
+        if let Some(f) = source {
             out.insert(k.name.clone(), f);
         }
     }

@@ -37,6 +37,8 @@ pub(crate) struct Draft {
     pub ports: Vec<Port>,
     pub exposed: Vec<Port>,
     pub volumes: Vec<Volume>,
+    /// Secrets and configs written into the containers.
+    pub files: Vec<crate::model::ContainerFile>,
     pub health: Option<HealthCheck>,
     pub depends: Vec<(String, Condition)>,
     pub replicas: Option<(u32, super::yaml::At, &'static str)>,
@@ -102,6 +104,7 @@ pub(crate) fn map(ctx: &mut Context, project: &Project, name: &str, node: &Node,
         ports: Vec::new(),
         exposed: Vec::new(),
         volumes: Vec::new(),
+        files: Vec::new(),
         health: None,
         depends: Vec::new(),
         replicas: None,
@@ -219,6 +222,9 @@ fn finish(s: Svc<'_>, node: &Node) -> R<Mapped> {
     }
     for p in d.ports {
         b = b.port(p);
+    }
+    for f in d.files {
+        b = b.file(f);
     }
     for v in d.volumes {
         b = b.volume(v);

@@ -132,6 +132,9 @@ async fn check_target(
 ) -> Result<()> {
     for sp in plan.services.iter().filter(|s| !s.create.is_empty() || !s.replace.is_empty()) {
         if let Some(t) = templates.get(&sp.service) {
+            if !t.service.files.is_empty() && backend.files().is_none() && backend.orchestrator().is_none() {
+                return Err(super::files::unsupported(backend, &sp.service));
+            }
             let slot = sp.create.first().copied().or_else(|| sp.replace.first().map(|(s, _)| *s)).unwrap_or(0);
             backend.check_spec(&t.instance(scope, slot, format!("{}-check", scope.qualified()))).await?;
         }
@@ -164,6 +167,7 @@ async fn observe_with(
 ) -> Result<Observed> {
     let scope = scope_of(env);
     let observed = backend.list_instances(&scope).await?;
+    let observed = super::files::read_secret_files(backend, &templates, observed).await;
     let same = |p: &promotion::Pending| {
         templates.get(&p.service).is_some_and(|t| t.spec_hash == p.spec_hash && t.image_id == p.image_id)
     };

@@ -12,12 +12,14 @@
 //! - `orchestrated.rs`: a service on a target that rolls out by itself (a swarm): hand-over,
 //!   progress, the deadline, outside checks.
 //! - `traffic.rs`: which instances receive traffic, pushed to the ingress.
+//! - `files.rs`: files written into instances before they start, secret files read back.
 //! - `deployment.rs`: the [`Deployment`] an apply returns, with endpoints.
 //! - `ops.rs`: down, status, logs, exec.
 //! - `inventory.rs`: the environments on a target, found by their labels from any process.
 
 mod apply;
 mod deployment;
+mod files;
 mod images;
 mod inventory;
 mod job_exit;

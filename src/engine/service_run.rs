@@ -319,13 +319,16 @@ impl ServiceRun<'_> {
             spec.container.network_mode = Some(NetworkMode::Container(joined.id));
         }
         let id = self.backend.create_instance(&spec).await?;
-        let prepared = if self.traffic.is_proxy(self.name()) {
-            self.traffic.prepare_proxy(&id, self.template.host_for(slot)).await
-        } else if self.traffic.is_front(self.name()) {
-            self.traffic.prepare_front(&id).await
-        } else {
-            Ok(())
-        };
+        let prepared =
+            if let Err(e) = super::files::write(self.backend, self.name(), &id, &self.template.service.files).await {
+                Err(e)
+            } else if self.traffic.is_proxy(self.name()) {
+                self.traffic.prepare_proxy(&id, self.template.host_for(slot)).await
+            } else if self.traffic.is_front(self.name()) {
+                self.traffic.prepare_front(&id).await
+            } else {
+                Ok(())
+            };
         if let Err(e) = prepared {
             let _ = self.backend.remove_instance(&id).await;
             return Err(e);

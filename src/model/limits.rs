@@ -34,6 +34,8 @@ pub const MAX_CPUS: f64 = 4096.0;
 pub const MAX_ENV_ENTRY: usize = 128 * 1024;
 /// Most bytes of environment and arguments together (Linux `ARG_MAX` is 2 MiB with an 8 MiB stack).
 pub const MAX_ENV_TOTAL: usize = 1024 * 1024;
+/// The largest file written into a container ([`ContainerFile`](crate::ContainerFile)): 16 MiB.
+pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why `d` is out of bounds for `what`, if it is.
 pub(crate) fn duration(what: &str, d: Duration, max: Duration) -> Option<String> {

@@ -4,13 +4,15 @@
 //! - [`Service`] / [`ServiceBuilder`]: one service or job, its image, config, ports, volumes, health check,
 //!   dependencies and rollout.
 //! - [`Environment`] / [`EnvironmentBuilder`]: the services deployed together under one project and name.
-//! - [`HealthCheck`], [`Rollout`], [`Port`], [`Volume`], [`Resources`], [`Secret`]: their parts.
+//! - [`HealthCheck`], [`Rollout`], [`Port`], [`Volume`], [`Resources`], [`Secret`], [`ContainerFile`]:
+//!   their parts.
 //! - [`ContainerOptions`]: what the containers run with beyond those (capabilities, namespaces,
 //!   kernel settings, DNS, devices, the engine's own health check, logging).
 
 mod container;
 mod dependency;
 mod environment;
+mod file;
 mod health;
 mod image;
 mod ingress;
@@ -29,6 +31,8 @@ pub use container::{
 };
 pub use dependency::{Condition, Dependency};
 pub use environment::{Environment, EnvironmentBuilder};
+pub(crate) use file::{secret_file_key, FileRecord};
+pub use file::{ContainerFile, DEFAULT_FILE_MODE};
 pub use health::{HealthCheck, Probe};
 pub(crate) use image::check_reference;
 pub use image::{Build, BuildOptions, ImageSource, PullPolicy};

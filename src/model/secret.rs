@@ -1,4 +1,4 @@
-//! Secrets: values that reach a container's environment and nowhere else.
+//! Secrets: values that reach a container (its environment, or a file written into it) and nowhere else.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -11,7 +11,8 @@ use crate::error::ValidationError;
 /// A secret value, such as a database password, with a record of where it came from.
 ///
 /// Its `Debug` output, the plan, events, errors, labels and revisions show only where it came from
-/// (`env:DB_PASSWORD`), never the value. The value reaches the container's environment only.
+/// (`env:DB_PASSWORD`), never the value. The value reaches the container only: its environment, or a
+/// file written into it ([`ContainerFile::secret`](crate::ContainerFile::secret)).
 ///
 /// ```
 /// use harbormaster::Secret;

@@ -6,8 +6,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    limits, name, Build, Condition, ContainerOptions, Dependency, Device, HealthCheck, ImageSource, NetworkMode, Port,
-    Publish, PullPolicy, Resources, RestartPolicy, Rollout, Secret, ServiceRef, Strategy, Ulimit, Volume, VolumeSource,
+    limits, name, Build, Condition, ContainerFile, ContainerOptions, Dependency, Device, HealthCheck, ImageSource,
+    NetworkMode, Port, Publish, PullPolicy, Resources, RestartPolicy, Rollout, Secret, ServiceRef, Strategy, Ulimit,
+    Volume, VolumeSource,
 };
 use crate::error::ValidationError;
 
@@ -71,6 +72,8 @@ pub struct Service {
     pub(crate) networks: Vec<String>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) global: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) files: Vec<ContainerFile>,
 }
 
 impl Service {
@@ -118,6 +121,11 @@ impl Service {
     /// Number of instances (for a [`global`](ServiceBuilder::global) service: per host).
     pub fn replicas(&self) -> u32 {
         self.replicas
+    }
+
+    /// The files written into each instance before it starts.
+    pub fn files(&self) -> &[ContainerFile] {
+        &self.files
     }
 
     /// Whether it runs one instance on every host it may be placed on
@@ -293,6 +301,7 @@ impl ServiceBuilder {
                 placement: Vec::new(),
                 networks: Vec::new(),
                 global: false,
+                files: Vec::new(),
             },
             image_set: false,
             replicas_set: None,
@@ -428,6 +437,15 @@ impl ServiceBuilder {
     pub fn replicas(mut self, n: u32) -> Self {
         self.svc.replicas = n;
         self.replicas_set = Some(n);
+        self
+    }
+
+    /// A file written into each instance after it is created and before it starts: a
+    /// configuration given inline, or a secret (see [`ContainerFile`]). A second file at the
+    /// same path replaces the first.
+    pub fn file(mut self, file: ContainerFile) -> Self {
+        self.svc.files.retain(|f| f.target != file.target);
+        self.svc.files.push(file);
         self
     }
 
@@ -910,6 +928,9 @@ impl ServiceBuilder {
         }
         for p in svc.volumes.iter().flat_map(Volume::problems) {
             self.invalid("volumes", p);
+        }
+        for p in svc.files.iter().filter_map(ContainerFile::problem) {
+            self.invalid("files", p);
         }
         for a in &svc.aliases {
             if a.is_empty()

@@ -245,6 +245,13 @@ fn staleness(t: &Template, i: &Instance) -> Vec<String> {
             why.push(format!("secret {k} changed"));
         }
     }
+    for f in &t.service.files {
+        let Some(secret) = f.secret_contents() else { continue };
+        let key = crate::model::secret_file_key(f.target());
+        if i.secret_env.get(&key).map(String::as_str) != Some(secret.expose()) {
+            why.push(format!("secret file {} changed", f.target()));
+        }
+    }
     why.dedup();
     why
 }

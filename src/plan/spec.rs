@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::{label, InstanceSpec, Scope};
 use crate::model::{
-    ContainerOptions, Environment, Port, Resources, RestartPolicy, Secret, SecretSource, Service, ServiceKind, Volume,
+    ContainerFile, ContainerOptions, Environment, FileRecord, Port, Resources, RestartPolicy, Secret, SecretSource,
+    Service, ServiceKind, Volume,
 };
 
 /// Everything that goes into a service's containers, with secrets as references only.
@@ -38,6 +39,8 @@ pub(crate) struct ContainerConfig<'a> {
     aliases: &'a [String],
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     networks: &'a [String],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    files: Vec<FileRecord>,
 }
 
 /// A [`ContainerConfig`] read back from a revision.
@@ -62,6 +65,8 @@ struct RecordedConfig {
     aliases: Vec<String>,
     #[serde(default)]
     networks: Vec<String>,
+    #[serde(default)]
+    files: Vec<FileRecord>,
 }
 
 /// The desired state of one service's instances.
@@ -113,6 +118,7 @@ impl Template {
             container: &service.container,
             aliases: &service.aliases,
             networks: &service.networks,
+            files: service.files.iter().map(ContainerFile::record).collect(),
         };
         // Serializing plain data with string keys cannot fail; an empty fallback would only make
         // every instance look changed, never crash.
@@ -140,18 +146,29 @@ impl Template {
             serde_json::from_str(spec_json).map_err(|e| format!("its recorded configuration is unreadable: {e}"))?;
         let mut secrets = BTreeMap::new();
         for (key, source) in rc.secrets {
-            let secret = match (current.secrets.get(&key), &source) {
-                (Some(s), _) if s.source() == &source => s.clone(),
-                (_, SecretSource::Env(var)) => Secret::from_env(var).map_err(|e| e.to_string())?,
-                (_, SecretSource::File(path)) => Secret::from_file(path).map_err(|e| e.to_string())?,
-                (_, SecretSource::Inline) => {
-                    return Err(format!(
-                        "it used an inline secret `{key}`, whose value is never recorded, and the current \
-                         description has no inline `{key}` to use instead"
-                    ))
-                }
-            };
+            let secret = read_again(current.secrets.get(&key), &source, &format!("secret `{key}`"))?;
             secrets.insert(key, secret);
+        }
+        let mut files = Vec::new();
+        for r in &rc.files {
+            let now = current.files.iter().find(|f| f.target == r.target);
+            let contents = match (&r.sha256, &r.secret) {
+                (_, Some(source)) => {
+                    let secret = read_again(now.and_then(ContainerFile::secret_contents), source, &format!("secret file {}", r.target))?;
+                    ContainerFile::secret(&r.target, secret)
+                }
+                (Some(_), None) => match now.filter(|f| f.record().sha256 == r.sha256) {
+                    Some(f) => f.clone(),
+                    None => {
+                        return Err(format!(
+                            "it wrote the file {} with other contents than the current description, and a revision records only their digest",
+                            r.target
+                        ))
+                    }
+                },
+                (None, None) => return Err(format!("its record of the file {} is incomplete", r.target)),
+            };
+            files.push(contents.mode(r.mode));
         }
         let mut s = current.clone();
         s.image = rc.image;
@@ -170,6 +187,7 @@ impl Template {
         s.container = rc.container;
         s.aliases = rc.aliases;
         s.networks = rc.networks;
+        s.files = files;
         Ok(Template::with_env(&s, image_id, rc.env))
     }
 
@@ -232,6 +250,19 @@ impl Template {
     /// How long the instance gets to stop.
     pub(crate) fn stop_grace(&self) -> Duration {
         self.service.stop_grace
+    }
+}
+
+/// A recorded secret again: `current` when it has the same source, else read from its source; an
+/// inline value is never recorded, so only the current description can give it.
+fn read_again(current: Option<&Secret>, source: &SecretSource, what: &str) -> Result<Secret, String> {
+    match (current, source) {
+        (Some(s), _) if s.source() == source => Ok(s.clone()),
+        (_, SecretSource::Env(var)) => Secret::from_env(var).map_err(|e| e.to_string()),
+        (_, SecretSource::File(path)) => Secret::from_file(path).map_err(|e| e.to_string()),
+        (_, SecretSource::Inline) => Err(format!(
+            "it used an inline {what}, whose value is never recorded, and the current description has no inline one to use instead"
+        )),
     }
 }
 

@@ -80,6 +80,12 @@ pub(super) fn log_driver(o: &ContainerOptions) -> Option<TaskSpecLogDriver> {
 pub(crate) fn refusals(s: &Service) -> Vec<String> {
     let o = &s.container;
     let mut out = Vec::new();
+    if !s.files.is_empty() {
+        out.push(
+            "files written into the containers: a Swarm task takes files as swarm configs and secrets, which this target does not create for them"
+                .into(),
+        );
+    }
     let mut no = |set: bool, what: &str| {
         if set {
             out.push(format!("{what}: a Swarm task has no such setting"));
