@@ -455,3 +455,56 @@ secrets:
     env.down(&h.docker, Down::default().with_volumes()).await.unwrap();
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// An image's `VOLUME` (postgres's data directory) survives a replacement under Compose, which
+/// hands the old container's anonymous volume to the new one: so does a compose file's service
+/// here, and the volume goes with the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_images_anonymous_volume_survives_a_replacement_as_under_compose() {
+    let h = Harness::new("copts-anon").await;
+    let d = dir("copts-anon");
+    let image = format!("hmtest/{}:1", support::unique("anon"));
+    std::fs::write(d.join("Dockerfile"), format!("FROM {}\nVOLUME /data\n", workload::IMAGE)).unwrap();
+    docker(&["build", "-q", "-t", &image, d.to_str().unwrap()]);
+    let text = |line: &str| {
+        format!(
+            "services:\n  db:\n    image: {image}\n    environment:\n      APPEND_FILE: /data/runs\n      APPEND_LINE: {line}\n"
+        )
+    };
+    let env = load(&d, &h.name, &text("first"));
+    assert!(env.service("db").unwrap().keeps_anonymous_volumes());
+    let deployed = env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let first = deployed.instances("db")[0].id.clone();
+    let volume = inspect(&first)["Mounts"][0]["Name"].as_str().unwrap().to_string();
+    assert_eq!(docker(&["exec", &first, "/workload", "cat", "/data/runs"]), "first\n");
+
+    let env = load(&d, &h.name, &text("second"));
+    let deployed = env.apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let second = deployed.instances("db")[0].id.clone();
+    assert_ne!(second, first, "replaced");
+    assert_eq!(inspect(&second)["Mounts"][0]["Name"], volume.as_str(), "the same volume");
+    assert_eq!(docker(&["exec", &second, "/workload", "cat", "/data/runs"]), "first\nsecond\n");
+
+    // Without it (a builder service, as `docker run` does), a replacement starts afresh.
+    let fresh = |line: &str| {
+        harbormaster::Environment::builder(PROJECT, &h.name)
+            .service(
+                harbormaster::Service::builder("db")
+                    .image(&image)
+                    .env("APPEND_FILE", "/data/runs")
+                    .env("APPEND_LINE", line)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let deployed = fresh("third").apply(&h.docker).await.unwrap_or_else(|e| panic!("{e}"));
+    let third = deployed.instances("db")[0].id.clone();
+    assert_eq!(docker(&["exec", &third, "/workload", "cat", "/data/runs"]), "third\n");
+    fresh("third").down(&h.docker, Down::default().with_volumes()).await.unwrap();
+    let left = docker(&["volume", "ls", "-q"]);
+    assert!(!left.contains(&volume), "the anonymous volume went with its last container");
+    docker(&["rmi", &image]);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -350,3 +350,13 @@ fn a_global_service() {
     let err = Service::job("seed").image("local/x:1").global().build().unwrap_err();
     assert!(err.to_string().contains("runs once"), "{err}");
 }
+
+#[test]
+fn anonymous_volumes_taken_over_need_the_old_instance_stopped_first() {
+    let s = svc("db").keep_anonymous_volumes().build().unwrap();
+    assert!(s.keeps_anonymous_volumes());
+    assert_eq!(s.rollout().strategy(), &harbormaster::Strategy::Recreate, "the default stops the old one first");
+    let err = svc("db").keep_anonymous_volumes().rollout(Rollout::start_first()).build().unwrap_err();
+    assert!(err.to_string().contains("two writers on one volume"), "{err}");
+    assert!(svc("db").keep_anonymous_volumes().rollout(Rollout::recreate()).build().is_ok());
+}

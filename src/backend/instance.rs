@@ -144,6 +144,11 @@ pub struct InstanceSpec {
     /// Existing networks the instance joins too, where it answers to its service name and
     /// aliases.
     pub networks: Vec<String>,
+    /// The instance this one replaces, whose anonymous volumes (its image's `VOLUME`s) it takes
+    /// over at the same paths where its own mounts put nothing, as Compose does
+    /// ([`ServiceBuilder::keep_anonymous_volumes`](crate::ServiceBuilder::keep_anonymous_volumes));
+    /// a target without anonymous volumes ignores it.
+    pub inherit_volumes_from: Option<String>,
 }
 
 #[cfg(test)]
@@ -174,6 +179,7 @@ impl InstanceSpec {
             container: svc.container_options().clone(),
             aliases: svc.aliases().to_vec(),
             networks: svc.external_networks().to_vec(),
+            inherit_volumes_from: None,
         }
     }
 }

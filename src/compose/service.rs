@@ -280,8 +280,19 @@ fn finish(s: Svc<'_>, node: &Node) -> R<Mapped> {
     for n in d.networks {
         b = b.join_network(n);
     }
-    // Compose replaces a changed container by stopping the old one first.
-    b = b.rollout(d.rollout.unwrap_or_else(Rollout::recreate));
+    // Compose replaces a changed container by stopping the old one first, and hands its
+    // anonymous volumes (an image's VOLUMEs) to the new one.
+    let rollout = d.rollout.unwrap_or_else(Rollout::recreate);
+    if rollout.runs_side_by_side() {
+        ctx.warn(
+            at,
+            &format!("services.{name}.deploy.update_config.order"),
+            "the new container starts beside the old one, so it does not take over the old one's anonymous volumes (an image's VOLUMEs) as Compose's stop-first replacement does",
+        );
+    } else {
+        b = b.keep_anonymous_volumes();
+    }
+    b = b.rollout(rollout);
     if let Some(gat) = &d.global {
         if job {
             return Err(Problem::new(

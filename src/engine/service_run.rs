@@ -314,6 +314,10 @@ impl ServiceRun<'_> {
     async fn create(&self, slot: u32) -> Result<Created> {
         let name = instance_name(self.scope, self.name(), slot);
         let mut spec = self.template.instance(self.scope, slot, name.clone());
+        if self.template.service.keep_anonymous_volumes {
+            spec.inherit_volumes_from =
+                self.plan.replace.iter().find(|(s, _)| *s == slot).map(|(_, old)| old.id.clone());
+        }
         if let Some(owner) = self.joins_namespace() {
             let joined = self.namespace_owner(owner, slot).await?;
             spec.container.network_mode = Some(NetworkMode::Container(joined.id));

@@ -74,6 +74,8 @@ pub struct Service {
     pub(crate) global: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) files: Vec<ContainerFile>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) keep_anonymous_volumes: bool,
 }
 
 impl Service {
@@ -126,6 +128,12 @@ impl Service {
     /// The files written into each instance before it starts.
     pub fn files(&self) -> &[ContainerFile] {
         &self.files
+    }
+
+    /// Whether a replacement takes over the replaced instance's anonymous volumes
+    /// ([`ServiceBuilder::keep_anonymous_volumes`]).
+    pub fn keeps_anonymous_volumes(&self) -> bool {
+        self.keep_anonymous_volumes
     }
 
     /// Whether it runs one instance on every host it may be placed on
@@ -302,6 +310,7 @@ impl ServiceBuilder {
                 networks: Vec::new(),
                 global: false,
                 files: Vec::new(),
+                keep_anonymous_volumes: false,
             },
             image_set: false,
             replicas_set: None,
@@ -446,6 +455,18 @@ impl ServiceBuilder {
     pub fn file(mut self, file: ContainerFile) -> Self {
         self.svc.files.retain(|f| f.target != file.target);
         self.svc.files.push(file);
+        self
+    }
+
+    /// A new instance that replaces an old one takes over the old one's anonymous volumes (those
+    /// of its image's `VOLUME`s, such as postgres's data directory) at the same paths, where its
+    /// own mounts put nothing: what the image keeps there survives a replacement, as under
+    /// Compose (which does this by default; a compose file's services get it). The default
+    /// rollout then stops the old instance first (one volume, one writer); a rollout that runs
+    /// both side by side is refused. Without it, each instance starts with fresh anonymous
+    /// volumes, as `docker run` gives them.
+    pub fn keep_anonymous_volumes(mut self) -> Self {
+        self.svc.keep_anonymous_volumes = true;
         self
     }
 
@@ -880,6 +901,16 @@ impl ServiceBuilder {
         );
         if shared_namespace && svc.rollout.runs_side_by_side() && !self.rollout_set {
             self.svc.rollout.strategy = Strategy::Recreate;
+        }
+        if svc.keep_anonymous_volumes && svc.rollout.runs_side_by_side() {
+            if self.rollout_set {
+                self.invalid(
+                    "rollout",
+                    format!("{:?} runs old and new instances side by side, and the new one takes over the old one's anonymous volumes: two writers on one volume; use Rollout::recreate()", svc.rollout.strategy),
+                );
+            } else {
+                self.svc.rollout.strategy = Strategy::Recreate;
+            }
         }
         for v in &svc.volumes {
             if !v.target.starts_with('/') {

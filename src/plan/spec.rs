@@ -225,6 +225,7 @@ impl Template {
             container: s.container.clone(),
             aliases: s.aliases.clone(),
             networks: s.networks.clone(),
+            inherit_volumes_from: None,
         }
     }
 

@@ -22,7 +22,14 @@ use crate::model::{ServiceKind, VolumeSource};
 
 /// Creates the container through the silent transport: the body holds the secrets' values.
 pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<String> {
-    let body = super::create::create_body(spec, d.ephemeral_bind)?;
+    let mut body = super::create::create_body(spec, d.ephemeral_bind)?;
+    if let Some(old) = &spec.inherit_volumes_from {
+        let inherited = anonymous_volumes(d, old, spec).await?;
+        if !inherited.is_empty() {
+            let host = body.host_config.get_or_insert_with(Default::default);
+            host.mounts.get_or_insert_with(Vec::new).extend(inherited);
+        }
+    }
     let id = d.transport.create_container(&spec.name, &body).await?;
     // The engine (API 1.41) joins one network at creation; the others before it starts.
     for network in &spec.networks {
@@ -37,6 +44,33 @@ pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<Str
         }
     }
     Ok(id)
+}
+
+/// The anonymous volumes of the container `old` (its image's `VOLUME`s: volumes named by the
+/// engine, 64 hexadecimal digits) at the paths where `spec` mounts nothing, as mounts for its
+/// replacement. A container already gone leaves nothing to take over.
+async fn anonymous_volumes(d: &DockerBackend, old: &str, spec: &InstanceSpec) -> Result<Vec<bollard::models::Mount>> {
+    let c = match d.docker.inspect_container(old, None).await {
+        Ok(c) => c,
+        Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(engine_error("inspect the replaced container", old, &e)),
+    };
+    let covered =
+        |target: &str| spec.volumes.iter().any(|v| v.target.trim_end_matches('/') == target.trim_end_matches('/'));
+    Ok(c.mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.typ.as_deref() == Some("volume"))
+        .filter_map(|m| Some((m.name?, m.destination?, m.rw.unwrap_or(true))))
+        .filter(|(name, dest, _)| is_anonymous(name) && !covered(dest))
+        .map(|(name, dest, rw)| bollard::models::Mount {
+            typ: Some(bollard::models::MountType::VOLUME),
+            source: Some(name),
+            target: Some(dest),
+            read_only: Some(!rw),
+            ..Default::default()
+        })
+        .collect())
 }
 
 /// What only the engine can tell about `spec`: its CPU limit against the host's cores, and its
@@ -169,8 +203,45 @@ pub(super) async fn stop(d: &DockerBackend, id: &str, grace: Duration) -> Result
 
 pub(super) async fn remove(d: &DockerBackend, id: &str) -> Result<()> {
     // `v`: the anonymous volumes its image declares (`VOLUME` in postgres, redis…) go with it;
-    // named volumes are never removed by this.
+    // named volumes are never removed by this. One it took over from the container it replaced
+    // is mounted by name, which `v` leaves: it is removed after, unless another container (the
+    // replaced one, kept for a rollback, or its own replacement) still holds it.
+    let taken_over: Vec<String> = match d.docker.inspect_container(id, None).await {
+        Ok(c) => c
+            .mounts
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| m.typ.as_deref() == Some("volume"))
+            .filter_map(|m| m.name)
+            .filter(|n| is_anonymous(n))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+    let removed = remove_container(d, id, options).await;
+    if removed.is_ok() {
+        for v in taken_over {
+            // 404: `v` removed it; 409: still in use. Either way nothing to do.
+            let _ = tokio::time::timeout(
+                d.call_timeout,
+                d.docker.remove_volume(&v, None::<bollard::query_parameters::RemoveVolumeOptions>),
+            )
+            .await;
+        }
+    }
+    removed
+}
+
+/// A volume the engine named (an anonymous one): 64 hexadecimal digits.
+fn is_anonymous(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+async fn remove_container(
+    d: &DockerBackend,
+    id: &str,
+    options: bollard::query_parameters::RemoveContainerOptions,
+) -> Result<()> {
     match tokio::time::timeout(d.call_timeout, d.docker.remove_container(id, Some(options))).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) if is_not_found(&e) => Ok(()),
