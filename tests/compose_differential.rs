@@ -234,7 +234,7 @@ fn canonical(s: &Service) -> Value {
             put(k, json!(v));
         }
     }
-    let text_opts: [(&str, Option<String>); 11] = [
+    let text_opts: [(&str, Option<String>); 12] = [
         ("userns_mode", o.userns_mode().map(str::to_string)),
         ("cgroup_parent", o.cgroup_parent_name().map(str::to_string)),
         ("network_mode", o.network().map(NetworkMode::to_string)),
@@ -246,6 +246,7 @@ fn canonical(s: &Service) -> Value {
         ("user", s.user().map(str::to_string)),
         ("working_dir", s.working_dir().map(str::to_string)),
         ("runtime", o.runtime_name().map(str::to_string)),
+        ("mac_address", o.mac().map(str::to_string)),
     ];
     for (k, v) in text_opts {
         if let Some(v) = v {

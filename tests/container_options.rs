@@ -63,6 +63,7 @@ services:
     user: "0:0"
     cap_add: [NET_ADMIN]
     cap_drop: [MKNOD]
+    mac_address: 02:42:ac:11:65:43
     read_only: true
     tmpfs:
       - /scratch:size=1m,mode=1777,noexec
@@ -136,6 +137,8 @@ networks:
     assert_eq!(c["Config"]["StopSignal"], "SIGUSR1");
     assert_eq!(c["Config"]["StopTimeout"], 3);
     assert_eq!(c["Config"]["Hostname"], "box-host");
+    let networks = c["NetworkSettings"]["Networks"].as_object().unwrap();
+    assert!(networks.values().any(|n| n["MacAddress"] == "02:42:ac:11:65:43"), "{networks:?}");
     assert_eq!(c["Config"]["Healthcheck"]["Test"], serde_json::json!(["CMD", "/bin/busybox", "true"]));
     assert!(hc["Binds"].as_array().unwrap().iter().any(|b| b.as_str().unwrap().ends_with("/data:/data:ro,z")), "{hc}");
     let networks = c["NetworkSettings"]["Networks"].as_object().unwrap();

@@ -360,3 +360,15 @@ fn anonymous_volumes_taken_over_need_the_old_instance_stopped_first() {
     assert!(err.to_string().contains("two writers on one volume"), "{err}");
     assert!(svc("db").keep_anonymous_volumes().rollout(Rollout::recreate()).build().is_ok());
 }
+
+#[test]
+fn a_mac_address_is_one_containers() {
+    use harbormaster::ContainerOptions;
+    let mac = || ContainerOptions::new().mac_address("02:42:ac:11:65:43");
+    let s = svc("nas").container(mac()).build().unwrap();
+    assert_eq!(s.rollout().strategy(), &harbormaster::Strategy::Recreate);
+    let err = svc("nas").container(mac()).replicas(2).build().unwrap_err();
+    assert!(err.to_string().contains("share the MAC address"), "{err}");
+    let err = svc("nas").container(ContainerOptions::new().mac_address("02:42:zz")).build().unwrap_err();
+    assert!(err.to_string().contains("not six hexadecimal pairs"), "{err}");
+}

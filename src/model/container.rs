@@ -67,6 +67,8 @@ pub struct ContainerOptions {
     pub(crate) stop_signal: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) runtime: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) mac_address: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) devices: Vec<Device>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -419,6 +421,11 @@ impl ContainerOptions {
         /// The OCI runtime (`runc`, `runsc`, `nvidia`); the engine must know it.
         runtime, runtime
     );
+    option_setter!(
+        /// The MAC address on the network the container starts on (`02:42:ac:11:65:43`): one
+        /// instance only, since two would clash.
+        mac_address, mac_address
+    );
 
     /// A host device (see [`Device`]).
     pub fn device(mut self, device: Device) -> Self {
@@ -597,6 +604,11 @@ impl ContainerOptions {
         self.stop_signal.as_deref()
     }
 
+    /// The MAC address, if set.
+    pub fn mac(&self) -> Option<&str> {
+        self.mac_address.as_deref()
+    }
+
     /// The OCI runtime, if set.
     pub fn runtime_name(&self) -> Option<&str> {
         self.runtime.as_deref()
@@ -680,6 +692,12 @@ impl ContainerOptions {
     /// What the engine would refuse, refused when the service is built: one sentence per problem.
     pub(crate) fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if let Some(mac) = &self.mac_address {
+            let parts: Vec<&str> = mac.split(':').collect();
+            if parts.len() != 6 || !parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())) {
+                out.push(format!("MAC address {} is not six hexadecimal pairs (02:42:ac:11:65:43)", show(mac)));
+            }
+        }
         for cap in self.cap_add.iter().chain(&self.cap_drop) {
             let name = cap.strip_prefix("CAP_").unwrap_or(cap);
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {

@@ -902,6 +902,19 @@ impl ServiceBuilder {
         if shared_namespace && svc.rollout.runs_side_by_side() && !self.rollout_set {
             self.svc.rollout.strategy = Strategy::Recreate;
         }
+        if let Some(mac) = &svc.container.mac_address {
+            // One address, one container at a time.
+            if svc.replicas > 1 {
+                self.invalid("container", format!("{} replicas would share the MAC address {mac}", svc.replicas));
+            }
+            if svc.rollout.runs_side_by_side() {
+                if self.rollout_set {
+                    self.invalid("rollout", format!("{:?} runs old and new instances side by side, and both would have the MAC address {mac}; use Rollout::recreate()", svc.rollout.strategy));
+                } else {
+                    self.svc.rollout.strategy = Strategy::Recreate;
+                }
+            }
+        }
         if svc.keep_anonymous_volumes && svc.rollout.runs_side_by_side() {
             if self.rollout_set {
                 self.invalid(

@@ -30,7 +30,7 @@ pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<Str
             host.mounts.get_or_insert_with(Vec::new).extend(inherited);
         }
     }
-    let id = d.transport.create_container(&spec.name, &body).await?;
+    let id = d.transport.create_container(&spec.name, &body, spec.container.mac_address.as_deref()).await?;
     // The engine (API 1.41) joins one network at creation; the others before it starts.
     for network in &spec.networks {
         let aliases = std::iter::once(spec.service.clone()).chain(spec.aliases.iter().cloned()).collect();

@@ -67,6 +67,11 @@ pub(crate) fn create_body(spec: &InstanceSpec, ephemeral_bind: Option<IpAddr>) -
     };
     resources(&mut host_config, &spec.resources);
     options(&mut host_config, opts);
+    if opts.network_mode.is_none() && opts.mac_address.is_some() {
+        // API 1.41 gives `Config.MacAddress` to the endpoint on the network the network mode
+        // names: the environment's, as `docker run --network NAME --mac-address` sets it.
+        host_config.network_mode = Some(spec.scope.network_name());
+    }
 
     // The service name (and its aliases) is its DNS name on the environment's network (the
     // default network has none).
@@ -75,7 +80,9 @@ pub(crate) fn create_body(spec: &InstanceSpec, ephemeral_bind: Option<IpAddr>) -
         None => {
             let aliases = (!spec.scope.default_network)
                 .then(|| std::iter::once(spec.service.clone()).chain(spec.aliases.iter().cloned()).collect());
-            let endpoint = EndpointSettings { aliases, ..Default::default() };
+            // Later APIs take the MAC address per endpoint (API 1.41: `Config.MacAddress`, set
+            // by the transport).
+            let endpoint = EndpointSettings { aliases, mac_address: opts.mac_address.clone(), ..Default::default() };
             Some(NetworkingConfig { endpoints_config: Some(HashMap::from([(spec.scope.network_name(), endpoint)])) })
         }
     };

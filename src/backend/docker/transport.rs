@@ -92,10 +92,21 @@ impl Transport {
     }
 
     /// Creates a container; its ID.
-    pub(crate) async fn create_container(&self, name: &str, body: &ContainerCreateBody) -> Result<String> {
+    /// Creates a container; `mac_address` goes where API 1.41 takes it (`Config.MacAddress`,
+    /// which the models of later APIs no longer have).
+    pub(crate) async fn create_container(
+        &self,
+        name: &str,
+        body: &ContainerCreateBody,
+        mac_address: Option<&str>,
+    ) -> Result<String> {
         let what = ("create container", name);
         // Plain data with string keys always serializes.
-        let json = serde_json::to_vec(body).map_err(|e| Error::backend(what.0, name, e.to_string()))?;
+        let mut value = serde_json::to_value(body).map_err(|e| Error::backend(what.0, name, e.to_string()))?;
+        if let (Some(mac), Some(map)) = (mac_address, value.as_object_mut()) {
+            map.insert("MacAddress".into(), serde_json::Value::String(mac.to_string()));
+        }
+        let json = serde_json::to_vec(&value).map_err(|e| Error::backend(what.0, name, e.to_string()))?;
         let answer = self.send(Method::POST, &format!("/containers/create?name={name}"), Some(json), what).await?;
         if !answer.status.is_success() {
             return Err(Error::backend(what.0, name, refusal(&answer)));

@@ -95,6 +95,7 @@ pub(crate) fn refusals(s: &Service) -> Vec<String> {
     no(!o.devices.is_empty() || !o.device_cgroup_rules.is_empty(), "devices");
     no(o.network_mode.is_some(), "network mode");
     no(o.runtime.is_some(), "runtime");
+    no(o.mac_address.is_some(), "MAC address");
     no(
         o.pid.is_some() || o.ipc.is_some() || o.userns.is_some() || o.cgroup.is_some(),
         "PID, IPC, user or cgroup namespace",
