@@ -97,8 +97,16 @@ async fn no_secret_value_appears_anywhere_but_in_the_containers_environment() {
     let from_file = unique("file");
     let job_secret = unique("job");
     let failing = unique("failing");
-    let secrets =
-        vec![inline.clone(), from_env.clone(), rotated.clone(), from_file.clone(), job_secret.clone(), failing.clone()];
+    let in_file = unique("in-file");
+    let secrets = vec![
+        inline.clone(),
+        from_env.clone(),
+        rotated.clone(),
+        from_file.clone(),
+        job_secret.clone(),
+        failing.clone(),
+        in_file.clone(),
+    ];
     let var = format!("HM_LEAK_{}", std::process::id());
     std::env::set_var(&var, &from_env);
     let file = std::env::temp_dir().join(format!("hm-leak-{}", h.name));
@@ -111,6 +119,8 @@ async fn no_secret_value_appears_anywhere_but_in_the_containers_environment() {
             .secret("DB_PASSWORD", Secret::from_env(&var).unwrap())
             .secret("ROOT_KEY", Secret::from_file(&file).unwrap())
             .secret("API_TOKEN", Secret::new(inline.clone()))
+            // Written into the container, and read back by every plan.
+            .file(harbormaster::ContainerFile::secret("/run/secrets/file_token", Secret::new(in_file.clone())))
             // A careless service: it prints its secrets when it starts.
             .env("LOG_ENV", "DB_PASSWORD,ROOT_KEY,API_TOKEN")
             .port(Port::tcp(8080).publish_ephemeral())

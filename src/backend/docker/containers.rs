@@ -50,11 +50,8 @@ pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<Str
 /// engine, 64 hexadecimal digits) at the paths where `spec` mounts nothing, as mounts for its
 /// replacement. A container already gone leaves nothing to take over.
 async fn anonymous_volumes(d: &DockerBackend, old: &str, spec: &InstanceSpec) -> Result<Vec<bollard::models::Mount>> {
-    let c = match d.docker.inspect_container(old, None).await {
-        Ok(c) => c,
-        Err(e) if is_not_found(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(engine_error("inspect the replaced container", old, &e)),
-    };
+    // Through the library's own transport: bollard's would log the answer, secrets and all.
+    let Some(c) = d.transport.inspect_container(old).await? else { return Ok(Vec::new()) };
     let covered =
         |target: &str| spec.volumes.iter().any(|v| v.target.trim_end_matches('/') == target.trim_end_matches('/'));
     Ok(c.mounts
@@ -206,8 +203,8 @@ pub(super) async fn remove(d: &DockerBackend, id: &str) -> Result<()> {
     // named volumes are never removed by this. One it took over from the container it replaced
     // is mounted by name, which `v` leaves: it is removed after, unless another container (the
     // replaced one, kept for a rollback, or its own replacement) still holds it.
-    let taken_over: Vec<String> = match d.docker.inspect_container(id, None).await {
-        Ok(c) => c
+    let taken_over: Vec<String> = match d.transport.inspect_container(id).await {
+        Ok(Some(c)) => c
             .mounts
             .unwrap_or_default()
             .into_iter()
@@ -215,7 +212,7 @@ pub(super) async fn remove(d: &DockerBackend, id: &str) -> Result<()> {
             .filter_map(|m| m.name)
             .filter(|n| is_anonymous(n))
             .collect(),
-        Err(_) => Vec::new(),
+        _ => Vec::new(),
     };
     let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
     let removed = remove_container(d, id, options).await;

@@ -1,11 +1,7 @@
 //! Files in containers: written and read through the engine's archive API, which works on created,
 //! running and stopped containers alike (and reaches the volumes they mount).
 
-use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder};
-use bytes::Bytes;
-use futures::TryStreamExt;
-
-use super::{engine_error, is_not_found, DockerBackend};
+use super::DockerBackend;
 use crate::error::{Error, Result};
 
 /// A tar archive of `files` (path, contents, mode).
@@ -24,15 +20,10 @@ pub(super) fn tar_of(files: &[(&str, &[u8], u32)]) -> Result<Vec<u8>> {
     builder.into_inner().map_err(|e| Error::backend("write file", "tar", e.to_string()))
 }
 
-/// Unpacks `files` (an archive of paths relative to `dir`) into `dir` of container `id`.
+/// Unpacks `files` (an archive of paths relative to `dir`) into `dir` of container `id`, through
+/// the silent transport (a secret file's value is in the archive, which bollard would log).
 pub(super) async fn upload(d: &DockerBackend, id: &str, dir: &str, archive: Vec<u8>, what: &str) -> Result<()> {
-    let options = UploadToContainerOptionsBuilder::new().path(dir).build();
-    d.call(
-        "write file",
-        what,
-        d.docker.upload_to_container(id, Some(options), bollard::body_full(Bytes::from(archive))),
-    )
-    .await
+    d.transport.put_archive(id, dir, archive, what).await
 }
 
 pub(super) async fn write_file(d: &DockerBackend, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
@@ -41,20 +32,9 @@ pub(super) async fn write_file(d: &DockerBackend, id: &str, path: &str, contents
 }
 
 /// The archive the engine gives for `path` in container `id`; `Ok(None)` if the path (or the
-/// container) does not exist.
+/// container) does not exist. Through the silent transport, as [`upload`].
 pub(super) async fn download(d: &DockerBackend, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
-    let options = DownloadFromContainerOptionsBuilder::new().path(path).build();
-    let download =
-        d.docker.download_from_container(id, Some(options)).try_fold(Vec::new(), |mut acc, chunk| async move {
-            acc.extend_from_slice(&chunk);
-            Ok(acc)
-        });
-    match tokio::time::timeout(d.call_timeout, download).await {
-        Ok(Ok(bytes)) => Ok(Some(bytes)),
-        Ok(Err(e)) if is_not_found(&e) => Ok(None),
-        Ok(Err(e)) => Err(engine_error("read file", format!("{path} in {id}"), &e)),
-        Err(_) => Err(Error::backend("read file", format!("{path} in {id}"), "no answer from the engine in time")),
-    }
+    d.transport.get_archive(id, path, &format!("{path} in {id}")).await
 }
 
 /// The regular files of an archive, with their paths (without a leading `./`).

@@ -1,6 +1,6 @@
 //! A second, silent HTTP path to the engine, for the calls whose bodies carry secret values: creating
-//! a container (its environment is in the request) and inspecting one (its environment is in the
-//! answer).
+//! a container (its environment is in the request), inspecting one (its environment is in the
+//! answer), and writing or reading a file in one (a secret file's value is in the archive).
 //!
 //! bollard logs every JSON request body and every decoded answer through the `log` facade at
 //! `debug` and `trace` level. `tracing` can be silenced around a call (see `quiet` in `mod.rs`),
@@ -63,11 +63,24 @@ impl Transport {
         body: Option<Vec<u8>>,
         what: (&'static str, &str),
     ) -> Result<Answer> {
+        self.send_typed(method, path, body.map(|b| (b, "application/json")), what).await
+    }
+
+    async fn send_typed(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Vec<u8>, &'static str)>,
+        what: (&'static str, &str),
+    ) -> Result<Answer> {
         let (operation, target) = what;
         let path = format!("/v{}{path}", self.version);
         let fail = |m: String| Error::backend(operation, target, m);
         let builder = Request::builder().method(method).header("Host", "docker");
-        let builder = if body.is_some() { builder.header("Content-Type", "application/json") } else { builder };
+        let (body, builder) = match body {
+            Some((b, kind)) => (Some(b), builder.header("Content-Type", kind)),
+            None => (None, builder),
+        };
         let body = Full::new(Bytes::from(body.unwrap_or_default()));
         let call = async {
             let response = match &self.connection {
@@ -91,8 +104,7 @@ impl Transport {
             .map_err(|_| fail(format!("no answer from the engine within {:?}", self.timeout)))?
     }
 
-    /// Creates a container; its ID.
-    /// Creates a container; `mac_address` goes where API 1.41 takes it (`Config.MacAddress`,
+    /// Creates a container; its ID. `mac_address` goes where API 1.41 takes it (`Config.MacAddress`,
     /// which the models of later APIs no longer have).
     pub(crate) async fn create_container(
         &self,
@@ -148,6 +160,49 @@ impl Transport {
             .map(Some)
             .map_err(|e| Error::backend(what.0, id, format!("unreadable answer: {e}")))
     }
+}
+
+impl Transport {
+    /// Unpacks a tar `archive` into the directory `dir` of container `id`.
+    pub(crate) async fn put_archive(&self, id: &str, dir: &str, archive: Vec<u8>, what: &str) -> Result<()> {
+        let path = format!("/containers/{id}/archive?path={}", query_escape(dir));
+        let answer =
+            self.send_typed(Method::PUT, &path, Some((archive, "application/x-tar")), ("write file", what)).await?;
+        if !answer.status.is_success() {
+            let kind = crate::error::ErrorKind::from_status(answer.status.as_u16());
+            return Err(Error::backend_kind("write file", what, kind, refusal(&answer)));
+        }
+        Ok(())
+    }
+
+    /// The tar archive of `path` in container `id`; `None` if the path or the container does
+    /// not exist.
+    pub(crate) async fn get_archive(&self, id: &str, path: &str, what: &str) -> Result<Option<Vec<u8>>> {
+        let uri = format!("/containers/{id}/archive?path={}", query_escape(path));
+        let answer = self.send_typed(Method::GET, &uri, None, ("read file", what)).await?;
+        if answer.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !answer.status.is_success() {
+            let kind = crate::error::ErrorKind::from_status(answer.status.as_u16());
+            return Err(Error::backend_kind("read file", what, kind, refusal(&answer)));
+        }
+        Ok(Some(answer.body.to_vec()))
+    }
+}
+
+/// `text` as a query value: unreserved characters and `/` as they are, every other byte
+/// percent-encoded.
+fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// What the engine said when it refused, as the rest of the backend words it.
