@@ -92,6 +92,7 @@ pub mod events;
 mod fuzz;
 pub mod health;
 pub mod ingress;
+pub mod json;
 pub mod model;
 pub mod plan;
 mod process;

@@ -184,8 +184,10 @@ impl InstanceSpec {
     }
 }
 
-/// The state of an observed instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The state of an observed instance. Serializes as its lowercase name (`"running"`), which is
+/// also its `Display`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum InstanceState {
     /// Created, never started.
@@ -202,6 +204,20 @@ pub enum InstanceState {
     Dead,
     /// Anything else the engine reports.
     Unknown,
+}
+
+impl std::fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InstanceState::Created => "created",
+            InstanceState::Running => "running",
+            InstanceState::Restarting => "restarting",
+            InstanceState::Paused => "paused",
+            InstanceState::Exited => "exited",
+            InstanceState::Dead => "dead",
+            InstanceState::Unknown => "unknown",
+        })
+    }
 }
 
 /// The engine's own health status (from an image `HEALTHCHECK`).

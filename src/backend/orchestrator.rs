@@ -70,7 +70,7 @@ pub enum NativeRollout {
 /// Something of a service's description that a target's own rollout handles differently from
 /// the library's, or not at all; [`Plan::limits`](crate::Plan::limits) lists them before
 /// anything changes, and an apply refuses to start while any is `refused`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Limit {
     /// The service.
     pub service: String,

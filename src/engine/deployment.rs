@@ -9,6 +9,11 @@ use crate::error::{Error, Result};
 use crate::model::Environment;
 
 /// The running instances after an apply, by service, with their published endpoints.
+///
+/// Serializes (the [JSON shape](crate::json)) as `{"environment": "shop-staging", "services":
+/// {"api": {"outcome": {"kind": "succeeded"}, "instances": [{"name": "…", "slot": 0, "state":
+/// "running", "host": null, "endpoints": [{"container_port": 8080, "protocol": "tcp", "host":
+/// "127.0.0.1", "port": 49153}]}]}}, "ingress": {"host": "127.0.0.1", "port": 80}}`.
 #[derive(Clone, Debug)]
 pub struct Deployment {
     environment: String,
@@ -18,8 +23,8 @@ pub struct Deployment {
     ingress: Option<(String, u16)>,
 }
 
-/// A published address of a service: host and port.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// A published address of a service: host and port. Serializes as `{"host": "127.0.0.1", "port": 49153}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Endpoint {
     /// Host name or address.
     pub host: String,
@@ -44,7 +49,72 @@ impl fmt::Display for Endpoint {
     }
 }
 
+impl serde::Serialize for Deployment {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        #[derive(serde::Serialize)]
+        struct Published<'a> {
+            container_port: u16,
+            protocol: &'a str,
+            host: String,
+            port: u16,
+        }
+        #[derive(serde::Serialize)]
+        struct Running<'a> {
+            name: &'a str,
+            slot: u32,
+            state: crate::backend::InstanceState,
+            host: Option<&'a str>,
+            endpoints: Vec<Published<'a>>,
+        }
+        #[derive(serde::Serialize)]
+        struct Service<'a> {
+            outcome: Option<&'a RolloutOutcome>,
+            instances: Vec<Running<'a>>,
+        }
+        let services: BTreeMap<&str, Service<'_>> = self
+            .services
+            .iter()
+            .map(|(name, list)| {
+                let instances = list
+                    .iter()
+                    .map(|i| Running {
+                        name: &i.name,
+                        slot: i.slot,
+                        state: i.state,
+                        host: i.host.as_deref(),
+                        endpoints: i
+                            .published
+                            .iter()
+                            .map(|p| Published {
+                                container_port: p.container_port,
+                                protocol: &p.protocol,
+                                host: self.reachable(&p.host_ip),
+                                port: p.host_port,
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                (name.as_str(), Service { outcome: self.outcomes.get(name), instances })
+            })
+            .collect();
+        let mut o = s.serialize_struct("Deployment", 3)?;
+        o.serialize_field("environment", &self.environment)?;
+        o.serialize_field("services", &services)?;
+        o.serialize_field("ingress", &self.ingress_endpoint())?;
+        o.end()
+    }
+}
+
 impl Deployment {
+    /// The address a binding on `host_ip` is reached at: the target's host for a wildcard.
+    fn reachable(&self, host_ip: &str) -> String {
+        match host_ip {
+            "" | "0.0.0.0" | "::" => self.host.clone(),
+            ip => ip.to_string(),
+        }
+    }
+
     pub(crate) fn new(
         env: &Environment,
         host: String,
@@ -103,11 +173,7 @@ impl Deployment {
             .filter(|i| i.is_running())
             .filter_map(|i| {
                 let p = i.published.iter().find(|p| p.container_port == container_port && p.protocol == "tcp")?;
-                let host = match p.host_ip.as_str() {
-                    "" | "0.0.0.0" | "::" => self.host.clone(),
-                    ip => ip.to_string(),
-                };
-                Some(Endpoint { host, port: p.host_port })
+                Some(Endpoint { host: self.reachable(&p.host_ip), port: p.host_port })
             })
             .collect())
     }

@@ -10,7 +10,7 @@ use crate::model::Environment;
 
 /// An environment found on a target ([`environments`]): what owns containers, a network,
 /// volumes or records there.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct FoundEnvironment {
     /// Its project.
     pub project: String,

@@ -94,7 +94,7 @@ impl Environment {
     /// use futures::StreamExt;
     /// let mut run = env.apply_streaming(&docker);
     /// while let Some(event) = run.next().await {
-    ///     println!("{:?}", event.kind);
+    ///     println!("{event}"); // or serde_json::to_string(&event) for a program
     /// }
     /// let deployed = run.finish().await?;
     /// # Ok(()) }
@@ -120,7 +120,7 @@ impl Environment {
     /// ```no_run
     /// # async fn f(env: harbormaster::Environment, docker: harbormaster::DockerBackend) -> harbormaster::Result<()> {
     /// for r in env.history(&docker, "api").await? {
-    ///     println!("{} {:?} {:?} {}", r.number, r.outcome, r.changes, if r.current { "<- current" } else { "" });
+    ///     println!("{} {} {} {}", r.number, r.outcome, r.changes.join("; "), if r.current { "<- current" } else { "" });
     /// }
     /// env.rollback(&docker, "api").await?;
     /// # Ok(()) }

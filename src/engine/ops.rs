@@ -30,8 +30,9 @@ impl Down {
     }
 }
 
-/// What [`Environment::down`](crate::Environment::down) removed and kept.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What [`Environment::down`](crate::Environment::down) removed and kept. Serializes with the
+/// field names below.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DownReport {
     /// Containers removed.
     pub removed_instances: Vec<String>,
@@ -107,8 +108,11 @@ pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, s
     Ok(report)
 }
 
-/// The state of an environment on a target.
-#[derive(Clone, Debug)]
+/// The state of an environment on a target. Its `Display` is a table for people; it serializes
+/// as `{"environment", "services": [{"name", "described", "desired", "running", "instances":
+/// [{"name", "slot", "state", "exit_code", "health": {"status": "unhealthy", "detail": "…"},
+/// "host"}]}]}`.
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Status {
     /// `project-environment`.
     pub environment: String,
@@ -117,7 +121,7 @@ pub struct Status {
 }
 
 /// The state of one service.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct ServiceStatus {
     /// The service.
     pub name: String,
@@ -132,7 +136,7 @@ pub struct ServiceStatus {
 }
 
 /// The state of one instance.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct InstanceStatus {
     /// Container name.
     pub name: String,
@@ -148,8 +152,10 @@ pub struct InstanceStatus {
     pub host: Option<String>,
 }
 
-/// Health of an instance, as one probe just saw it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Health of an instance, as one probe just saw it. Serializes as `{"status": "healthy"}` or
+/// `{"status": "unhealthy", "detail": "…"}` (also `no_check`, `not_running`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", content = "detail", rename_all = "snake_case")]
 pub enum Health {
     /// The probe passed.
     Healthy,
@@ -159,6 +165,36 @@ pub enum Health {
     NoCheck,
     /// Not running.
     NotRunning,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Healthy => f.write_str("healthy"),
+            Health::Unhealthy(detail) => write!(f, "unhealthy: {detail}"),
+            Health::NoCheck => f.write_str("no health check"),
+            Health::NotRunning => f.write_str("not running"),
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    /// One line per service (`api  2/2 running`, with `(not described)` for an orphan), then one
+    /// per instance with its state, host and health.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "status of {}:", self.environment)?;
+        let width = self.services.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for s in &self.services {
+            let orphan = if s.described { "" } else { " (not described)" };
+            write!(f, "\n  {:width$}  {}/{} running{orphan}", s.name, s.running, s.desired)?;
+            for i in &s.instances {
+                let code = i.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
+                let host = i.host.as_deref().map(|h| format!(" on {h}")).unwrap_or_default();
+                write!(f, "\n    {} [{}] {}{code}{host}: {}", i.name, i.slot, i.state, i.health)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How many instances a service should have: its replicas, or, for a global one, one per host

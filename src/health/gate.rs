@@ -272,7 +272,7 @@ impl Gate<'_> {
                 "the container exited with code {} while starting{restarts}",
                 now.exit_code.map_or("unknown".to_string(), |c| c.to_string())
             )),
-            state => Some(format!("the container is {state:?}{restarts}").to_lowercase()),
+            state => Some(format!("the container is {state}{restarts}")),
         }
     }
 

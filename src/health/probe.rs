@@ -76,7 +76,7 @@ async fn attempt(
         } else {
             // It died before it could be read: it has no address because it is not running.
             let code = instance.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default();
-            format!("the container is not running ({:?}{code}): nothing to probe", instance.state).to_lowercase()
+            format!("the container is not running ({}{code}): nothing to probe", instance.state)
         };
         (false, format!("{what}: {why}"), true)
     };
@@ -93,7 +93,7 @@ async fn attempt(
                 }
                 EngineHealth::None if !i.is_running() => {
                     let code = i.exit_code.map(|c| format!(", exit code {c}")).unwrap_or_default();
-                    (false, format!("{what}: the instance is not running ({:?}{code})", i.state).to_lowercase(), true)
+                    (false, format!("{what}: the instance is not running ({}{code})", i.state), true)
                 }
                 EngineHealth::None => (false, format!("{what}: the target reports no result for this check"), false),
             },

@@ -114,6 +114,44 @@ impl Amount {
     }
 }
 
+impl Strategy {
+    /// Its name: `recreate`, `start_first`, `rolling`, `blue_green` or `canary`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Strategy::Recreate => "recreate",
+            Strategy::StartFirst => "start_first",
+            Strategy::Rolling { .. } => "rolling",
+            Strategy::BlueGreen => "blue_green",
+            Strategy::Canary { .. } => "canary",
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    /// `recreate`, `start-first`, `rolling (max surge 1, max unavailable 0)`, `blue/green`,
+    /// `canary (20%, pause 1m, 50%)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Strategy::Recreate => f.write_str("recreate"),
+            Strategy::StartFirst => f.write_str("start-first"),
+            Strategy::Rolling { max_surge, max_unavailable } => {
+                write!(f, "rolling (max surge {max_surge}, max unavailable {max_unavailable})")
+            }
+            Strategy::BlueGreen => f.write_str("blue/green"),
+            Strategy::Canary { steps } => {
+                let steps: Vec<String> = steps
+                    .iter()
+                    .map(|s| match s {
+                        CanaryStep::Weight(w) => format!("{w}%"),
+                        CanaryStep::Pause(d) => format!("pause {}", crate::json::human(*d)),
+                    })
+                    .collect();
+                write!(f, "canary ({})", steps.join(", "))
+            }
+        }
+    }
+}
+
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

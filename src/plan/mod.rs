@@ -10,11 +10,26 @@ pub(crate) mod spec;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+use serde::Serialize;
+
 use crate::backend::{Instance, InstanceState};
 use crate::model::{Environment, ServiceKind, Strategy};
 use spec::{describe_changes, Template};
 
 /// What applying the environment would do, service by service, with the reasons.
+///
+/// Its `Display` is the plan for people; it serializes (the [JSON shape](crate::json)) for a
+/// program, such as a bot posting the plan on a pull request:
+///
+/// ```json
+/// {"environment": "shop-staging",
+///  "services": [{"service": "api", "action": {"kind": "replace", "instances": 2, "strategy": "rolling"},
+///                "reasons": ["env MODE changed"], "remove": ["shop-staging-api-0-…"],
+///                "awaiting_promotion": null}],
+///  "images": [{"reference": "postgres:15", "services": ["db"], "image_id": "sha256:…",
+///              "digest": null, "action": {"kind": "present"}}],
+///  "limits": [], "changes": true}
+/// ```
 #[derive(Clone, Debug)]
 pub struct Plan {
     /// `project-environment`.
@@ -29,8 +44,21 @@ pub struct Plan {
     pub limits: Vec<crate::backend::Limit>,
 }
 
+impl Serialize for Plan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut o = s.serialize_struct("Plan", 5)?;
+        o.serialize_field("environment", &self.environment)?;
+        o.serialize_field("services", &self.services)?;
+        o.serialize_field("images", &self.images)?;
+        o.serialize_field("limits", &self.limits)?;
+        o.serialize_field("changes", &!self.is_noop())?;
+        o.end()
+    }
+}
+
 /// What happens to one image before the services using it are planned.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ImagePlan {
     /// The reference (or a build's tag).
     pub reference: String,
@@ -45,8 +73,9 @@ pub struct ImagePlan {
     pub action: ImageAction,
 }
 
-/// Where an image comes from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where an image comes from. Serializes as `{"kind": "tag_moved", "from": "sha256:…"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ImageAction {
     /// The target has it.
@@ -69,7 +98,9 @@ pub enum ImageAction {
     ByTarget,
 }
 
-/// What happens to one service.
+/// What happens to one service. Serializes as `{"service", "action", "reasons", "remove",
+/// "awaiting_promotion"}`: `remove` names the instances that would be stopped and removed,
+/// `awaiting_promotion` the new set's traffic weight while it waits for a promotion (else `null`).
 #[derive(Clone, Debug)]
 pub struct ServicePlan {
     /// The service.
@@ -86,8 +117,10 @@ pub struct ServicePlan {
     pub(crate) awaiting: Option<u8>,
 }
 
-/// The kind of change for one service.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The kind of change for one service. Serializes as `{"kind": "scale", "from": 1, "to": 3}`; a
+/// replacement's strategy by its name (`recreate`, `start_first`, `rolling`, `blue_green`, `canary`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Action {
     /// Nothing runs yet: create this many instances (a job: run it).
@@ -100,6 +133,7 @@ pub enum Action {
         /// Instances to replace.
         instances: u32,
         /// The strategy that will be used.
+        #[serde(serialize_with = "strategy_name")]
         strategy: Strategy,
     },
     /// Only the number of instances changes.
@@ -116,6 +150,23 @@ pub enum Action {
     },
     /// Already as described.
     Unchanged,
+}
+
+fn strategy_name<S: serde::Serializer>(strategy: &Strategy, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(strategy.name())
+}
+
+impl Serialize for ServicePlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut o = s.serialize_struct("ServicePlan", 5)?;
+        o.serialize_field("service", &self.service)?;
+        o.serialize_field("action", &self.action)?;
+        o.serialize_field("reasons", &self.reasons)?;
+        o.serialize_field("remove", &self.instances_to_remove())?;
+        o.serialize_field("awaiting_promotion", &self.awaiting)?;
+        o.end()
+    }
 }
 
 impl ServicePlan {
@@ -150,7 +201,7 @@ impl fmt::Display for Plan {
             let (sign, what) = match &s.action {
                 Action::Create { replicas } => ('+', format!("create {replicas} instance(s)")),
                 Action::Replace { instances, strategy } => {
-                    ('~', format!("replace {instances} instance(s) ({strategy:?})"))
+                    ('~', format!("replace {instances} instance(s) ({strategy})"))
                 }
                 Action::Scale { from, to } => ('^', format!("scale {from} -> {to}")),
                 Action::Remove { instances } => ('-', format!("remove {instances} instance(s)")),
@@ -290,7 +341,7 @@ fn plan_service(t: &Template, found: &[&Instance]) -> ServicePlan {
         let mut why = staleness(t, i);
         if !i.is_running() {
             let code = i.exit_code.map(|c| format!(" (exit code {c})")).unwrap_or_default();
-            why.push(format!("instance {} is {:?}{code}", i.name, i.state).to_lowercase());
+            why.push(format!("instance {} is {}{code}", i.name, i.state));
         }
         taken.insert(i.slot);
         if why.is_empty() {

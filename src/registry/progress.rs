@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 /// How far a pull has got: bytes downloaded of the layers whose size is known, and layers done.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PullProgress {
     /// Bytes downloaded so far.
     pub done: u64,

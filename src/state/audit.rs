@@ -12,12 +12,15 @@ use crate::error::Result;
 /// Audit entries kept per environment.
 pub const KEEP: usize = 100;
 
-/// One deploy, rollback or promotion, as the audit trail holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One deploy, rollback or promotion, as the audit trail holds it. Serializes with `at` in
+/// RFC 3339 and `took_ms` (the [JSON shape](crate::json)).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
     /// When it started.
+    #[serde(serialize_with = "crate::json::rfc3339")]
     pub at: SystemTime,
     /// How long it took.
+    #[serde(rename = "took_ms", serialize_with = "crate::json::millis")]
     pub took: Duration,
     /// `apply`, `rollback of api to revision 3`, `promotion of web`.
     pub operation: String,

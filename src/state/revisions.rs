@@ -21,12 +21,13 @@ use crate::events::RolloutOutcome;
 use crate::plan::spec::{describe_changes, Template};
 
 /// One recorded revision of a service, as [`Environment::history`](crate::Environment::history)
-/// lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// lists it. Serializes with `at` in RFC 3339 (the [JSON shape](crate::json)).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Revision {
     /// Its number, counting from 1 per service.
     pub number: u64,
     /// When it was rolled out.
+    #[serde(serialize_with = "crate::json::rfc3339")]
     pub at: SystemTime,
     /// The image as described (a reference, or the build it came from).
     pub image: String,
@@ -46,7 +47,9 @@ pub struct Revision {
     pub actor: Option<String>,
     /// Whether the service's running instances are on this revision now.
     pub current: bool,
+    #[serde(skip)]
     pub(crate) spec_json: String,
+    #[serde(skip)]
     pub(crate) spec_hash: String,
 }
 

@@ -237,7 +237,7 @@ impl TestEnv {
         let mut out = String::new();
         for i in instances {
             let tail = docker.logs_tail(&i.id, lines).await.unwrap_or_default();
-            out.push_str(&format!("--- {} ({}, {:?}), last {} log line(s):\n", i.name, i.service, i.state, tail.len()));
+            out.push_str(&format!("--- {} ({}, {}), last {} log line(s):\n", i.name, i.service, i.state, tail.len()));
             for l in tail {
                 out.push_str("  ");
                 out.push_str(&l);

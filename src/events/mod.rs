@@ -2,21 +2,32 @@
 
 use std::time::{Duration, SystemTime};
 
+mod text;
+
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 /// One step of an apply or down, with when it happened and in which environment.
-#[derive(Clone, Debug)]
+///
+/// Serializes as one flat object (the [JSON shape](crate::json)):
+/// `{"at": "2026-12-05T10:00:00.123Z", "environment": "shop-staging", "kind": "instance_created",
+/// "service": "api", "instance": "shop-staging-api-1-…"}`. Its `Display` is a line for people.
+#[derive(Clone, Debug, Serialize)]
 pub struct Event {
     /// When it happened.
+    #[serde(serialize_with = "crate::json::rfc3339")]
     pub at: SystemTime,
     /// `project-environment`.
     pub environment: String,
     /// What happened.
+    #[serde(flatten)]
     pub kind: EventKind,
 }
 
-/// What happened. Never contains a secret value.
-#[derive(Clone, Debug, PartialEq)]
+/// What happened. Never contains a secret value. Serializes with its variant's name in `kind`
+/// (`"kind": "rollout_batch"`), durations in `…_ms` fields.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventKind {
     /// The plan was computed.
@@ -53,7 +64,8 @@ pub enum EventKind {
         digest: Option<String>,
         /// The digest the engine's copy had before, when the tag now points elsewhere.
         replaced: Option<String>,
-        /// How long the pull took.
+        /// How long the pull took (`took_ms`).
+        #[serde(rename = "took_ms", serialize_with = "crate::json::millis")]
         took: std::time::Duration,
     },
     /// A built image was pushed to its registry.
@@ -120,7 +132,8 @@ pub enum EventKind {
         service: String,
         /// The container name.
         instance: String,
-        /// Time from start to healthy.
+        /// Time from start to healthy (`after_ms`).
+        #[serde(rename = "after_ms", serialize_with = "crate::json::millis")]
         after: Duration,
     },
     /// Every instance of a service meets its gate; dependents waiting for it may start.
@@ -188,14 +201,16 @@ pub enum EventKind {
         reason: String,
         /// 1-based number of the retry.
         attempt: u32,
-        /// The pause before the retry.
+        /// The pause before the retry (`after_ms`).
+        #[serde(rename = "after_ms", serialize_with = "crate::json::millis")]
         after: std::time::Duration,
     },
     /// The instances that receive a service's traffic changed (through the ingress).
     RotationChanged {
         /// The service.
         service: String,
-        /// Instances now in rotation, with their weights.
+        /// Instances now in rotation, with their weights (`[{"instance": …, "weight": …}]`).
+        #[serde(serialize_with = "rotation_members")]
         members: Vec<(String, u32)>,
     },
     /// A rollout ended; the outcome says how.
@@ -265,9 +280,19 @@ pub enum EventKind {
     },
     /// The apply finished successfully.
     Applied {
-        /// How long it took.
+        /// How long it took (`took_ms`).
+        #[serde(rename = "took_ms", serialize_with = "crate::json::millis")]
         took: Duration,
     },
+}
+
+fn rotation_members<S: serde::Serializer>(members: &[(String, u32)], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Member<'a> {
+        instance: &'a str,
+        weight: u32,
+    }
+    s.collect_seq(members.iter().map(|(instance, weight)| Member { instance, weight: *weight }))
 }
 
 /// Where the engine sends events: to tracing always, and to the caller's channel if there is one.
@@ -291,7 +316,8 @@ pub(crate) async fn with_sink<F: std::future::Future>(sink: EventSink, f: F) -> 
 /// Emits `kind` on the sink of the operation running on this task; outside one, it is only traced.
 pub(crate) fn emit_current(kind: EventKind) {
     if CURRENT.try_with(|s| s.emit(kind.clone())).is_err() {
-        tracing::info!(event = ?kind.scrubbed());
+        let kind = kind.scrubbed();
+        tracing::info!(event = kind.name(), service = kind.service().unwrap_or(""), "{kind}");
     }
 }
 
@@ -302,12 +328,14 @@ impl EventSink {
 
     pub(crate) fn emit(&self, kind: EventKind) {
         let kind = kind.scrubbed();
+        // Structured fields (`event`, `environment`, `service`), the line for people as the message.
+        let (event, environment, service) = (kind.name(), self.environment.as_str(), kind.service().unwrap_or(""));
         match &kind {
             EventKind::ProbeFailed { .. } | EventKind::ProbePassed { .. } | EventKind::ImagePulling { .. } => {
-                tracing::debug!(event = ?kind)
+                tracing::debug!(event, environment, service, "{kind}")
             }
-            EventKind::ServiceFailed { .. } => tracing::warn!(event = ?kind),
-            _ => tracing::info!(event = ?kind),
+            EventKind::ServiceFailed { .. } => tracing::warn!(event, environment, service, "{kind}"),
+            _ => tracing::info!(event, environment, service, "{kind}"),
         }
         if let Some(tx) = &self.tx {
             let _ = tx.send(Event { at: SystemTime::now(), environment: self.environment.clone(), kind });
@@ -346,7 +374,9 @@ impl RolloutOutcome {
 }
 
 /// How a service's rollout ended. Only `Succeeded` and `Unchanged` mean the new description runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serializes as `{"kind": "rolled_back", "reason": "…"}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RolloutOutcome {
     /// Every instance runs the new revision and is in rotation.
