@@ -297,9 +297,11 @@ async fn missing_image_is_a_clear_error() {
     let err = missing(harbormaster::PullPolicy::IfMissing).plan(&h.docker).await.unwrap_err();
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "took {:?}", started.elapsed());
     match &err {
-        Error::Registry { reference, registry, .. } => {
+        Error::Registry { reference, registry, services, .. } => {
             assert_eq!(reference, "harbormaster-test/does-not-exist:1");
             assert_eq!(registry, "docker.io");
+            assert_eq!(services, &["x".to_string()], "the error names the service that needs the image");
+            assert!(err.to_string().contains("(needed by x)"), "{err}");
         }
         other => panic!("expected a registry error, got {other}"),
     }
@@ -371,4 +373,55 @@ async fn a_rollout_deadline_does_not_count_the_wait_for_dependencies() {
         .build()
         .unwrap();
     h.env().service(slow).service(api).build().unwrap().apply(&h.docker).await.unwrap();
+}
+
+/// A host port that something else holds is found by the plan, before anything changes, as a
+/// conflict naming the service, the port and what holds it: a process of this host, or another
+/// environment's container. The service's own instance holding it (a recreate) is not a conflict.
+#[tokio::test]
+async fn a_host_port_in_use_is_a_conflict_the_plan_finds() {
+    let h = Harness::new("portuse").await;
+    let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let listener = std::net::TcpListener::bind((lo, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let web = |h: &Harness| {
+        h.svc("web")
+            .port(Port::tcp(8080).publish(port).on_host_ip(lo))
+            .rollout(harbormaster::Rollout::recreate())
+            .build()
+            .unwrap()
+    };
+    let env = h.env().service(web(&h)).build().unwrap();
+    let err = env.plan(&h.docker).await.unwrap_err();
+    assert_eq!(err.kind(), harbormaster::ErrorKind::Conflict, "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&format!("host port {port}/tcp")) && text.contains("a process on this host"), "{text}");
+    assert!(text.contains("`web`"), "{text}");
+    assert!(matches!(env.apply(&h.docker).await.unwrap_err(), Error::PortInUse { .. }));
+    assert!(env.status(&h.docker).await.unwrap().services.iter().all(|s| s.instances.is_empty()), "nothing created");
+    drop(listener);
+
+    // Now it is free: deployed, and planned again (a change) without a conflict with itself.
+    env.apply(&h.docker).await.unwrap();
+    let changed = h
+        .env()
+        .service(
+            h.svc("web")
+                .env("V", "2")
+                .port(Port::tcp(8080).publish(port).on_host_ip(lo))
+                .rollout(harbormaster::Rollout::recreate())
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    assert!(changed.plan(&h.docker).await.unwrap().service("web").unwrap().changes_anything());
+
+    // Another environment wanting it: the container that holds it is named.
+    let other = Harness::new("portuse2").await;
+    let env2 = other.env().service(web(&other)).build().unwrap();
+    let err = env2.plan(&other.docker).await.unwrap_err();
+    assert_eq!(err.kind(), harbormaster::ErrorKind::Conflict, "{err}");
+    assert!(err.to_string().contains(&format!("container {}", env.qualified_name())), "{err}");
+    env.down(&h.docker, Down::default()).await.unwrap();
 }

@@ -360,3 +360,35 @@ async fn a_test_environment_keeps_no_records_unless_asked() {
     assert_eq!(volumes(q).await, Vec::<String>::new());
     assert_eq!(volumes(d).await, Vec::<String>::new());
 }
+
+/// A test environment is removed at once (`docker rm -f`), not after its containers' stop grace
+/// period: a server that takes 30 s to stop on SIGTERM does not hold the test up. A test that
+/// asks for a graceful teardown gets it.
+#[tokio::test]
+async fn teardown_removes_at_once_unless_asked_otherwise() {
+    let slow = |stem: &str| {
+        let svc = Service::builder("web")
+            .image(workload::IMAGE)
+            .env("STOP_DELAY_MS", "30000")
+            .stop_grace_period(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        Environment::builder(PROJECT, stem).service(svc).build().unwrap()
+    };
+    let docker = docker().await;
+    let stack = TestEnv::up(slow("rmf")).await.unwrap();
+    let prefix = stack.environment().qualified_name();
+    let started = Instant::now();
+    let report = stack.down().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(report.removed_instances.len(), 1);
+    // Not the 30 s grace (nor the 10 s of a default stop): removed without waiting for an exit.
+    assert!(took < Duration::from_secs(10), "teardown waited for the stop grace: {took:?}");
+    assert_eq!(leftovers(&docker, &prefix).await, Vec::<String>::new());
+
+    let graceful =
+        TestEnv::builder(slow("graceful")).stop_grace_on_teardown(Duration::from_secs(2)).up().await.unwrap();
+    let started = Instant::now();
+    graceful.down().await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2), "the grace asked for was given");
+}

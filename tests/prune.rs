@@ -49,7 +49,7 @@ impl Drop for Guard {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async {
                 let e = support::hosts::engine_e_backend().await;
-                if let Ok(env) = Environment::builder(PROJECT, &name).build() {
+                if let Ok(env) = Environment::named(PROJECT, &name) {
                     let _ = env.down(&e, Down::default().with_volumes()).await;
                 }
             });

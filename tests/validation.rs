@@ -372,3 +372,26 @@ fn a_mac_address_is_one_containers() {
     let err = svc("nas").container(ContainerOptions::new().mac_address("02:42:zz")).build().unwrap_err();
     assert!(err.to_string().contains("not six hexadecimal pairs"), "{err}");
 }
+
+/// What the engine would refuse later is refused at build: an environment without services, an
+/// image repository with capitals, a health check expecting only interim (1xx) statuses.
+#[test]
+fn what_the_engine_refuses_is_refused_at_build() {
+    let err = Environment::builder("p", "e").build().unwrap_err();
+    assert!(err.to_string().contains("no services"), "{err}");
+    assert!(Environment::named("p", "e").unwrap().services().is_empty(), "by name only, to take it down");
+    let err = Service::builder("a").image("UPPER/x:1").build().unwrap_err();
+    assert!(err.to_string().contains("lowercase"), "{err}");
+    assert!(Service::builder("a").image("Registry.Example.com:5000/x:1").build().is_ok());
+    let err = Service::builder("a")
+        .image("x")
+        .health(HealthCheck::http(80, "/").expect_status(100..200))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("no final HTTP status"), "{err}");
+    assert!(Service::builder("a")
+        .image("x")
+        .health(HealthCheck::http(80, "/").expect_status(200..=204))
+        .build()
+        .is_ok());
+}

@@ -16,9 +16,12 @@
 //!
 //! Everything a backend owns carries labels under [`LABEL_PREFIX`]; that is how `plan` finds what runs.
 
+#[cfg(feature = "docker")]
 pub mod docker;
 mod files;
+#[cfg(feature = "ssh")]
 pub mod fleet;
+#[cfg(feature = "fly")]
 pub mod fly;
 mod images;
 mod instance;
@@ -28,7 +31,9 @@ pub mod memory;
 mod orchestrator;
 mod records;
 mod runtime;
+#[cfg(feature = "ssh")]
 pub mod ssh;
+#[cfg(feature = "swarm")]
 pub mod swarm;
 mod topology;
 

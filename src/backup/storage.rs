@@ -250,7 +250,7 @@ impl S3Storage {
 
 /// Seconds since the epoch as the compact UTC time used in keys: `20261123T074500Z`.
 pub(crate) fn key_time(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string().replace(['-', ':'], "")
+    crate::rfc3339::format(t, false).replace(['-', ':'], "")
 }
 
 /// The time in a key written by [`key_time`].
@@ -260,5 +260,5 @@ pub(crate) fn parse_key_time(s: &str) -> Option<SystemTime> {
         return None;
     }
     let rfc = format!("{}-{}-{}T{}:{}:{}Z", &s[0..4], &s[4..6], &s[6..8], &s[9..11], &s[11..13], &s[13..15]);
-    humantime::parse_rfc3339(&rfc).ok()
+    crate::rfc3339::parse_rfc3339(&rfc)
 }

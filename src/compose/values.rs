@@ -63,40 +63,10 @@ pub(crate) fn float(v: &Node, key: &str) -> R<f64> {
     }
 }
 
-/// A compose duration: `1m30s`, `10s`, `1.5s`, `500ms`, `2h`, `100us`; a bare number is seconds.
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    if let Ok(secs) = rest.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    while !rest.is_empty() {
-        let n_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let n: f64 = rest[..n_len].parse().ok()?;
-        rest = &rest[n_len..];
-        let u_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..u_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        rest = &rest[u_len..];
-        total = total.checked_add(Duration::try_from_secs_f64(n * unit).ok()?)?;
-    }
-    Some(total)
-}
-
 /// A duration value.
 pub(crate) fn duration(v: &Node, key: &str) -> R<Duration> {
     let text = string(v, key)?;
-    parse_duration(&text)
+    crate::duration::parse(&text)
         .ok_or_else(|| Problem::new(&v.at, key, format!("a duration such as 30s, 1m30s or 500ms, not {text:?}")))
 }
 
@@ -234,14 +204,14 @@ mod tests {
 
     #[test]
     fn durations_and_sizes() {
-        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(parse_duration("1h5m30s20ms"), Some(Duration::from_millis(3_930_020)));
+        assert_eq!(crate::duration::parse("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(crate::duration::parse("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(crate::duration::parse("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(crate::duration::parse("10"), Some(Duration::from_secs(10)));
+        assert_eq!(crate::duration::parse("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(crate::duration::parse("1h5m30s20ms"), Some(Duration::from_millis(3_930_020)));
         for bad in ["", "s", "1x", "1e400s", "-1s", "99999999999999999999h"] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
+            assert_eq!(crate::duration::parse(bad), None, "{bad}");
         }
         assert_eq!(parse_bytes("512m"), Some(512 << 20));
         assert_eq!(parse_bytes("1g"), Some(1 << 30));

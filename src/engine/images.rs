@@ -40,6 +40,16 @@ pub(crate) struct Resolved {
     pub pin: Option<String>,
 }
 
+/// A registry error naming the services that need its image.
+fn needed_by(e: Error, names: &[String]) -> Error {
+    match e {
+        Error::Registry { operation, reference, registry, kind, credentials, message, .. } => {
+            Error::Registry { operation, reference, services: names.to_vec(), registry, kind, credentials, message }
+        }
+        other => other,
+    }
+}
+
 /// Resolves every service's image. Returns each service's image and what happens to each image.
 pub(crate) async fn resolve(
     env: &Environment,
@@ -71,7 +81,7 @@ pub(crate) async fn resolve(
     let mut out = HashMap::new();
     let mut plans = Vec::new();
     for (reference, names, r) in join_all(resolving).await {
-        let (resolved, plan) = r?;
+        let (resolved, plan) = r.map_err(|e| needed_by(e, &names))?;
         for n in &names {
             out.insert(n.clone(), resolved.clone());
         }
@@ -90,7 +100,8 @@ pub(crate) async fn resolve(
         sink.emit(EventKind::ImageBuilt { service: svc.name.clone(), tag: tag.clone(), image_id: id.clone() });
         let mut pin = None;
         if b.push && mode == Mode::Apply {
-            let digest = images.push_image(&tag, &|_| {}).await?;
+            let digest =
+                images.push_image(&tag, &|_| {}).await.map_err(|e| needed_by(e, std::slice::from_ref(&svc.name)))?;
             sink.emit(EventKind::ImagePushed { reference: tag.clone(), digest: digest.clone() });
             pin = ImageRef::parse(&tag).map(|r| r.pinned(&digest));
         }

@@ -20,12 +20,30 @@ use crate::state::lock::DeployLock;
 pub struct Down {
     /// Also remove the environment's named volumes (their data is lost).
     pub remove_volumes: bool,
+    /// How long each container gets to exit after its stop signal before it is killed; `None`:
+    /// each service's own [stop grace period](crate::ServiceBuilder::stop_grace_period).
+    /// Zero removes running containers at once (killed, as `docker rm -f` does).
+    pub stop_grace: Option<Duration>,
 }
 
 impl Down {
     /// Also remove the named volumes.
     pub fn with_volumes(mut self) -> Self {
         self.remove_volumes = true;
+        self
+    }
+
+    /// Removes running containers at once, without waiting for them to exit (`docker rm -f`):
+    /// what a test harness wants, since nothing is left to serve. One container goes in about
+    /// the engine's removal time instead of up to its stop grace period.
+    pub fn force(mut self) -> Self {
+        self.stop_grace = Some(Duration::ZERO);
+        self
+    }
+
+    /// Gives every container this long to exit after its stop signal, whatever its service says.
+    pub fn stop_grace(mut self, grace: Duration) -> Self {
+        self.stop_grace = Some(grace);
         self
     }
 }
@@ -61,7 +79,10 @@ pub(crate) async fn down(env: &Environment, backend: &dyn Backend, opts: Down, s
             }
         } else {
             let removals = by_service.iter().map(|(service, list)| {
-                let grace = env.service(service).map(|s| s.stop_grace).unwrap_or(Duration::from_secs(10));
+                let grace = opts
+                    .stop_grace
+                    .or_else(|| env.service(service).map(|s| s.stop_grace))
+                    .unwrap_or(Duration::from_secs(10));
                 retire(backend, sink, service, list, grace)
             });
             futures::future::join_all(removals).await.into_iter().collect::<Result<Vec<()>>>()?;

@@ -66,7 +66,7 @@ impl Error {
             | Error::RollbackIncomplete { .. }
             | Error::Paused { .. } => ErrorKind::Failed,
             Error::Deadline { .. } => ErrorKind::Timeout,
-            Error::Locked { .. } => ErrorKind::Conflict,
+            Error::Locked { .. } | Error::PortInUse { .. } => ErrorKind::Conflict,
             Error::LockLost { .. } | Error::StateLost { .. } => ErrorKind::StateLost,
             Error::HostKey { .. } => ErrorKind::Unauthorized,
             Error::OnHost { source, .. } => source.kind(),

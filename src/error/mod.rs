@@ -78,12 +78,14 @@ pub enum Error {
 
     /// Pulling or pushing an image, or asking its registry about it, failed. `kind` says why, in
     /// a form to match on; `credentials` says which were used (never the secret).
-    #[error("{operation} of image `{reference}` (registry {registry}) failed: {kind}: {message} [credentials: {credentials}]. {}", kind.advice())]
+    #[error("{operation} of image `{reference}`{} (registry {registry}) failed: {kind}: {message} [credentials: {credentials}]. {}", needed_by(services), kind.advice())]
     Registry {
         /// `pull`, `push` or `inspect`.
         operation: &'static str,
         /// The image reference.
         reference: String,
+        /// The services that need the image (empty where no service was asked about).
+        services: Vec<String>,
         /// The registry host (`docker.io` when the reference names none).
         registry: String,
         /// Why, in a form to match on.
@@ -126,7 +128,7 @@ pub enum Error {
     },
 
     /// A deadline enforced by the library expired.
-    #[error("{what} did not finish within its deadline of {deadline:?}; still pending: {}", pending.join(", "))]
+    #[error("{what} did not finish within its deadline of {}; still pending: {}", crate::duration::human(*deadline), pending.join(", "))]
     Deadline {
         /// What was being waited for.
         what: String,
@@ -216,8 +218,24 @@ pub enum Error {
         reason: String,
     },
 
+    /// A host port a service publishes is held by something else on the target (another
+    /// container, or a process of the host): found by the plan before anything changes.
+    #[error("service `{service}`: host port {port}/{protocol} on {target} is already in use by {holder}; stop what holds it, or publish another port (or publish_ephemeral())")]
+    PortInUse {
+        /// The service.
+        service: String,
+        /// The host port.
+        port: u16,
+        /// `tcp` or `udp`.
+        protocol: &'static str,
+        /// What holds it: `container web-1`, `a process on this host`.
+        holder: String,
+        /// The target (its engine address).
+        target: String,
+    },
+
     /// An SSH host could not be reached, or the connection to it was lost.
-    #[error("host `{host}` ({destination}) is unreachable over SSH: {message}. Nothing more was changed on it; check the host and the network, then apply again")]
+    #[error("host `{host}` ({destination}) is unreachable over SSH: {message}. Check the host, the network and the SSH settings, then try again (if an operation was under way, nothing more was changed on the host)")]
     HostUnreachable {
         /// The host's name.
         host: String,
@@ -311,6 +329,15 @@ pub enum Error {
         /// The container port asked for.
         port: u16,
     },
+}
+
+/// ` (needed by api, worker)`, or nothing.
+fn needed_by(services: &[String]) -> String {
+    if services.is_empty() {
+        String::new()
+    } else {
+        format!(" (needed by {})", services.join(", "))
+    }
 }
 
 impl Error {
@@ -427,11 +454,12 @@ impl Error {
                 f.failed = std::mem::take(&mut f.failed).into_iter().map(|(s, e)| (s, e.scrubbed())).collect();
                 Error::Apply(f)
             }
-            Error::Registry { operation, reference, registry, kind, credentials, mut message } => {
+            Error::Registry { operation, reference, services, registry, kind, credentials, mut message } => {
                 in_place(&mut message);
-                Error::Registry { operation, reference, registry, kind, credentials, message }
+                Error::Registry { operation, reference, services, registry, kind, credentials, message }
             }
             other @ (Error::ImageNotFound { .. }
+            | Error::PortInUse { .. }
             | Error::Locked { .. }
             | Error::NoPendingPromotion { .. }
             | Error::UnknownService { .. }

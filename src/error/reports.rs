@@ -158,9 +158,9 @@ impl fmt::Display for LockHolder {
             self.pid,
             self.host,
             self.operation,
-            humantime::format_rfc3339_seconds(self.since),
+            crate::rfc3339::format(self.since, false),
             self.state,
-            humantime::format_rfc3339_seconds(self.expires),
+            crate::rfc3339::format(self.expires, false),
             self.renew_every.as_secs(),
         )
     }

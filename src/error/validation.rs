@@ -7,7 +7,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum ValidationError {
     /// A compose file says something that cannot be read or honoured: where, and why.
-    #[error("{file}:{line}: `{key}`: {reason}")]
+    #[error("{}", compose_message(file, *line, key, reason))]
     Compose {
         /// The file.
         file: String,
@@ -64,7 +64,7 @@ pub enum ValidationError {
         replicas: u32,
     },
     /// A deadline too short for the health check to ever declare the service unhealthy.
-    #[error("service `{service}`: deadline {deadline:?} is shorter than its health check needs ({needed:?} = start period + interval x failure threshold); raise the deadline or shorten the check")]
+    #[error("service `{service}`: deadline {} is shorter than its health check needs ({} = start period + interval x failure threshold); raise the deadline or shorten the check", crate::duration::human(*deadline), crate::duration::human(*needed))]
     DeadlineTooShort {
         /// The service.
         service: String,
@@ -103,6 +103,16 @@ pub enum ValidationError {
         /// What is wrong and what would be right.
         reason: String,
     },
+}
+
+/// `file:line: `key`: reason`, leaving out the line and key where there are none.
+fn compose_message(file: &str, line: usize, key: &str, reason: &str) -> String {
+    match (line, key.is_empty()) {
+        (0, true) => format!("{file}: {reason}"),
+        (0, false) => format!("{file}: `{key}`: {reason}"),
+        (_, true) => format!("{file}:{line}: {reason}"),
+        (_, false) => format!("{file}:{line}: `{key}`: {reason}"),
+    }
 }
 
 impl ValidationError {

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::{Event, EventKind, RolloutOutcome};
-use crate::json::human;
+use crate::duration::human;
 
 impl fmt::Display for Event {
     /// `shop-staging: api: instance shop-staging-api-1-… started`.

@@ -131,10 +131,10 @@ impl Gate<'_> {
                                 return Err(cut.error(&instance.name));
                             }
                             let mut reason = format!(
-                                "not healthy within {:?} (start period {:?} + interval {:?} x {} retries)",
-                                check.startup_budget().min(deadline),
-                                check.start_period,
-                                check.interval,
+                                "not healthy within {} (start period {} + interval {} x {} retries)",
+                                crate::duration::human(check.startup_budget().min(deadline)),
+                                crate::duration::human(check.start_period),
+                                crate::duration::human(check.interval),
                                 check.failure_threshold
                             );
                             if let Some(why) = self.not_running(instance).await {

@@ -57,7 +57,23 @@ impl Environment {
                 default_network: false,
             },
             errors: Vec::new(),
+            empty_ok: false,
         }
+    }
+
+    /// An environment known by its name alone, with no services: enough to take down what it
+    /// left on a target ([`down`](Self::down)), or read its [`status`](Self::status),
+    /// [`history`](Self::history) and [`audit_log`](Self::audit_log) from any process. (A
+    /// [`builder`](Self::builder) refuses an environment without services.)
+    ///
+    /// ```no_run
+    /// # async fn f(docker: harbormaster::DockerBackend) -> harbormaster::Result<()> {
+    /// let old = harbormaster::Environment::named("shop", "pr-123")?;
+    /// old.down(&docker, harbormaster::Down::default().with_volumes()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn named(project: impl Into<String>, name: impl Into<String>) -> Result<Environment, ValidationError> {
+        Environment::builder(project, name).by_name_only().build()
     }
 
     /// The project name.
@@ -119,7 +135,7 @@ impl Environment {
     /// file's, for instance): replace a service ([`EnvironmentBuilder::replace`]), add one, set
     /// options. `build()` validates the whole again.
     pub fn to_builder(&self) -> EnvironmentBuilder {
-        EnvironmentBuilder { env: self.clone(), errors: Vec::new() }
+        EnvironmentBuilder { env: self.clone(), errors: Vec::new(), empty_ok: false }
     }
 
     /// Whether it is ephemeral ([`EnvironmentBuilder::ephemeral`]).
@@ -160,9 +176,17 @@ impl Environment {
 pub struct EnvironmentBuilder {
     env: Environment,
     errors: Vec<ValidationError>,
+    empty_ok: bool,
 }
 
 impl EnvironmentBuilder {
+    /// An environment known by name only (found on a target, to take it down or read it): no
+    /// services is then what it is, not a mistake.
+    pub(crate) fn by_name_only(mut self) -> Self {
+        self.empty_ok = true;
+        self
+    }
+
     /// Adds a service.
     pub fn service(mut self, service: Service) -> Self {
         self.env.services.push(service);
@@ -309,7 +333,8 @@ impl EnvironmentBuilder {
         self
     }
 
-    /// Validates the whole environment: names, duplicates, dependencies, cycles, host ports.
+    /// Validates the whole environment: at least one service, names, duplicates, dependencies,
+    /// cycles, host ports.
     pub fn build(self) -> Result<Environment, ValidationError> {
         let mut env = self.env;
         if let Some(e) = self.errors.into_iter().next() {
@@ -344,6 +369,15 @@ impl EnvironmentBuilder {
                     reason,
                 });
             }
+        }
+        if env.services.is_empty() && !self.empty_ok {
+            return Err(ValidationError::InvalidValue {
+                owner: format!("environment `{}`", env.name),
+                field: "services",
+                reason: "it has no services: add one with .service(…); to find or take down what an environment \
+                    left on a target by its name alone, use Environment::named()"
+                    .into(),
+            });
         }
         Ok(env)
     }

@@ -231,6 +231,10 @@ impl HealthCheck {
             Probe::Http { status_min, status_max, .. } if status_min > status_max => {
                 Some(format!("expected status range {status_min}..={status_max} is empty"))
             }
+            Probe::Http { status_min, status_max, .. } if *status_max < 200 || *status_min > 599 => Some(format!(
+                "expected status range {status_min}..={status_max} holds no final HTTP status (200-599; a 1xx \
+                 answer is interim, never the response): use e.g. expect_status(200..300)"
+            )),
             Probe::Http { path, .. } if path.chars().any(|c| c.is_whitespace() || c.is_control()) => Some(format!(
                 "HTTP probe path {} must not contain spaces or control characters",
                 super::limits::show(path)

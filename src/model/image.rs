@@ -265,10 +265,11 @@ pub(crate) fn check_reference(r: &str) -> Result<(), String> {
         return Err("its name is longer than 255 characters".into());
     }
     let mut parts: Vec<&str> = name.split('/').collect();
-    // The first part is a registry when it has a '.' or ':', is `localhost`, or has capitals.
+    // The first part is a registry when it has a '.' or ':' or is `localhost` (as Docker 20.10
+    // reads it: `UPPER/x` is a repository with capitals, refused by the engine).
     if parts.len() > 1 {
         let first = parts[0];
-        if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) {
+        if first.contains(['.', ':']) || first == "localhost" {
             if !domain(first) {
                 return Err(format!("its registry {first:?} is not a host name with an optional port"));
             }

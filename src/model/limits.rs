@@ -39,7 +39,9 @@ pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why `d` is out of bounds for `what`, if it is.
 pub(crate) fn duration(what: &str, d: Duration, max: Duration) -> Option<String> {
-    (d > max).then(|| format!("{what} of {d:?} is longer than the {max:?} allowed"))
+    (d > max).then(|| {
+        format!("{what} of {} is longer than the {} allowed", crate::duration::human(d), crate::duration::human(max))
+    })
 }
 
 /// Why `s` cannot be passed to a process, if it cannot (a NUL byte).

@@ -143,7 +143,7 @@ impl fmt::Display for Strategy {
                     .iter()
                     .map(|s| match s {
                         CanaryStep::Weight(w) => format!("{w}%"),
-                        CanaryStep::Pause(d) => format!("pause {}", crate::json::human(*d)),
+                        CanaryStep::Pause(d) => format!("pause {}", crate::duration::human(*d)),
                     })
                     .collect();
                 write!(f, "canary ({})", steps.join(", "))

@@ -56,6 +56,7 @@ impl RegistryAuth {
     }
 
     /// The engine's form (`X-Registry-Auth`) for `server`.
+    #[cfg(feature = "docker")]
     pub(crate) fn engine_credentials(&self, server: &str) -> bollard::auth::DockerCredentials {
         match &self.kind {
             Kind::Basic { username, password } => bollard::auth::DockerCredentials {

@@ -36,11 +36,7 @@ impl ImageRef {
             None => (rest, None),
         };
         let (registry, repository) = match name.split_once('/') {
-            Some((first, path))
-                if first.contains(['.', ':'])
-                    || first == "localhost"
-                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
-            {
+            Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => {
                 (first.to_string(), path.to_string())
             }
             _ if name.contains('/') => (DOCKER_HUB.to_string(), name.to_string()),

@@ -118,7 +118,7 @@ impl Harness {
             return;
         }
         self.block(TEARDOWN_LIMIT, async move {
-            let downs = live.iter().map(|(env, docker)| env.down(docker, Down::default().with_volumes()));
+            let downs = live.iter().map(|(env, docker)| env.down(docker, Down::default().with_volumes().force()));
             futures::future::join_all(downs).await
         });
     }

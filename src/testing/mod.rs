@@ -59,7 +59,7 @@ pub async fn reap<B: Backend>(backend: &B) -> Result<Reaped> {
             owner::Verdict::OwnerAlive | owner::Verdict::OwnerUnknown(_) => reaped.left.push(env.qualified_name()),
             owner::Verdict::Orphaned(why) => {
                 tracing::info!(environment = %env.qualified_name(), why, "removing an orphaned test environment");
-                env.down(backend, Down::default().with_volumes()).await?;
+                env.down(backend, Down::default().with_volumes().force()).await?;
                 reaped.removed.push(env.qualified_name());
             }
         }

@@ -45,6 +45,7 @@ pub struct TestEnv {
     docker: DockerBackend,
     deployment: Deployment,
     done: bool,
+    teardown: Down,
 }
 
 impl std::fmt::Debug for TestEnv {
@@ -62,6 +63,7 @@ pub struct TestEnvBuilder {
     name: Option<String>,
     records: bool,
     expire_after: Option<std::time::Duration>,
+    teardown: Down,
 }
 
 impl TestEnvBuilder {
@@ -96,6 +98,15 @@ impl TestEnvBuilder {
         self
     }
 
+    /// Gives its containers this long to exit on their stop signal at teardown (default: none,
+    /// they are removed at once, as testcontainers does: a test's environment has nothing left
+    /// to serve, and a server that ignores SIGTERM would hold every test up for its grace
+    /// period). For a test of what a service does on shutdown.
+    pub fn stop_grace_on_teardown(mut self, grace: std::time::Duration) -> Self {
+        self.teardown = Down::default().with_volumes().stop_grace(grace);
+        self
+    }
+
     /// Deploys it: the engine is swept for orphans first (once per process), then the environment
     /// is applied under its unique name. A failed apply tears down what it made before the error
     /// (which names the service and carries its last log lines) is returned.
@@ -124,14 +135,14 @@ impl TestEnvBuilder {
                 match e.apply(&d).await {
                     Ok(deployment) => Ok(deployment),
                     Err(err) => {
-                        let _ = e.down(&d, Down::default().with_volumes()).await;
+                        let _ = e.down(&d, Down::default().with_volumes().force()).await;
                         Err(err)
                     }
                 }
             })
             .await;
         match applied {
-            Ok(deployment) => Ok(TestEnv { id, env, docker, deployment, done: false }),
+            Ok(deployment) => Ok(TestEnv { id, env, docker, deployment, done: false, teardown: self.teardown }),
             Err(e) => {
                 h.untrack(id);
                 Err(e)
@@ -155,7 +166,14 @@ impl TestEnv {
 
     /// A test environment with options: the engine, the name.
     pub fn builder(env: Environment) -> TestEnvBuilder {
-        TestEnvBuilder { env, docker: DockerBackend::builder(), name: None, records: false, expire_after: None }
+        TestEnvBuilder {
+            env,
+            docker: DockerBackend::builder(),
+            name: None,
+            records: false,
+            expire_after: None,
+            teardown: Down::default().with_volumes().force(),
+        }
     }
 
     /// The environment as deployed: its unique name, and the owner labels the reaper reads.
@@ -224,8 +242,8 @@ impl TestEnv {
     pub async fn down(mut self) -> Result<DownReport> {
         self.done = true;
         let h = harness()?;
-        let (env, docker) = (self.env.clone(), self.docker.clone());
-        let report = h.run(async move { env.down(&docker, Down::default().with_volumes()).await }).await;
+        let (env, docker, teardown) = (self.env.clone(), self.docker.clone(), self.teardown.clone());
+        let report = h.run(async move { env.down(&docker, teardown).await }).await;
         h.untrack(self.id);
         report
     }
@@ -255,10 +273,10 @@ impl Drop for TestEnv {
         }
         let Ok(h) = harness() else { return };
         let panicking = std::thread::panicking();
-        let (env, docker) = (self.env.clone(), self.docker.clone());
+        let (env, docker, teardown) = (self.env.clone(), self.docker.clone(), self.teardown.clone());
         let logs = h.block(TEARDOWN_LIMIT, async move {
             let logs = if panicking { Some(TestEnv::last_logs(&env, &docker, FAILURE_LOG_LINES).await) } else { None };
-            let down = env.down(&docker, Down::default().with_volumes()).await;
+            let down = env.down(&docker, teardown).await;
             (logs, down.err())
         });
         h.untrack(self.id);

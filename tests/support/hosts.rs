@@ -139,7 +139,7 @@ impl Drop for FleetGuard {
                 for a in aliases {
                     let Ok(h) = SshHost::builder(a).connect().await else { continue };
                     let Ok(f) = Fleet::builder().host(h).build() else { continue };
-                    if let Ok(env) = Environment::builder(super::PROJECT, &name).build() {
+                    if let Ok(env) = Environment::named(super::PROJECT, &name) {
                         let _ = env.down(&f, Down::default().with_volumes()).await;
                     }
                 }

@@ -124,7 +124,7 @@ impl Drop for Harness {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
             rt.block_on(async {
                 let Ok(docker) = DockerBackend::connect().await else { return };
-                if let Ok(env) = Environment::builder(PROJECT, &name).build() {
+                if let Ok(env) = Environment::named(PROJECT, &name) {
                     let _ = env.down(&docker, Down::default().with_volumes()).await;
                 }
             });

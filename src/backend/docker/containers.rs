@@ -194,7 +194,9 @@ pub(super) async fn stop(d: &DockerBackend, id: &str, grace: Duration) -> Result
         // 304: already stopped.
         Ok(Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. })) => Ok(()),
         Ok(Err(e)) => Err(engine_error("stop container", id, &e)),
-        Err(_) => Err(Error::backend("stop container", id, format!("not stopped within {bound:?}"))),
+        Err(_) => {
+            Err(Error::backend("stop container", id, format!("not stopped within {}", crate::duration::human(bound))))
+        }
     }
 }
 
@@ -249,7 +251,11 @@ async fn remove_container(
             Ok(())
         }
         Ok(Err(e)) => Err(engine_error("remove container", id, &e)),
-        Err(_) => Err(Error::backend("remove container", id, format!("no answer within {:?}", d.call_timeout))),
+        Err(_) => Err(Error::backend(
+            "remove container",
+            id,
+            format!("no answer within {}", crate::duration::human(d.call_timeout)),
+        )),
     }
 }
 
@@ -494,7 +500,11 @@ pub(super) async fn exec(d: &DockerBackend, id: &str, command: &[String], timeou
     };
     match tokio::time::timeout(timeout, run).await {
         Ok(r) => r,
-        Err(_) => Err(Error::backend("exec", id, format!("{command:?} did not finish within {timeout:?}"))),
+        Err(_) => Err(Error::backend(
+            "exec",
+            id,
+            format!("{command:?} did not finish within {}", crate::duration::human(timeout)),
+        )),
     }
 }
 

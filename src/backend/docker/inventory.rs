@@ -14,11 +14,12 @@ pub(super) async fn environments(d: &DockerBackend) -> Result<Vec<Scope>> {
     let containers = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
     let networks = ListNetworksOptionsBuilder::new().filters(&filters).build();
     let volumes = ListVolumesOptionsBuilder::new().filters(&filters).build();
-    let (containers, networks, volumes) = futures::try_join!(
+    let (containers, networks, volumes) = futures::future::try_join3(
         d.call("list containers", "managed", d.docker.list_containers(Some(containers))),
         d.call("list networks", "managed", d.docker.list_networks(Some(networks))),
         d.call("list volumes", "managed", d.docker.list_volumes(Some(volumes))),
-    )?;
+    )
+    .await?;
     let label_sets = containers
         .into_iter()
         .filter_map(|c| c.labels)

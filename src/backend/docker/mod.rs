@@ -26,10 +26,10 @@ mod files;
 mod images;
 mod inventory;
 mod network;
+mod ports;
 pub(crate) mod pull;
 mod records;
 mod state;
-pub(crate) mod time;
 mod transport;
 
 #[cfg(test)]
@@ -88,6 +88,9 @@ pub struct DockerBackend {
     /// Pulls under way, one per reference.
     pulls: std::sync::Arc<pull::Pulls>,
     pull_limits: pull::PullLimits,
+    /// Whether the engine runs on this machine (a local socket not forwarded from another host):
+    /// its published ports are this machine's.
+    on_this_host: bool,
 }
 
 /// Builder for [`DockerBackend`].
@@ -101,9 +104,16 @@ pub struct DockerBackendBuilder {
     ephemeral_bind: Option<Option<std::net::IpAddr>>,
     registries: Registries,
     pull_limits: pull::PullLimits,
+    forwarded: bool,
 }
 
 impl DockerBackendBuilder {
+    /// The socket is forwarded from another host (SSH): the engine's ports are that host's.
+    pub(crate) fn forwarded(mut self) -> Self {
+        self.forwarded = true;
+        self
+    }
+
     /// The host address ephemeral ports ([`Port::publish_ephemeral`](crate::Port::publish_ephemeral))
     /// bind to when they name none (default: `127.0.0.1` for a local socket, where the library and
     /// the tests reach them; every address for a remote engine). `None`: every address.
@@ -203,11 +213,11 @@ impl DockerBackendBuilder {
         .map_err(|e| connect_err(e.to_string()))?;
         let docker = tokio::time::timeout(self.call_timeout, docker.negotiate_version())
             .await
-            .map_err(|_| connect_err(format!("no answer within {:?}", self.call_timeout)))?
+            .map_err(|_| connect_err(format!("no answer within {}", crate::duration::human(self.call_timeout))))?
             .map_err(|e| connect_err(e.to_string()))?;
         tokio::time::timeout(self.call_timeout, docker.ping())
             .await
-            .map_err(|_| connect_err(format!("no answer within {:?}", self.call_timeout)))?
+            .map_err(|_| connect_err(format!("no answer within {}", crate::duration::human(self.call_timeout))))?
             .map_err(|e| connect_err(e.to_string()))?;
         let local = endpoint.starts_with("unix://");
         let route = self.route.unwrap_or(if local && cfg!(target_os = "linux") {
@@ -235,6 +245,7 @@ impl DockerBackendBuilder {
             registries: std::sync::Arc::new(self.registries),
             pulls: Default::default(),
             pull_limits: self.pull_limits,
+            on_this_host: local && !self.forwarded,
         })
     }
 }
@@ -264,6 +275,7 @@ impl DockerBackend {
             ephemeral_bind: None,
             registries: Registries::new(),
             pull_limits: pull::PullLimits::default(),
+            forwarded: false,
         }
     }
 
@@ -323,7 +335,7 @@ impl DockerBackend {
                 operation,
                 target,
                 ErrorKind::Timeout,
-                format!("no answer from the engine within {:?}", self.call_timeout),
+                format!("no answer from the engine within {}", crate::duration::human(self.call_timeout)),
             )),
         }
     }
@@ -344,6 +356,12 @@ pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
 pub(crate) fn engine_kind(e: &bollard::errors::Error) -> ErrorKind {
     use bollard::errors::Error as E;
     match e {
+        // A host port held by something else: Docker answers 500 with the kernel's words.
+        E::DockerResponseServerError { message, .. }
+            if message.contains("port is already allocated") || message.contains("address already in use") =>
+        {
+            ErrorKind::Conflict
+        }
         E::DockerResponseServerError { status_code, .. } => ErrorKind::from_status(*status_code),
         E::RequestTimeoutError => ErrorKind::Timeout,
         E::HyperResponseError { .. } | E::IOError { .. } | E::SocketNotFoundError(_) => ErrorKind::Unreachable,
@@ -456,7 +474,8 @@ impl Backend for DockerBackend {
     }
 
     async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
-        quiet(containers::check(self, spec)).await
+        quiet(containers::check(self, spec)).await?;
+        quiet(ports::check(self, spec)).await
     }
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {

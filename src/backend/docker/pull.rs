@@ -74,6 +74,7 @@ fn parse(reference: &str, operation: &'static str) -> Result<ImageRef> {
     ImageRef::parse(reference).ok_or_else(|| Error::Registry {
         operation,
         reference: reference.to_string(),
+        services: Vec::new(),
         registry: "?".into(),
         kind: RegistryErrorKind::Other,
         credentials: "none".into(),
@@ -93,6 +94,7 @@ impl Failing<'_> {
         Error::Registry {
             operation: self.operation,
             reference: self.reference.to_string(),
+            services: Vec::new(),
             registry: self.image.registry.clone(),
             kind,
             credentials: self.found.as_ref().map_or_else(|| "none".into(), Found::describe),
@@ -157,7 +159,11 @@ pub(super) async fn pull(
         if deadline <= now {
             return Err(failing.error(
                 RegistryErrorKind::TimedOut,
-                format!("not pulled within {:?} ({})", d.pull_limits.deadline, describe(tally.progress())),
+                format!(
+                    "not pulled within {} ({})",
+                    crate::duration::human(d.pull_limits.deadline),
+                    describe(tally.progress())
+                ),
             ));
         }
         let wait = (deadline - now).min(d.pull_limits.stall);
@@ -169,8 +175,8 @@ pub(super) async fn pull(
                 return Err(failing.error(
                     RegistryErrorKind::Stalled,
                     format!(
-                        "no progress for {:?} ({}); the pull was cancelled",
-                        d.pull_limits.stall,
+                        "no progress for {} ({}); the pull was cancelled",
+                        crate::duration::human(d.pull_limits.stall),
                         describe(tally.progress())
                     ),
                 ))
@@ -219,7 +225,10 @@ pub(super) async fn registry_digest(d: &DockerBackend, reference: &str) -> Resul
             .digest
             .ok_or_else(|| failing.error(RegistryErrorKind::Other, "the registry gave no digest")),
         Ok(Err(e)) => Err(failing.engine(&e)),
-        Err(_) => Err(failing.error(RegistryErrorKind::Unreachable, format!("no answer within {:?}", d.call_timeout))),
+        Err(_) => Err(failing.error(
+            RegistryErrorKind::Unreachable,
+            format!("no answer within {}", crate::duration::human(d.call_timeout)),
+        )),
     }
 }
 
@@ -250,8 +259,10 @@ pub(super) async fn push(
             Ok(Some(item)) => item,
             Ok(None) => break,
             Err(_) => {
-                return Err(failing
-                    .error(RegistryErrorKind::Stalled, format!("no progress for {wait:?}; the push was cancelled")))
+                return Err(failing.error(
+                    RegistryErrorKind::Stalled,
+                    format!("no progress for {}; the push was cancelled", crate::duration::human(wait)),
+                ))
             }
         };
         let info = item.map_err(|e| failing.engine(&e))?;

@@ -26,7 +26,7 @@ fn to_record(v: Volume) -> Option<Record> {
         .iter()
         .filter_map(|(k, v)| k.strip_prefix(label::DATA_PREFIX).map(|k| (k.to_string(), v.clone())))
         .collect();
-    let created = v.created_at.as_deref().and_then(super::time::parse_rfc3339).unwrap_or(UNIX_EPOCH);
+    let created = v.created_at.as_deref().and_then(crate::rfc3339::parse_rfc3339).unwrap_or(UNIX_EPOCH);
     Some(Record { id: v.name.clone(), name: v.name, kind, created, data })
 }
 
@@ -79,6 +79,6 @@ pub(super) async fn clock(d: &DockerBackend) -> Result<std::time::SystemTime> {
     let info = d.call("read the engine's clock", &d.endpoint, d.docker.info()).await?;
     info.system_time
         .as_deref()
-        .and_then(super::time::parse_rfc3339)
+        .and_then(crate::rfc3339::parse_rfc3339)
         .ok_or_else(|| Error::backend("read the engine's clock", &d.endpoint, "the engine reported no time"))
 }

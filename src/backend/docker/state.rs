@@ -298,7 +298,11 @@ pub(super) async fn keep_image(d: &DockerBackend, scope: &Scope, image_id: &str)
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(engine_error("keep image", image_id, &e)),
             Err(_) => {
-                return Err(Error::backend("keep image", image_id, format!("not kept within {TRANSFER_DEADLINE:?}")))
+                return Err(Error::backend(
+                    "keep image",
+                    image_id,
+                    format!("not kept within {}", crate::duration::human(TRANSFER_DEADLINE)),
+                ))
             }
         }
         let done = super::files::tar_of(&[(COMPLETE, image_id.as_bytes(), 0o644)])?;
@@ -351,7 +355,11 @@ async fn load_kept(d: &DockerBackend, scope: &Scope, image_id: &str) -> Result<b
             Ok(true)
         };
         tokio::time::timeout(TRANSFER_DEADLINE, load).await.map_err(|_| {
-            Error::backend("restore image", image_id, format!("not loaded within {TRANSFER_DEADLINE:?}"))
+            Error::backend(
+                "restore image",
+                image_id,
+                format!("not loaded within {}", crate::duration::human(TRANSFER_DEADLINE)),
+            )
         })?
     })
     .await?;

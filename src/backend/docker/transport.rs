@@ -101,7 +101,7 @@ impl Transport {
         };
         tokio::time::timeout(self.timeout, call)
             .await
-            .map_err(|_| fail(format!("no answer from the engine within {:?}", self.timeout)))?
+            .map_err(|_| fail(format!("no answer from the engine within {}", crate::duration::human(self.timeout))))?
     }
 
     /// Creates a container; its ID. `mac_address` goes where API 1.41 takes it (`Config.MacAddress`,

@@ -53,7 +53,7 @@ impl std::fmt::Debug for Member {
 /// ```no_run
 /// # async fn f() -> harbormaster::Result<()> {
 /// use harbormaster::{DockerBackend, Environment, Fleet, Service, SshHost};
-/// let (a, b) = futures::try_join!(SshHost::builder("app-1").connect(), SshHost::builder("db-1").connect())?;
+/// let (a, b) = futures::future::try_join(SshHost::builder("app-1").connect(), SshHost::builder("db-1").connect()).await?;
 /// let fleet = Fleet::builder()
 ///     .host(a) // the primary: deploy lock, revisions and audit live here
 ///     .host(b)

@@ -460,7 +460,7 @@ impl Backend for FlyBackend {
             "start machine",
             id,
             ErrorKind::Timeout,
-            format!("not started within {:?}", self.start_timeout),
+            format!("not started within {}", crate::duration::human(self.start_timeout)),
         ))
     }
 
@@ -484,7 +484,7 @@ impl Backend for FlyBackend {
                 "stop machine",
                 id,
                 ErrorKind::Timeout,
-                format!("not stopped within {limit:?}"),
+                format!("not stopped within {}", crate::duration::human(limit)),
             ));
         }
         Ok(())
@@ -497,7 +497,7 @@ impl Backend for FlyBackend {
         }
         if matches!(m.state.as_str(), "started" | "starting" | "replacing" | "stopping") {
             let grace = match &m.config.stop_config.as_ref().and_then(|s| s.timeout.clone()) {
-                Some(config::Dur::Text(t)) => humantime::parse_duration(t).unwrap_or(Duration::from_secs(10)),
+                Some(config::Dur::Text(t)) => crate::duration::parse(t).unwrap_or(Duration::from_secs(10)),
                 _ => Duration::from_secs(10),
             };
             self.stop_instance(id, grace).await?;

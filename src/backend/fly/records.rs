@@ -189,8 +189,8 @@ impl FlyBackend {
                 since: SystemTime::now(),
                 expires,
                 state: format!(
-                    "it holds the Fly lease of the record keeper machine {machine} (still held after {:?})",
-                    self.lease_wait
+                    "it holds the Fly lease of the record keeper machine {machine} (still held after {})",
+                    crate::duration::human(self.lease_wait)
                 ),
                 renew_every: Duration::from_secs(LEASE_TTL.unsigned_abs()),
             }),

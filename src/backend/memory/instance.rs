@@ -50,7 +50,7 @@ impl Running {
             engine_health: EngineHealth::None,
             published: Vec::new(),
             ip: None,
-            created: humantime::format_rfc3339_nanos(SystemTime::now()).to_string(),
+            created: crate::rfc3339::format(SystemTime::now(), true),
             host: if single_host { None } else { spec.host.clone() },
             secret_env,
             secret_digests: BTreeMap::new(),

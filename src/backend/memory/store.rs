@@ -85,6 +85,7 @@ impl ImageStore for MemoryBackend {
             return Err(Error::Registry {
                 operation: "pull",
                 reference: reference.to_string(),
+                services: Vec::new(),
                 registry,
                 kind: RegistryErrorKind::NotFound,
                 credentials: "none".into(),

@@ -94,7 +94,7 @@ pub(super) async fn master(b: &SshHostBuilder, control_dir: &PathBuf) -> Result<
     match tokio::time::timeout(limit, sb.connect_mux(&b.destination)).await {
         Ok(Ok(session)) => Ok(session),
         Ok(Err(e)) => Err(classify(b, &chain(&e))),
-        Err(_) => Err(unreachable(b, format!("no SSH session within {limit:?}"))),
+        Err(_) => Err(unreachable(b, format!("no SSH session within {}", crate::duration::human(limit)))),
     }
 }
 

@@ -414,6 +414,7 @@ impl SshHostBuilder {
         // Ephemeral ports bind to the host's address when it is one (other hosts reach them
         // there), else to every address.
         let docker = DockerBackend::builder()
+            .forwarded()
             .host(format!("unix://{}", local.display()))
             .call_timeout(self.call_timeout)
             .probe_route(ProbeRoute::PublishedPort)

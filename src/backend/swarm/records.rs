@@ -40,7 +40,7 @@ fn to_record(c: Config) -> Option<Record> {
         .iter()
         .filter_map(|(k, v)| k.strip_prefix(label::DATA_PREFIX).map(|k| (k.to_string(), v.clone())))
         .collect();
-    let created = c.created_at.as_deref().and_then(crate::backend::docker::time::parse_rfc3339).unwrap_or(UNIX_EPOCH);
+    let created = c.created_at.as_deref().and_then(crate::rfc3339::parse_rfc3339).unwrap_or(UNIX_EPOCH);
     Some(Record { id: c.id.unwrap_or_default(), name: labels.get(RECORD_NAME).cloned()?, kind, created, data })
 }
 

@@ -79,7 +79,7 @@ impl SwarmBackend {
     /// that the swarm wants running, and for jobs the newest of each.
     pub(crate) async fn instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
         let services = self.scope_services(scope).await?;
-        let (tasks, nodes) = futures::try_join!(self.tasks(&services), self.nodes())?;
+        let (tasks, nodes) = futures::future::try_join(self.tasks(&services), self.nodes()).await?;
         let nodes: BTreeMap<String, NodeInfo> = nodes.into_iter().map(|n| (n.id.clone(), n)).collect();
         let by_id: HashMap<String, &SwarmService> =
             services.iter().filter_map(|s| s.id.clone().map(|id| (id, s))).collect();
