@@ -90,7 +90,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("\nstatus:");
     for s in env.status(&docker).await?.services {
-        let health: Vec<String> = s.instances.iter().map(|i| format!("{:?}", i.health)).collect();
+        let health: Vec<String> = s.instances.iter().map(|i| i.health.to_string()).collect();
         println!("  {:<4} {}/{} running, health {}", s.name, s.running, s.desired, health.join(", "));
     }
 

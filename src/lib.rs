@@ -48,7 +48,8 @@
 //! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`; on a self-rolling target in `engine/orchestrated.rs`) |
 //! | where a service's image comes from (present, restored, pulled, built, pushed) | `engine/images.rs` |
 //! | registries: references, credentials ([`RegistryAuth`], `~/.docker/config.json`), pull progress, failure kinds | [`registry`] (the transfers: `backend/docker/pull.rs`; build contexts and `.dockerignore`: `backend/docker/context.rs`) |
-//! | progress events | [`events`] |
+//! | progress events, as typed values, lines for people and JSON | [`events`] |
+//! | the JSON shape of what the library reports (plans, events, status, deployments, revisions, audit) | [`json`] |
 //! | state kept on the target: revisions, audit, waiting promotions, job completions, kept images; the deploy lock and its lease | [`state`] (`state/mod.rs` the document and its store, `state/lock.rs`, `state/revisions.rs`, `state/audit.rs`, `state/jobs.rs`) |
 //! | where a secret value is scrubbed from what comes back from a target | [`scrub`] |
 //! | the ingress: Caddy configuration from routes and rotation | [`ingress`] (pushed by `engine/traffic.rs`) |
@@ -62,6 +63,19 @@
 //! | errors, and the [`ErrorKind`] to match on | [`error`] |
 //! | what is deployed on a target, from any process, by labels: [`environments`], [`FoundEnvironment::down`] | `engine/inventory.rs` |
 //! | a test harness that never leaks: `TestEnv`, `SharedEnv`, the reaper (feature `testing`) | `testing` (the reaper's decision: `testing/owner.rs`) |
+//!
+//! ## Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `docker` (default) | [`DockerBackend`]: a Docker engine on the local socket, `DOCKER_HOST` or an address |
+//! | `ssh` | [`SshHost`] (an engine over SSH, with the system's OpenSSH) and [`Fleet`] (several hosts with roles) |
+//! | `swarm` | [`SwarmBackend`]: a Docker Swarm that rolls out by itself |
+//! | `fly` | [`FlyBackend`]: Fly.io's Machines API over HTTPS |
+//! | `compose` | [`Environment::from_compose`] and [`compose::Compose`] |
+//! | `backup` | [`backup`]: PostgreSQL dumps to S3-compatible storage, retention, restore |
+//! | `testing` | `testing`: a test harness whose environments never leak |
+//! | `test-util` | `backend::memory`: an in-memory runtime with fault injection |
 //!
 //! ## Guarantees
 //! - Every wait has a deadline the library enforces: no call hangs forever. A deadline that ends a
@@ -142,3 +156,13 @@ pub use model::{
 };
 pub use plan::{Action, ImageAction, ImagePlan, Plan, ServicePlan};
 pub use registry::{ImageRef, PullProgress, RegistryAuth};
+
+/// The README's code, compiled as doctests so that what a new user pastes builds.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
+/// The zero-downtime recipe's code (`docs/zero-downtime.md`), compiled likewise.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/zero-downtime.md")]
+pub struct ZeroDowntimeDoctests;

@@ -6,8 +6,8 @@ use std::path::Path;
 
 /// Top-level modules, lowest layer first: a module may use only modules before it.
 const LAYERS: &[&str] = &[
-    "clock", "process", "scrub", "error", "model", "registry", "events", "backend", "health", "plan", "ingress",
-    "state", "engine", "compose", "backup", "testing",
+    "clock", "duration", "rfc3339", "json", "process", "scrub", "error", "model", "registry", "events", "backend",
+    "health", "plan", "ingress", "state", "engine", "compose", "backup", "testing",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

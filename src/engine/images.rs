@@ -94,6 +94,9 @@ pub(crate) async fn resolve(
         let key = format!("{}|{}|{tag}|{:?}", b.context.display(), b.dockerfile, b.args);
         if let Some(r) = built.get(&key) {
             out.insert(svc.name.clone(), r.clone());
+            if let Some(p) = plans.iter_mut().find(|p| p.action == ImageAction::Built && p.reference == tag) {
+                p.services.push(svc.name.clone());
+            }
             continue;
         }
         let id = images.build_image(b, &tag).await?;

@@ -25,11 +25,12 @@ pub type Remote = BTreeMap<(String, u16), String>;
 
 /// The router tier's configuration for `ingress` with `rotation`: the routes, to the instances in
 /// rotation. Upstreams are instance names, so Caddy resolves them on the environment network.
+#[cfg(test)]
 pub fn render(ingress: &Ingress, rotation: &Rotation) -> Value {
     render_for(ingress, rotation, &Remote::new())
 }
 
-/// [`render`] for a router on one host of several: instances in `remote` are dialled at the
+/// The router tier's configuration for a router on one host of several: instances in `remote` are dialled at the
 /// address given there (their host's published port), the others by name.
 pub fn render_for(ingress: &Ingress, rotation: &Rotation, remote: &Remote) -> Value {
     let mut routes: Vec<(&crate::Route, Value)> = ingress

@@ -1,6 +1,6 @@
 //! The ingress: Caddy as the environment's reverse proxy, configured live through its admin API.
 //!
-//! - [`config`]: renders Caddy's JSON configuration from the [`Ingress`](crate::Ingress) routes and the
+//! - `config.rs`: renders Caddy's JSON configuration from the [`Ingress`](crate::Ingress) routes and the
 //!   instances in rotation, with weights for canaries. A pure function, unit-tested.
 //! - `engine/traffic.rs` pushes it: the file is written into each proxy container and loaded with
 //!   `caddy reload`, which talks to the admin API on the container's loopback (the admin API is
@@ -9,7 +9,7 @@
 //! - [`caddy_build_context`]: packages the host's `caddy` binary into a `FROM scratch` image context,
 //!   for machines that cannot pull `caddy:2`.
 
-pub mod config;
+pub(crate) mod config;
 mod context;
 
 pub use context::caddy_build_context;

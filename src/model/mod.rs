@@ -42,6 +42,7 @@ pub use port::{Port, Protocol, Publish};
 pub use reference::ServiceRef;
 pub use resources::{Resources, RestartPolicy};
 pub use rollout::{Amount, CanaryStep, OnFailure, Rollout, Strategy};
-pub use secret::{secret_digest, Secret, SecretSource};
+pub(crate) use secret::secret_digest;
+pub use secret::{Secret, SecretSource};
 pub use service::{Service, ServiceBuilder, ServiceKind, LABEL_PREFIX};
 pub use volume::{MountOptions, Propagation, Relabel, Volume, VolumeSource};

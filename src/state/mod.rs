@@ -21,7 +21,7 @@ pub(crate) mod lock;
 pub(crate) mod promotion;
 pub(crate) mod revisions;
 
-pub use lock::{LEASE, RENEW_EVERY};
+pub use lock::LEASE;
 
 use tokio::sync::Mutex;
 
