@@ -395,3 +395,12 @@ fn what_the_engine_refuses_is_refused_at_build() {
         .build()
         .is_ok());
 }
+
+/// A compose file that cannot be read is named without a line or key that do not exist.
+#[test]
+fn a_missing_compose_file_is_named_plainly() {
+    let err = Environment::from_compose("/nonexistent-harbormaster/docker-compose.yml").unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("/nonexistent-harbormaster/docker-compose.yml: cannot read it"), "{text}");
+    assert!(!text.contains(":0:") && !text.contains("``"), "{text}");
+}

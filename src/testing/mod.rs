@@ -3,6 +3,9 @@
 //! - [`TestEnv`]: `TestEnv::up(env).await?` deploys an environment under a unique name and gives
 //!   its endpoints and URLs; dropping it tears everything down (also on panic, printing the
 //!   services' last log lines first), and the process's exit tears down what was never dropped.
+//!   Teardown removes containers at once (`docker rm -f`: a test's environment has nothing left
+//!   to serve), so a server that ignores SIGTERM does not hold a test up for its stop grace
+//!   period; [`TestEnvBuilder::stop_grace_on_teardown`] asks for a graceful stop instead.
 //! - [`SharedEnv`]: one environment for the tests of a suite, reference-counted, with a database
 //!   per test where that is cheap.
 //! - [`reap`]: the reaper. Everything a test environment creates carries its owner's identity
