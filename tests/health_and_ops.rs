@@ -205,7 +205,7 @@ async fn records_and_the_state_store_live_on_the_engine() {
     let age = h.docker.clock().await.unwrap().duration_since(locks[0].created).unwrap_or_default();
     assert!(age < Duration::from_secs(60), "created by the engine's clock: {age:?}");
     // Records are not instances, and not containers.
-    let env = h.env().build().unwrap();
+    let env = harbormaster::Environment::named(support::PROJECT, &h.name).unwrap();
     assert!(env.status(&h.docker).await.unwrap().services.is_empty());
     let containers = std::process::Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label=io.harbormaster.environment={}", h.name)])

@@ -11,9 +11,8 @@ use crate::backend::{label, InstanceSpec};
 use crate::error::{Error, Result};
 use crate::model::{Protocol, Publish};
 
-/// Refuses `spec` when one of its fixed host ports is held by a container that is not one of the
-/// service's own instances (those are replaced, freeing it), or by a process on a local engine's
-/// host.
+/// Refuses `spec` when one of its fixed host ports is held by a container of another environment
+/// (or none), or by a process on a local engine's host.
 pub(super) async fn check(d: &DockerBackend, spec: &InstanceSpec) -> Result<()> {
     let fixed: Vec<(u16, Protocol, Option<IpAddr>)> = spec
         .ports
@@ -32,9 +31,11 @@ pub(super) async fn check(d: &DockerBackend, spec: &InstanceSpec) -> Result<()> 
     for (host_port, protocol, ip) in &fixed {
         for c in &running {
             let labels = c.labels.clone().unwrap_or_default();
+            // The environment's own: the service's instances (replaced, freeing it) or a service
+            // no longer described (removed first). Two described services cannot both publish
+            // it: building the environment refuses that.
             let own = labels.get(label::PROJECT) == Some(&spec.scope.project)
-                && labels.get(label::ENVIRONMENT) == Some(&spec.scope.environment)
-                && labels.get(label::SERVICE) == Some(&spec.service);
+                && labels.get(label::ENVIRONMENT) == Some(&spec.scope.environment);
             let holds = c.ports.iter().flatten().any(|p| {
                 p.public_port == Some(*host_port)
                     && p.typ.map(|t| t.to_string()).as_deref() == Some(protocol.as_str())
