@@ -41,13 +41,11 @@ pub(crate) struct Resolved {
 }
 
 /// A registry error naming the services that need its image.
-fn needed_by(e: Error, names: &[String]) -> Error {
-    match e {
-        Error::Registry { operation, reference, registry, kind, credentials, message, .. } => {
-            Error::Registry { operation, reference, services: names.to_vec(), registry, kind, credentials, message }
-        }
-        other => other,
+fn needed_by(mut e: Error, names: &[String]) -> Error {
+    if let Error::Registry { services, .. } = &mut e {
+        *services = names.to_vec();
     }
+    e
 }
 
 /// Resolves every service's image. Returns each service's image and what happens to each image.

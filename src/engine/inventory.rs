@@ -29,7 +29,7 @@ impl FoundEnvironment {
     /// An [`Environment`] with this name and no services: enough to take it down, read its status
     /// (every service shows as no longer described) or its history.
     pub fn as_environment(&self) -> Result<Environment> {
-        Ok(Environment::builder(&self.project, &self.name).by_name_only().build()?)
+        Ok(Environment::named(&self.project, &self.name)?)
     }
 
     /// Takes it down like [`Environment::down`]: every container and the network, its records,

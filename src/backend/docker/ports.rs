@@ -27,33 +27,29 @@ pub(super) async fn check(d: &DockerBackend, spec: &InstanceSpec) -> Result<()> 
     }
     let options = ListContainersOptionsBuilder::new().all(false).build();
     let running = d.call("list containers", &spec.scope.qualified(), d.docker.list_containers(Some(options))).await?;
-    let mut ours = false;
+    // The environment's own containers: the service's instances (replaced, freeing the port) or
+    // a service no longer described (removed first). Two described services cannot both publish
+    // a port: building the environment refuses that.
+    let own = |c: &bollard::models::ContainerSummary| {
+        let label = |k| c.labels.as_ref().and_then(|l| l.get(k));
+        label(label::PROJECT) == Some(&spec.scope.project) && label(label::ENVIRONMENT) == Some(&spec.scope.environment)
+    };
     for (host_port, protocol, ip) in &fixed {
-        for c in &running {
-            let labels = c.labels.clone().unwrap_or_default();
-            // The environment's own: the service's instances (replaced, freeing it) or a service
-            // no longer described (removed first). Two described services cannot both publish
-            // it: building the environment refuses that.
-            let own = labels.get(label::PROJECT) == Some(&spec.scope.project)
-                && labels.get(label::ENVIRONMENT) == Some(&spec.scope.environment);
-            let holds = c.ports.iter().flatten().any(|p| {
+        let holders = running.iter().filter(|c| {
+            c.ports.iter().flatten().any(|p| {
                 p.public_port == Some(*host_port)
-                    && p.typ.map(|t| t.to_string()).as_deref() == Some(protocol.as_str())
+                    && p.typ.is_some_and(|t| t.to_string() == protocol.as_str())
                     && overlaps(p.ip.as_deref(), *ip)
-            });
-            if !holds {
-                continue;
-            }
-            if own {
-                ours = true;
-                continue;
-            }
+            })
+        });
+        let (ours, others): (Vec<_>, Vec<_>) = holders.partition(|c| own(c));
+        if let Some(c) = others.first() {
             let name = c.names.iter().flatten().next().map(|n| n.trim_start_matches('/').to_string());
             let holder = format!("container {}", name.unwrap_or_else(|| c.id.clone().unwrap_or_default()));
             return Err(in_use(spec, *host_port, *protocol, holder, &d.endpoint));
         }
         // A process of this host: only a local engine's ports are this process's to try.
-        if !ours && d.on_this_host && bound_here(*host_port, *protocol, *ip) {
+        if ours.is_empty() && d.on_this_host && bound_here(*host_port, *protocol, *ip) {
             return Err(in_use(spec, *host_port, *protocol, "a process on this host".into(), &d.endpoint));
         }
     }
