@@ -6,7 +6,7 @@
 //! `batches × (container start + ready + min_ready)`, and the failed requests of two loads running
 //! side by side: 4 workers opening a connection per request, and 2 workers each holding one
 //! keep-alive connection and never retrying (a closed connection counts as a failure).
-//! Run: `cargo bench --bench rolling`.
+//! Run: `cargo bench --bench rolling` (`TRACE=harbormaster=debug` shows where the time goes).
 
 mod common;
 #[path = "../tests/support/load.rs"]
@@ -70,6 +70,7 @@ fn container_start() -> Duration {
 
 #[tokio::main]
 async fn main() {
+    common::trace_if_asked();
     let runs = common::runs(3);
     workload::ensure_images();
     let docker = DockerBackend::connect().await.expect("a reachable Docker engine");

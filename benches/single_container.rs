@@ -143,6 +143,7 @@ fn ms(d: Duration) -> String {
 
 #[tokio::main]
 async fn main() {
+    common::trace_if_asked();
     workload::ensure_images();
     let runs = common::runs(15);
     let docker = DockerBackend::connect().await.unwrap();

@@ -143,18 +143,20 @@ async fn a_gateway_host_routes_to_the_app_hosts() {
     let _guard = hosts::FleetGuard { aliases: vec![A, B, C], name: name.clone() };
     let fleet = hosts::fleet(&[A, B, C]).await;
     let gw_port = hosts::port();
-    let ingress = harbormaster::Ingress::builder()
-        .image(workload::CADDY_IMAGE)
-        .role("gateway")
-        .http(Port::tcp(80).publish(gw_port))
-        .route(harbormaster::Route::to("api", 8080))
-        .build()
-        .unwrap();
-    let env = |version: &str| {
+    let ingress = |image: &str| {
+        harbormaster::Ingress::builder()
+            .image(image)
+            .role("gateway")
+            .http(Port::tcp(80).publish(gw_port))
+            .route(harbormaster::Route::to("api", 8080))
+            .build()
+            .unwrap()
+    };
+    let env_on = |version: &str, caddy: &str| {
         harbormaster::Environment::builder(PROJECT, &name)
             .hosts("gateway", [A])
             .hosts("app", [B, C])
-            .ingress(ingress.clone())
+            .ingress(ingress(caddy))
             .service(
                 svc("api", "app")
                     .env("VERSION", version)
@@ -168,6 +170,7 @@ async fn a_gateway_host_routes_to_the_app_hosts() {
             .build()
             .unwrap()
     };
+    let env = |version: &str| env_on(version, workload::CADDY_IMAGE);
     let deployed = env("v1").apply(&fleet).await.expect("v1");
     let on: Vec<Option<String>> = deployed.instances("ingress").iter().map(|i| i.host.clone()).collect();
     assert_eq!(on, [Some(A.to_string())], "the ingress runs on the gateway host only");
@@ -201,6 +204,21 @@ async fn a_gateway_host_routes_to_the_app_hosts() {
         .collect();
     assert_eq!(batches.len(), 2, "start-first is one batch; max_hosts(1) splits it by host: {batches:?}");
     assert_eq!(sample(&format!("{url}/version"), 8).await.get("v2"), Some(&8));
+
+    // The gateway's own Caddy upgraded under load (new connections and held ones): nothing
+    // refused or dropped, and the listener holding the gateway port stays.
+    let next = workload::ensure_caddy_next();
+    let listener = deployed.instances("ingress")[0].id.clone();
+    let load = Load::start(&format!("{url}/version"), 3);
+    let kept = Load::start_raw(hosts::address(A), gw_port, 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let upgraded = env_on("v2", next).apply(&fleet).await.expect("the gateway's Caddy upgraded");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (tally, kept) = (load.stop().await, kept.stop().await);
+    assert!(tally.failed.is_empty(), "{} failed: {:?}", tally.failed.len(), &tally.failed[..tally.failed.len().min(5)]);
+    assert!(kept.failed.is_empty() && kept.ok() > 0, "keep-alive: {} failed of {}", kept.failed.len(), kept.ok());
+    assert_eq!(upgraded.instances("ingress")[0].id, listener);
+    assert_eq!(sample(&format!("{url}/version"), 4).await.get("v2"), Some(&4));
 }
 
 /// Probes reach unpublished container ports through forwards over the host's one connection; the

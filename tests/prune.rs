@@ -139,3 +139,75 @@ async fn history_audit_lock_jobs_and_rollback_survive_docker_system_prune() {
     assert_eq!(docker_e(&["volume", "ls", "-q", "--filter", &label]).lines().count(), 0, "down removes the records");
     let _ = docker_e(&["image", "rm", "-f", &one, &two]);
 }
+
+/// Ships `image` from the local engine to host E under the same tag.
+async fn ship_to_e(e: &DockerBackend, image: &str) {
+    use harbormaster::ImageShipping;
+    let local = support::docker().await;
+    let id = local.image_id(image).await.unwrap().expect("a local image");
+    if e.image_id(&id).await.unwrap().is_none() {
+        e.load_image(local.export_image(&id)).await.unwrap();
+    }
+    docker_e(&["tag", &id, image]);
+}
+
+/// The engine restarting (its dockerd stopped with SIGTERM, as `systemctl restart docker` does,
+/// and started again) under an ingress on a fixed port: the listener, the fronts, the router and
+/// the API come back by their restart policies, and the ingress routes again without a deploy.
+#[tokio::test]
+async fn after_an_engine_restart_the_ingress_routes_again_without_a_deploy() {
+    let (e, _only_user) = engine_e().await;
+    support::workload::ensure_images();
+    ship_to_e(&e, support::workload::CADDY_IMAGE).await;
+    let name = support::unique("restart");
+    let _guard = Guard(name.clone());
+    let port = support::hosts::port();
+    let api = Service::builder("api")
+        .image(support::workload::IMAGE)
+        .env("VERSION", "v1")
+        // Host E's backend probes through published ports.
+        .port(Port::tcp(8080).publish_ephemeral())
+        .replicas(2)
+        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(50))
+        .build()
+        .unwrap();
+    let ingress = harbormaster::Ingress::builder()
+        .image(support::workload::CADDY_IMAGE)
+        .http(Port::tcp(80).publish(port))
+        .route(harbormaster::Route::to("api", 8080))
+        .build()
+        .unwrap();
+    let env = Environment::builder(PROJECT, &name).ingress(ingress).service(api).build().unwrap();
+    env.apply(&e).await.unwrap();
+    let url = format!("http://10.77.0.16:{port}/version");
+    assert_eq!(support::load::sample(&url, 3).await.get("v1"), Some(&3));
+
+    let stopped = std::time::Instant::now();
+    let restart = std::process::Command::new("bash")
+        .args(["tests/fixtures/hosts.sh", "restart-engine", "e"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(restart.success(), "restarting host E's engine");
+    let engine_back = stopped.elapsed();
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let mut answered = None;
+    while stopped.elapsed() < Duration::from_secs(90) {
+        if let Ok(r) = client.get(&url).send().await {
+            if r.status().is_success() {
+                answered = Some(r.text().await.unwrap_or_default());
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let gap = stopped.elapsed();
+    println!("engine restart: engine back after {engine_back:.2?}, the ingress answering after {gap:.2?}");
+    assert_eq!(answered.as_deref().map(str::trim), Some("v1"), "the ingress routes again without a deploy");
+    // What runs is what was deployed: the next apply changes nothing.
+    let e = support::hosts::engine_e_backend().await;
+    let plan = env.plan(&e).await.unwrap();
+    assert!(plan.is_noop(), "{plan}");
+    env.down(&e, Down::default().with_volumes()).await.unwrap();
+}

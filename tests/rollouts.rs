@@ -155,3 +155,57 @@ async fn canary_weights_show_in_the_share_of_answers() {
     assert_eq!(deployed.outcome("api"), Some(&RolloutOutcome::Succeeded));
     assert_eq!(sample(&url, 12).await.get("v2"), Some(&12));
 }
+
+/// The ingress upgrades itself on a fixed host port, as in production: a new Caddy image, then new
+/// settings (a route for a host name, so a new front configuration), while clients send on new
+/// connections and on held ones. Nothing is refused or dropped, and the listener that holds the
+/// port is never replaced.
+#[tokio::test]
+async fn the_ingress_upgrades_itself_on_a_fixed_port_without_a_gap() {
+    use harbormaster::{Ingress, Route};
+    let h = Harness::new("edge").await;
+    let next = support::workload::ensure_caddy_next();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let env = |image: &str, host_route: bool| {
+        let mut ingress =
+            Ingress::builder().image(image).http(Port::tcp(80).publish(port)).route(Route::to("api", 8080));
+        if host_route {
+            ingress = ingress.route(Route::to("api", 8080).host("shop.example.com"));
+        }
+        let api = api(&h, "v1", Rollout::start_first()).replicas(2).build().unwrap();
+        h.env().ingress(ingress.build().unwrap()).service(api).build().unwrap()
+    };
+    let first = env(support::workload::CADDY_IMAGE, false).apply(&h.docker).await.unwrap();
+    let listener = first.instances("ingress")[0].id.clone();
+    let front = first.instances("ingress-front")[0].id.clone();
+    let url = format!("http://127.0.0.1:{port}/version");
+    assert_eq!(sample(&url, 4).await.get("v1"), Some(&4));
+
+    let load = Load::start(&url, 3);
+    let kept = Load::start_raw("127.0.0.1", port, 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let upgraded = env(next, false).apply(&h.docker).await.expect("a new image");
+    let fronts_after_image = upgraded.instances("ingress-front")[0].id.clone();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (result, events) = support::apply_collect(&env(next, true), &h.docker).await;
+    let reconfigured = result.expect("new settings");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tally = load.stop().await;
+    let kept = kept.stop().await;
+
+    assert!(tally.failed.is_empty(), "{} failed: {:?}", tally.failed.len(), &tally.failed[..tally.failed.len().min(5)]);
+    assert_eq!(tally.retried, 0, "no connection was closed before its answer");
+    assert_keep_alive_survived(kept);
+    assert!(tally.ok() > 50, "{tally:?}");
+    assert_eq!(reconfigured.instances("ingress")[0].id, listener, "the listener holding the port stayed");
+    assert_ne!(fronts_after_image, front, "a new image replaced the front");
+    let last = reconfigured.instances("ingress-front");
+    assert_eq!(last.len(), 1);
+    assert_ne!(last[0].id, fronts_after_image, "new settings replaced the front");
+    assert!(
+        events.iter().any(|e| matches!(&e.kind, harbormaster::EventKind::InstanceStopped { service, .. } if service == "ingress-front")),
+        "the old front was stopped"
+    );
+    let shop = reqwest::Client::new().get(&url).header("Host", "shop.example.com").send().await.unwrap();
+    assert_eq!(shop.text().await.unwrap().trim(), "v1");
+}

@@ -19,3 +19,14 @@ pub fn unique(prefix: &str) -> String {
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() % 1_000_000;
     format!("{prefix}{stamp}")
 }
+
+/// With `TRACE` set (an env-filter such as `harbormaster=debug`), the library's events and
+/// engine calls are printed with their times: where a bench's time goes.
+pub fn trace_if_asked() {
+    if let Ok(filter) = std::env::var("TRACE") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}

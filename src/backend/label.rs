@@ -13,6 +13,9 @@ pub const VOLUME: &str = "io.harbormaster.volume";
 /// On an instance in another service's network namespace: that service's spec hash when it was
 /// created (part of its own spec, so replacing that service replaces it too).
 pub const NETWORK_OF: &str = "io.harbormaster.network-of";
+/// On an ingress front: a digest of the Caddy configuration it was created with (part of its
+/// spec, so a change of routes or TLS replaces the front, start-first, instead of reloading it).
+pub const FRONT_CONFIG: &str = "io.harbormaster.front-config";
 /// On a swarm service and its tasks: the image reference or ID the template named.
 pub const IMAGE: &str = "io.harbormaster.image";
 /// On a record: its kind (`revision`, `lock`, `audit`).

@@ -45,8 +45,19 @@ pub(crate) async fn templates(
     let placed =
         if orchestrated { super::placement::allowed(env, &hosts)? } else { super::placement::place_all(env, &hosts)? };
     let (images, image_plans) = images::resolve(env, backend, &scope_of(env), store, sink, mode).await?;
+    let front = front_label(env)?;
     for svc in &env.services {
         let Some(image) = images.get(&svc.name) else { continue };
+        let labelled;
+        let svc = match &front {
+            Some((name, digest)) if *name == svc.name => {
+                let mut s = svc.clone();
+                s.labels.insert(label::FRONT_CONFIG.to_string(), digest.clone());
+                labelled = s;
+                &labelled
+            }
+            _ => svc,
+        };
         let resolved = if orchestrated {
             BTreeMap::new() // every service is reached by its name on the overlay network
         } else {
@@ -74,13 +85,29 @@ pub(crate) async fn templates(
     Ok((out, image_plans))
 }
 
+/// The ingress front's name and a digest of its Caddy configuration, which it carries as a label.
+fn front_label(env: &Environment) -> Result<Option<(String, String)>> {
+    let Some(ingress) = env.ingress() else { return Ok(None) };
+    let body = serde_json::to_vec(&crate::ingress::config::render_front(ingress))
+        .map_err(|e| Error::backend("configure ingress", ingress.front().name(), e.to_string()))?;
+    let digest = crate::plan::spec::hex(&<sha2::Sha256 as sha2::Digest>::digest(&body));
+    Ok(Some((ingress.front().name().to_string(), digest[..16].to_string())))
+}
+
 /// A service in another's network namespace (`NetworkMode::Service`) records that service's
 /// configuration and image in its own (a label), so replacing the owner of the namespace, which
 /// takes the namespace with it, replaces it too.
 fn tie_shared_namespaces(env: &Environment, templates: &mut HashMap<String, Template>) {
     for svc in &env.services {
         let Some(NetworkMode::Service(owner)) = &svc.container.network_mode else { continue };
-        let Some(mark) = templates.get(owner).map(|o| format!("{}@{}", o.spec_hash, o.image_id)) else { continue };
+        // An owner that keeps its image across image changes (the ingress's listener) is marked
+        // by its configuration alone.
+        let Some(mark) = templates.get(owner).map(|o| match o.service.keep_image {
+            true => o.spec_hash.clone(),
+            false => format!("{}@{}", o.spec_hash, o.image_id),
+        }) else {
+            continue;
+        };
         let Some(t) = templates.get_mut(&svc.name) else { continue };
         let mut s = t.service.clone();
         s.labels.insert(label::NETWORK_OF.to_string(), mark);

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures::future::join_all;
+use futures::future::{join, join_all};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -21,6 +21,23 @@ use crate::events::{EventKind, RolloutOutcome};
 use crate::ingress::config::{split, Upstream};
 use crate::model::{CanaryStep, OnFailure, Strategy};
 use crate::state::promotion;
+
+/// Whether any of `old` publishes a host port `svc` publishes as fixed (a new instance could not
+/// bind it while they run). Instances read without their ports count as holding them.
+fn holds_ports<'i>(svc: &crate::model::Service, mut old: impl Iterator<Item = &'i Instance>) -> bool {
+    let fixed: Vec<u16> = svc
+        .ports
+        .iter()
+        .filter_map(|p| match p.publish {
+            crate::model::Publish::Fixed(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    old.any(|i| {
+        (i.is_running() && i.published.is_empty() && !fixed.is_empty())
+            || i.published.iter().any(|p| fixed.contains(&p.host_port))
+    })
+}
 
 /// One batch: slots whose old instance stops before the new one starts, and slots whose old
 /// instance stops after the new one is ready.
@@ -144,6 +161,11 @@ impl Rollout<'_, '_> {
             // Blue/green is a canary without steps: all traffic moves at once when the new set is ready.
             Strategy::BlueGreen => self.canary(&[], phase, old, created).await,
             Strategy::Canary { steps } => self.canary(steps, phase, old, created).await,
+            // The ingress's listener recreates only to free host ports its new instances take
+            // over; moved to other ports, it starts first.
+            Strategy::Recreate if self.traffic.is_listener(self.name()) && !holds_ports(svc, old.values()) => {
+                self.rolling(&Strategy::StartFirst, phase, old, created).await
+            }
             strategy => self.rolling(strategy, phase, old, created).await,
         }
     }
@@ -165,6 +187,10 @@ impl Rollout<'_, '_> {
             plan = limit_hosts(plan, |slot| self.template.host_for(slot), max);
         }
         let mut done: Vec<Done> = Vec::new();
+        // The previous batch's old instances still to leave rotation, drain and stop: that runs
+        // beside the next batch's launch (they are replaced already; Kubernetes does not count
+        // terminating pods against the surge either).
+        let mut retiring: Vec<Instance> = Vec::new();
         for (n, batch) in plan.iter().enumerate() {
             if n > 0 && !svc.rollout.batch_delay.is_zero() {
                 let until = crate::clock::after(Instant::now(), svc.rollout.batch_delay).min(self.cutoff().at);
@@ -172,8 +198,10 @@ impl Rollout<'_, '_> {
             }
             // A deadline that passed between batches: roll back what was done.
             if self.cutoff().passed() {
+                let retired = self.retire_replaced(&std::mem::take(&mut retiring), drain, grace).await;
                 let rest: Vec<Created> = created.into_values().collect();
-                return self.fail(self.cutoff().error(self.name()), done, Vec::new(), Vec::new(), &[], &rest).await;
+                let cause = retired.err().unwrap_or_else(|| self.cutoff().error(self.name()));
+                return self.fail(cause, done, Vec::new(), Vec::new(), &[], &rest).await;
             }
             self.sink.emit(EventKind::RolloutBatch {
                 service: self.name().to_string(),
@@ -188,36 +216,49 @@ impl Rollout<'_, '_> {
 
             // Any step can fail, a host lost mid-batch included: every failure goes to `fail`, which
             // brings back this batch's stopped instances and rolls back the batches done before.
-            let stopped = async {
-                self.leave(&stop_first, drain).await?;
-                self.stop_all(&stop_first, grace).await
+            let previous = std::mem::take(&mut retiring);
+            let this_batch = async {
+                let stopped = async {
+                    self.leave(&stop_first, drain).await?;
+                    self.stop_all(&stop_first, grace).await
+                };
+                if let Err(e) = stopped.await {
+                    return Err((e, Vec::new()));
+                }
+                let (fresh, err) = self.launch(&mine, phase).await;
+                let entered = match err {
+                    Some(e) => Err(e),
+                    None => self.enter(&fresh).await,
+                };
+                match entered {
+                    Ok(()) => Ok(fresh),
+                    Err(e) => {
+                        // Out of rotation (where some of them got in) before they go.
+                        let _ = self.leave(&fresh, Duration::ZERO).await;
+                        Err((e, fresh))
+                    }
+                }
             };
-            if let Err(e) = stopped.await {
-                let rest: Vec<Created> = created.into_values().collect();
-                return self.fail(e, done, stop_first, Vec::new(), &mine, &rest).await;
-            }
-            let (fresh, err) = self.launch(&mine, phase).await;
-            let entered = match err {
-                Some(e) => Err(e),
-                None => self.enter(&fresh).await,
+            let (retired, launched) = join(self.retire_replaced(&previous, drain, grace), this_batch).await;
+            let fresh = match launched {
+                Ok(fresh) => fresh,
+                Err((e, fresh)) => {
+                    let rest: Vec<Created> = created.into_values().collect();
+                    return self.fail(e, done, stop_first, fresh, &mine, &rest).await;
+                }
             };
-            if let Err(e) = entered {
-                // Out of rotation (where some of them got in) before they go.
-                let _ = self.leave(&fresh, Duration::ZERO).await;
-                let rest: Vec<Created> = created.into_values().collect();
-                return self.fail(e, done, stop_first, fresh, &mine, &rest).await;
-            }
             // The new instances serve: the batch is done, whatever happens to its old ones now (a
             // rollback starts them again where they stopped, and puts them back in rotation).
-            let stopped = match self.leave(&start_first, drain).await {
-                Ok(()) => self.stop_all(&start_first, grace).await,
-                Err(e) => Err(e),
-            };
+            retiring = start_first.clone();
             done.push(Done { old: stop_first.into_iter().chain(start_first).collect(), new: fresh });
-            if let Err(e) = stopped {
+            if let Err(e) = retired {
+                let retired = self.retire_replaced(&std::mem::take(&mut retiring), drain, grace).await;
                 let rest: Vec<Created> = created.into_values().collect();
-                return self.fail(e, done, Vec::new(), Vec::new(), &[], &rest).await;
+                return self.fail(retired.err().unwrap_or(e), done, Vec::new(), Vec::new(), &[], &rest).await;
             }
+        }
+        if let Err(e) = self.retire_replaced(&retiring, drain, grace).await {
+            return self.fail(e, done, Vec::new(), Vec::new(), &[], &[]).await;
         }
         self.finish(done).await
     }
@@ -510,6 +551,15 @@ impl Rollout<'_, '_> {
         join_all(created.iter().map(|c| self.backend.remove_instance(&c.id))).await;
     }
 
+    /// Takes replaced instances out of rotation, drains and stops them.
+    async fn retire_replaced(&self, instances: &[Instance], drain: Duration, grace: Duration) -> Result<()> {
+        if instances.is_empty() {
+            return Ok(());
+        }
+        self.leave(instances, drain).await?;
+        self.stop_all(instances, grace).await
+    }
+
     async fn stop_all(&self, instances: &[Instance], grace: Duration) -> Result<()> {
         let results = join_all(instances.iter().map(|i| async move {
             self.backend.stop_instance(&i.id, grace).await?;
@@ -544,6 +594,10 @@ impl Rollout<'_, '_> {
                 self.traffic.remove_proxy(&i.id).await;
             }
             return Ok(());
+        }
+        if self.traffic.is_front(self.name()) && !instances.is_empty() {
+            let refs: Vec<&Instance> = instances.iter().collect();
+            return self.traffic.drain_fronts(&refs, drain).await;
         }
         if instances.is_empty() || !self.traffic.routed(self.name()) {
             return Ok(());
@@ -597,6 +651,32 @@ mod tests {
 
     fn rolling(surge: Amount, unavailable: Amount) -> Strategy {
         Strategy::Rolling { max_surge: surge, max_unavailable: unavailable }
+    }
+
+    #[test]
+    fn a_listener_moved_to_other_ports_holds_none_of_them() {
+        let listener = |port: u16| {
+            crate::Ingress::builder()
+                .image("caddy:2")
+                .http(crate::Port::tcp(80).publish(port))
+                .build()
+                .map(|i| i.service().clone())
+                .unwrap()
+        };
+        let mut old = crate::backend::Instance::sample("ingress", crate::ServiceKind::Service, 0, "h", "i");
+        old.published = vec![crate::backend::PublishedPort {
+            container_port: 80,
+            protocol: "tcp".into(),
+            host_ip: "0.0.0.0".into(),
+            host_port: 8080,
+        }];
+        assert!(holds_ports(&listener(8080), [&old].into_iter()), "the same port is held");
+        assert!(!holds_ports(&listener(8081), [&old].into_iter()), "another port is free to take");
+        old.published.clear();
+        assert!(
+            holds_ports(&listener(8081), [&old].into_iter()),
+            "a running instance read without ports may hold them"
+        );
     }
 
     #[test]

@@ -296,7 +296,7 @@ impl ServiceRun<'_> {
             .filter(|i| host.is_none() || i.host.as_deref() == host)
             .collect();
         running.sort_by_key(|i| {
-            let tied = mark.is_some_and(|m| *m == format!("{}@{}", i.spec_hash, i.image_id));
+            let tied = mark.is_some_and(|m| *m == i.spec_hash || *m == format!("{}@{}", i.spec_hash, i.image_id));
             (!tied, i.slot != slot, i.slot)
         });
         running.into_iter().next().ok_or_else(|| {

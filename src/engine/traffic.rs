@@ -1,9 +1,11 @@
 //! Which instances receive traffic, and telling the ingress.
 //!
-//! The ingress has two tiers of Caddy. The *front* holds the published ports and TLS; its
-//! configuration changes only when routes or TLS do. The *router* holds the routes and the rotation.
-//! The front opens a new connection to the router per request, so reconfiguring the router (which
-//! makes Caddy close its idle connections) never closes a connection a client holds.
+//! The ingress has two tiers of Caddy behind a listener that holds the ports. The *front* serves
+//! the ports and TLS in the listener's network namespace; its configuration changes only when
+//! routes or TLS do, and then the front is replaced start-first (never reloaded in place). The
+//! *router* holds the routes and the rotation. The front opens a new connection to the router per
+//! request, so reconfiguring the router (which makes Caddy close its idle connections) never
+//! closes a connection a client holds.
 //!
 //! [`Traffic`] holds the rotation of every routed service during an apply. Each change is pushed to
 //! every router instance at once (the file is written into the container, then `caddy reload` loads
@@ -22,7 +24,7 @@ use tokio::sync::Mutex;
 use crate::backend::{files_of, Backend, Instance, PublishedPort};
 use crate::error::{Error, Result};
 use crate::ingress::config::{self, Remote, Rotation, Upstream};
-use crate::model::{Ingress, INGRESS_CONFIG_PATH};
+use crate::model::{Ingress, INGRESS_ADMIN_ADDRESS, INGRESS_CONFIG_PATH, INGRESS_DRAIN_MARKER};
 use crate::state::promotion::Pending;
 
 /// How long loading a configuration into a proxy may take.
@@ -42,8 +44,6 @@ struct State {
     rotation: Rotation,
     /// The router instances (ID and host), which receive every rotation change.
     proxies: Vec<(String, Option<String>)>,
-    /// IDs of the running front instances, which only change with routes or TLS.
-    fronts: Vec<String>,
     /// Where each routed instance runs and what it publishes, by name.
     known: HashMap<String, (Option<String>, Vec<PublishedPort>)>,
 }
@@ -58,7 +58,7 @@ impl<'a> Traffic<'a> {
         pending: &[Pending],
     ) -> Self {
         let mut rotation = Rotation::new();
-        let (mut proxies, mut fronts) = (Vec::new(), Vec::new());
+        let mut proxies = Vec::new();
         let mut known = HashMap::new();
         if let Some(ing) = ingress {
             for i in observed.iter().filter(|i| ing.routes_to(&i.service)) {
@@ -67,8 +67,6 @@ impl<'a> Traffic<'a> {
             for i in observed.iter().filter(|i| i.is_running()) {
                 if i.service == ing.router.name {
                     proxies.push((i.id.clone(), i.host.clone()));
-                } else if i.service == ing.service.name {
-                    fronts.push(i.id.clone());
                 } else if ing.routes_to(&i.service) {
                     rotation
                         .entry(i.service.clone())
@@ -81,7 +79,7 @@ impl<'a> Traffic<'a> {
             }
         }
         let addresses = crate::backend::hosts_of(backend).into_iter().map(|h| (h.name, h.address)).collect();
-        Traffic { backend, ingress, addresses, state: Mutex::new(State { rotation, proxies, fronts, known }) }
+        Traffic { backend, ingress, addresses, state: Mutex::new(State { rotation, proxies, known }) }
     }
 
     /// Learns where instances run (before they enter a rotation).
@@ -105,9 +103,14 @@ impl<'a> Traffic<'a> {
         self.ingress.is_some_and(|i| i.router.name == service)
     }
 
+    /// Whether `service` is the ingress's listener (which holds the ports).
+    pub(crate) fn is_listener(&self, service: &str) -> bool {
+        self.ingress.is_some_and(|i| i.listener.name == service)
+    }
+
     /// Whether `service` is the ingress's front tier.
     pub(crate) fn is_front(&self, service: &str) -> bool {
-        self.ingress.is_some_and(|i| i.service.name == service)
+        self.ingress.is_some_and(|i| i.front.name == service)
     }
 
     /// The instances of `service` in rotation now.
@@ -117,11 +120,17 @@ impl<'a> Traffic<'a> {
 
     /// Replaces the rotation of `service` and tells every proxy; returns when they have loaded it.
     pub(crate) async fn set(&self, service: &str, members: Vec<Upstream>) -> Result<()> {
+        self.modify(service, |m| *m = members).await
+    }
+
+    /// Changes the rotation of `service` in one step (a batch entering and the previous one
+    /// leaving may run side by side) and tells every proxy; returns when they have loaded it.
+    async fn modify(&self, service: &str, change: impl FnOnce(&mut Vec<Upstream>)) -> Result<()> {
         if !self.routed(service) {
             return Ok(());
         }
         let mut state = self.state.lock().await;
-        state.rotation.insert(service.to_string(), members);
+        change(state.rotation.entry(service.to_string()).or_default());
         let proxies = state.proxies.clone();
         self.push(&state, &proxies).await
     }
@@ -129,13 +138,14 @@ impl<'a> Traffic<'a> {
     /// Adds instances to the rotation of `service` with weight 1.
     pub(crate) async fn enter(&self, service: &str, instances: &[&Instance]) -> Result<()> {
         self.know(instances).await;
-        let mut members = self.members(service).await;
-        for i in instances {
-            if !members.iter().any(|m| m.instance == i.name) {
-                members.push(Upstream { instance: i.name.clone(), weight: 1 });
+        self.modify(service, |members| {
+            for i in instances {
+                if !members.iter().any(|m| m.instance == i.name) {
+                    members.push(Upstream { instance: i.name.clone(), weight: 1 });
+                }
             }
-        }
-        self.set(service, members).await
+        })
+        .await
     }
 
     /// Takes instances out of the rotation of `service`, then waits `drain` so requests in flight
@@ -144,24 +154,38 @@ impl<'a> Traffic<'a> {
         if !self.routed(service) || instances.is_empty() {
             return Ok(());
         }
-        let mut members = self.members(service).await;
-        members.retain(|m| !instances.iter().any(|i| i.name == m.instance));
-        self.set(service, members).await?;
+        self.modify(service, |members| members.retain(|m| !instances.iter().any(|i| i.name == m.instance))).await?;
         tokio::time::sleep(drain).await;
         Ok(())
     }
 
-    /// Loads the current configuration into every running router and front whose configuration
-    /// differs (routes may have changed); one that already has it is not reloaded.
+    /// Drains fronts about to stop: from now on each of their answers closes its connection, so a
+    /// keep-alive client reconnects (to a new front) after its next request; then waits `drain`.
+    pub(crate) async fn drain_fronts(&self, instances: &[&Instance], drain: Duration) -> Result<()> {
+        let files = files_of(self.backend)?;
+        let marked = futures::future::join_all(
+            instances
+                .iter()
+                .filter(|i| i.is_running())
+                .map(|i| files.write_file(&i.id, INGRESS_DRAIN_MARKER, b"", 0o644)),
+        )
+        .await;
+        if marked.iter().any(Result::is_ok) {
+            tokio::time::sleep(drain).await;
+        }
+        Ok(())
+    }
+
+    /// Loads the current configuration into every running router whose configuration differs
+    /// (routes may have changed); one that already has it is not reloaded. Fronts are never
+    /// reloaded: they carry a digest of their configuration, and a change replaces them.
     pub(crate) async fn sync(&self) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
         let state = self.state.lock().await;
-        let front = caddy_json(ingress, &config::render_front(ingress))?;
         let mut wanted: Vec<(String, Vec<u8>)> = Vec::new();
         for (id, host) in &state.proxies {
             wanted.push((id.clone(), self.router_config(ingress, &state, host.as_deref())?));
         }
-        wanted.extend(state.fronts.iter().map(|id| (id.clone(), front.clone())));
         for (id, body) in wanted {
             if files_of(self.backend)?.read_file(&id, INGRESS_CONFIG_PATH).await?.as_deref() != Some(body.as_slice()) {
                 self.load(ingress, &body, &[id]).await?;
@@ -244,20 +268,26 @@ impl<'a> Traffic<'a> {
 
     /// Writes `body` into each instance and has its Caddy load it.
     async fn load(&self, ingress: &Ingress, body: &[u8], ids: &[String]) -> Result<()> {
-        let reload: Vec<String> =
-            [ingress.caddy_binary.as_str(), "reload", "--config", INGRESS_CONFIG_PATH, "--address", "localhost:2019"]
-                .map(String::from)
-                .to_vec();
+        let reload: Vec<String> = [
+            ingress.caddy_binary.as_str(),
+            "reload",
+            "--config",
+            INGRESS_CONFIG_PATH,
+            "--address",
+            INGRESS_ADMIN_ADDRESS,
+        ]
+        .map(String::from)
+        .to_vec();
         let results = futures::future::join_all(ids.iter().map(|id| {
             let reload = &reload;
             async move {
                 files_of(self.backend)?.write_file(id, INGRESS_CONFIG_PATH, body, 0o644).await?;
-                // A Caddy that was just started may not listen on its admin address yet (seen on
-                // a loaded host): its refusal is waited out, for a few seconds at most.
+                // A Caddy that was just started may not serve its admin socket yet (seen on a
+                // loaded host): its absence is waited out, for a few seconds at most.
                 let until = tokio::time::Instant::now() + ADMIN_STARTUP;
                 let mut out = self.backend.exec(id, reload, RELOAD_TIMEOUT).await?;
                 while out.exit_code != 0
-                    && out.stderr.contains("connection refused")
+                    && (out.stderr.contains("connection refused") || out.stderr.contains("no such file"))
                     && tokio::time::Instant::now() < until
                 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -282,5 +312,5 @@ impl<'a> Traffic<'a> {
 
 fn caddy_json(ingress: &Ingress, config: &serde_json::Value) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(config)
-        .map_err(|e| Error::backend("configure ingress", ingress.service().name(), e.to_string()))
+        .map_err(|e| Error::backend("configure ingress", ingress.front.name.as_str(), e.to_string()))
 }

@@ -294,7 +294,7 @@ impl Gate<'_> {
             tokio::select! {
                 code = &mut *exit => {
                     if let Ok(code) = code {
-                        let when = format!("during its min_ready period of {min_ready:?}");
+                        let when = format!("during its min_ready period of {}", crate::duration::human(min_ready));
                         let reason = self.exited(instance, code, &when).await;
                         return Err(self.failure(instance, reason, history).await);
                     }

@@ -81,7 +81,14 @@ pub fn render_front(ingress: &Ingress) -> Value {
     let mut hosts: Vec<&String> = ingress.routes.iter().flat_map(|r| &r.hosts).collect();
     hosts.sort();
     hosts.dedup();
-    let mut routes = Vec::new();
+    // While the front is drained (the marker file exists), each answer closes its connection, so
+    // keep-alive clients move to the new front after their next request instead of finding an
+    // idle connection closed under them.
+    let (dir, marker) = crate::model::INGRESS_DRAIN_MARKER.rsplit_once('/').unwrap_or(("/", "draining"));
+    let mut routes = vec![json!({
+        "match": [{ "file": { "root": dir, "try_files": [format!("/{marker}")] } }],
+        "handle": [{ "handler": "headers", "response": { "set": { "Connection": ["close"] }, "deferred": true } }],
+    })];
     if !hosts.is_empty() {
         // Host matchers tell automatic HTTPS which names to get certificates for.
         routes.push(json!({ "match": [{ "host": hosts }], "handle": [proxy.clone()], "terminal": true }));
@@ -112,8 +119,8 @@ pub fn render_front(ingress: &Ingress) -> Value {
     document(json!({ "grace_period": "30s", "servers": { "harbormaster": server } }), tls)
 }
 
-/// A whole Caddy configuration around an `http` app (and a `tls` app): the admin API stays on the
-/// container's loopback; requests in flight when it changes get 30 s to finish.
+/// A whole Caddy configuration around an `http` app (and a `tls` app): the admin API is a Unix
+/// socket in the container's file system; requests in flight when it changes get 30 s to finish.
 fn document(http: Value, tls: Option<Value>) -> Value {
     let mut apps = serde_json::Map::new();
     apps.insert("http".into(), http);
@@ -121,7 +128,7 @@ fn document(http: Value, tls: Option<Value>) -> Value {
         apps.insert("tls".into(), t);
     }
     json!({
-        "admin": { "listen": "localhost:2019" },
+        "admin": { "listen": crate::model::INGRESS_ADMIN_ADDRESS },
         "logging": { "logs": { "default": { "level": "WARN" } } },
         "apps": Value::Object(apps),
     })
@@ -229,7 +236,7 @@ mod tests {
         assert_eq!(routes[0]["handle"][0]["upstreams"][0]["dial"], "x-api-0-1:8080");
         assert_eq!(routes[1]["handle"][0]["handler"], "static_response");
         assert_eq!(routes[1]["handle"][0]["status_code"], 503);
-        assert_eq!(cfg["admin"]["listen"], "localhost:2019");
+        assert_eq!(cfg["admin"]["listen"], crate::model::INGRESS_ADMIN_ADDRESS);
         assert_eq!(cfg["apps"]["http"]["servers"]["harbormaster"]["automatic_https"]["disable"], true);
     }
 
@@ -249,6 +256,11 @@ mod tests {
         let server = &cfg["apps"]["http"]["servers"]["harbormaster"];
         assert_eq!(server["listen"][0], ":80");
         let routes = server["routes"].as_array().unwrap();
+        // First, while the front drains: every answer closes its connection.
+        assert_eq!(routes[0]["match"][0]["file"]["try_files"][0], "/draining");
+        assert_eq!(routes[0]["handle"][0]["response"]["set"]["Connection"][0], "close");
+        assert!(routes[0].get("terminal").is_none(), "the drain route only adds a header");
+        let routes = &routes[1..];
         assert_eq!(routes[0]["match"][0]["host"][0], "shop.example.com");
         assert!(routes[1].get("match").is_none(), "a route without host makes a catch-all");
         let proxy = &routes[0]["handle"][0];

@@ -200,10 +200,10 @@ impl EnvironmentBuilder {
     }
 
     /// The environment's ingress: a reverse proxy that routes outside traffic to services and
-    /// through which rollouts switch traffic. Its proxy runs as one more service of the environment.
+    /// through which rollouts switch traffic. Its listener, front and router run as three more
+    /// services of the environment (see [`Ingress`]).
     pub fn ingress(mut self, ingress: Ingress) -> Self {
-        self.env.services.push(ingress.router.clone());
-        self.env.services.push(ingress.service.clone());
+        self.env.services.extend(ingress.services().into_iter().cloned());
         self.env.ingress = Some(ingress);
         self
     }
@@ -687,7 +687,7 @@ fn check_routes(env: &Environment) -> Result<(), ValidationError> {
         |owner: String, field: &'static str, reason: String| ValidationError::InvalidValue { owner, field, reason };
     if let Some(ingress) = &env.ingress {
         for r in &ingress.routes {
-            let owner = format!("ingress `{}`", ingress.service.name);
+            let owner = format!("ingress `{}`", ingress.listener.name);
             let Some(s) = env.service(&r.service) else {
                 return Err(invalid(
                     owner,
@@ -698,7 +698,7 @@ fn check_routes(env: &Environment) -> Result<(), ValidationError> {
             if s.kind == ServiceKind::Job {
                 return Err(invalid(owner, "routes", format!("a route goes to `{}`, which is a job", r.service)));
             }
-            if s.name == ingress.service.name || s.name == ingress.router.name {
+            if ingress.is_own(&s.name) {
                 return Err(invalid(owner, "routes", "a route goes to the ingress itself".into()));
             }
             if !s.ports.iter().any(|p| p.container == r.port) {
@@ -719,7 +719,7 @@ fn check_routes(env: &Environment) -> Result<(), ValidationError> {
                 format!("service `{}`", s.name),
                 "rollout",
                 format!(
-                    "{:?} moves traffic through the ingress, but no ingress route goes to `{}`",
+                    "{} moves traffic through the ingress, but no ingress route goes to `{}`",
                     s.rollout.strategy, s.name
                 ),
             ));

@@ -6,11 +6,31 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Build, HealthCheck, Port, Rollout, Service, ServiceBuilder};
+use super::{Build, ContainerFile, HealthCheck, NetworkMode, Port, Rollout, Service, ServiceBuilder};
 use crate::error::ValidationError;
 
 /// Where the Caddy configuration file is written inside the ingress containers.
 pub(crate) const CONFIG_PATH: &str = "/etc/harbormaster/caddy.json";
+
+/// A file whose presence in a front makes it answer every request with `Connection: close`: it
+/// is written into a front about to stop.
+pub(crate) const DRAIN_MARKER: &str = "/etc/harbormaster/draining";
+
+/// Where each Caddy of the ingress serves its admin API: a Unix socket in the container's own
+/// file system, so two fronts sharing a network namespace never compete for an admin port, and
+/// the API is never on a network.
+pub(crate) const ADMIN_ADDRESS: &str = "unix//etc/harbormaster/admin.sock";
+
+/// The listener's configuration: no admin API, no app; Caddy only keeps the process (and so the
+/// network namespace and its published ports) alive.
+const LISTENER_CONFIG: &str = "{\"admin\":{\"disabled\":true}}\n";
+
+/// Where the listener's configuration is written.
+const LISTENER_CONFIG_PATH: &str = "/etc/harbormaster/listener.json";
+
+/// The kernel setting that hands the connections waiting in a closing listening socket's queue to
+/// another socket of its `SO_REUSEPORT` group (Linux 5.14 and later), instead of resetting them.
+pub(crate) const MIGRATE_SYSCTL: &str = "net.ipv4.tcp_migrate_req";
 
 /// The port the router tier listens on, inside the environment network only.
 pub(crate) const ROUTER_PORT: u16 = 8000;
@@ -70,16 +90,26 @@ pub enum Tls {
     },
 }
 
-/// The environment's reverse proxy, Caddy in two tiers, each a service of the environment, from a
-/// Caddy image: the official `caddy:2` where a registry is reachable, or one built locally (see
-/// [`crate::ingress::caddy_build_context`]).
+/// The environment's reverse proxy: Caddy in two tiers behind a listener, each a service of the
+/// environment, from one Caddy image: the official `caddy:2` where a registry is reachable, or
+/// one built locally (see [`crate::ingress::caddy_build_context`]).
 ///
-/// - The **front** (service `ingress` unless [named](IngressBuilder::name) otherwise) publishes the
-///   ports and terminates TLS. Its configuration changes only when routes or TLS do, so the
-///   connections clients hold are never closed by a traffic move.
+/// - The **listener** (service `ingress` unless [named](IngressBuilder::name) otherwise) holds the
+///   network namespace and the published ports, and runs nothing but an idle Caddy. It is
+///   replaced only when its ports change; a new image alone leaves it running.
+/// - The **front** (`ingress-front`) runs in the listener's network namespace, listens on the
+///   ports and terminates TLS. It is upgraded (image, settings, certificates) start-first: the new
+///   front listens on the same ports beside the old one (Caddy's listeners use `SO_REUSEPORT`),
+///   then the old one stops; with `net.ipv4.tcp_migrate_req` (set in the listener's namespace
+///   where the kernel has it, Linux 5.14 and later) connections waiting in its queue move to the
+///   new one. No request is refused and requests in flight finish. Its configuration changes only
+///   when routes or TLS do, so a traffic move never closes a connection a client holds.
 /// - The **router** (`ingress-router`) holds the routes and the instances in rotation and is
 ///   reconfigured at every traffic move. The front opens a new connection to it per request, and
 ///   Caddy finishes requests in flight across a reconfiguration.
+///
+/// Nothing of this needs more of a host than Docker itself: no host network, no iptables rules of
+/// its own, no root beyond the engine's (see `docs/zero-downtime.md`).
 ///
 /// ```
 /// use harbormaster::{Ingress, Port, Route, Tls};
@@ -95,7 +125,8 @@ pub enum Tls {
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Ingress {
-    pub(crate) service: Service,
+    pub(crate) listener: Service,
+    pub(crate) front: Service,
     pub(crate) router: Service,
     pub(crate) routes: Vec<Route>,
     pub(crate) tls: Tls,
@@ -121,10 +152,17 @@ impl Ingress {
         }
     }
 
-    /// The front tier's service: it holds the published ports and TLS, and its configuration only
-    /// changes when routes or TLS do. Clients' connections end here.
+    /// The service named as the ingress (`ingress`): the listener, which holds the network
+    /// namespace and the published ports; its endpoints are the ingress's.
     pub fn service(&self) -> &Service {
-        &self.service
+        &self.listener
+    }
+
+    /// The front tier's service (`<name>-front`): Caddy in the listener's network namespace,
+    /// serving the ports and terminating TLS; its configuration only changes when routes or TLS
+    /// do. Clients' connections end here.
+    pub fn front(&self) -> &Service {
+        &self.front
     }
 
     /// The router tier's service (`<name>-router`): it holds the routes and the rotation and is
@@ -137,6 +175,16 @@ impl Ingress {
     /// The routes.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// The three services of the ingress, in the order they start: router, listener, front.
+    pub(crate) fn services(&self) -> [&Service; 3] {
+        [&self.router, &self.listener, &self.front]
+    }
+
+    /// Whether `service` is one of the ingress's own services.
+    pub(crate) fn is_own(&self, service: &str) -> bool {
+        self.services().iter().any(|s| s.name == service)
     }
 
     /// The container port plain HTTP is served on.
@@ -276,32 +324,69 @@ impl IngressBuilder {
                 Some(r) => b.role(r.clone()),
                 None => b,
             };
-            Ok(b.command([self.caddy_binary.clone(), "run".into(), "--config".into(), CONFIG_PATH.into()])
-                .env("XDG_DATA_HOME", "/data")
-                .env("XDG_CONFIG_HOME", "/config")
-                .stop_grace_period(self.stop_grace))
+            Ok(b.env("XDG_DATA_HOME", "/data").env("XDG_CONFIG_HOME", "/config"))
         };
-        let tcp = |port: u16| {
-            HealthCheck::tcp(port).interval(Duration::from_millis(500)).start_interval(Duration::from_millis(25))
-        };
+        let run = |config: &str| [self.caddy_binary.clone(), "run".into(), "--config".into(), config.into()];
+        // Ready once its own admin API answers with its configuration running. Through the
+        // engine (exec), so it holds wherever the library cannot reach a container's ports (a
+        // remote engine probed through published ports); for a front, a probe of the port could
+        // also be answered by the old front, which listens on it too.
+        let ready = HealthCheck::exec([
+            self.caddy_binary.clone(),
+            "reload".into(),
+            "--config".into(),
+            CONFIG_PATH.into(),
+            "--address".into(),
+            ADMIN_ADDRESS.into(),
+        ])
+        .interval(Duration::from_millis(500))
+        .start_interval(Duration::from_millis(50))
+        .timeout(Duration::from_secs(10));
         let router_name = format!("{}-router", self.name);
-        let router = caddy(router_name.clone())?.port(Port::tcp(ROUTER_PORT)).health(tcp(ROUTER_PORT)).build()?;
+        let router = caddy(router_name.clone())?
+            .command(run(CONFIG_PATH))
+            .stop_grace_period(self.stop_grace)
+            .port(Port::tcp(ROUTER_PORT))
+            .health(ready.clone())
+            .build()?;
+
         let fixed = std::iter::once(&self.http)
             .chain(self.https.as_ref())
             .any(|p| matches!(p.publish, super::Publish::Fixed(_)));
-        let mut b = caddy(self.name.clone())?
-            .port(self.http)
-            .health(tcp(http_port))
-            .depends_on(router_name, super::Condition::Healthy);
+        let mut listener = caddy(self.name.clone())?
+            .command(run(LISTENER_CONFIG_PATH))
+            .file(ContainerFile::text(LISTENER_CONFIG_PATH, LISTENER_CONFIG))
+            .sysctl(MIGRATE_SYSCTL, "1")
+            .stop_grace_period(Duration::from_secs(1))
+            .port(self.http);
         if let Some(p) = self.https {
-            b = b.port(p);
+            listener = listener.port(p);
         }
         if fixed {
-            b = b.rollout(Rollout::recreate());
+            // Its ports stay where they are: a new listener can only have them once the old one
+            // released them.
+            listener = listener.rollout(Rollout::recreate());
         }
-        let service = b.build()?;
+        let mut listener = listener.build()?;
+        listener.keep_image = true;
+
+        let mut front = caddy(format!("{}-front", self.name))?;
+        if matches!(self.tls, Tls::Automatic { .. }) {
+            // Certificates and ACME accounts outlive a front: its replacement (and a second front
+            // beside it during an upgrade) use the same storage, which Caddy locks for itself.
+            front = front.volume(super::Volume::named(format!("{}-data", self.name)).at("/data"));
+        }
+        let front = front
+            .command(run(CONFIG_PATH))
+            .stop_grace_period(self.stop_grace)
+            .network_mode(NetworkMode::Service(self.name.clone()))
+            .health(ready)
+            .depends_on(router_name, super::Condition::Healthy)
+            .rollout(Rollout::start_first().drain(Duration::from_secs(1)))
+            .build()?;
         Ok(Ingress {
-            service,
+            listener,
+            front,
             router,
             routes: self.routes,
             tls: self.tls,

@@ -37,7 +37,10 @@ pub use health::{HealthCheck, Probe};
 pub(crate) use image::check_reference;
 pub use image::{Build, BuildOptions, ImageSource, PullPolicy};
 pub use ingress::{Ingress, IngressBuilder, Route, Tls};
-pub(crate) use ingress::{CONFIG_PATH as INGRESS_CONFIG_PATH, ROUTER_PORT as INGRESS_ROUTER_PORT};
+pub(crate) use ingress::{
+    ADMIN_ADDRESS as INGRESS_ADMIN_ADDRESS, CONFIG_PATH as INGRESS_CONFIG_PATH, DRAIN_MARKER as INGRESS_DRAIN_MARKER,
+    MIGRATE_SYSCTL, ROUTER_PORT as INGRESS_ROUTER_PORT,
+};
 pub use port::{Port, Protocol, Publish};
 pub use reference::ServiceRef;
 pub use resources::{Resources, RestartPolicy};

@@ -76,6 +76,10 @@ pub struct Service {
     pub(crate) files: Vec<ContainerFile>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) keep_anonymous_volumes: bool,
+    /// A new image alone does not replace its instances (the ingress's listener, which only
+    /// holds a network namespace and its ports).
+    #[serde(skip)]
+    pub(crate) keep_image: bool,
 }
 
 impl Service {
@@ -311,6 +315,7 @@ impl ServiceBuilder {
                 global: false,
                 files: Vec::new(),
                 keep_anonymous_volumes: false,
+                keep_image: false,
             },
             image_set: false,
             replicas_set: None,
@@ -885,7 +890,7 @@ impl ServiceBuilder {
                 if self.rollout_set {
                     self.invalid(
                         "rollout",
-                        format!("{:?} runs old and new instances side by side, but host port {host} can be bound once; use Rollout::recreate() or publish_ephemeral()", svc.rollout.strategy),
+                        format!("{} runs old and new instances side by side, but host port {host} can be bound once; use Rollout::recreate() or publish_ephemeral()", svc.rollout.strategy),
                     );
                 } else {
                     self.svc.rollout.strategy = Strategy::Recreate;
@@ -909,7 +914,7 @@ impl ServiceBuilder {
             }
             if svc.rollout.runs_side_by_side() {
                 if self.rollout_set {
-                    self.invalid("rollout", format!("{:?} runs old and new instances side by side, and both would have the MAC address {mac}; use Rollout::recreate()", svc.rollout.strategy));
+                    self.invalid("rollout", format!("{} runs old and new instances side by side, and both would have the MAC address {mac}; use Rollout::recreate()", svc.rollout.strategy));
                 } else {
                     self.svc.rollout.strategy = Strategy::Recreate;
                 }
@@ -919,7 +924,7 @@ impl ServiceBuilder {
             if self.rollout_set {
                 self.invalid(
                     "rollout",
-                    format!("{:?} runs old and new instances side by side, and the new one takes over the old one's anonymous volumes: two writers on one volume; use Rollout::recreate()", svc.rollout.strategy),
+                    format!("{} runs old and new instances side by side, and the new one takes over the old one's anonymous volumes: two writers on one volume; use Rollout::recreate()", svc.rollout.strategy),
                 );
             } else {
                 self.svc.rollout.strategy = Strategy::Recreate;

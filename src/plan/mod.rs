@@ -281,7 +281,7 @@ fn staleness(t: &Template, i: &Instance) -> Vec<String> {
             why.push(format!("moves from host {on} to {h}"));
         }
     }
-    if i.image_id != t.image_id {
+    if i.image_id != t.image_id && !t.service.keep_image {
         why.push(format!("image changed ({} -> {})", short_id(&i.image_id), short_id(&t.image_id)));
     }
     if i.spec_hash != t.spec_hash {

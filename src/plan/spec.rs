@@ -123,7 +123,14 @@ impl Template {
         // Serializing plain data with string keys cannot fail; an empty fallback would only make
         // every instance look changed, never crash.
         let spec_json = serde_json::to_string(&config).unwrap_or_default();
-        let spec_hash = hex(&Sha256::digest(spec_json.as_bytes()))[..16].to_string();
+        let spec_hash = if service.keep_image {
+            // Its image is recorded, and left out of what decides a replacement.
+            let kept = crate::model::ImageSource::Reference(String::new());
+            let hashed = serde_json::to_string(&ContainerConfig { image: &kept, ..config }).unwrap_or_default();
+            hex(&Sha256::digest(hashed.as_bytes()))[..16].to_string()
+        } else {
+            hex(&Sha256::digest(spec_json.as_bytes()))[..16].to_string()
+        };
         Template {
             service: service.clone(),
             image_id: image_id.to_string(),
@@ -267,7 +274,7 @@ fn read_again(current: Option<&Secret>, source: &SecretSource, what: &str) -> Re
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

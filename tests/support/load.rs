@@ -87,7 +87,8 @@ impl Load {
 
     /// Keep-alive workers that never retry: each holds one raw HTTP/1.1 connection to `host:port`
     /// and sends `GET /version` on it again and again; a closed connection is a failure (then a new
-    /// connection is opened).
+    /// connection is opened). An answer with `Connection: close` ends the connection after it, as
+    /// HTTP/1.1 asks of every client.
     pub fn start_raw(host: &str, port: u16, workers: usize) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let workers = (0..workers)
@@ -102,11 +103,16 @@ impl Load {
                             conn = tokio::net::TcpStream::connect((host.as_str(), port)).await.ok();
                         }
                         let answer = match conn.as_mut() {
-                            Some(c) => get_on(c).await,
+                            Some(c) => get_on_keep(c).await,
                             None => None,
                         };
                         match answer {
-                            Some(body) => *tally.by_body.entry(body.trim().to_string()).or_default() += 1,
+                            Some((body, keep)) => {
+                                *tally.by_body.entry(body.trim().to_string()).or_default() += 1;
+                                if !keep {
+                                    conn = None;
+                                }
+                            }
                             None => {
                                 tally.failed.push("keep-alive connection closed or refused".into());
                                 conn = None;
@@ -148,6 +154,12 @@ pub async fn sample(url: &str, n: usize) -> BTreeMap<String, u64> {
 
 /// One `GET /version` on an open keep-alive connection; the body, or `None` if the connection closed.
 pub async fn get_on(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    get_on_keep(conn).await.map(|(body, _)| body)
+}
+
+/// One `GET /version` on an open keep-alive connection: the body, and whether the server keeps the
+/// connection open (it did not answer `Connection: close`); `None` if the connection closed.
+pub async fn get_on_keep(conn: &mut tokio::net::TcpStream) -> Option<(String, bool)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     conn.write_all(b"GET /version HTTP/1.1\r\nHost: localhost\r\n\r\n").await.ok()?;
     let mut buf = Vec::new();
@@ -165,7 +177,8 @@ pub async fn get_on(conn: &mut tokio::net::TcpStream) -> Option<String> {
                 .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
                 .and_then(|v| v.parse().ok())?;
             if body.len() >= len {
-                return Some(body[..len].to_string());
+                let close = head.lines().any(|l| l.eq_ignore_ascii_case("connection: close"));
+                return Some((body[..len].to_string(), !close));
             }
         }
     }

@@ -160,15 +160,28 @@ pub async fn apply_collect<B: harbormaster::Backend + Clone>(
     (run.finish().await, events)
 }
 
+/// An error and each of its sources, joined by `: `.
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// Index of the first event matching `f`.
 pub fn position(events: &[Event], f: impl Fn(&EventKind) -> bool) -> Option<usize> {
     events.iter().position(|e| f(&e.kind))
 }
 
-/// GET over plain HTTP/1.1 with a 5 s bound; returns status and body.
+/// GET over plain HTTP/1.1 with a 15 s bound (a loaded CI machine is slow to answer the first
+/// request through a chain of proxies); returns status and body. A failure names every cause.
 pub async fn get(url: &str) -> (u16, String) {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-    let resp = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let resp = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {}", causes(&e)));
     let status = resp.status().as_u16();
     (status, resp.text().await.unwrap_or_default())
 }

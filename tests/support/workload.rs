@@ -85,3 +85,34 @@ pub fn ensure_images() -> &'static str {
     }
     IMAGE
 }
+
+/// A second Caddy image for ingress upgrades: the first plus a label, so a new image ID.
+#[allow(dead_code)]
+pub const CADDY_NEXT_IMAGE: &str = "harbormaster-test/caddy:next";
+
+/// Builds [`CADDY_NEXT_IMAGE`] (after the workload images) once per process.
+#[allow(dead_code)]
+pub fn ensure_caddy_next() -> &'static str {
+    ensure_images();
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = BUILT.get_or_init(|| {
+        use std::io::Write;
+        let mut build = std::process::Command::new("docker")
+            .args(["build", "-q", "-t", CADDY_NEXT_IMAGE, "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let dockerfile = format!("FROM {CADDY_IMAGE}\nLABEL io.harbormaster.test=next\n");
+        build.stdin.take().ok_or("no stdin")?.write_all(dockerfile.as_bytes()).map_err(|e| e.to_string())?;
+        match build.wait().map_err(|e| e.to_string())?.success() {
+            true => Ok(()),
+            false => Err("docker build failed".to_string()),
+        }
+    });
+    if let Err(e) = r {
+        panic!("cannot build {CADDY_NEXT_IMAGE}: {e}");
+    }
+    CADDY_NEXT_IMAGE
+}

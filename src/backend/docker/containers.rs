@@ -18,11 +18,19 @@ use crate::backend::{
     label, EngineHealth, ExecOutput, Instance, InstanceSpec, InstanceState, LogLine, LogStream, PublishedPort, Scope,
 };
 use crate::error::{Error, Result};
-use crate::model::{ServiceKind, VolumeSource};
+use crate::model::{ServiceKind, VolumeSource, MIGRATE_SYSCTL};
 
 /// Creates the container through the silent transport: the body holds the secrets' values.
 pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<String> {
     let mut body = super::create::create_body(spec, d.ephemeral_bind)?;
+    if spec.container.sysctls.contains_key(MIGRATE_SYSCTL) && !kernel_at_least(d, (5, 14)).await {
+        // The ingress's listener asks for it; an older kernel has no such setting, and the
+        // container would not start with it. Its listeners are still shared, without the queue
+        // hand-over.
+        if let Some(sysctls) = body.host_config.as_mut().and_then(|h| h.sysctls.as_mut()) {
+            sysctls.remove(MIGRATE_SYSCTL);
+        }
+    }
     if let Some(old) = &spec.inherit_volumes_from {
         let inherited = anonymous_volumes(d, old, spec).await?;
         if !inherited.is_empty() {
@@ -44,6 +52,27 @@ pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<Str
         }
     }
     Ok(id)
+}
+
+/// Whether the engine's host runs at least kernel `version` (major, minor); an unreadable version
+/// counts as older.
+async fn kernel_at_least(d: &DockerBackend, version: (u32, u32)) -> bool {
+    let kernel = d
+        .kernel
+        .get_or_init(|| async {
+            let info = d.call("read the engine's host", &d.endpoint, d.docker.info()).await.ok()?;
+            kernel_version(info.kernel_version.as_deref()?)
+        })
+        .await;
+    kernel.is_some_and(|k| k >= version)
+}
+
+/// `6.1.0-18-amd64` → (6, 1).
+fn kernel_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// The anonymous volumes of the container `old` (its image's `VOLUME`s: volumes named by the
@@ -517,5 +546,13 @@ mod tests {
         assert_eq!(a, "2026-11-22T06:01:02.120000000Z");
         assert!(a < b);
         assert_eq!(super::sortable_timestamp("2026-11-22T06:01:02Z"), "2026-11-22T06:01:02Z");
+    }
+
+    #[test]
+    fn kernel_versions_are_read_as_docker_reports_them() {
+        assert_eq!(super::kernel_version("6.1.0-18-amd64"), Some((6, 1)));
+        assert_eq!(super::kernel_version("5.14.21-150400.24.46-default"), Some((5, 14)));
+        assert_eq!(super::kernel_version("4.19"), Some((4, 19)));
+        assert_eq!(super::kernel_version("weird"), None);
     }
 }

@@ -81,6 +81,8 @@ pub struct DockerBackend {
     transport: transport::Transport,
     /// The host's cores, once read.
     cores: std::sync::Arc<tokio::sync::OnceCell<i64>>,
+    /// The host kernel's version (major, minor), once read.
+    kernel: std::sync::Arc<tokio::sync::OnceCell<Option<(u32, u32)>>>,
     /// Where ephemeral ports bind when they say nothing (`None`: every address).
     ephemeral_bind: Option<std::net::IpAddr>,
     /// Registry credentials.
@@ -241,6 +243,7 @@ impl DockerBackendBuilder {
             accessors: DockerBackend::new_accessors(),
             transport,
             cores: Default::default(),
+            kernel: Default::default(),
             ephemeral_bind,
             registries: std::sync::Arc::new(self.registries),
             pulls: Default::default(),

@@ -152,6 +152,28 @@ fn split(id: &str) -> Option<(&str, &str)> {
     id.split_once('/')
 }
 
+/// `spec` as the member `host` reads it: the other containers it names (the one whose network
+/// namespace it joins, the one whose anonymous volumes it takes over) by their IDs on that host.
+fn local_spec<'s>(spec: &'s InstanceSpec, host: &str) -> std::borrow::Cow<'s, InstanceSpec> {
+    let local = |id: &str| split(id).filter(|(h, _)| *h == host).map(|(_, local)| local.to_string());
+    let joined = match &spec.container.network_mode {
+        Some(crate::model::NetworkMode::Container(id)) => local(id),
+        _ => None,
+    };
+    let inherited = spec.inherit_volumes_from.as_deref().and_then(local);
+    if joined.is_none() && inherited.is_none() {
+        return std::borrow::Cow::Borrowed(spec);
+    }
+    let mut s = spec.clone();
+    if let Some(id) = joined {
+        s.container.network_mode = Some(crate::model::NetworkMode::Container(id));
+    }
+    if inherited.is_some() {
+        s.inherit_volumes_from = inherited;
+    }
+    std::borrow::Cow::Owned(s)
+}
+
 impl Fleet {
     /// A builder.
     pub fn builder() -> FleetBuilder {
@@ -324,7 +346,7 @@ impl Backend for Fleet {
                 on(m, m.backend.ensure_volume_with(&spec.scope, name, &v.options.driver_opts).await)?;
             }
         }
-        let id = on(m, m.backend.create_instance(spec).await)?;
+        let id = on(m, m.backend.create_instance(&local_spec(spec, &m.name)).await)?;
         Ok(format!("{}/{id}", m.name))
     }
 
