@@ -2,10 +2,11 @@
 //!
 //! [`batches`] turns a strategy into batches of slots (pure, unit-tested). [`Rollout::replace`]
 //! carries them out: for each batch, the stop-first part leaves rotation, drains and stops; the new
-//! instances start and pass their health gate (and `min_ready`); they enter rotation; the start-first
-//! part leaves rotation, drains and stops. Old instances are only stopped, never removed, until the
-//! whole rollout has succeeded, so a rollback restarts them as they were. Blue/green and canary start
-//! the whole new set beside the old one and move traffic through the ingress.
+//! instances start and pass their health gate (and `min_ready`); in one rotation change they enter
+//! and the start-first part leaves; that part drains and stops while the next batch starts. Old
+//! instances are only stopped, never removed, until the whole rollout has succeeded, so a rollback
+//! restarts them as they were. Blue/green and canary start the whole new set beside the old one and
+//! move traffic through the ingress.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -187,9 +188,9 @@ impl Rollout<'_, '_> {
             plan = limit_hosts(plan, |slot| self.template.host_for(slot), max);
         }
         let mut done: Vec<Done> = Vec::new();
-        // The previous batch's old instances still to leave rotation, drain and stop: that runs
-        // beside the next batch's launch (they are replaced already; Kubernetes does not count
-        // terminating pods against the surge either).
+        // The previous batch's old instances, out of rotation since its new ones entered, still
+        // to drain and stop: that runs beside the next batch's launch (they are replaced already;
+        // Kubernetes does not count terminating pods against the surge either).
         let mut retiring: Vec<Instance> = Vec::new();
         for (n, batch) in plan.iter().enumerate() {
             if n > 0 && !svc.rollout.batch_delay.is_zero() {
@@ -226,15 +227,18 @@ impl Rollout<'_, '_> {
                     return Err((e, Vec::new()));
                 }
                 let (fresh, err) = self.launch(&mine, phase).await;
+                // In one rotation change: the new instances in, the old ones they replace out.
                 let entered = match err {
                     Some(e) => Err(e),
-                    None => self.enter(&fresh).await,
+                    None => self.swap(&fresh, &start_first).await,
                 };
                 match entered {
                     Ok(()) => Ok(fresh),
                     Err(e) => {
-                        // Out of rotation (where some of them got in) before they go.
+                        // Out of rotation (where some of them got in) before they go; the old
+                        // ones back in.
                         let _ = self.leave(&fresh, Duration::ZERO).await;
+                        let _ = self.enter(&start_first).await;
                         Err((e, fresh))
                     }
                 }
@@ -551,13 +555,34 @@ impl Rollout<'_, '_> {
         join_all(created.iter().map(|c| self.backend.remove_instance(&c.id))).await;
     }
 
-    /// Takes replaced instances out of rotation, drains and stops them.
+    /// Lets replaced instances, already out of rotation ([`swap`](Self::swap)), finish what they
+    /// serve, then stops them.
     async fn retire_replaced(&self, instances: &[Instance], drain: Duration, grace: Duration) -> Result<()> {
         if instances.is_empty() {
             return Ok(());
         }
-        self.leave(instances, drain).await?;
+        if self.traffic.is_front(self.name()) {
+            let refs: Vec<&Instance> = instances.iter().collect();
+            self.traffic.drain_fronts(&refs, drain).await?;
+        } else if self.traffic.routed(self.name()) {
+            tokio::time::sleep(drain).await;
+        }
         self.stop_all(instances, grace).await
+    }
+
+    /// Puts `fresh` into rotation and takes `replaced` out, in one change of the routers.
+    async fn swap(&self, fresh: &[Instance], replaced: &[Instance]) -> Result<()> {
+        if self.traffic.is_proxy(self.name()) {
+            self.enter(fresh).await?;
+            return self.leave(replaced, Duration::ZERO).await;
+        }
+        if !self.traffic.routed(self.name()) {
+            return Ok(());
+        }
+        let (fresh, replaced): (Vec<&Instance>, Vec<&Instance>) = (fresh.iter().collect(), replaced.iter().collect());
+        self.traffic.swap(self.name(), &fresh, &replaced).await?;
+        self.rotation_event().await;
+        Ok(())
     }
 
     async fn stop_all(&self, instances: &[Instance], grace: Duration) -> Result<()> {

@@ -148,6 +148,21 @@ impl<'a> Traffic<'a> {
         .await
     }
 
+    /// Adds `fresh` to the rotation of `service` with weight 1 and takes `replaced` out, in one
+    /// change (a batch of a rolling update: capacity never dips between the two).
+    pub(crate) async fn swap(&self, service: &str, fresh: &[&Instance], replaced: &[&Instance]) -> Result<()> {
+        self.know(fresh).await;
+        self.modify(service, |members| {
+            members.retain(|m| !replaced.iter().any(|i| i.name == m.instance));
+            for i in fresh {
+                if !members.iter().any(|m| m.instance == i.name) {
+                    members.push(Upstream { instance: i.name.clone(), weight: 1 });
+                }
+            }
+        })
+        .await
+    }
+
     /// Takes instances out of the rotation of `service`, then waits `drain` so requests in flight
     /// finish (only for routed services: others are not reachable through a proxy).
     pub(crate) async fn leave(&self, service: &str, instances: &[&Instance], drain: Duration) -> Result<()> {
