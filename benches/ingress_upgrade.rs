@@ -10,7 +10,7 @@
 //! - **harbormaster, settings**: a route for a host name is added or removed (a new front
 //!   configuration).
 //! - **harbormaster, port**: the published port moves to another; the probers use the old port
-//!   until the apply returns and the new one from then on.
+//!   until the apply returns and the new one from then on (keep-alive clients reconnect there).
 //! - **Recreate**: what docker-compose, `kamal proxy reboot` and a `Rollout::recreate()` Caddy
 //!   service do: the proxy container is stopped, then its replacement (new image) starts.
 //! - **bare `caddy reload`**: the settings change loaded into a running Caddy with `docker exec`
@@ -129,10 +129,21 @@ async fn measure<F: std::future::Future<Output = u16>>(port: u16, upgrade: F) ->
     let now_on = upgrade.await;
     let took = t.elapsed();
     target.store(now_on, Ordering::Relaxed);
+    // Keep-alive clients of a moved port reconnect to the new one once the apply returns.
+    let (kept, tail) = match now_on == port {
+        true => (kept, None),
+        false => (load::Load::start_raw("127.0.0.1", now_on, 2), Some(kept.stop().await)),
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let (longest, failed, ok) = prober.await.expect("prober");
-    let kept = kept.stop().await;
+    let mut kept = kept.stop().await;
+    if let Some(before) = tail {
+        kept.failed.extend(before.failed);
+        for (body, n) in before.by_body {
+            *kept.by_body.entry(body).or_default() += n;
+        }
+    }
     Seen { longest, failed, ok, kept_failed: kept.failed.len(), kept_ok: kept.ok(), took }
 }
 

@@ -208,4 +208,44 @@ async fn the_ingress_upgrades_itself_on_a_fixed_port_without_a_gap() {
     );
     let shop = reqwest::Client::new().get(&url).header("Host", "shop.example.com").send().await.unwrap();
     assert_eq!(shop.text().await.unwrap().trim(), "v1");
+
+    // The listener moved to another port: at every moment one of the two ports answers (the old
+    // one until the new one does), and the old listener is gone at the end.
+    let moved = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let either = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut answered = false;
+                for p in [port, moved] {
+                    let url = format!("http://127.0.0.1:{p}/version");
+                    if let Ok(r) = client.get(&url).send().await {
+                        answered |= r.status().is_success();
+                    }
+                    if answered {
+                        break;
+                    }
+                }
+                match answered {
+                    true => ok += 1,
+                    false => failed.push(format!("neither port answered at {:?}", std::time::SystemTime::now())),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (ok, failed)
+        }
+    });
+    let ingress = Ingress::builder().image(next).http(Port::tcp(80).publish(moved)).route(Route::to("api", 8080));
+    let api = api(&h, "v1", Rollout::start_first()).replicas(2).build().unwrap();
+    let env = h.env().ingress(ingress.route(Route::to("api", 8080).host("shop.example.com")).build().unwrap());
+    let moved_to = env.service(api).build().unwrap().apply(&h.docker).await.expect("a port move");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = either.await.unwrap();
+    assert!(failed.is_empty() && ok > 20, "{} of {} failed: {:?}", failed.len(), ok, &failed[..failed.len().min(3)]);
+    assert_eq!(sample(&format!("http://127.0.0.1:{moved}/version"), 4).await.get("v1"), Some(&4));
+    assert_eq!(moved_to.instances("ingress").len(), 1, "the old listener went at the end of the apply");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the old port is released");
 }

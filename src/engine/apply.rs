@@ -295,12 +295,18 @@ pub(crate) async fn execute(
     let records = records_of(backend, &operation)?;
     let lock = DeployLock::acquire(records, &scope, &sink, &operation, env.actor(), env.lock_timeout).await?;
     let result = lock.hold(records, locked(env, backend, &sink, op, operation)).await;
-    if let Err(e) = lock.release(records).await {
-        tracing::warn!(error = %e, "could not release the deploy lock; it is taken over once its lease lapses");
-    }
-    if let Some(r) = backend.records() {
-        r.release_state(&scope).await;
-    }
+    // The audit entry is written: the lock and the state store's accessor go at once.
+    let release = async {
+        if let Err(e) = lock.release(records).await {
+            tracing::warn!(error = %e, "could not release the deploy lock; it is taken over once its lease lapses");
+        }
+    };
+    let accessor = async {
+        if let Some(r) = backend.records() {
+            r.release_state(&scope).await;
+        }
+    };
+    futures::future::join(release, accessor).await;
     result
 }
 
@@ -431,18 +437,40 @@ async fn run(
 ) -> Result<Deployment> {
     let scope = scope_of(env);
     let rollback = !overrides.is_empty();
-    let templates =
-        if rollback { overrides } else { templates(env, backend, Some(store), sink, images::Mode::Apply).await?.0 };
-    let Observed { plan, templates, observed, waiting, discarded } =
-        observe_with(scoped, templates, backend, store, rollback).await?;
-    check_target(backend, &scope, &plan, &templates).await?;
-    if let Some(refused) = limits(scoped, backend).into_iter().find(|l| l.refused) {
-        return Err(Error::unsupported(
-            backend.describe(),
-            format!("roll out `{}` as described", refused.service),
-            refused.what,
-        ));
-    }
+    let prepared = async {
+        let templates =
+            if rollback { overrides } else { templates(env, backend, Some(store), sink, images::Mode::Apply).await?.0 };
+        let observed = observe_with(scoped, templates, backend, store, rollback).await?;
+        check_target(backend, &scope, &observed.plan, &observed.templates).await?;
+        if let Some(refused) = limits(scoped, backend).into_iter().find(|l| l.refused) {
+            return Err(Error::unsupported(
+                backend.describe(),
+                format!("roll out `{}` as described", refused.service),
+                refused.what,
+            ));
+        }
+        Ok(observed)
+    };
+    // The network is created while the images are resolved and the plan is made (most applies
+    // find it there); a plan refused leaves no network this apply created.
+    let network = async {
+        if scope.default_network {
+            Ok(false)
+        } else {
+            backend.ensure_network(&scope).await
+        }
+    };
+    let (network, prepared) = futures::future::join(network, prepared).await;
+    let (network_created, Observed { plan, templates, observed, waiting, discarded }) = match (network, prepared) {
+        (Ok(created), Ok(o)) => (created, o),
+        (Ok(created), Err(e)) => {
+            if created {
+                let _ = backend.remove_network(&scope).await;
+            }
+            return Err(e);
+        }
+        (Err(e), _) => return Err(e),
+    };
     for p in &discarded {
         promotion::clear(store, &p.service).await?;
     }
@@ -456,7 +484,7 @@ async fn run(
     });
     tracing::debug!(%plan);
 
-    if !scope.default_network && backend.ensure_network(&scope).await? {
+    if network_created {
         sink.emit(EventKind::NetworkCreated { name: scope.network_name() });
     }
     for v in scoped.volume_names() {
@@ -521,6 +549,8 @@ async fn run(
     if !failed.is_empty() || !not_started.is_empty() {
         return Err(Error::Apply(Box::new(ApplyFailure { environment: env.qualified_name(), failed, not_started })));
     }
+    // Listeners moved to other ports go once everything serves (the new front on the new ports).
+    traffic.retire_deferred(sink).await?;
     let instances = backend.list_instances(&scope).await?;
     Ok(Deployment::new(env, backend.published_host(), instances, done))
 }

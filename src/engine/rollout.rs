@@ -373,10 +373,16 @@ impl Rollout<'_, '_> {
     async fn finish(&self, done: Vec<Done>) -> Result<RolloutOutcome> {
         let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
         let new: Vec<Instance> = done.iter().flat_map(|d| d.new.clone()).collect();
+        let mut removable = Vec::new();
+        for i in &old {
+            if !self.traffic.is_deferred(&i.id).await {
+                removable.push(i);
+            }
+        }
         // Every removal is tried (a lost host must not keep the others' old instances around).
-        let removed = join_all(old.iter().map(|i| self.backend.remove_instance(&i.id))).await;
+        let removed = join_all(removable.iter().map(|i| self.backend.remove_instance(&i.id))).await;
         let mut first_error = None;
-        for (i, r) in old.iter().zip(removed) {
+        for (i, r) in removable.iter().zip(removed) {
             match r {
                 Ok(()) => self
                     .sink
@@ -559,6 +565,14 @@ impl Rollout<'_, '_> {
     /// serve, then stops them.
     async fn retire_replaced(&self, instances: &[Instance], drain: Duration, grace: Duration) -> Result<()> {
         if instances.is_empty() {
+            return Ok(());
+        }
+        if self.traffic.is_listener(self.name())
+            || (self.traffic.is_front(self.name()) && self.traffic.listener_moved().await)
+        {
+            // Moved to other ports: the old listener and the old front in it keep serving the
+            // old ports until the new front serves the new ones (the end of the apply).
+            self.traffic.defer(instances).await;
             return Ok(());
         }
         if self.traffic.is_front(self.name()) {

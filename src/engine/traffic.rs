@@ -38,6 +38,9 @@ pub(crate) struct Traffic<'a> {
     /// Each host's address, on a backend with several.
     addresses: HashMap<String, String>,
     state: Mutex<State>,
+    /// Old listeners whose ports moved, and the old fronts in them: they keep serving the old
+    /// ports until the new front serves the new ones, so they go at the end of the apply.
+    deferred: Mutex<Vec<Instance>>,
 }
 
 struct State {
@@ -79,7 +82,8 @@ impl<'a> Traffic<'a> {
             }
         }
         let addresses = crate::backend::hosts_of(backend).into_iter().map(|h| (h.name, h.address)).collect();
-        Traffic { backend, ingress, addresses, state: Mutex::new(State { rotation, proxies, known }) }
+        let state = Mutex::new(State { rotation, proxies, known });
+        Traffic { backend, ingress, addresses, state, deferred: Mutex::new(Vec::new()) }
     }
 
     /// Learns where instances run (before they enter a rotation).
@@ -106,6 +110,39 @@ impl<'a> Traffic<'a> {
     /// Whether `service` is the ingress's listener (which holds the ports).
     pub(crate) fn is_listener(&self, service: &str) -> bool {
         self.ingress.is_some_and(|i| i.listener.name == service)
+    }
+
+    /// Keeps replaced listeners (and the fronts in them) running until the end of the apply
+    /// ([`retire_deferred`](Self::retire_deferred)).
+    pub(crate) async fn defer(&self, instances: &[Instance]) {
+        self.deferred.lock().await.extend(instances.iter().cloned());
+    }
+
+    /// Whether a listener moved to other ports in this apply (its old fronts then wait too).
+    pub(crate) async fn listener_moved(&self) -> bool {
+        self.deferred.lock().await.iter().any(|i| self.is_listener(&i.service))
+    }
+
+    /// Whether the instance `id` waits for the end of the apply to go.
+    pub(crate) async fn is_deferred(&self, id: &str) -> bool {
+        self.deferred.lock().await.iter().any(|i| i.id == id)
+    }
+
+    /// Once everything serves: the old fronts kept for a moved listener drain (as any front
+    /// does) and stop, then the old listeners go; all are removed.
+    pub(crate) async fn retire_deferred(&self, sink: &crate::events::EventSink) -> Result<()> {
+        let Some(ingress) = self.ingress else { return Ok(()) };
+        let deferred = std::mem::take(&mut *self.deferred.lock().await);
+        if deferred.is_empty() {
+            return Ok(());
+        }
+        let (fronts, listeners): (Vec<Instance>, Vec<Instance>) =
+            deferred.into_iter().partition(|i| i.service == ingress.front.name);
+        let refs: Vec<&Instance> = fronts.iter().collect();
+        self.drain_fronts(&refs, ingress.front.rollout.drain).await?;
+        let retire = super::service_run::retire;
+        retire(self.backend, sink, &ingress.front.name, &fronts, ingress.front.stop_grace).await?;
+        retire(self.backend, sink, &ingress.listener.name, &listeners, ingress.listener.stop_grace).await
     }
 
     /// Whether `service` is the ingress's front tier.
