@@ -460,7 +460,9 @@ async fn run(
             backend.ensure_network(&scope).await
         }
     };
-    let (network, prepared) = futures::future::join(network, prepared).await;
+    // A new environment's store is written meanwhile too, before its first container.
+    let (network, prepared, saved) = futures::future::join3(network, prepared, store.save_if_new()).await;
+    let prepared = prepared.and_then(|o| saved.map(|()| o));
     let (network_created, Observed { plan, templates, observed, waiting, discarded }) = match (network, prepared) {
         (Ok(created), Ok(o)) => (created, o),
         (Ok(created), Err(e)) => {

@@ -61,11 +61,22 @@ pub(crate) struct Store<'a> {
     doc: Mutex<Document>,
     /// An ephemeral environment's store: in memory for one operation, never written.
     ephemeral: bool,
+    /// A new environment's store, not written yet ([`save_if_new`](Self::save_if_new)).
+    unsaved: std::sync::atomic::AtomicBool,
+    /// Held while a copy is written: writes go one at a time, reads need not wait for them.
+    writing: Mutex<()>,
 }
 
 impl<'a> Store<'a> {
     fn with(backend: &'a dyn Backend, scope: &Scope, doc: Document) -> Store<'a> {
-        Store { backend, scope: scope.clone(), doc: Mutex::new(doc), ephemeral: false }
+        Store {
+            backend,
+            scope: scope.clone(),
+            doc: Mutex::new(doc),
+            ephemeral: false,
+            unsaved: std::sync::atomic::AtomicBool::new(false),
+            writing: Mutex::new(()),
+        }
     }
 
     /// The store of an ephemeral environment ([`EnvironmentBuilder::ephemeral`](crate::EnvironmentBuilder::ephemeral)):
@@ -112,7 +123,13 @@ impl<'a> Store<'a> {
     ) -> Result<(Store<'a>, Option<String>)> {
         let (doc, lost) = match load(backend, scope).await? {
             Found::Document(doc) => return Ok((Store::with(backend, scope, doc), None)),
-            Found::Missing | Found::Unreadable(_) if instances.is_empty() => (Document::new(), None),
+            Found::Missing | Found::Unreadable(_) if instances.is_empty() => {
+                // A new environment: the store is written while the apply plans, before its
+                // first container is created (`save_if_new`).
+                let store = Store::with(backend, scope, Document::new());
+                store.unsaved.store(true, std::sync::atomic::Ordering::SeqCst);
+                return Ok((store, None));
+            }
             Found::Missing => (Document::new(), Some("its state store is gone".to_string())),
             Found::Unreadable(why) => (Document::new(), Some(why)),
         };
@@ -134,6 +151,25 @@ impl<'a> Store<'a> {
         Ok((store, note))
     }
 
+    /// Writes a new environment's store if [`open_for_change`](Self::open_for_change) left it
+    /// unwritten: before any container of the environment is created, so that containers without
+    /// a store always mean a lost one.
+    pub(crate) async fn save_if_new(&self) -> Result<()> {
+        let _writing = self.writing.lock().await;
+        if !self.unsaved.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        // Without holding the document: the plan reads it meanwhile.
+        let mut next = self.doc.lock().await.clone();
+        next.seq = next.seq.saturating_add(1);
+        records_of(self.backend, "keep deploy records")?
+            .write_state(&self.scope, &document::slot(next.seq), &next.encode())
+            .await?;
+        *self.doc.lock().await = next;
+        self.unsaved.store(false, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+
     /// Reads the document.
     pub(crate) async fn read<T>(&self, f: impl FnOnce(&Document) -> T) -> T {
         f(&*self.doc.lock().await)
@@ -141,6 +177,7 @@ impl<'a> Store<'a> {
 
     /// Changes the document and writes it (into the slot that does not hold the newest copy).
     pub(crate) async fn update<T>(&self, f: impl FnOnce(&mut Document) -> T) -> Result<T> {
+        let _writing = self.writing.lock().await;
         let mut doc = self.doc.lock().await;
         let mut next = doc.clone();
         let out = f(&mut next);
@@ -149,6 +186,7 @@ impl<'a> Store<'a> {
             records_of(self.backend, "keep deploy records")?
                 .write_state(&self.scope, &document::slot(next.seq), &next.encode())
                 .await?;
+            self.unsaved.store(false, std::sync::atomic::Ordering::SeqCst);
         }
         *doc = next;
         Ok(out)
