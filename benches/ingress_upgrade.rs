@@ -9,8 +9,9 @@
 //!   the second is the first plus a label, so a new image ID).
 //! - **harbormaster, settings**: a route for a host name is added or removed (a new front
 //!   configuration).
-//! - **harbormaster, port**: the published port moves to another; the probers use the old port
-//!   until the apply returns and the new one from then on (keep-alive clients reconnect there).
+//! - **harbormaster, port**: the published port moves to another; the new-connection client tries
+//!   the old port, then the new one (a failure is neither answering); the keep-alive clients hold
+//!   the old port until the apply returns, then reconnect to the new one.
 //! - **Recreate**: what docker-compose, `kamal proxy reboot` and a `Rollout::recreate()` Caddy
 //!   service do: the proxy container is stopped, then its replacement (new image) starts.
 //! - **bare `caddy reload`**: the settings change loaded into a running Caddy with `docker exec`
@@ -27,7 +28,7 @@ mod load;
 mod workload;
 
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,41 +99,43 @@ struct Seen {
     took: Duration,
 }
 
-/// A connection per request every 5 ms to the port in `port` (which may change mid-run).
-async fn probe(port: Arc<AtomicU16>, stop: Arc<AtomicBool>) -> (Duration, u32, u32) {
+/// A connection per request every 5 ms to `port`, or to `fallback` when `port` does not answer
+/// (a client that knows both addresses while a port moves).
+async fn probe(port: u16, fallback: u16, stop: Arc<AtomicBool>) -> (Duration, u32, u32) {
     let client =
         reqwest::Client::builder().timeout(Duration::from_secs(2)).pool_max_idle_per_host(0).build().expect("client");
     let (mut last_ok, mut longest, mut failed, mut ok) = (Instant::now(), Duration::ZERO, 0, 0);
+    let answers = |p: u16| {
+        let request = client.get(format!("http://127.0.0.1:{p}/version")).send();
+        async move { matches!(request.await, Ok(r) if r.status().is_success()) }
+    };
     while !stop.load(Ordering::Relaxed) {
-        let url = format!("http://127.0.0.1:{}/version", port.load(Ordering::Relaxed));
-        match client.get(&url).send().await {
-            Ok(r) if r.status().is_success() => {
-                longest = longest.max(last_ok.elapsed());
-                last_ok = Instant::now();
-                ok += 1;
-            }
-            _ => failed += 1,
+        if answers(port).await || (fallback != port && answers(fallback).await) {
+            longest = longest.max(last_ok.elapsed());
+            last_ok = Instant::now();
+            ok += 1;
+        } else {
+            failed += 1;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     (longest, failed, ok)
 }
 
-/// Runs `upgrade` under both probers. It returns the port to probe once it is done.
-async fn measure<F: std::future::Future<Output = u16>>(port: u16, upgrade: F) -> Seen {
-    let target = Arc::new(AtomicU16::new(port));
+/// Runs `upgrade` (which moves the ingress to `to`, or keeps it on `port`) under both probers.
+/// Keep-alive clients of a moved port reconnect to the new one once the apply returns; they
+/// cannot know it before.
+async fn measure<F: std::future::Future<Output = ()>>(port: u16, to: u16, upgrade: F) -> Seen {
     let stop = Arc::new(AtomicBool::new(false));
-    let prober = tokio::spawn(probe(target.clone(), stop.clone()));
+    let prober = tokio::spawn(probe(port, to, stop.clone()));
     let kept = load::Load::start_raw("127.0.0.1", port, 2);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
-    let now_on = upgrade.await;
+    upgrade.await;
     let took = t.elapsed();
-    target.store(now_on, Ordering::Relaxed);
-    // Keep-alive clients of a moved port reconnect to the new one once the apply returns.
-    let (kept, tail) = match now_on == port {
+    let (kept, tail) = match to == port {
         true => (kept, None),
-        false => (load::Load::start_raw("127.0.0.1", now_on, 2), Some(kept.stop().await)),
+        false => (load::Load::start_raw("127.0.0.1", to, 2), Some(kept.stop().await)),
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -201,19 +204,19 @@ async fn main() {
     for i in 0..runs {
         image = if image == next { workload::CADDY_IMAGE } else { next };
         let env = with_ingress(&name, port, image, false);
-        let s = measure(port, async { env.apply(&docker).await.map(|_| port).expect("image upgrade") }).await;
+        let s = measure(port, port, async { env.apply(&docker).await.map(drop).expect("image upgrade") }).await;
         report("image", i, &s);
         image_row.push(s);
 
         let env = with_ingress(&name, port, image, true);
-        let s = measure(port, async { env.apply(&docker).await.map(|_| port).expect("settings") }).await;
+        let s = measure(port, port, async { env.apply(&docker).await.map(drop).expect("settings") }).await;
         report("settings", i, &s);
         settings_row.push(s);
         with_ingress(&name, port, image, false).apply(&docker).await.expect("settings back");
 
         let moved = free_port();
         let env = with_ingress(&name, moved, image, false);
-        let s = measure(port, async { env.apply(&docker).await.map(|_| moved).expect("port move") }).await;
+        let s = measure(port, moved, async { env.apply(&docker).await.map(drop).expect("port move") }).await;
         report("port", i, &s);
         port_row.push(s);
         port = moved;
@@ -233,9 +236,8 @@ async fn main() {
     for i in 0..runs {
         image = if image == next { workload::CADDY_IMAGE } else { next };
         let env = with_plain_caddy(&name, port, image);
-        let s = measure(port, async {
+        let s = measure(port, port, async {
             container = edge(&env.apply(&docker).await.expect("recreate"));
-            port
         })
         .await;
         report("recreate", i, &s);
@@ -243,7 +245,7 @@ async fn main() {
 
         // A bare `caddy reload` of the settings change, through the Docker CLI.
         let container = container.clone();
-        let s = measure(port, async {
+        let s = measure(port, port, async {
             let file = std::env::temp_dir().join(format!("{name}-caddy.json"));
             std::fs::write(&file, plain_caddy_config(i % 2 == 0)).expect("write the configuration");
             let copied = Command::new("docker")
@@ -255,7 +257,6 @@ async fn main() {
             let reloaded = Command::new("docker").args(reload).stdout(Stdio::null()).stderr(Stdio::null()).status();
             assert!(reloaded.expect("docker exec").success(), "caddy reload in {container}");
             let _ = std::fs::remove_file(&file);
-            port
         })
         .await;
         report("caddy reload", i, &s);
