@@ -52,7 +52,7 @@
 //! | the JSON shape of what the library reports (plans, events, status, deployments, revisions, audit) | [`json`] |
 //! | state kept on the target: revisions, audit, waiting promotions, job completions, kept images; the deploy lock and its lease | [`state`] (`state/mod.rs` the document and its store, `state/lock.rs`, `state/revisions.rs`, `state/audit.rs`, `state/jobs.rs`) |
 //! | where a secret value is scrubbed from what comes back from a target | [`scrub`] |
-//! | the ingress: Caddy configuration from routes and rotation | [`ingress`] (pushed by `engine/traffic.rs`) |
+//! | the ingress: Caddy configuration from routes and rotation; how it upgrades itself without a gap (listener, front, router: [`Ingress`]) | [`ingress`] (pushed by `engine/traffic.rs`, which also drains a front and defers a moved listener) |
 //! | probes and the readiness gate | [`health`] |
 //! | the seam: the [`Backend`] runtime and its optional capabilities ([`ImageStore`], [`RecordStore`], [`InstanceFiles`], [`Topology`], [`ImageShipping`], [`Orchestrator`]); the Docker backend (container creation in `backend/docker/containers.rs`, the silent path for secret-bearing calls in `backend/docker/transport.rs`, the state store and kept images in `backend/docker/state.rs`) | [`backend`] |
 //! | a Docker Swarm: [`SwarmBackend`] (service specs from the rollout in `backend/swarm/spec.rs`, records as configs) | [`backend::swarm`] |

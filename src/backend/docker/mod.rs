@@ -234,6 +234,7 @@ impl DockerBackendBuilder {
         let transport = transport::Transport::new(&endpoint, docker.client_version().to_string(), self.call_timeout)
             .ok_or_else(|| connect_err("unsupported address; use unix://, tcp:// or http://".into()))?;
         tracing::debug!(%endpoint, api = %docker.client_version(), "connected to docker");
+        let on_this_host = local && !self.forwarded && address_is_here(&published_host);
         Ok(DockerBackend {
             docker,
             endpoint,
@@ -248,9 +249,20 @@ impl DockerBackendBuilder {
             registries: std::sync::Arc::new(self.registries),
             pulls: Default::default(),
             pull_limits: self.pull_limits,
-            on_this_host: local && !self.forwarded,
+            on_this_host,
         })
     }
+}
+
+/// Whether `host` (where published ports are reached) can be an address of this machine: an IP
+/// that cannot be bound here is another machine's or another network namespace's (an engine on a
+/// local socket whose ports live elsewhere), so a local port check would say nothing about it.
+pub(super) fn address_is_here(host: &str) -> bool {
+    let Ok(ip) = host.parse::<std::net::IpAddr>() else { return true };
+    !matches!(
+        std::net::TcpListener::bind((ip, 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable
+    )
 }
 
 fn host_of(endpoint: &str) -> String {

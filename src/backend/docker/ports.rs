@@ -102,6 +102,13 @@ mod tests {
     }
 
     #[test]
+    fn ports_published_on_an_address_of_another_machine_are_not_checked_here() {
+        assert!(super::super::address_is_here("127.0.0.1"));
+        assert!(super::super::address_is_here("localhost"), "a name is taken as this machine's");
+        assert!(!super::super::address_is_here("192.0.2.77"), "TEST-NET-1 is nobody's address here");
+    }
+
+    #[test]
     fn a_listening_socket_is_seen() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
