@@ -4,7 +4,9 @@
 //! published port and no health check, as a compose file of independent services says.
 //! harbormaster runs a production environment (lock, records, revisions, audit), as a deploy tool
 //! would. Run: `cargo bench --bench scale` (`RUNS`, default 1 per size: a bring-up of 200
-//! containers takes a while on 2 cores).
+//! containers takes a while on 2 cores). `SCALE_COMPOSE_UP_TO=N` runs docker-compose only for
+//! sizes up to N (it stalls for 10 minutes per size above that here), to see how harbormaster
+//! alone grows.
 
 mod common;
 
@@ -91,6 +93,8 @@ fn main() {
         .filter_map(|n| n.trim().parse().ok())
         .collect();
     let runs = common::runs(1);
+    let compose_up_to: usize =
+        std::env::var("SCALE_COMPOSE_UP_TO").ok().and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
     let dir = std::env::temp_dir().join("hm-bench-scale");
     std::fs::create_dir_all(&dir).expect("temp dir");
     println!("independent services from one compose file, median of {runs} (bring-up / no-op re-apply / down):");
@@ -99,6 +103,9 @@ fn main() {
         let (mut hm, mut dc): (Vec<Times>, Vec<Times>) = (Vec::new(), Vec::new());
         for _ in 0..runs {
             hm.push(rt.block_on(harbormaster(&docker, &file, &common::unique("scale"))).map(Some));
+            if n > compose_up_to {
+                continue;
+            }
             let project = common::unique("hmscale");
             let up = compose(&project, &file, &["up", "-d"]);
             let again = up.and_then(|_| compose(&project, &file, &["up", "-d"]));
@@ -113,6 +120,10 @@ fn main() {
             }
         };
         for (tool, v) in [("harbormaster", &hm), ("docker-compose 1.29", &dc)] {
+            if v.is_empty() {
+                println!("  {n:>4} services  {tool:<20} not run (SCALE_COMPOSE_UP_TO={compose_up_to})");
+                continue;
+            }
             println!("  {n:>4} services  {tool:<20} {:>9} {:>9} {:>9}", col(v, 0), col(v, 1), col(v, 2));
         }
     }

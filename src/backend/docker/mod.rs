@@ -83,6 +83,9 @@ pub struct DockerBackend {
     cores: std::sync::Arc<tokio::sync::OnceCell<i64>>,
     /// The host kernel's version (major, minor), once read.
     kernel: std::sync::Arc<tokio::sync::OnceCell<Option<(u32, u32)>>>,
+    /// Container creates and starts in flight at once: hundreds at a time make a 2-core engine
+    /// answer none of them in time (seen at 500 services), as docker-compose bounds its own.
+    busy: std::sync::Arc<tokio::sync::Semaphore>,
     /// Where ephemeral ports bind when they say nothing (`None`: every address).
     ephemeral_bind: Option<std::net::IpAddr>,
     /// Registry credentials.
@@ -94,6 +97,10 @@ pub struct DockerBackend {
     /// its published ports are this machine's.
     on_this_host: bool,
 }
+
+/// How many container creates and starts one backend sends the engine at once (docker-compose's
+/// own default limit is 64; 2-core engines time out well below it).
+const CONTAINER_CALLS_AT_ONCE: usize = 16;
 
 /// Builder for [`DockerBackend`].
 #[derive(Clone, Debug)]
@@ -245,6 +252,7 @@ impl DockerBackendBuilder {
             transport,
             cores: Default::default(),
             kernel: Default::default(),
+            busy: std::sync::Arc::new(tokio::sync::Semaphore::new(CONTAINER_CALLS_AT_ONCE)),
             ephemeral_bind,
             registries: std::sync::Arc::new(self.registries),
             pulls: Default::default(),
@@ -449,10 +457,12 @@ impl Backend for DockerBackend {
     }
 
     async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
+        let _turn = self.busy.acquire().await;
         quiet(containers::create(self, spec)).await
     }
 
     async fn start_instance(&self, id: &str) -> Result<()> {
+        let _turn = self.busy.acquire().await;
         // 304: already running. Starting is idempotent, as stopping is, so a rollback can restore a
         // mix of stopped and running old instances with one call each.
         let start = self.call("start container", id, async {
