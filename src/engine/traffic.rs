@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use crate::backend::{files_of, Backend, Instance, PublishedPort};
 use crate::error::{Error, Result};
 use crate::ingress::config::{self, Remote, Rotation, Upstream};
-use crate::model::{Ingress, INGRESS_ADMIN_ADDRESS, INGRESS_CONFIG_PATH, INGRESS_DRAIN_MARKER};
+use crate::model::{Ingress, INGRESS_CONFIG_PATH, INGRESS_DRAIN_MARKER};
 use crate::state::promotion::Pending;
 
 /// How long loading a configuration into a proxy may take.
@@ -320,16 +320,7 @@ impl<'a> Traffic<'a> {
 
     /// Writes `body` into each instance and has its Caddy load it.
     async fn load(&self, ingress: &Ingress, body: &[u8], ids: &[String]) -> Result<()> {
-        let reload: Vec<String> = [
-            ingress.caddy_binary.as_str(),
-            "reload",
-            "--config",
-            INGRESS_CONFIG_PATH,
-            "--address",
-            INGRESS_ADMIN_ADDRESS,
-        ]
-        .map(String::from)
-        .to_vec();
+        let reload = crate::model::ingress_reload_command(&ingress.caddy_binary);
         let results = futures::future::join_all(ids.iter().map(|id| {
             let reload = &reload;
             async move {

@@ -28,6 +28,12 @@ const LISTENER_CONFIG: &str = "{\"admin\":{\"disabled\":true}}\n";
 /// Where the listener's configuration is written.
 const LISTENER_CONFIG_PATH: &str = "/etc/harbormaster/listener.json";
 
+/// `caddy reload` of the configuration file through the container's own admin socket: how the
+/// ingress loads a configuration, and how a front or router shows it is ready.
+pub(crate) fn reload_command(caddy_binary: &str) -> Vec<String> {
+    [caddy_binary, "reload", "--config", CONFIG_PATH, "--address", ADMIN_ADDRESS].map(String::from).to_vec()
+}
+
 /// The kernel setting that hands the connections waiting in a closing listening socket's queue to
 /// another socket of its `SO_REUSEPORT` group (Linux 5.14 and later), instead of resetting them.
 pub(crate) const MIGRATE_SYSCTL: &str = "net.ipv4.tcp_migrate_req";
@@ -331,17 +337,10 @@ impl IngressBuilder {
         // engine (exec), so it holds wherever the library cannot reach a container's ports (a
         // remote engine probed through published ports); for a front, a probe of the port could
         // also be answered by the old front, which listens on it too.
-        let ready = HealthCheck::exec([
-            self.caddy_binary.clone(),
-            "reload".into(),
-            "--config".into(),
-            CONFIG_PATH.into(),
-            "--address".into(),
-            ADMIN_ADDRESS.into(),
-        ])
-        .interval(Duration::from_millis(500))
-        .start_interval(Duration::from_millis(50))
-        .timeout(Duration::from_secs(10));
+        let ready = HealthCheck::exec(reload_command(&self.caddy_binary))
+            .interval(Duration::from_millis(500))
+            .start_interval(Duration::from_millis(50))
+            .timeout(Duration::from_secs(10));
         let router_name = format!("{}-router", self.name);
         let router = caddy(router_name.clone())?
             .command(run(CONFIG_PATH))

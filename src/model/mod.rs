@@ -36,11 +36,12 @@ pub use file::{ContainerFile, DEFAULT_FILE_MODE};
 pub use health::{HealthCheck, Probe};
 pub(crate) use image::check_reference;
 pub use image::{Build, BuildOptions, ImageSource, PullPolicy};
-pub use ingress::{Ingress, IngressBuilder, Route, Tls};
 pub(crate) use ingress::{
-    ADMIN_ADDRESS as INGRESS_ADMIN_ADDRESS, CONFIG_PATH as INGRESS_CONFIG_PATH, DRAIN_MARKER as INGRESS_DRAIN_MARKER,
-    MIGRATE_SYSCTL, ROUTER_PORT as INGRESS_ROUTER_PORT,
+    reload_command as ingress_reload_command, ADMIN_ADDRESS as INGRESS_ADMIN_ADDRESS,
+    CONFIG_PATH as INGRESS_CONFIG_PATH, DRAIN_MARKER as INGRESS_DRAIN_MARKER, MIGRATE_SYSCTL,
+    ROUTER_PORT as INGRESS_ROUTER_PORT,
 };
+pub use ingress::{Ingress, IngressBuilder, Route, Tls};
 pub use port::{Port, Protocol, Publish};
 pub use reference::ServiceRef;
 pub use resources::{Resources, RestartPolicy};
