@@ -54,7 +54,7 @@
 //! | where a secret value is scrubbed from what comes back from a target | [`scrub`] |
 //! | the ingress: Caddy configuration from routes and rotation; how it upgrades itself without a gap (listener, front, router: [`Ingress`]) | [`ingress`] (pushed by `engine/traffic.rs`, which also drains a front and defers a moved listener) |
 //! | probes and the readiness gate | [`health`] |
-//! | the seam: the [`Backend`] runtime and its optional capabilities ([`ImageStore`], [`RecordStore`], [`InstanceFiles`], [`Topology`], [`ImageShipping`], [`Orchestrator`]); the Docker backend (container creation in `backend/docker/containers.rs`, the silent path for secret-bearing calls in `backend/docker/transport.rs`, the state store and kept images in `backend/docker/state.rs`) | [`backend`] |
+//! | the seam: the [`Backend`] runtime and its optional capabilities ([`ImageStore`], [`RecordStore`], [`InstanceFiles`], [`Topology`], [`ImageShipping`], [`Orchestrator`]); the Docker backend (container creation in `backend/docker/containers.rs`, the silent path for secret-bearing calls in `backend/docker/transport.rs`, the state store in `backend/docker/store.rs`, kept images in `backend/docker/state.rs`) | [`backend`] |
 //! | a Docker Swarm: [`SwarmBackend`] (service specs from the rollout in `backend/swarm/spec.rs`, records as configs) | [`backend::swarm`] |
 //! | Fly.io's Machines API: [`FlyBackend`] (where an instance becomes a machine config: `backend/fly/config.rs`; records in a machine's metadata under its lease: `backend/fly/records.rs`; retries: `backend/fly/api.rs`) | [`backend::fly`] |
 //! | an in-memory runtime with fault injection, for tests (feature `test-util`) | `backend::memory` |

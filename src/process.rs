@@ -1,6 +1,6 @@
 //! This process as other processes see it, and whether a process recorded elsewhere is provably gone.
 //!
-//! The deploy lock and the state store's leftover accessors record who made them: host name,
+//! The deploy lock and the accessor containers kept images move through record who made them: host name,
 //! boot ID, PID namespace, process ID and the process's start time. Another process may conclude
 //! that the recorder is gone only when it can look at the very same process table: same boot,
 //! same PID namespace, and a `/proc` that shows that namespace. Containers share the host's boot

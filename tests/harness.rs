@@ -236,12 +236,14 @@ async fn a_crashed_test_process_is_reaped_by_an_explicit_sweep() {
 async fn an_owner_in_another_pid_namespace_is_reaped_only_after_its_expiry() {
     workload::ensure_images();
     let docker = docker().await;
+    // The expiry (15 s) counts from a moment after this one, in whole seconds: it cannot pass
+    // before `before` + 14 s, however long the child takes to come up on a busy machine.
+    let before = Instant::now();
     let (expiring, mut child) = tokio::task::spawn_blocking(move || {
         start_child_in(support::in_own_pid_namespace(), &[("HM_CHILD_ABORT", "1"), ("HM_CHILD_EXPIRE", "15")])
     })
     .await
     .unwrap();
-    let up_at = Instant::now();
     child.wait().unwrap();
     let (kept, mut child) = tokio::task::spawn_blocking(move || {
         start_child_in(support::in_own_pid_namespace(), &[("HM_CHILD_ABORT", "1")])
@@ -251,8 +253,7 @@ async fn an_owner_in_another_pid_namespace_is_reaped_only_after_its_expiry() {
     child.wait().unwrap();
     // Both owners are gone, but nothing here can tell: both are left, for now.
     let reaped = reap(&docker).await.unwrap();
-    // (The expiry counts from before the child's apply, in whole seconds: from `up_at`, at least 8 s.)
-    if up_at.elapsed() < Duration::from_secs(8) {
+    if before.elapsed() < Duration::from_secs(13) {
         assert!(reaped.left.contains(&expiring), "{reaped:?}");
         assert!(!leftovers(&docker, &expiring).await.is_empty());
     }
@@ -263,10 +264,10 @@ async fn an_owner_in_another_pid_namespace_is_reaped_only_after_its_expiry() {
         if leftovers(&docker, &expiring).await.is_empty() {
             break;
         }
-        assert!(up_at.elapsed() < Duration::from_secs(45), "not reaped after its expiry");
+        assert!(before.elapsed() < Duration::from_secs(60), "not reaped after its expiry");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(up_at.elapsed() >= Duration::from_secs(8), "reaped before its expiry: {:?}", up_at.elapsed());
+    assert!(before.elapsed() >= Duration::from_secs(14), "reaped before its expiry: {:?}", before.elapsed());
     // The one without an expiry is still there; taken down by name.
     assert!(!leftovers(&docker, &kept).await.is_empty(), "an owner that cannot be judged was reaped");
     let found = environments(&docker).await.unwrap();
@@ -354,7 +355,7 @@ async fn a_test_environment_keeps_no_records_unless_asked() {
     // With records: the state store is there, and the revision.
     let durable = TestEnv::builder(web("durable", "v1")).records(true).up().await.unwrap();
     let d = durable.environment().qualified_name();
-    assert!(volumes(d.clone()).await.iter().any(|v| v.ends_with(".state")), "{:?}", volumes(d.clone()).await);
+    assert!(volumes(d.clone()).await.iter().any(|v| v.contains(".statefile.")), "{:?}", volumes(d.clone()).await);
     assert_eq!(durable.environment().history(durable.backend(), "web").await.unwrap().len(), 1);
     drop((quick, durable));
     assert_eq!(volumes(q).await, Vec::<String>::new());

@@ -174,7 +174,8 @@ async fn a_service_can_be_built_from_a_context() {
 
 /// Records live on the engine as volumes: a name is taken once (the deploy lock relies on it),
 /// they list oldest first, they are not containers, and removing one twice is not an error. The
-/// state store keeps files, and survives losing its accessor container.
+/// state store keeps files (any bytes) in volumes, with no container; a store written by
+/// harbormaster 0.1 (files inside one volume) is read, and moved by the next write.
 #[tokio::test]
 async fn records_and_the_state_store_live_on_the_engine() {
     use harbormaster::backend::{NewRecord, Scope};
@@ -216,28 +217,27 @@ async fn records_and_the_state_store_live_on_the_engine() {
     h.docker.remove_record(&first.id).await.unwrap();
     assert!(h.docker.list_records(&scope, "lock").await.unwrap().is_empty());
 
-    // The state store: none at first; written files read back; its accessor may vanish.
+    // The state store: none at first; written files read back, with no container.
     assert!(h.docker.read_state(&scope).await.unwrap().is_none());
     h.docker.write_state(&scope, "a.json", b"one").await.unwrap();
-    h.docker.write_state(&scope, "b.json", b"two").await.unwrap();
+    h.docker.write_state(&scope, "b.json", b"\0\xff two").await.unwrap();
     h.docker.write_state(&scope, "a.json", b"three").await.unwrap();
-    let accessors = || {
+    let containers = || {
         let out = std::process::Command::new("docker")
             .args(["ps", "-aq", "--filter", &format!("label=io.harbormaster.environment={}", h.name)])
             .output()
             .unwrap();
         String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect::<Vec<_>>()
     };
-    let open = accessors();
-    assert_eq!(open.len(), 1, "one accessor while the store is in use");
-    let status = std::process::Command::new("docker").args(["rm", "-f", &open[0]]).output().unwrap();
-    assert!(status.status.success());
-    let mut files = h.docker.read_state(&scope).await.unwrap().unwrap();
-    files.sort_by(|a, b| a.name.cmp(&b.name));
-    let got: Vec<(&str, &[u8])> = files.iter().map(|f| (f.name.as_str(), f.contents.as_slice())).collect();
-    assert_eq!(got, [("a.json", b"three".as_slice()), ("b.json", b"two".as_slice())]);
+    assert!(containers().is_empty(), "the state store needs no container");
+    let read = |files: Vec<harbormaster::backend::StateFile>| {
+        let mut got: Vec<(String, Vec<u8>)> = files.into_iter().map(|f| (f.name, f.contents)).collect();
+        got.sort();
+        got
+    };
+    let expected = vec![("a.json".to_string(), b"three".to_vec()), ("b.json".to_string(), b"\0\xff two".to_vec())];
+    assert_eq!(read(h.docker.read_state(&scope).await.unwrap().unwrap()), expected);
     h.docker.release_state(&scope).await;
-    assert!(accessors().is_empty(), "no accessor is left once the operation ends");
 
     // A record container an earlier version of the library kept goes with the state.
     let legacy = std::process::Command::new("docker")
@@ -248,9 +248,44 @@ async fn records_and_the_state_store_live_on_the_engine() {
         .output()
         .unwrap();
     assert!(legacy.status.success());
-    assert_eq!(accessors().len(), 1);
+    assert_eq!(containers().len(), 1);
     h.docker.remove_state(&scope).await.unwrap();
-    assert!(accessors().is_empty(), "remove_state removes every record container of the environment");
+    assert!(containers().is_empty(), "remove_state removes every record container of the environment");
+    assert!(h.docker.read_state(&scope).await.unwrap().is_none());
+
+    // A store of harbormaster 0.1: files inside the volume `<project>-<environment>.state`.
+    let volume = format!("{}.state", scope.qualified());
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker").args(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let project = format!("io.harbormaster.project={}", scope.project);
+    let environment = format!("io.harbormaster.environment={}", scope.environment);
+    docker(&["volume", "create", "--label", &project, "--label", &environment, &volume]);
+    let mount = format!("{volume}:/state");
+    let holder = docker(&["create", "-v", &mount, "--entrypoint", "/workload", support::workload::IMAGE]);
+    let file = std::env::temp_dir().join(format!("hm-legacy-{}", h.name));
+    std::fs::write(&file, b"old document").unwrap();
+    docker(&["cp", &file.to_string_lossy(), &format!("{holder}:/state/state.1.json")]);
+    docker(&["rm", "-f", &holder]);
+    std::fs::remove_file(&file).ok();
+    assert_eq!(
+        read(h.docker.read_state(&scope).await.unwrap().unwrap()),
+        vec![("state.1.json".to_string(), b"old document".to_vec())],
+        "the 0.1 store is read"
+    );
+    h.docker.write_state(&scope, "state.0.json", b"new document").await.unwrap();
+    h.docker.release_state(&scope).await;
+    assert_eq!(
+        read(h.docker.read_state(&scope).await.unwrap().unwrap()),
+        vec![("state.0.json".to_string(), b"new document".to_vec())],
+        "after a write, the store is the file volumes"
+    );
+    let old = std::process::Command::new("docker").args(["volume", "inspect", &volume]).output().unwrap();
+    assert!(!old.status.success(), "the 0.1 volume is removed once the store has moved");
+    assert!(containers().is_empty(), "no accessor is left");
+    h.docker.remove_state(&scope).await.unwrap();
     assert!(h.docker.read_state(&scope).await.unwrap().is_none());
 }
 

@@ -45,8 +45,8 @@ async fn assert_converged(h: &Harness, version: &str, versions: &[String], point
     assert!(by_service.get("migrate").map_or(true, |v| v.len() == 1), "{point}: migrate containers {instances:?}");
     assert_eq!(by_service.len(), 3, "{point}: stray services {by_service:?}");
     assert!(instances.iter().filter(|i| i.service != "migrate").all(|i| i.is_running()), "{point}: {instances:?}");
-    // No container of the environment beyond those (a created one left by the kill included),
-    // but for the state store's accessor a killed process may leave (cleaned by the next ones).
+    // No container of the environment beyond those (a created one left by the kill included);
+    // records are not containers.
     let out = std::process::Command::new("docker")
         .args(["ps", "-a", "--format", "{{.Label \"io.harbormaster.record\"}}", "--filter"])
         .arg(format!("label=io.harbormaster.environment={}", h.name))

@@ -156,10 +156,25 @@ async fn ship_to_e(e: &DockerBackend, image: &str) {
 /// the API come back by their restart policies, and the ingress routes again without a deploy.
 #[tokio::test]
 async fn after_an_engine_restart_the_ingress_routes_again_without_a_deploy() {
+    ingress_survives("restart-engine", "engine restart").await;
+}
+
+/// Host E losing power and booting again (`hosts.sh reboot`: every process of its engine and its
+/// containers SIGKILLed at once, the engine's runtime directory and Docker's iptables rules gone,
+/// then the engine started as a boot starts it): everything comes back by its restart policy,
+/// and the ingress routes again without a deploy.
+#[tokio::test]
+async fn after_a_host_reboot_the_ingress_routes_again_without_a_deploy() {
+    ingress_survives("reboot", "host reboot").await;
+}
+
+/// Deploys an ingress and an API on host E, runs `hosts.sh <verb> e`, and measures how long until
+/// the ingress answers again, with nothing deployed in between.
+async fn ingress_survives(verb: &str, what: &str) {
     let (e, _only_user) = engine_e().await;
     support::workload::ensure_images();
     ship_to_e(&e, support::workload::CADDY_IMAGE).await;
-    let name = support::unique("restart");
+    let name = support::unique(verb.split('-').next().unwrap_or(verb));
     let _guard = Guard(name.clone());
     let port = support::hosts::port();
     let api = Service::builder("api")
@@ -184,12 +199,12 @@ async fn after_an_engine_restart_the_ingress_routes_again_without_a_deploy() {
 
     let stopped = std::time::Instant::now();
     let restart = std::process::Command::new("bash")
-        .args(["tests/fixtures/hosts.sh", "restart-engine", "e"])
+        .args(["tests/fixtures/hosts.sh", verb, "e"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stdout(std::process::Stdio::null())
         .status()
         .unwrap();
-    assert!(restart.success(), "restarting host E's engine");
+    assert!(restart.success(), "{what} of host E");
     let engine_back = stopped.elapsed();
     let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
     let mut answered = None;
@@ -203,7 +218,7 @@ async fn after_an_engine_restart_the_ingress_routes_again_without_a_deploy() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let gap = stopped.elapsed();
-    println!("engine restart: engine back after {engine_back:.2?}, the ingress answering after {gap:.2?}");
+    println!("{what}: engine back after {engine_back:.2?}, the ingress answering after {gap:.2?}");
     assert_eq!(answered.as_deref().map(str::trim), Some("v1"), "the ingress routes again without a deploy");
     // What runs is what was deployed: the next apply changes nothing.
     let e = support::hosts::engine_e_backend().await;

@@ -295,7 +295,7 @@ pub(crate) async fn execute(
     let records = records_of(backend, &operation)?;
     let lock = DeployLock::acquire(records, &scope, &sink, &operation, env.actor(), env.lock_timeout).await?;
     let result = lock.hold(records, locked(env, backend, &sink, op, operation)).await;
-    // The audit entry is written: the lock and the state store's accessor go at once.
+    // The audit entry is written: the lock and whatever the state store held open go at once.
     let release = async {
         if let Err(e) = lock.release(records).await {
             tracing::warn!(error = %e, "could not release the deploy lock; it is taken over once its lease lapses");

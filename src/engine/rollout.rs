@@ -218,15 +218,20 @@ impl Rollout<'_, '_> {
             // Any step can fail, a host lost mid-batch included: every failure goes to `fail`, which
             // brings back this batch's stopped instances and rolls back the batches done before.
             let previous = std::mem::take(&mut retiring);
+            // The previous batch's old instances stop once this batch's starts are carried out:
+            // the engine starts containers slower while it stops others (both take its network
+            // locks), and the new ones' readiness and `min_ready` leave the stops time enough.
+            let (started_tx, started_rx) = watch::channel(false);
             let this_batch = async {
                 let stopped = async {
                     self.leave(&stop_first, drain).await?;
                     self.stop_all(&stop_first, grace).await
                 };
                 if let Err(e) = stopped.await {
+                    started_tx.send_replace(true);
                     return Err((e, Vec::new()));
                 }
-                let (fresh, err) = self.launch(&mine, phase).await;
+                let (fresh, err) = self.launch_telling(&mine, phase, Some(&started_tx), Some(&start_first)).await;
                 // In one rotation change: the new instances in, the old ones they replace out.
                 let entered = match err {
                     Some(e) => Err(e),
@@ -243,7 +248,15 @@ impl Rollout<'_, '_> {
                     }
                 }
             };
-            let (retired, launched) = join(self.retire_replaced(&previous, drain, grace), this_batch).await;
+            let retire_previous = async {
+                let mut started = started_rx.clone();
+                let waited = async {
+                    // A sender dropped (the batch ended early) counts as started.
+                    let _ = started.wait_for(|s| *s).await;
+                };
+                self.retire_replaced_after(&previous, drain, grace, waited).await
+            };
+            let (retired, launched) = join(retire_previous, this_batch).await;
             let fresh = match launched {
                 Ok(fresh) => fresh,
                 Err((e, fresh)) => {
@@ -534,8 +547,25 @@ impl Rollout<'_, '_> {
         created: &[Created],
         phase: &watch::Sender<Phase>,
     ) -> (Vec<Instance>, Option<Error>) {
+        self.launch_telling(created, phase, None, None).await
+    }
+
+    /// [`launch`](Self::launch), saying on `started` when the engine has carried out the starts
+    /// (before the health gate); with `replacing`, the routers' next configuration (these in,
+    /// those out) is written once all of them are healthy, while they serve their `min_ready`
+    /// ([`Traffic::stage_swap`](super::traffic::Traffic::stage_swap)).
+    async fn launch_telling(
+        &self,
+        created: &[Created],
+        phase: &watch::Sender<Phase>,
+        started: Option<&watch::Sender<bool>>,
+        replacing: Option<&[Instance]>,
+    ) -> (Vec<Instance>, Option<Error>) {
         let svc = &self.template.service;
         let launched = join_all(created.iter().map(|c| self.start(c))).await;
+        if let Some(s) = started {
+            s.send_replace(true);
+        }
         let (fresh, mut first_err) = successes(launched);
         if first_err.is_none() && !fresh.is_empty() {
             phase.send_if_modified(|p| {
@@ -545,11 +575,29 @@ impl Rollout<'_, '_> {
                 }
                 was
             });
-            let gate = self.gate();
+            let (healthy_tx, mut healthy_rx) = watch::channel(0usize);
+            let gate = crate::health::gate::Gate { healthy: Some(&healthy_tx), ..self.gate() };
             let gates = join_all(fresh.iter().map(|(i, started)| {
                 gate.wait_ready(svc.health.as_ref(), i, *started, svc.deadline(), svc.rollout.min_ready)
-            }))
-            .await;
+            }));
+            let staged = async {
+                let Some(replaced) = replacing else { return std::future::pending().await };
+                if healthy_rx.wait_for(|n| *n >= fresh.len()).await.is_err() {
+                    return std::future::pending().await;
+                }
+                let new: Vec<&Instance> = fresh.iter().map(|(i, _)| i).collect();
+                let old: Vec<&Instance> = replaced.iter().collect();
+                if let Err(e) = self.traffic.stage_swap(self.name(), &new, &old).await {
+                    // The swap writes it then.
+                    tracing::debug!(error = %e, "could not write the routers' next configuration ahead");
+                }
+                std::future::pending::<std::convert::Infallible>().await
+            };
+            // The gates decide; staging, done or not, ends with them.
+            let gates = tokio::select! {
+                g = gates => g,
+                never = staged => match never {},
+            };
             first_err = gates.into_iter().find_map(|r| r.err());
         }
         (fresh.into_iter().map(|(i, _)| i).collect(), first_err)
@@ -564,6 +612,17 @@ impl Rollout<'_, '_> {
     /// Lets replaced instances, already out of rotation ([`swap`](Self::swap)), finish what they
     /// serve, then stops them.
     async fn retire_replaced(&self, instances: &[Instance], drain: Duration, grace: Duration) -> Result<()> {
+        self.retire_replaced_after(instances, drain, grace, std::future::ready(())).await
+    }
+
+    /// [`retire_replaced`](Self::retire_replaced), stopping them no sooner than `ready_to_stop`.
+    async fn retire_replaced_after(
+        &self,
+        instances: &[Instance],
+        drain: Duration,
+        grace: Duration,
+        ready_to_stop: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
         if instances.is_empty() {
             return Ok(());
         }
@@ -575,12 +634,18 @@ impl Rollout<'_, '_> {
             self.traffic.defer(instances).await;
             return Ok(());
         }
-        if self.traffic.is_front(self.name()) {
-            let refs: Vec<&Instance> = instances.iter().collect();
-            self.traffic.drain_fronts(&refs, drain).await?;
-        } else if self.traffic.routed(self.name()) {
-            tokio::time::sleep(drain).await;
-        }
+        let drained = async {
+            if self.traffic.is_front(self.name()) {
+                let refs: Vec<&Instance> = instances.iter().collect();
+                self.traffic.drain_fronts(&refs, drain).await
+            } else {
+                if self.traffic.routed(self.name()) {
+                    tokio::time::sleep(drain).await;
+                }
+                Ok(())
+            }
+        };
+        join(drained, ready_to_stop).await.0?;
         self.stop_all(instances, grace).await
     }
 

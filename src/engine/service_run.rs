@@ -257,6 +257,7 @@ impl ServiceRun<'_> {
             service: self.name(),
             cutoff: Some(self.cutoff()),
             settle: self.template.service.settle,
+            healthy: None,
         }
     }
 

@@ -41,8 +41,13 @@ pub(crate) struct Traffic<'a> {
     /// Old listeners whose ports moved, and the old fronts in them: they keep serving the old
     /// ports until the new front serves the new ones, so they go at the end of the apply.
     deferred: Mutex<Vec<Instance>>,
+    /// What each router's configuration file holds, as far as this apply wrote or read it: a
+    /// load whose file already holds its configuration (staged while a batch passed its
+    /// `min_ready`, [`stage_swap`](Self::stage_swap)) only asks Caddy to load it.
+    written: std::sync::Mutex<HashMap<String, Vec<u8>>>,
 }
 
+#[derive(Clone)]
 struct State {
     rotation: Rotation,
     /// The router instances (ID and host), which receive every rotation change.
@@ -83,7 +88,7 @@ impl<'a> Traffic<'a> {
         }
         let addresses = crate::backend::hosts_of(backend).into_iter().map(|h| (h.name, h.address)).collect();
         let state = Mutex::new(State { rotation, proxies, known });
-        Traffic { backend, ingress, addresses, state, deferred: Mutex::new(Vec::new()) }
+        Traffic { backend, ingress, addresses, state, deferred: Mutex::new(Vec::new()), written: Default::default() }
     }
 
     /// Learns where instances run (before they enter a rotation).
@@ -189,15 +194,50 @@ impl<'a> Traffic<'a> {
     /// change (a batch of a rolling update: capacity never dips between the two).
     pub(crate) async fn swap(&self, service: &str, fresh: &[&Instance], replaced: &[&Instance]) -> Result<()> {
         self.know(fresh).await;
-        self.modify(service, |members| {
-            members.retain(|m| !replaced.iter().any(|i| i.name == m.instance));
-            for i in fresh {
-                if !members.iter().any(|m| m.instance == i.name) {
-                    members.push(Upstream { instance: i.name.clone(), weight: 1 });
-                }
+        self.modify(service, |members| swapped(members, fresh, replaced)).await
+    }
+
+    /// Writes the configuration [`swap`](Self::swap) will load into every router's file, without
+    /// loading it: the swap then only asks Caddy to load it. For a batch whose new instances are
+    /// healthy and serve their `min_ready`: should a router restart meanwhile, it routes to them
+    /// (healthy) instead of the old ones (still running).
+    pub(crate) async fn stage_swap(&self, service: &str, fresh: &[&Instance], replaced: &[&Instance]) -> Result<()> {
+        let Some(ingress) = self.ingress else { return Ok(()) };
+        if !self.routed(service) {
+            return Ok(());
+        }
+        self.know(fresh).await;
+        let mut bodies = Vec::new();
+        {
+            let mut next = self.state.lock().await.clone();
+            swapped(next.rotation.entry(service.to_string()).or_default(), fresh, replaced);
+            for (id, host) in &next.proxies {
+                bodies.push((id.clone(), self.router_config(ingress, &next, host.as_deref())?));
             }
-        })
-        .await
+        }
+        let written = futures::future::join_all(bodies.iter().map(|(id, body)| self.write_router(id, body))).await;
+        written.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
+    }
+
+    /// Writes `body` into router `id`'s configuration file, unless it holds it already.
+    async fn write_router(&self, id: &str, body: &[u8]) -> Result<()> {
+        if self.holds(id, body) {
+            return Ok(());
+        }
+        files_of(self.backend)?.write_file(id, INGRESS_CONFIG_PATH, body, 0o644).await?;
+        self.remember(id, body.to_vec());
+        Ok(())
+    }
+
+    /// Whether router `id`'s file is known to hold `body`.
+    fn holds(&self, id: &str, body: &[u8]) -> bool {
+        self.written.lock().is_ok_and(|w| w.get(id).is_some_and(|b| b.as_slice() == body))
+    }
+
+    fn remember(&self, id: &str, body: Vec<u8>) {
+        if let Ok(mut w) = self.written.lock() {
+            w.insert(id.to_string(), body);
+        }
     }
 
     /// Takes instances out of the rotation of `service`, then waits `drain` so requests in flight
@@ -239,8 +279,12 @@ impl<'a> Traffic<'a> {
             wanted.push((id.clone(), self.router_config(ingress, &state, host.as_deref())?));
         }
         for (id, body) in wanted {
-            if files_of(self.backend)?.read_file(&id, INGRESS_CONFIG_PATH).await?.as_deref() != Some(body.as_slice()) {
+            let holds = files_of(self.backend)?.read_file(&id, INGRESS_CONFIG_PATH).await?;
+            if holds.as_deref() != Some(body.as_slice()) {
+                tracing::debug!(router = %id, "the router's configuration differs: loading it");
                 self.load(ingress, &body, &[id]).await?;
+            } else if let Some(h) = holds {
+                self.remember(&id, h);
             }
         }
         Ok(())
@@ -275,7 +319,7 @@ impl<'a> Traffic<'a> {
     pub(crate) async fn prepare_proxy(&self, id: &str, host: Option<&str>) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
         let body = self.router_config(ingress, &*self.state.lock().await, host)?;
-        files_of(self.backend)?.write_file(id, INGRESS_CONFIG_PATH, &body, 0o644).await
+        self.write_router(id, &body).await
     }
 
     /// Writes the front configuration into a created (not yet started) front instance.
@@ -324,7 +368,7 @@ impl<'a> Traffic<'a> {
         let results = futures::future::join_all(ids.iter().map(|id| {
             let reload = &reload;
             async move {
-                files_of(self.backend)?.write_file(id, INGRESS_CONFIG_PATH, body, 0o644).await?;
+                self.write_router(id, body).await?;
                 // A Caddy that was just started may not serve its admin socket yet (seen on a
                 // loaded host): its absence is waited out, for a few seconds at most.
                 let until = tokio::time::Instant::now() + ADMIN_STARTUP;
@@ -356,4 +400,14 @@ impl<'a> Traffic<'a> {
 fn caddy_json(ingress: &Ingress, config: &serde_json::Value) -> Result<Vec<u8>> {
     serde_json::to_vec_pretty(config)
         .map_err(|e| Error::backend("configure ingress", ingress.front.name.as_str(), e.to_string()))
+}
+
+/// `members` with `fresh` in (weight 1) and `replaced` out.
+fn swapped(members: &mut Vec<Upstream>, fresh: &[&Instance], replaced: &[&Instance]) {
+    members.retain(|m| !replaced.iter().any(|i| i.name == m.instance));
+    for i in fresh {
+        if !members.iter().any(|m| m.instance == i.name) {
+            members.push(Upstream { instance: i.name.clone(), weight: 1 });
+        }
+    }
 }

@@ -33,6 +33,9 @@ pub(crate) struct Gate<'a> {
     pub cutoff: Option<&'a Cutoff>,
     /// Without a health check, how long a new instance must keep running to count as started.
     pub settle: Duration,
+    /// Counts instances that passed their check (before their `min_ready`), for a caller that
+    /// acts once a whole batch is healthy.
+    pub healthy: Option<&'a tokio::sync::watch::Sender<usize>>,
 }
 
 /// A deadline that ends a gate's wait with [`Error::Deadline`].
@@ -181,6 +184,9 @@ impl Gate<'_> {
             instance: instance.name.clone(),
             after,
         });
+        if let Some(h) = self.healthy {
+            h.send_modify(|n| *n = n.saturating_add(1));
+        }
         if !min_ready.is_zero() {
             self.soak(check, instance, min_ready, &mut exit, &mut history).await?;
         }

@@ -16,6 +16,10 @@
 //! - its lease lapsed: not renewed for [`LEASE`]. This is how a holder in another container or on
 //!   another machine is judged, since its process cannot be checked from here.
 //!
+//! A lock taken over from a holder that died within its lease waits half a second before the
+//! operation goes on, so that the requests the dead holder left in flight have landed on the target
+//! when the environment is observed.
+//!
 //! Otherwise another deploy waits up to the environment's lock timeout (saying why it cannot take
 //! the lock yet), then fails with [`Error::Locked`]. A holder that finds its lock taken over (it
 //! was frozen past its lease) stops with [`Error::LockLost`].
@@ -40,6 +44,11 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// How long a record store call may take before the target counts as not answering.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
+/// How long a lock taken over from a holder that died within its lease waits before the
+/// operation looks at the target: the engine may still be carrying out the requests the holder
+/// sent just before it died (a container create answered after its client is gone), and what they
+/// make must be there when the environment is observed.
+const SETTLE_AFTER_DEATH: Duration = Duration::from_millis(500);
 
 /// Tokens of the locks this process holds right now; a lock of this process whose token is not
 /// here was left by an operation that was cancelled (its future dropped).
@@ -155,6 +164,8 @@ impl DeployLock {
         let mut told: Option<String> = None;
         // The target's clock, as an offset from ours, measured when first needed.
         let mut offset: Option<(SystemTime, tokio::time::Instant)> = None;
+        // Whether the lock taken is a holder's that died within its lease.
+        let mut died_recently = false;
         loop {
             let records = backend.list_records(scope, KIND).await?;
             let top = current(&records);
@@ -197,6 +208,7 @@ impl DeployLock {
                     };
                     match stale {
                         Some(why) => {
+                            died_recently = age < LEASE && !identity.is_me();
                             tracing::warn!(lock = %r.name, %holder, reason = %why, "taking over an abandoned deploy lock");
                             sink.emit(EventKind::LockRecovered { holder: format!("{holder}: {why}") });
                             None
@@ -236,6 +248,9 @@ impl DeployLock {
                 Ok(Some(r)) => {
                     let lock = DeployLock { scope: scope.clone(), record: r, token, lease: Default::default() };
                     lock.clear_before(backend, &records).await;
+                    if died_recently {
+                        tokio::time::sleep(SETTLE_AFTER_DEATH).await;
+                    }
                     return Ok(lock);
                 }
                 Ok(None) => set_held(&token, false), // taken first by another process: look again

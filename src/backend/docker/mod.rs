@@ -13,8 +13,10 @@
 //! - `records.rs`: the deploy lock's records, as volumes (an atomic test-and-set on a name).
 //! - `transport.rs`: the silent path for container create and inspect, whose bodies hold secret
 //!   values (bollard logs bodies through the `log` facade).
-//! - `state.rs`: the environment's durable state store and kept images, in volumes that survive
-//!   `docker system prune -a`.
+//! - `store.rs`: the environment's durable state store, as volumes whose labels hold its files
+//!   (they survive `docker system prune -a`).
+//! - `state.rs`: kept images, in volumes reached through accessor containers (and the state stores
+//!   of harbormaster 0.1, read once).
 //!
 //! Every call is bounded by the backend's call timeout (default 60 s); a call that exceeds it fails
 //! with an error naming the operation and its target.
@@ -30,6 +32,7 @@ mod ports;
 pub(crate) mod pull;
 mod records;
 mod state;
+mod store;
 mod transport;
 
 #[cfg(test)]
@@ -351,7 +354,10 @@ impl DockerBackend {
         target: &str,
         fut: impl Future<Output = std::result::Result<T, bollard::errors::Error>>,
     ) -> Result<T> {
-        match tokio::time::timeout(self.call_timeout, fut).await {
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(self.call_timeout, fut).await;
+        tracing::trace!(operation, target, took_ms = started.elapsed().as_secs_f64() * 1e3, "engine call");
+        match answer {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::backend_kind(operation, target, engine_kind(&e), engine_message(&e))),
             Err(_) => Err(Error::backend_kind(
@@ -598,15 +604,19 @@ impl RecordStore for DockerBackend {
     }
 
     async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
-        quiet(state::read(self, scope)).await
+        quiet(store::read(self, scope)).await
     }
 
     async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
-        quiet(state::write(self, scope, name, contents)).await
+        quiet(store::write(self, scope, name, contents)).await
     }
 
     async fn remove_state(&self, scope: &Scope) -> Result<()> {
-        quiet(state::remove(self, scope)).await
+        quiet(async {
+            store::remove(self, scope).await?;
+            state::remove(self, scope).await
+        })
+        .await
     }
 
     async fn release_state(&self, scope: &Scope) {

@@ -1,14 +1,14 @@
-//! The environment's durable state on a Docker engine, and the images it keeps.
+//! What the environment keeps on a Docker engine through containers: the images it keeps for
+//! rollbacks, and the state stores of harbormaster 0.1 (read once, then moved: `store.rs`).
 //!
 //! Routine maintenance (`docker system prune`, `-a`, `docker container prune`) removes stopped and
 //! created containers, unused images and unused networks, and keeps volumes unless `--volumes` is
-//! given. So the state store is a volume, `<project>-<environment>.state`, and each kept image is a
-//! volume of its own, `<project>-<environment>.image.<id>`, holding the image's `docker save`
-//! archive, unpacked. Volumes are read and written through a container that is created and never
-//! started (an *accessor*: the archive API reaches the volumes a created container mounts). The
-//! state store's accessor is kept for the length of an operation and removed at its end
-//! ([`release`]); one left by a killed process is removed by the next operation that finds it
-//! stale, and by `down`.
+//! given. So each kept image is a volume of its own, `<project>-<environment>.image.<id>`, holding
+//! the image's `docker save` archive, unpacked. Such volumes are read and written through a
+//! container that is created and never started (an *accessor*: the archive API reaches the volumes
+//! a created container mounts). An accessor lasts as long as its transfer (or, for a 0.1 state
+//! store, the operation: [`release`]); one left by a killed process is removed by the next
+//! operation that finds it stale, and by `down`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,7 +59,8 @@ fn image_volume(scope: &Scope, image_id: &str) -> String {
     format!("{}.image.{}", scope.qualified(), short_id(image_id))
 }
 
-fn scope_filters(scope: &Scope, record: &str) -> HashMap<&'static str, Vec<String>> {
+/// Label filters for the records of kind `record` of `scope`.
+pub(super) fn scope_filters(scope: &Scope, record: &str) -> HashMap<&'static str, Vec<String>> {
     HashMap::from([(
         "label",
         vec![
@@ -201,7 +202,9 @@ async fn state_accessor(d: &DockerBackend, scope: &Scope, fresh: bool) -> Result
     Ok(id)
 }
 
-pub(super) async fn read(d: &DockerBackend, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
+/// The files of a store written by harbormaster 0.1 (inside the volume `<project>-<environment>.state`,
+/// read through an accessor); `None` if there is no such volume.
+pub(super) async fn read_legacy(d: &DockerBackend, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
     let volume = state_volume(scope);
     if !volume_exists(d, &volume).await? {
         return Ok(None);
@@ -220,18 +223,14 @@ pub(super) async fn read(d: &DockerBackend, scope: &Scope) -> Result<Option<Vec<
     Err(Error::backend("read state", volume, "the state volume cannot be reached through a container"))
 }
 
-pub(super) async fn write(d: &DockerBackend, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
+/// Once a store read from a 0.1 volume ([`read_legacy`]) has been written as file volumes: the
+/// old volume and its accessor go. Nothing to do (and no engine call) otherwise.
+pub(super) async fn retire_legacy(d: &DockerBackend, scope: &Scope) -> Result<()> {
     let volume = state_volume(scope);
-    let archive = super::files::tar_of(&[(name, contents, 0o600)])?;
-    let mut last = None;
-    for fresh in [false, true] {
-        let id = state_accessor(d, scope, fresh).await?;
-        match super::files::upload(d, &id, STATE_MOUNT, archive.clone(), &format!("{name} in {volume}")).await {
-            Ok(()) => return Ok(()),
-            Err(e) => last = Some(e), // perhaps the accessor is gone (pruned): make another
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::backend("write state", volume, "no accessor")))
+    let Some(id) = d.accessors.open.lock().await.remove(&volume) else { return Ok(()) };
+    super::containers::remove(d, &id).await?;
+    remove_leftovers(d, scope).await?;
+    super::records::remove(d, &volume).await
 }
 
 pub(super) async fn release(d: &DockerBackend, scope: &Scope) {
