@@ -496,9 +496,10 @@ async fn run(
         }
     }
 
-    // Routes may have changed even where no proxy instance did: load the configuration first.
+    // Routes may have changed even where no proxy instance did: the routers get the current
+    // configuration while the services start (it holds the rotation until they have it, so no
+    // rotation change of a rollout can come before it).
     let traffic = Traffic::new(backend, env.ingress.as_ref(), &observed, &waiting);
-    traffic.sync().await?;
 
     let http = probe::http_client();
     let runs = plan.services.iter().filter_map(|sp| {
@@ -521,7 +522,8 @@ async fn run(
         let span = tracing::info_span!("service", service = %sp.service);
         Some(async move { (sp.service.clone(), run.run(phase).instrument(span).await) })
     });
-    let outcomes = join_all(runs).await;
+    let (synced, outcomes) = futures::future::join(traffic.sync(), join_all(runs)).await;
+    synced?;
 
     // Services no longer described go last, once their replacements (if any) are up.
     let orphans: Vec<&ServicePlan> =

@@ -270,7 +270,8 @@ impl<'a> Traffic<'a> {
 
     /// Loads the current configuration into every running router whose configuration differs
     /// (routes may have changed); one that already has it is not reloaded. Fronts are never
-    /// reloaded: they carry a digest of their configuration, and a change replaces them.
+    /// reloaded: they carry a digest of their configuration, and a change replaces them. The
+    /// rotation is held from its first step to its last: rotation changes wait for it.
     pub(crate) async fn sync(&self) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
         let state = self.state.lock().await;
