@@ -2,8 +2,10 @@
 //!
 //! [`batches`] turns a strategy into batches of slots (pure, unit-tested). [`Rollout::replace`]
 //! carries them out: for each batch, the stop-first part leaves rotation, drains and stops; the new
-//! instances start and pass their health gate (and `min_ready`); in one rotation change they enter
-//! and the start-first part leaves; that part drains and stops while the next batch starts. Old
+//! instances start and pass their health gate (and `min_ready`, during which the routers' next
+//! configuration is written); in one rotation change (a reload) they enter and the start-first
+//! part leaves; that part drains while the next batch starts, and stops once the engine has
+//! carried out that batch's starts. Old
 //! instances are only stopped, never removed, until the whole rollout has succeeded, so a rollback
 //! restarts them as they were. Blue/green and canary start the whole new set beside the old one and
 //! move traffic through the ingress.
