@@ -44,10 +44,11 @@ pub const RENEW_EVERY: Duration = Duration::from_secs(5);
 
 /// How long a record store call may take before the target counts as not answering.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
-/// How long a lock taken over from a holder that died within its lease waits before the
-/// operation looks at the target: the engine may still be carrying out the requests the holder
-/// sent just before it died (a container create answered after its client is gone), and what they
-/// make must be there when the environment is observed.
+/// How long a lock taken over from a holder that ended within its lease (a process that died, an
+/// operation of this process that was cancelled) waits before the operation looks at the target:
+/// the engine may still be carrying out the requests the holder sent just before it ended (a
+/// container create answered after its client is gone), and what they make must be there when
+/// the environment is observed.
 const SETTLE_AFTER_DEATH: Duration = Duration::from_millis(500);
 
 /// Tokens of the locks this process holds right now; a lock of this process whose token is not
@@ -208,7 +209,7 @@ impl DeployLock {
                     };
                     match stale {
                         Some(why) => {
-                            died_recently = age < LEASE && !identity.is_me();
+                            died_recently = age < LEASE;
                             tracing::warn!(lock = %r.name, %holder, reason = %why, "taking over an abandoned deploy lock");
                             sink.emit(EventKind::LockRecovered { holder: format!("{holder}: {why}") });
                             None
