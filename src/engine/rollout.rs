@@ -223,7 +223,7 @@ impl Rollout<'_, '_> {
             // The previous batch's old instances stop once this batch's starts are carried out:
             // the engine starts containers slower while it stops others (both take its network
             // locks), and the new ones' readiness and `min_ready` leave the stops time enough.
-            let (started_tx, started_rx) = watch::channel(false);
+            let (started_tx, mut started) = watch::channel(false);
             let this_batch = async {
                 let stopped = async {
                     self.leave(&stop_first, drain).await?;
@@ -251,7 +251,6 @@ impl Rollout<'_, '_> {
                 }
             };
             let retire_previous = async {
-                let mut started = started_rx.clone();
                 let waited = async {
                     // A sender dropped (the batch ended early) counts as started.
                     let _ = started.wait_for(|s| *s).await;

@@ -207,14 +207,11 @@ impl<'a> Traffic<'a> {
             return Ok(());
         }
         self.know(fresh).await;
-        let mut bodies = Vec::new();
-        {
+        let bodies = {
             let mut next = self.state.lock().await.clone();
             swapped(next.rotation.entry(service.to_string()).or_default(), fresh, replaced);
-            for (id, host) in &next.proxies {
-                bodies.push((id.clone(), self.router_config(ingress, &next, host.as_deref())?));
-            }
-        }
+            self.router_configs(ingress, &next)?
+        };
         let written = futures::future::join_all(bodies.iter().map(|(id, body)| self.write_router(id, body))).await;
         written.into_iter().collect::<Result<Vec<()>>>().map(|_| ())
     }
@@ -275,11 +272,7 @@ impl<'a> Traffic<'a> {
     pub(crate) async fn sync(&self) -> Result<()> {
         let Some(ingress) = self.ingress else { return Ok(()) };
         let state = self.state.lock().await;
-        let mut wanted: Vec<(String, Vec<u8>)> = Vec::new();
-        for (id, host) in &state.proxies {
-            wanted.push((id.clone(), self.router_config(ingress, &state, host.as_deref())?));
-        }
-        for (id, body) in wanted {
+        for (id, body) in self.router_configs(ingress, &state)? {
             let holds = files_of(self.backend)?.read_file(&id, INGRESS_CONFIG_PATH).await?;
             if holds.as_deref() != Some(body.as_slice()) {
                 tracing::debug!(router = %id, "the router's configuration differs: loading it");
@@ -289,6 +282,15 @@ impl<'a> Traffic<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Each router's configuration for `state`, by router ID.
+    fn router_configs(&self, ingress: &Ingress, state: &State) -> Result<Vec<(String, Vec<u8>)>> {
+        state
+            .proxies
+            .iter()
+            .map(|(id, host)| Ok((id.clone(), self.router_config(ingress, state, host.as_deref())?)))
+            .collect()
     }
 
     /// The router configuration for a router on `host`.
