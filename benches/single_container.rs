@@ -1,7 +1,10 @@
 //! One container from start to ready, side by side in one run: harbormaster's test harness
 //! (`TestEnv::up`), a plain `Environment::apply`, testcontainers-rs 0.28, the Docker CLI
 //! (`docker run -d -p`), and the floor (create + start through the engine API, then the port
-//! polled every 5 ms). Same image (the test workload, `FROM scratch`), same readiness: the
+//! polled every 5 ms) with, beside it, the floor of an environment that has its own network (a
+//! bridge network created first, the container on it: what `apply` and `docker-compose up` do for
+//! a new project; the engine's network create and the embedded DNS set up at start are in it).
+//! Same image (the test workload, `FROM scratch`), same readiness: the
 //! published port accepts TCP. Each tool waits its own idiomatic way (harbormaster: a TCP health
 //! check every 5 ms; testcontainers: its log wait for the line the workload prints once it
 //! listens), and every measurement ends when a TCP connect to the published port succeeds.
@@ -104,9 +107,21 @@ fn docker_cli() -> Duration {
     took
 }
 
-async fn floor(docker: &bollard::Docker) -> Duration {
+/// The floor: create + start on the default bridge, then the port polled. With `network`, the
+/// floor of an environment with its own network: a bridge network created first and the container
+/// on it (what `Environment::apply` and `docker-compose up` do for a new project).
+async fn floor(docker: &bollard::Docker, network: bool) -> Duration {
     let name = common::unique("hmbench-floor-");
     let t = Instant::now();
+    if network {
+        let create = bollard::models::NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([("io.harbormaster.bench".to_string(), "floor".to_string())])),
+            ..Default::default()
+        };
+        docker.create_network(create).await.unwrap();
+    }
     let body = ContainerCreateBody {
         image: Some(workload::IMAGE.into()),
         exposed_ports: Some(vec!["8080/tcp".to_string()]),
@@ -115,6 +130,7 @@ async fn floor(docker: &bollard::Docker) -> Duration {
                 "8080/tcp".to_string(),
                 Some(vec![PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) }]),
             )])),
+            network_mode: network.then(|| name.clone()),
             ..Default::default()
         }),
         ..Default::default()
@@ -134,6 +150,9 @@ async fn floor(docker: &bollard::Docker) -> Duration {
     wait_port(port);
     let took = t.elapsed();
     docker.remove_container(&id, Some(RemoveContainerOptionsBuilder::new().force(true).build())).await.unwrap();
+    if network {
+        docker.remove_network(&name).await.unwrap();
+    }
     took
 }
 
@@ -149,15 +168,16 @@ async fn main() {
     let docker = DockerBackend::connect().await.unwrap();
     let raw = bollard::Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap();
     // Warm-up: the harness's first sweep, image caches, connections.
-    let _ = (harness().await, apply(&docker).await, docker_cli(), floor(&raw).await);
-    let mut t: [Vec<Duration>; 5] = Default::default();
+    let _ = (harness().await, apply(&docker).await, docker_cli(), floor(&raw, false).await, floor(&raw, true).await);
+    let mut t: [Vec<Duration>; 6] = Default::default();
     // testcontainers in batches between the others' rounds, so drift hits all alike.
     let batch = 5.min(runs.max(1));
     for round in 0..runs {
         t[0].push(harness().await);
         t[1].push(apply(&docker).await);
         t[3].push(docker_cli());
-        t[4].push(floor(&raw).await);
+        t[4].push(floor(&raw, false).await);
+        t[5].push(floor(&raw, true).await);
         if round % batch == 0 {
             t[2].extend(testcontainers(batch.min(runs - t[2].len())));
         }
@@ -168,16 +188,19 @@ async fn main() {
         "testcontainers-rs 0.28",
         "docker run -d -p (CLI)",
         "floor: create + start + poll",
+        "floor on a new network: network create + create + start + poll",
     ];
     let floor_median = common::median(t[4].clone());
+    let network_floor = common::median(t[5].clone());
     println!("one container, start to ready (median of {runs}, same image, ready = the published port accepts TCP)");
-    println!("| tool | median | min | max | vs floor |");
-    println!("|---|---|---|---|---|");
+    println!("| tool | median | min | max | vs floor | vs floor on a new network |");
+    println!("|---|---|---|---|---|---|");
     for (name, samples) in names.iter().zip(t.iter()) {
         let m = common::median(samples.clone());
         let min = samples.iter().min().copied().unwrap_or_default();
         let max = samples.iter().max().copied().unwrap_or_default();
-        let vs = (m.as_secs_f64() / floor_median.as_secs_f64().max(1e-9) - 1.0) * 100.0;
-        println!("| {name} | {} | {} | {} | {vs:+.1} % |", ms(m), ms(min), ms(max));
+        let vs = m.as_secs_f64() / floor_median.as_secs_f64().max(1e-9);
+        let vs_network = m.as_secs_f64() / network_floor.as_secs_f64().max(1e-9);
+        println!("| {name} | {} | {} | {} | {vs:.2}× | {vs_network:.2}× |", ms(m), ms(min), ms(max));
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use harbormaster::backend::memory::{Behavior, Fault, MemoryBackend};
 use harbormaster::{
-    Action, Condition, Down, Environment, Error, ErrorKind, HealthCheck, Port, Rollout, RolloutOutcome, Service,
+    Action, Amount, Condition, Down, Environment, Error, ErrorKind, HealthCheck, Port, Rollout, RolloutOutcome, Service,
 };
 
 fn fast_check() -> HealthCheck {
@@ -382,4 +382,45 @@ async fn a_blue_green_rollout_waits_for_its_promotion_and_an_abort_brings_the_ol
     let now = ids(&target, "api");
     assert_eq!(now.len(), 2);
     assert!(now.iter().all(|id| !v1.contains(id)));
+}
+
+/// Three batches of one: the second batch's start fails while the first batch's rotation change
+/// runs beside it. The first batch is undone too; every old replica serves, no new one is left.
+#[tokio::test]
+async fn a_failure_in_a_later_batch_rolls_back_the_batches_before_it() {
+    let target = MemoryBackend::new();
+    target.behave("api:2", Behavior::healthy().body("v2"));
+    let v = |tag: &str| {
+        let rolling = Rollout::rolling().max_surge(Amount::count(1)).max_unavailable(Amount::count(0));
+        let s = Service::builder("api")
+            .image(format!("api:{tag}"))
+            .port(Port::tcp(8080).publish_ephemeral())
+            .health(fast_check())
+            .replicas(3)
+            .stop_grace_period(Duration::from_millis(50))
+            .rollout(rolling.min_ready(Duration::from_millis(200)))
+            .build()
+            .unwrap();
+        env_of([s])
+    };
+    v("1").apply(&target).await.unwrap();
+    let before = ids(&target, "api");
+    let old_image = before_image(&target, &before);
+    let apply = {
+        let target = target.clone();
+        tokio::spawn(async move { v("2").apply(&target).await })
+    };
+    // Once the first new replica runs, the next start fails.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !target.running("api").iter().any(|i| i.image_id != old_image) {
+        assert!(Instant::now() < until, "the first batch never started");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    target.inject(Fault::StartFails { service: "api".into(), times: 1 });
+    let err = apply.await.unwrap().unwrap_err();
+    assert!(err.to_string().contains("rolled back"), "{err}");
+    let running = target.running("api");
+    assert_eq!(running.len(), 3, "three replicas serve after the rollback");
+    assert!(running.iter().all(|i| i.image_id == old_image), "only the old version serves");
+    assert_eq!(target.instances().len(), 3, "nothing of the new version is left");
 }

@@ -3,9 +3,10 @@
 //! [`batches`] turns a strategy into batches of slots (pure, unit-tested). [`Rollout::replace`]
 //! carries them out: for each batch, the stop-first part leaves rotation, drains and stops; the new
 //! instances start and pass their health gate (and `min_ready`, during which the routers' next
-//! configuration is written); in one rotation change (a reload) they enter and the start-first
-//! part leaves; that part drains while the next batch starts, and stops once the engine has
-//! carried out that batch's starts. Old
+//! configuration is written). Then the next batch launches while, beside it, the finished batch's
+//! rotation change (a reload: its new instances in, its start-first part out) is made and that
+//! part drains and stops once the engine has carried out the next batch's starts. A batch that
+//! stops instances first waits for the previous one's rotation change (capacity). Old
 //! instances are only stopped, never removed, until the whole rollout has succeeded, so a rollback
 //! restarts them as they were. Blue/green and canary start the whole new set beside the old one and
 //! move traffic through the ingress.
@@ -138,6 +139,33 @@ struct Done {
     new: Vec<Instance>,
 }
 
+/// A batch whose new instances are healthy, before its rotation change.
+#[derive(Default)]
+struct Launched {
+    /// Old instances stopped before the new ones started.
+    stop_first: Vec<Instance>,
+    /// Old instances that serve until the rotation change.
+    start_first: Vec<Instance>,
+    /// The new instances that started.
+    fresh: Vec<Instance>,
+    /// The batch's created containers.
+    mine: Vec<Created>,
+}
+
+impl Launched {
+    fn done(self) -> Done {
+        Done { old: self.stop_first.into_iter().chain(self.start_first).collect(), new: self.fresh }
+    }
+
+    fn join(mut self, other: Launched) -> Launched {
+        self.stop_first.extend(other.stop_first);
+        self.start_first.extend(other.start_first);
+        self.fresh.extend(other.fresh);
+        self.mine.extend(other.mine);
+        self
+    }
+}
+
 impl Rollout<'_, '_> {
     /// Replaces the stale instances (and launches the missing ones) as the rollout says.
     pub(super) async fn replace(&self, phase: &watch::Sender<Phase>, created: Vec<Created>) -> Result<RolloutOutcome> {
@@ -173,7 +201,11 @@ impl Rollout<'_, '_> {
         }
     }
 
-    /// Recreate, start-first and rolling: batch by batch.
+    /// Recreate, start-first and rolling: batch by batch. A batch's rotation change (its new
+    /// instances in, its start-first old ones out) runs beside the next batch's launch when that
+    /// batch stops nothing first: the reload is off the path, and the old instances it takes out
+    /// drain and stop meanwhile (Kubernetes does not count terminating pods against the surge
+    /// either).
     async fn rolling(
         &self,
         strategy: &Strategy,
@@ -190,12 +222,21 @@ impl Rollout<'_, '_> {
             plan = limit_hosts(plan, |slot| self.template.host_for(slot), max);
         }
         let mut done: Vec<Done> = Vec::new();
-        // The previous batch's old instances, out of rotation since its new ones entered, still
-        // to drain and stop: that runs beside the next batch's launch (they are replaced already;
-        // Kubernetes does not count terminating pods against the surge either).
+        // The previous batch: launched and healthy, its rotation change still to make.
+        let mut pending: Option<Launched> = None;
+        // Old instances out of rotation, still to drain and stop.
         let mut retiring: Vec<Instance> = Vec::new();
         for (n, batch) in plan.iter().enumerate() {
             if n > 0 && !svc.rollout.batch_delay.is_zero() {
+                // The pause comes after the previous batch serves.
+                if let Some(p) = pending.take() {
+                    if let Err(e) = self.enter_batch(&p).await {
+                        let rest: Vec<Created> = created.into_values().collect();
+                        return self.fail(e, done, p.stop_first, p.fresh, &p.mine, &rest).await;
+                    }
+                    retiring.extend(p.start_first.iter().cloned());
+                    done.push(p.done());
+                }
                 let until = crate::clock::after(Instant::now(), svc.rollout.batch_delay).min(self.cutoff().at);
                 tokio::time::sleep_until(until).await;
             }
@@ -204,7 +245,8 @@ impl Rollout<'_, '_> {
                 let retired = self.retire_replaced(&std::mem::take(&mut retiring), drain, grace).await;
                 let rest: Vec<Created> = created.into_values().collect();
                 let cause = retired.err().unwrap_or_else(|| self.cutoff().error(self.name()));
-                return self.fail(cause, done, Vec::new(), Vec::new(), &[], &rest).await;
+                let p = pending.take().unwrap_or_default();
+                return self.fail(cause, done, p.stop_first, p.fresh, &p.mine, &rest).await;
             }
             self.sink.emit(EventKind::RolloutBatch {
                 service: self.name().to_string(),
@@ -218,13 +260,40 @@ impl Rollout<'_, '_> {
                 batch.stop_first.iter().chain(&batch.start_first).filter_map(|s| created.remove(s)).collect();
 
             // Any step can fail, a host lost mid-batch included: every failure goes to `fail`, which
-            // brings back this batch's stopped instances and rolls back the batches done before.
-            let previous = std::mem::take(&mut retiring);
-            // The previous batch's old instances stop once this batch's starts are carried out:
-            // the engine starts containers slower while it stops others (both take its network
-            // locks), and the new ones' readiness and `min_ready` leave the stops time enough.
+            // brings back the stopped instances and rolls back the batches done before.
+            let previous = pending.take();
+            let earlier = std::mem::take(&mut retiring);
+            // The previous batch enters (whether it did is said on `entered`), then its old
+            // instances and those left from before drain, and stop once this batch's starts are
+            // carried out: the engine starts containers slower while it stops others (both take
+            // its network locks), and the new ones' readiness and `min_ready` leave time enough.
+            let (entered_tx, mut entered) = watch::channel(None::<bool>);
             let (started_tx, mut started) = watch::channel(false);
+            let settle_previous = async {
+                let mut leaving = earlier;
+                if let Some(p) = &previous {
+                    let result = self.enter_batch(p).await;
+                    entered_tx.send_replace(Some(result.is_ok()));
+                    result?;
+                    leaving.extend(p.start_first.iter().cloned());
+                } else {
+                    entered_tx.send_replace(Some(true));
+                }
+                let waited = async {
+                    // A sender dropped (the batch ended early) counts as started.
+                    let _ = started.wait_for(|s| *s).await;
+                };
+                self.retire_replaced_after(&leaving, drain, grace, waited).await
+            };
             let this_batch = async {
+                if !stop_first.is_empty() {
+                    // Capacity: nothing stops before the previous batch serves.
+                    let ok = matches!(entered.wait_for(|e| e.is_some()).await.map(|e| *e), Ok(Some(true)));
+                    if !ok {
+                        started_tx.send_replace(true);
+                        return Ok(Vec::new());
+                    }
+                }
                 let stopped = async {
                     self.leave(&stop_first, drain).await?;
                     self.stop_all(&stop_first, grace).await
@@ -234,51 +303,60 @@ impl Rollout<'_, '_> {
                     return Err((e, Vec::new()));
                 }
                 let (fresh, err) = self.launch_telling(&mine, phase, Some(&started_tx), Some(&start_first)).await;
-                // In one rotation change: the new instances in, the old ones they replace out.
-                let entered = match err {
-                    Some(e) => Err(e),
-                    None => self.swap(&fresh, &start_first).await,
-                };
-                match entered {
-                    Ok(()) => Ok(fresh),
-                    Err(e) => {
-                        // Out of rotation (where some of them got in) before they go; the old
-                        // ones back in.
-                        let _ = self.leave(&fresh, Duration::ZERO).await;
-                        let _ = self.enter(&start_first).await;
-                        Err((e, fresh))
-                    }
+                match err {
+                    Some(e) => Err((e, fresh)),
+                    None => Ok(fresh),
                 }
             };
-            let retire_previous = async {
-                let waited = async {
-                    // A sender dropped (the batch ended early) counts as started.
-                    let _ = started.wait_for(|s| *s).await;
-                };
-                self.retire_replaced_after(&previous, drain, grace, waited).await
-            };
-            let (retired, launched) = join(retire_previous, this_batch).await;
-            let fresh = match launched {
-                Ok(fresh) => fresh,
-                Err((e, fresh)) => {
-                    let rest: Vec<Created> = created.into_values().collect();
-                    return self.fail(e, done, stop_first, fresh, &mine, &rest).await;
-                }
-            };
-            // The new instances serve: the batch is done, whatever happens to its old ones now (a
+            let (settled, launched) = join(settle_previous, this_batch).await;
+            let previous_entered = *entered.borrow() == Some(true);
+            // The previous batch serves: it is done, whatever happens to its old instances now (a
             // rollback starts them again where they stopped, and puts them back in rotation).
-            retiring = start_first.clone();
-            done.push(Done { old: stop_first.into_iter().chain(start_first).collect(), new: fresh });
-            if let Err(e) = retired {
-                let retired = self.retire_replaced(&std::mem::take(&mut retiring), drain, grace).await;
-                let rest: Vec<Created> = created.into_values().collect();
-                return self.fail(retired.err().unwrap_or(e), done, Vec::new(), Vec::new(), &[], &rest).await;
+            let mut failed_previous = None;
+            if let Some(p) = previous {
+                if previous_entered {
+                    done.push(p.done());
+                } else {
+                    failed_previous = Some(p);
+                }
             }
+            let this = Launched { stop_first, start_first, fresh: Vec::new(), mine };
+            let (this, error) = match (settled, launched) {
+                (Ok(()), Ok(fresh)) => (Launched { fresh, ..this }, None),
+                (settled, Ok(fresh)) => (Launched { fresh, ..this }, settled.err()),
+                (settled, Err((e, fresh))) => (Launched { fresh, ..this }, Some(settled.err().unwrap_or(e))),
+            };
+            if let Some(e) = error {
+                // The batch that did not enter and this one are undone together.
+                let undone = failed_previous.into_iter().chain([this]).fold(Launched::default(), Launched::join);
+                let rest: Vec<Created> = created.into_values().collect();
+                return self.fail(e, done, undone.stop_first, undone.fresh, &undone.mine, &rest).await;
+            }
+            pending = Some(this);
+        }
+        if let Some(p) = pending.take() {
+            if let Err(e) = self.enter_batch(&p).await {
+                return self.fail(e, done, p.stop_first, p.fresh, &p.mine, &[]).await;
+            }
+            retiring.extend(p.start_first.iter().cloned());
+            done.push(p.done());
         }
         if let Err(e) = self.retire_replaced(&retiring, drain, grace).await {
             return self.fail(e, done, Vec::new(), Vec::new(), &[], &[]).await;
         }
         self.finish(done).await
+    }
+
+    /// A launched batch's rotation change: its new instances in, its start-first old ones out (in
+    /// one change). On failure the new ones are out and the old ones in again.
+    async fn enter_batch(&self, batch: &Launched) -> Result<()> {
+        let result = self.swap(&batch.fresh, &batch.start_first).await;
+        if result.is_err() {
+            // Out of rotation (where some of them got in) before they go; the old ones back in.
+            let _ = self.leave(&batch.fresh, Duration::ZERO).await;
+            let _ = self.enter(&batch.start_first).await;
+        }
+        result
     }
 
     /// Canary (and blue/green): the new set runs beside the old, gets a growing share of the traffic
