@@ -2,9 +2,10 @@
 //! architecture lays out: the gateway (Caddy routing every API path), the application server (auth,
 //! user and notification services), the database server (PostgreSQL and the Redis primary), the
 //! message server (the Kafka-compatible broker, the Redis replica, the messaging service and the
-//! delivery worker) and the media server. The database migration runs as a job before the services
-//! start; one service is rolled to a new version; the database is backed up to S3. Then everything
-//! is torn down on every server.
+//! delivery worker) and the media server (the media service and Prometheus, which scrapes every
+//! service's `/metrics` through the gateway). The database migration runs as a job before the
+//! services start; one service is rolled to a new version; the database is backed up to S3. Then
+//! everything is torn down on every server.
 //!
 //! ```sh
 //! # five servers reachable over SSH (aliases from ~/.ssh/config), each with a Docker engine:
@@ -14,9 +15,10 @@
 //! Without `HM_CONSTRUCT_HOSTS` it uses the test hosts `bash tests/fixtures/hosts.sh up` makes on
 //! this machine (gateway on hm-host-a, app and media on hm-host-b, db on hm-host-c, message on
 //! hm-host-d). Images go to each server from the local engine (no registry needed):
-//! `bash tests/fixtures/images.sh` and `bash tests/fixtures/s3.sh` first on a machine with none.
-//! The application image (this example's own binary) stands in for Construct's Rust services and
-//! for Redpanda, which no Debian package provides.
+//! `bash tests/fixtures/images.sh`, `bash tests/fixtures/debian.sh` and `bash tests/fixtures/s3.sh`
+//! first on a machine with none. PostgreSQL, Redis, Caddy and Prometheus are Debian's; the
+//! application image (this example's own binary) stands in for Construct's Rust services and for
+//! Redpanda and Grafana, which no Debian package provides.
 
 mod demo;
 mod guide;
@@ -28,8 +30,8 @@ use std::time::Duration;
 use guide::{ensure, fact, step, Res};
 use harbormaster::backup::PostgresBackup;
 use harbormaster::{
-    Condition, DockerBackend, Down, Environment, Fleet, HealthCheck, Ingress, Port, Route, Secret, Service, ServiceRef,
-    SshHost, Volume,
+    Condition, ContainerFile, DockerBackend, Down, Environment, Fleet, HealthCheck, Ingress, Port, Route, Secret,
+    Service, ServiceRef, SshHost, Volume,
 };
 
 #[tokio::main]
@@ -39,6 +41,28 @@ async fn main() -> ExitCode {
 }
 
 const REDIS_PASSWORD: &str = "construct-example-redis-password";
+
+/// The route prefixes of the five services behind the gateway.
+const PREFIXES: [&str; 5] = ["auth", "users", "notifications", "messages", "media"];
+
+/// The gateway's address as the servers reach it.
+fn gateway_address() -> String {
+    std::env::var("HM_CONSTRUCT_GATEWAY").unwrap_or_else(|_| "10.77.0.11".into())
+}
+
+/// Prometheus's configuration: each service's `/metrics` through the gateway (as the guide puts
+/// it, metrics at `/metrics` on the gateway), one job per service, every second (the guide's
+/// 15 s, shortened so the example does not wait).
+fn prometheus_config(gateway_port: u16) -> String {
+    let gateway = gateway_address();
+    let mut out = String::from("global:\n  scrape_interval: 1s\nscrape_configs:\n");
+    for prefix in PREFIXES {
+        out.push_str(&format!(
+            "  - job_name: {prefix}\n    metrics_path: /{prefix}/metrics\n    static_configs:\n      - targets: [\"{gateway}:{gateway_port}\"]\n"
+        ));
+    }
+    out
+}
 
 /// Roles and the SSH aliases of their servers.
 fn roles() -> BTreeMap<String, String> {
@@ -138,6 +162,14 @@ fn construct(name: &str, auth_version: &str, gateway_port: u16) -> Res<Environme
         .env_ref("KAFKA_BROKERS", ServiceRef::to("redpanda", 9092))
         .depends_on("redpanda", Condition::Healthy)
         .build()?;
+    let prometheus = Service::builder("prometheus")
+        .image("prom/prometheus")
+        .role("media")
+        .file(ContainerFile::text("/etc/prometheus/prometheus.yml", prometheus_config(gateway_port)))
+        .volume(Volume::named("prometheus").at("/prometheus"))
+        .port(Port::tcp(9090).publish_ephemeral())
+        .health(HealthCheck::http(9090, "/-/ready").interval(Duration::from_millis(300)).retries(100))
+        .build()?;
     let ingress = Ingress::builder()
         .image(guide::CADDY_IMAGE)
         .role("gateway")
@@ -149,7 +181,7 @@ fn construct(name: &str, auth_version: &str, gateway_port: u16) -> Res<Environme
         .route(Route::to("media-service", 8005).path_prefix("/media"))
         .build()?;
     let mut env = Environment::builder("construct", name)
-        .services([postgres, redis, migrate, redis_replica, redpanda, delivery])
+        .services([postgres, redis, migrate, redis_replica, redpanda, delivery, prometheus])
         .service(svc("auth-service", "app", 8001).env("VERSION", auth_version).build()?)
         .service(svc("user-service", "app", 8002).build()?)
         .service(svc("notification-service", "app", 8003).build()?)
@@ -209,12 +241,15 @@ async fn body(
         let on: Vec<String> = deployed.instances(service).iter().filter_map(|i| i.host.clone()).collect();
         println!("    {service} on {}", on.join(", "));
     }
-    let gateway = std::env::var("HM_CONSTRUCT_GATEWAY").unwrap_or_else(|_| "10.77.0.11".into());
-    let url = format!("http://{gateway}:{port}");
-    for path in ["/auth", "/users", "/notifications", "/messages", "/media"] {
-        guide::wait_for(&format!("{url}{path}/version"), None, "1.0.0").await?;
+    let url = format!("http://{}:{port}", gateway_address());
+    for prefix in PREFIXES {
+        guide::wait_for(&format!("{url}/{prefix}/version"), None, "1.0.0").await?;
     }
     fact("gateway_routes", 5);
+
+    step("Prometheus on the media server scrapes every service through the gateway");
+    let prometheus = deployed.endpoint("prometheus", 9090)?.http_url();
+    fact("prometheus_scraped_services", scraped(&prometheus).await?);
 
     step("the Redis replica on the message server follows the primary on the database server");
     let until = std::time::Instant::now() + Duration::from_secs(20);
@@ -246,4 +281,20 @@ async fn body(
     fact("backup_bytes", taken.size);
     storage.delete(&taken.key).await?;
     Ok(())
+}
+
+/// The jobs Prometheus has scraped `demo_requests_total` from, read back through its HTTP API
+/// (waiting up to 30 s for all five).
+async fn scraped(prometheus: &str) -> Res<usize> {
+    let url = format!("{prometheus}/api/v1/query?query=demo_requests_total");
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = guide::get_host(&url, None).await;
+        let jobs = PREFIXES.iter().filter(|p| body.contains(&format!("\"job\":\"{p}\""))).count();
+        if status == 200 && jobs == PREFIXES.len() {
+            return Ok(jobs);
+        }
+        ensure(std::time::Instant::now() < until, format!("Prometheus scraped {jobs} of 5 services: {status} {body}"))?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

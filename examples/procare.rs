@@ -6,12 +6,13 @@
 //! database is backed up with the guide's retention (7 daily). Then both are torn down.
 //!
 //! ```sh
-//! bash tests/fixtures/images.sh && bash tests/fixtures/s3.sh   # on a machine with no registry
+//! bash tests/fixtures/images.sh && bash tests/fixtures/debian.sh && bash tests/fixtures/s3.sh   # no registry
 //! cargo run --example procare
 //! ```
-//! Caddy is Debian's; the application image (this example's own binary) stands in for ProCare's
-//! API, agents and dashboards, and for RabbitMQ (Debian packages it, but as an Erlang release that
-//! does not fit a scratch image without a distribution underneath).
+//! RabbitMQ is real: `rabbitmq:3-management` (on a machine with no registry, Debian's RabbitMQ 3.10
+//! on a Debian base, `bash tests/fixtures/debian.sh`); the gateway sends a question to an agent's
+//! queue and the agent's answer comes back through the broker. Caddy is Debian's; the application
+//! image (this example's own binary) stands in for ProCare's API, agents and dashboards.
 
 mod demo;
 mod guide;
@@ -22,7 +23,8 @@ use std::time::Duration;
 use guide::{fact, step, Res};
 use harbormaster::backup::{PostgresBackup, Retention};
 use harbormaster::{
-    Condition, DockerBackend, Down, Environment, HealthCheck, Ingress, Port, Route, Secret, Service, Volume,
+    Condition, ContainerOptions, DockerBackend, Down, Environment, HealthCheck, Ingress, Port, Route, Secret, Service,
+    Volume,
 };
 
 #[tokio::main]
@@ -34,6 +36,7 @@ async fn main() -> ExitCode {
 /// One environment of ProCare: `stage` is `staging` or `production`; `domain` its base domain.
 fn procare(name: &str, stage: &str, domain: &str, version: &str) -> Res<Environment> {
     let db_password = Secret::new(format!("procare-{stage}-db-password"));
+    let broker_password = format!("procare-{stage}-rabbitmq-password");
     let app = |name: &str, role: &str| {
         Service::builder(name)
             .image(demo::IMAGE)
@@ -42,7 +45,7 @@ fn procare(name: &str, stage: &str, domain: &str, version: &str) -> Res<Environm
             .env("VERSION", version)
             .env("DATABASE_URL", format!("postgresql://postgres@postgres:5432/procare_{stage}"))
             .env("REDIS_URL", "redis://redis:6379/0")
-            .env("RABBITMQ_URL", "amqp://procare@rabbitmq:5672")
+            .secret("RABBITMQ_URL", Secret::new(format!("amqp://procare:{broker_password}@rabbitmq:5672")))
             .secret("JWT_SECRET", Secret::new(format!("procare-{stage}-jwt")))
     };
     let http = |port: u16| HealthCheck::http(port, "/health").interval(Duration::from_millis(200)).retries(50);
@@ -62,12 +65,20 @@ fn procare(name: &str, stage: &str, domain: &str, version: &str) -> Res<Environm
         .volume(Volume::named("redis").at("/data"))
         .health(HealthCheck::tcp(6379).interval(Duration::from_millis(200)).retries(50))
         .build()?;
+    // The guide's broker: its user and password, its data on a volume. The node's data directory
+    // is named after the host name, so the container gets a fixed one (the data survives a
+    // replacement). Healthy once the broker accepts AMQP connections, not only once the node runs.
     let rabbitmq = Service::builder("rabbitmq")
-        .image(demo::IMAGE)
-        .env("ROLE", "db")
-        .env("PORT", "5672")
+        .image("rabbitmq:3-management")
+        .env("RABBITMQ_DEFAULT_USER", "procare")
+        .secret("RABBITMQ_DEFAULT_PASS", Secret::new(broker_password.clone()))
+        .container(ContainerOptions::new().hostname("rabbitmq"))
         .volume(Volume::named("rabbitmq").at("/var/lib/rabbitmq"))
-        .health(HealthCheck::tcp(5672).interval(Duration::from_millis(200)).retries(50))
+        .health(
+            HealthCheck::exec(["rabbitmq-diagnostics", "-q", "check_port_connectivity"])
+                .interval(Duration::from_secs(2))
+                .retries(60),
+        )
         .build()?;
     let api = app("api", "api")
         .env("PORT", "8080")
@@ -79,7 +90,13 @@ fn procare(name: &str, stage: &str, domain: &str, version: &str) -> Res<Environm
         .health(http(8080))
         .replicas(2)
         .build()?;
-    let agents = app("agents", "worker").depends_on("api", Condition::Healthy).replicas(2).build()?;
+    // The agents answer the questions of their queues (one queue per agent).
+    let agents = app("agents", "worker")
+        .env("AGENTS", "triage,scheduling,medication")
+        .depends_on("rabbitmq", Condition::Healthy)
+        .depends_on("api", Condition::Healthy)
+        .replicas(2)
+        .build()?;
     let dashboard = |name: &str| {
         app(name, "web")
             .env("PORT", "3000")
@@ -103,7 +120,7 @@ fn procare(name: &str, stage: &str, domain: &str, version: &str) -> Res<Environm
 }
 
 async fn run() -> Res {
-    let docker = guide::start(&["postgres:15", "redis:7"]).await?;
+    let docker = guide::start(&["postgres:15", "redis:7", "rabbitmq:3-management"]).await?;
     guide::caddy(&docker).await?;
     let storage = guide::storage(&guide::name("procare-backups")).await?;
     let (staging_name, production_name) = (guide::name("staging"), guide::name("production"));
@@ -133,6 +150,12 @@ async fn body(
     guide::wait_for(&format!("{prod_edge}/call/api"), Some("doctor.procare.health"), "1.4.0").await?;
     guide::wait_for(&format!("{stag_edge}/call/api"), Some("caregiver.staging.procare.health"), "1.4.0").await?;
     fact("production_doctor_sees", "1.4.0");
+    // A question through the gateway, the broker and an agent, and the answer back.
+    let asked = "triage agent 1.4.0 answered: chest-pain";
+    guide::wait_for(&format!("{prod_edge}/ask/triage?q=chest-pain"), Some("api.procare.health"), asked).await?;
+    let asked = "scheduling agent 1.4.0 answered: monday";
+    guide::wait_for(&format!("{stag_edge}/ask/scheduling?q=monday"), Some("api.staging.procare.health"), asked).await?;
+    fact("production_agent_answers", "triage/1.4.0");
 
     step("a release goes to staging first");
     staging("1.5.0")?.apply(docker).await?;
@@ -143,11 +166,18 @@ async fn body(
     step("then to production, under its domains");
     production("1.5.0")?.apply(docker).await?;
     guide::wait_for(&format!("{prod_edge}/call/api"), Some("caregiver.procare.health"), "1.5.0").await?;
+    let asked = "medication agent 1.5.0 answered: dose";
+    guide::wait_for(&format!("{prod_edge}/ask/medication?q=dose"), Some("api.procare.health"), asked).await?;
+    fact("production_agent_answers_after_release", "medication/1.5.0");
 
     step("production rolls back to the version before");
     production("1.5.0")?.rollback(docker, "api").await?;
     guide::wait_for(&format!("{prod_edge}/version"), Some("api.procare.health"), "1.4.0").await?;
     fact("production_after_rollback", "1.4.0");
+    // The rollback concerns the API: the broker and the agents keep serving through it.
+    let asked = "triage agent 1.5.0 answered: fever";
+    guide::wait_for(&format!("{prod_edge}/ask/triage?q=fever"), Some("api.procare.health"), asked).await?;
+    fact("agents_after_rollback", "triage/1.5.0");
 
     step("production's database backup, retention 7 daily");
     let env = production("1.5.0")?;

@@ -1,6 +1,6 @@
 //! The five deployment guides' stacks (`examples/`), each run as its user would run it
 //! (`cargo run --example <guide>`) against the real engine, the SSH test hosts, moto's S3 server
-//! and the fixture images: each must exit 0 after checking what its guide promises (it prints
+//! and the fixture images (RabbitMQ, Prometheus and PgBouncer among them): each must exit 0 after checking what its guide promises (it prints
 //! `fact key=value` lines) and tearing down, leaving nothing behind.
 
 mod support;
@@ -15,6 +15,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 fn run_example(name: &str) -> std::collections::BTreeMap<String, String> {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     support::images::ensure();
+    support::images::ensure_servers();
     support::fixture("s3.sh", "the guides' examples back up to S3 (moto)");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
@@ -69,6 +70,12 @@ async fn constellation_from_two_repositories_compose_files() {
 async fn coachntt_behind_nginx_with_its_rollback_procedure() {
     let facts = run_example("coachntt");
     assert_eq!(facts["through_nginx"], "0.9.0");
+    // nginx -> API -> PgBouncer -> PostgreSQL, Prometheus scraping both API replicas.
+    assert_eq!(facts["api_through_pgbouncer"], "memories=1");
+    assert_eq!(facts["prometheus_scraped_api_replicas"], "2");
+    // A rolling release of the API while requests keep going through PgBouncer.
+    assert!(facts["db_requests_during_release"].parse::<usize>().unwrap() > 0, "{facts:?}");
+    assert_eq!(facts["db_requests_failed_during_release"], "0", "{facts:?}");
     assert_eq!(facts["after_rollback"], "0.9.0");
     nothing_left("coachntt").await;
 }
@@ -79,6 +86,10 @@ async fn procare_staging_and_production() {
     assert_eq!(facts["production_doctor_sees"], "1.4.0");
     assert_eq!(facts["staging_then_production"], "1.5.0/1.4.0");
     assert_eq!(facts["production_after_rollback"], "1.4.0");
+    // Through the real broker: a question to an agent's queue, its answer back.
+    assert_eq!(facts["production_agent_answers"], "triage/1.4.0");
+    assert_eq!(facts["production_agent_answers_after_release"], "medication/1.5.0");
+    assert_eq!(facts["agents_after_rollback"], "triage/1.5.0");
     nothing_left("procare").await;
 }
 
@@ -86,6 +97,7 @@ async fn procare_staging_and_production() {
 async fn construct_over_five_server_roles() {
     let facts = run_example("construct");
     assert_eq!(facts["gateway_routes"], "5");
+    assert_eq!(facts["prometheus_scraped_services"], "5");
     assert_eq!(facts["redis_replication"], "up");
     assert_eq!(facts["auth_after_update"], "1.1.0");
 }

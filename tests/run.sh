@@ -8,9 +8,12 @@
 #  - libc6-dev (the test workload is linked statically), caddy (the ingress tests),
 #    openssh-server, iproute2, iptables, util-linux (the SSH test hosts), docker-registry and
 #    apache2-utils (the test registry), postgresql-15, redis-server, nginx, busybox-static, gosu,
-#    file (the postgres:15, redis:7 and nginx:1.22 fixture images), curl, docker-compose (the
-#    compose differential test compares the importer with `docker-compose config`);
+#    file (the postgres:15, redis:7 and nginx:1.22 fixture images), debootstrap (the Debian base
+#    of the rabbitmq:3-management, prom/prometheus and edoburu/pgbouncer images), curl,
+#    docker-compose (the compose differential test compares the importer with
+#    `docker-compose config`);
 #  - tests/fixtures/hosts.sh up, tests/fixtures/registry.sh up, tests/fixtures/images.sh,
+#    tests/fixtures/debian.sh (server images from Debian's archive on a debootstrapped base),
 #    tests/fixtures/s3.sh (moto's S3 server from PyPI, for the backup tests),
 #    tests/fixtures/swarm.sh up (a three-node swarm for the Swarm backend).
 set -euo pipefail
@@ -55,6 +58,8 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v gosu >/dev/null 2>&1 || need+=(gosu)
 command -v file >/dev/null 2>&1 || need+=(file)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# The Debian base of the RabbitMQ, Prometheus and PgBouncer images (tests/fixtures/debian.sh).
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 # docker-compose 1.29 (with python3-yaml): the oracle of tests/compose_differential.rs.
 /usr/bin/python3 -c 'import compose, yaml' >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
@@ -67,6 +72,7 @@ echo "tests: ssh test hosts up: $(bash tests/fixtures/hosts.sh engines | tr '\n'
 bash tests/fixtures/registry.sh up
 echo "tests: registry up: $(bash tests/fixtures/registry.sh status | tr '\n' ' ')"
 bash tests/fixtures/images.sh
+bash tests/fixtures/debian.sh
 bash tests/fixtures/s3.sh
 bash tests/fixtures/swarm.sh up
 echo "tests: swarm up: $(bash tests/fixtures/swarm.sh engines | tr '\n' ' ')"

@@ -4,11 +4,18 @@
 //! (`ROLE=db`: accepts TCP; `ROLE=api`: HTTP `/health` (or `HEALTH_PATH`, answering
 //! `HEALTH_STATUS`, default 200), `/version`; `ROLE=web`: the same and `/call/api`, which asks
 //! `API_URL` (default `http://api:8080`) for `/version`; `ROLE=worker`: no port, a log line a
-//! second).
+//! second). Every HTTP role counts its requests for Prometheus (`/metrics`). With `DATABASE_URL`,
+//! the API answers `/db` with a query through it (PostgreSQL, or PgBouncer in front of it); with
+//! `RABBITMQ_URL`, it answers `/ask/<agent>?q=…` by sending the question to the agent's queue
+//! (`agent.<agent>`) and waiting for its answer, and a worker with `AGENTS` (comma-separated)
+//! answers the questions of those agents' queues.
 #![allow(dead_code)]
+
+mod amqp;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use harbormaster::Build;
 
@@ -88,6 +95,9 @@ pub fn serve_if_asked() {
     let port: u16 = std::env::var("PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8080);
     let role = std::env::var("ROLE").unwrap_or_default();
     if role == "worker" {
+        if let (Ok(url), Ok(agents)) = (std::env::var("RABBITMQ_URL"), std::env::var("AGENTS")) {
+            agent_loop(&url, &agents);
+        }
         for n in 0u64.. {
             eprintln!("worker: processed batch {n}");
             std::thread::sleep(std::time::Duration::from_secs(1));
@@ -128,10 +138,14 @@ fn handle(mut conn: std::net::TcpStream, role: &str) {
     let health: u16 = std::env::var("HEALTH_STATUS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     let api = std::env::var("API_URL").unwrap_or_else(|_| "http://api:8080".into());
     let api_host = api.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let served = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1;
     // Behind a proxy that keeps its path prefix (`/auth/version`), the last segment decides.
     let (status, body) = match path.as_str() {
         p if p == health_path || p.ends_with("/health") => (health, "ok".to_string()),
         p if p.ends_with("/version") => (200, std::env::var("VERSION").unwrap_or_default()),
+        p if p.ends_with("/metrics") => (200, metrics(role, served)),
+        p if p.ends_with("/db") => query_database(),
+        p if p.contains("/ask/") => ask(p),
         p if p.ends_with("/call/api") => match call(&api_host, "/version") {
             Some(b) => (200, b),
             None => (502, "api did not answer".into()),
@@ -139,6 +153,105 @@ fn handle(mut conn: std::net::TcpStream, role: &str) {
         _ => (404, "not found".into()),
     };
     let _ = write!(conn, "HTTP/1.1 {status} OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+}
+
+/// Requests this server has answered.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// The Prometheus text exposition of this server's counters.
+fn metrics(role: &str, served: u64) -> String {
+    let version = std::env::var("VERSION").unwrap_or_default();
+    format!(
+        "# HELP demo_requests_total HTTP requests answered.\n# TYPE demo_requests_total counter\n\
+         demo_requests_total{{role=\"{role}\",version=\"{version}\"}} {served}\n"
+    )
+}
+
+/// `/db`: one round trip through `DATABASE_URL` (a simple query, as a transaction-pooling
+/// PgBouncer needs), answered with the number of rows of `memories`.
+fn query_database() -> (u16, String) {
+    let Ok(url) = std::env::var("DATABASE_URL") else { return (500, "no DATABASE_URL".into()) };
+    let answer = postgres::Client::connect(&url, postgres::NoTls).and_then(|mut client| {
+        let rows = client.simple_query("SELECT count(*) FROM memories")?;
+        Ok(rows
+            .iter()
+            .find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .unwrap_or_default())
+    });
+    match answer {
+        Ok(count) => (200, format!("memories={count}")),
+        Err(e) => (503, format!("database: {e}")),
+    }
+}
+
+/// `/ask/<agent>?q=<question>`: the question goes to the agent's queue with a reply queue of
+/// this request's own; the first answer within 10 s is the body.
+fn ask(path: &str) -> (u16, String) {
+    let Ok(url) = std::env::var("RABBITMQ_URL") else { return (500, "no RABBITMQ_URL".into()) };
+    let rest = path.split("/ask/").nth(1).unwrap_or_default();
+    let (agent, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let question = query.strip_prefix("q=").unwrap_or(query);
+    let asked = (|| -> std::io::Result<Option<String>> {
+        let mut broker = amqp::Amqp::connect(&url)?;
+        let queue = format!("agent.{agent}");
+        broker.declare(&queue, true)?;
+        let reply = broker.declare("", false)?;
+        let id = format!("{}-{}", std::process::id(), REQUESTS.load(Ordering::Relaxed));
+        broker.publish(&queue, question.as_bytes(), Some(&reply), Some(&id))?;
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < until {
+            if let Some(m) = broker.get(&reply)? {
+                if m.correlation_id.as_deref() == Some(id.as_str()) {
+                    return Ok(Some(String::from_utf8_lossy(&m.body).into_owned()));
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(None)
+    })();
+    match asked {
+        Ok(Some(answer)) => (200, answer),
+        Ok(None) => (504, format!("no answer from agent {agent}")),
+        Err(e) => (503, format!("broker: {e}")),
+    }
+}
+
+/// A worker's agents: each takes the questions of its queue and answers to their reply queue.
+/// A broken connection is made again (the broker restarting, say).
+fn agent_loop(url: &str, agents: &str) -> ! {
+    let version = std::env::var("VERSION").unwrap_or_default();
+    let agents: Vec<String> = agents.split(',').filter(|a| !a.is_empty()).map(str::to_string).collect();
+    loop {
+        let served = (|| -> std::io::Result<()> {
+            let mut broker = amqp::Amqp::connect(url)?;
+            for a in &agents {
+                broker.declare(&format!("agent.{a}"), true)?;
+            }
+            eprintln!("worker: agents {} listening", agents.join(", "));
+            loop {
+                let mut idle = true;
+                for a in &agents {
+                    if let Some(m) = broker.get(&format!("agent.{a}"))? {
+                        idle = false;
+                        let answer = format!("{a} agent {version} answered: {}", String::from_utf8_lossy(&m.body));
+                        if let Some(to) = &m.reply_to {
+                            broker.publish(to, answer.as_bytes(), None, m.correlation_id.as_deref())?;
+                        }
+                    }
+                }
+                if idle {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        })();
+        if let Err(e) = served {
+            eprintln!("worker: broker: {e}; connecting again");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
 }
 
 /// A plain HTTP GET, the body.

@@ -43,7 +43,7 @@ pub async fn start(images: &[&str]) -> Res<DockerBackend> {
         ensure(
             found,
             format!(
-                "the engine has no {image}: pull it, or on a machine with no registry run `bash tests/fixtures/images.sh` (it packages Debian's postgres, redis and nginx under those names)"
+                "the engine has no {image}: pull it, or on a machine with no registry run `bash tests/fixtures/images.sh` and `bash tests/fixtures/debian.sh` (they package Debian's PostgreSQL, Redis, nginx, RabbitMQ, Prometheus and PgBouncer under those names)"
             ),
         )?;
     }

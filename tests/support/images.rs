@@ -1,6 +1,7 @@
 //! `postgres:15` and `redis:7` on a machine with no registry: packaged from Debian's own
 //! PostgreSQL and Redis by tests/fixtures/images.sh (idempotent), with the official images'
-//! contract.
+//! contract; `rabbitmq:3-management`, `prom/prometheus` and `edoburu/pgbouncer` installed from
+//! Debian's archive on a debootstrapped base by tests/fixtures/debian.sh.
 #![allow(dead_code)]
 
 pub const POSTGRES: &str = "postgres:15";
@@ -9,4 +10,9 @@ pub const REDIS: &str = "redis:7";
 /// Makes sure both images are in the local engine's store (panics loudly if they cannot be made).
 pub fn ensure() {
     super::fixture("images.sh", "these tests need postgres:15 and redis:7");
+}
+
+/// Makes sure the servers of the guides' stacks are there: RabbitMQ, Prometheus, PgBouncer.
+pub fn ensure_servers() {
+    super::fixture("debian.sh", "the guides' stacks need rabbitmq:3-management, prom/prometheus and edoburu/pgbouncer");
 }
