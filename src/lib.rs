@@ -45,7 +45,7 @@
 //! | backups: `pg_dump` to S3-compatible storage, retention, schedules, restore: [`backup`] | [`backup`] (where a dump is taken: `backup/postgres.rs`) |
 //! | a `docker-compose.yml` as an [`Environment`]: [`Environment::from_compose`], [`compose::Compose`] | [`compose`] (one service's keys: `compose/service.rs`) |
 //! | what would change and why: [`Plan`] | [`plan`] |
-//! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (each rollout step is decided in `engine/rollout.rs`; on a self-rolling target in `engine/orchestrated.rs`) |
+//! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (which service runs when: `engine/dispatch.rs`; where a rollout picks its next batch: `engine/rollout/batches.rs`, carries it out: `engine/rollout/rolling.rs`; on a self-rolling target: `engine/orchestrated.rs`) |
 //! | where a service's image comes from (present, restored, pulled, built, pushed) | `engine/images.rs` |
 //! | registries: references, credentials ([`RegistryAuth`], `~/.docker/config.json`), pull progress, failure kinds | [`registry`] (the transfers: `backend/docker/pull.rs`; build contexts and `.dockerignore`: `backend/docker/context.rs`) |
 //! | progress events, as typed values, lines for people and JSON | [`events`] |

@@ -2,8 +2,8 @@
 //! Each task waits for its dependencies' conditions (a `watch` channel per service), so independent
 //! services start concurrently and a dependent starts the moment its conditions hold.
 //!
-//! Each service's part is a [`ServiceRun`] (`service_run.rs`); where a rollout decides its next
-//! step is `rollout.rs`.
+//! Each service's part is a [`ServiceRun`], run by `dispatch.rs`; how its instances are replaced is
+//! `rollout/`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -226,7 +226,8 @@ async fn observe_with(
     Ok(Observed { plan, templates, observed, waiting, discarded })
 }
 
-use super::service_run::{retire, rollback_allowance};
+use super::retire::retire;
+use super::service_run::rollback_allowance;
 use super::service_run::{Phase, ServiceOutcome, ServiceRun};
 
 pub(crate) fn scope_of(env: &Environment) -> Scope {

@@ -5,7 +5,7 @@
 //! A plan never pulls: for an image it would pull, it asks the registry for the digest the tag
 //! points to, and says so. An apply pulls each reference once, however many services use it,
 //! and pulls distinct references concurrently. What an image resolved to (its ID and, when it
-//! came from or went to a registry, its digest) goes into the [`Template`], hence into the plan
+//! came from or went to a registry, its digest) goes into the [`Template`](crate::plan::spec::Template), hence into the plan
 //! and the revision.
 
 use std::collections::{BTreeMap, HashMap};

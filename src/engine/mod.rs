@@ -7,11 +7,16 @@
 //!
 //! - `apply.rs`: the apply itself: the lock, the plan, images, dependency-ordered concurrent
 //!   service runs, the audit entry.
-//! - `service_run.rs`: one service's part: its dependencies' conditions, jobs, its revision.
-//! - `rollout.rs`: where a rollout decides its next step: batches, traffic moves, rollback.
+//! - `dispatch.rs`: which service runs when: its dependencies' conditions, then a job to its
+//!   exit, a service through its rollout or the target's own; its revision.
+//! - `service_run.rs`: the steps of one service's run (create, start, retire, gates, deadlines).
+//! - `rollout/`: how instances are replaced: `batches.rs` (where a rollout picks its next
+//!   batch), `rolling.rs`, `canary.rs` (and blue/green), `steps.rs` (launch, rotation changes,
+//!   drain and stop), `recovery.rs` (rollback, pause, fail).
 //! - `orchestrated.rs`: a service on a target that rolls out by itself (a swarm): hand-over,
 //!   progress, the deadline, outside checks.
 //! - `traffic.rs`: which instances receive traffic, pushed to the ingress.
+//! - `retire.rs`: stopping and removing instances, the last step of every replacement.
 //! - `files.rs`: files written into instances before they start, secret files read back.
 //! - `deployment.rs`: the [`Deployment`] an apply returns, with endpoints.
 //! - `ops.rs`: down, status, logs, exec.
@@ -19,6 +24,7 @@
 
 mod apply;
 mod deployment;
+mod dispatch;
 mod files;
 mod images;
 mod inventory;
@@ -27,6 +33,7 @@ mod ops;
 mod orchestrated;
 mod placement;
 mod promotion;
+mod retire;
 mod rollout;
 mod service_run;
 mod traffic;

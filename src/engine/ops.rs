@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::stream::{self, BoxStream, StreamExt};
 
 use super::apply::scope_of;
-use super::service_run::retire;
+use super::retire::retire;
 use crate::backend::{records_of, Backend, ExecOutput, Instance, InstanceState, LogLine};
 use crate::error::{Error, Result};
 use crate::events::EventSink;

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::deployment::Deployment;
-use super::service_run::retire;
+use super::retire::retire;
 use super::traffic::Traffic;
 use crate::backend::{Backend, Instance};
 use crate::error::{Error, Result};

@@ -145,7 +145,7 @@ impl<'a> Traffic<'a> {
             deferred.into_iter().partition(|i| i.service == ingress.front.name);
         let refs: Vec<&Instance> = fronts.iter().collect();
         self.drain_fronts(&refs, ingress.front.rollout.drain).await?;
-        let retire = super::service_run::retire;
+        let retire = super::retire::retire;
         retire(self.backend, sink, &ingress.front.name, &fronts, ingress.front.stop_grace).await?;
         retire(self.backend, sink, &ingress.listener.name, &listeners, ingress.listener.stop_grace).await
     }

@@ -1,6 +1,6 @@
 //! How a changed service replaces its running instances: the [`Rollout`] spec.
 //! The engine that carries it out is [`crate::engine`]; where it decides each step is
-//! `engine/rollout.rs`.
+//! `engine/rollout/`.
 //!
 //! The names follow the systems users know (see the table on [`Rollout`]).
 

@@ -2,8 +2,9 @@
 //!
 //! - `reference.rs`: [`ImageRef`], a reference split as Docker reads it (registry, repository,
 //!   tag, digest) and pinned to a digest.
-//! - `auth.rs`: [`RegistryAuth`], typed credentials per registry, and the order they are looked
-//!   up in (given to the backend, then the Docker CLI's).
+//! - `auth.rs`: [`RegistryAuth`], typed credentials per registry.
+//! - `registries.rs`: the order credentials are looked up in (given to the backend, then the
+//!   Docker CLI's).
 //! - `docker_config.rs`: `~/.docker/config.json` (`auths`, `credsStore`, `credHelpers` through the
 //!   `docker-credential-*` helpers), read as the Docker CLI reads it.
 //! - `progress.rs`: [`PullProgress`], summed over layers.
@@ -18,9 +19,11 @@ pub(crate) mod docker_config;
 pub(crate) mod failure;
 mod progress;
 mod reference;
+mod registries;
 
+pub(crate) use auth::Found;
 pub use auth::RegistryAuth;
-pub(crate) use auth::{Found, Registries};
 pub use progress::PullProgress;
 pub(crate) use progress::Tally;
 pub use reference::ImageRef;
+pub(crate) use registries::Registries;

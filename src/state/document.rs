@@ -92,7 +92,7 @@ pub(crate) struct Document {
     pub promotions: BTreeMap<String, PromotionRecord>,
     #[serde(default)]
     pub jobs: BTreeMap<String, JobRecord>,
-    /// Image IDs kept on the target ([`Backend::keep_image`](crate::Backend::keep_image)).
+    /// Image IDs kept on the target ([`ImageStore::keep_image`](crate::backend::ImageStore::keep_image)).
     #[serde(default)]
     pub kept_images: Vec<String>,
 }

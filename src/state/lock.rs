@@ -3,7 +3,7 @@
 //!
 //! The lock is a sequence of records `<project>-<environment>.lock.<epoch>`; the one with the
 //! highest epoch is the lock. Taking it creates the next epoch's record, an atomic test-and-set on
-//! its name ([`Backend::create_record`]), so two processes never both hold it, and a lock left
+//! its name ([`RecordStore::create_record`]), so two processes never both hold it, and a lock left
 //! behind is taken over by creating the next epoch, never by removing the old one (a removal could
 //! race with another process taking it). The record says who holds it: actor, host, process (boot,
 //! PID namespace, process ID and start time), operation and since when.

@@ -7,7 +7,7 @@
 //! to, origin `rollback to revision N`), as `kubectl rollout undo` does.
 //!
 //! The image of every revision that can still be rolled back to is kept on the target
-//! ([`Backend::keep_image`](crate::Backend::keep_image)) from the moment a newer revision replaces
+//! ([`ImageStore::keep_image`](crate::backend::ImageStore::keep_image)) from the moment a newer revision replaces
 //! it, so `docker system prune -a` does not take it away; images no kept revision needs are dropped.
 
 use std::collections::BTreeSet;

@@ -67,5 +67,19 @@ pub async fn reap<B: Backend>(backend: &B) -> Result<Reaped> {
             }
         }
     }
+    if !reaped.removed.is_empty() {
+        // A killed owner's last requests can still be on their way through the engine (a create
+        // sent just before it died lands after the removal): once they have settled, what they
+        // made goes too.
+        tokio::time::sleep(SETTLE_AFTER_DEATH).await;
+        for env in environments(backend).await? {
+            if reaped.removed.contains(&env.qualified_name()) {
+                env.down(backend, Down::default().with_volumes().force()).await?;
+            }
+        }
+    }
     Ok(reaped)
 }
+
+/// How long a dead owner's requests in flight are given to land before a second removal.
+const SETTLE_AFTER_DEATH: std::time::Duration = std::time::Duration::from_secs(1);

@@ -192,7 +192,7 @@ pub(super) async fn check(d: &DockerBackend, spec: &InstanceSpec) -> Result<()> 
     }
     for m in binds {
         let source = m.source.clone().unwrap_or_default();
-        match super::state::probe_mount(d, &spec.scope, m).await {
+        match super::accessor::probe_mount(d, &spec.scope, m).await {
             Ok(()) => {}
             Err(message) if message.contains("does not exist") || message.contains("no such file") => {
                 return Err(invalid(

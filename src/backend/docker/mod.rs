@@ -21,6 +21,7 @@
 //! Every call is bounded by the backend's call timeout (default 60 s); a call that exceeds it fails
 //! with an error naming the operation and its target.
 
+mod accessor;
 mod containers;
 mod context;
 mod create;

@@ -22,13 +22,12 @@ use bollard::query_parameters::{
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Mutex;
 
+use super::accessor::accessor_image;
 use super::{engine_error, engine_message, is_not_found, DockerBackend};
 use crate::backend::{label, Scope, StateFile};
 use crate::error::{Error, Result};
 use crate::process::{Identity, Liveness};
 
-/// The image accessors are created from: empty, built once per engine (and again after a prune).
-pub(crate) const ACCESSOR_IMAGE: &str = "harbormaster/accessor:1";
 /// Where an accessor mounts the state volume.
 const STATE_MOUNT: &str = "/state";
 /// Where an accessor mounts a kept image's volume.
@@ -69,15 +68,6 @@ pub(super) fn scope_filters(scope: &Scope, record: &str) -> HashMap<&'static str
             format!("{}={record}", label::RECORD),
         ],
     )])
-}
-
-async fn accessor_image(d: &DockerBackend) -> Result<String> {
-    if let Some(id) = super::images::image_id(d, ACCESSOR_IMAGE).await? {
-        return Ok(id);
-    }
-    let dockerfile = b"FROM scratch\nLABEL io.harbormaster.managed=true\nCMD [\"/harbormaster-accessor\"]\n";
-    let context = super::files::tar_of(&[("Dockerfile", dockerfile, 0o644)])?;
-    super::images::build_tar(d, context, ACCESSOR_IMAGE).await
 }
 
 async fn volume_exists(d: &DockerBackend, name: &str) -> Result<bool> {
@@ -156,32 +146,6 @@ async fn create_accessor(d: &DockerBackend, scope: &Scope, volume: &str, mount: 
     let name = format!("{volume}.{}", crate::process::nonce());
     let options = CreateContainerOptionsBuilder::new().name(&name).build();
     Ok(d.call("create state accessor", &name, d.docker.create_container(Some(options), body)).await?.id)
-}
-
-/// Whether the engine accepts a container with mount `m`: created (never started) from the
-/// accessor image, then removed. `Err` holds the engine's refusal.
-pub(super) async fn probe_mount(d: &DockerBackend, scope: &Scope, m: Mount) -> std::result::Result<(), String> {
-    let image = accessor_image(d).await.map_err(|e| e.to_string())?;
-    let mut labels: HashMap<String, String> = scope.labels().into_iter().collect();
-    labels.insert(label::RECORD.into(), "accessor".into());
-    let body = ContainerCreateBody {
-        image: Some(image),
-        labels: Some(labels),
-        entrypoint: Some(vec!["/harbormaster-accessor".into()]),
-        network_disabled: Some(true),
-        host_config: Some(HostConfig { mounts: Some(vec![m]), ..Default::default() }),
-        ..Default::default()
-    };
-    let name = format!("{}.check.{}", scope.qualified(), crate::process::nonce());
-    let options = CreateContainerOptionsBuilder::new().name(&name).build();
-    match tokio::time::timeout(d.call_timeout, d.docker.create_container(Some(options), body)).await {
-        Ok(Ok(created)) => {
-            let _ = super::containers::remove(d, &created.id).await;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(engine_message(&e)),
-        Err(_) => Err("no answer from the engine in time".into()),
-    }
 }
 
 /// The open accessor of the state volume, created if needed (with the volume, if it has none:
