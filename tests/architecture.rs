@@ -76,12 +76,6 @@ fn every_top_level_module_has_a_layer() {
     }
 }
 
-/// Folders whose modules still use each other both ways, to be untangled (issue 26): in
-/// `src/compose`, `service.rs` calls the key helpers (`build.rs`, `ports.rs`, `mounts.rs`…), which
-/// take the `Svc` it defines, and `project.rs` maps services while `mounts.rs` reads its `Project`
-/// declarations. The test fails once a listed folder is clean, so the list only shrinks.
-const FOLDERS_WITH_CYCLES: &[&str] = &["src/compose"];
-
 /// Inside each folder of `src/`, the modules it holds (files and subfolders) form no import cycle:
 /// whatever a folder's modules use of each other, one of them is always below the other.
 #[test]
@@ -120,15 +114,7 @@ fn no_import_cycle_inside_a_folder() {
         }
     }
     cycles.sort();
-    let (known, new): (Vec<String>, Vec<String>) =
-        cycles.into_iter().partition(|c| FOLDERS_WITH_CYCLES.iter().any(|f| c.starts_with(&format!("{f}:"))));
-    assert!(new.is_empty(), "import cycles inside a folder: {new:?}");
-    for folder in FOLDERS_WITH_CYCLES {
-        assert!(
-            known.iter().any(|c| c.starts_with(&format!("{folder}:"))),
-            "{folder} has no import cycle left: take it off FOLDERS_WITH_CYCLES"
-        );
-    }
+    assert!(cycles.is_empty(), "import cycles inside a folder: {cycles:?}");
 }
 
 /// Which of `children` each child of `dir` names: `super::x` from a file of the folder (or from a

@@ -4,7 +4,7 @@
 //! `secrets`, `additional_contexts`, `cache_to`, several `platforms`, …) cannot be honoured.
 
 use super::context::{Problem, R};
-use super::service::Svc;
+use super::draft::Svc;
 use super::values;
 use super::yaml::{Node, Value};
 use crate::model::{Build, BuildOptions};

@@ -5,7 +5,7 @@
 //! own replacement: stop the old container, then start the new one).
 
 use super::context::{Problem, R};
-use super::service::Svc;
+use super::draft::Svc;
 use super::values;
 use super::yaml::{Node, Value};
 use crate::model::{Amount, OnFailure, RestartPolicy, Rollout};

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use super::context::{Problem, R};
-use super::service::Svc;
+use super::draft::Svc;
 use super::values;
 use super::yaml::{Node, Value};
 use crate::model::{EngineHealthcheck, HealthCheck, NetworkMode};

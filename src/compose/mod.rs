@@ -30,14 +30,18 @@
 //! - `interpolate.rs`: `${V}`, `${V:-d}`, `${V:?e}`, … ; `dotenv.rs`: `.env` and `env_file`.
 //! - `merge.rs`: several files in order, by the specification's merge rules; `extends.rs`,
 //!   `include.rs`.
-//! - `project.rs`: top-level volumes, networks, secrets, configs; profiles, jobs, links.
+//! - `project.rs`: top-level volumes, networks, secrets, configs; profiles, jobs, links (what they
+//!   declare is `declared.rs`).
 //! - `service.rs`: one service's keys, with `build.rs`, `ports.rs`, `mounts.rs`, `health.rs`,
-//!   `deploy.rs`, `options.rs` and `shell.rs` (a string command as words).
+//!   `deploy.rs`, `options.rs` and `shell.rs` (a string command as words), all filling in the
+//!   service being read (`draft.rs`).
 
 mod build;
 mod context;
+mod declared;
 mod deploy;
 mod dotenv;
+mod draft;
 mod extends;
 mod health;
 mod include;

@@ -12,8 +12,8 @@
 //! | `secrets`, `configs` from a top-level `file` | read-only bind mounts at `/run/secrets/<name>` and `/<name>` (or `target`) |
 
 use super::context::{Problem, R};
-use super::project::VolumeDecl;
-use super::service::Svc;
+use super::declared::VolumeDecl;
+use super::draft::Svc;
 use super::values;
 use super::yaml::{Node, Value};
 use crate::model::{ContainerFile, Propagation, Relabel, Volume};
@@ -351,15 +351,15 @@ pub(crate) fn files(s: &mut Svc<'_>, v: &Node, key: &str, secrets: bool) -> R<()
             None => format!("/{name}"),
         };
         let written = match source {
-            super::project::FileSource::Path(file) => {
+            super::declared::FileSource::Path(file) => {
                 for k in owner.iter().chain(mode.as_ref().map(|(_, k)| k)) {
                     s.ctx.warn(&k.at, &format!("{ikey}.{}", k.name), "not applied: a file is bind-mounted with its owner and mode on this machine, as Compose mounts it");
                 }
                 add(s, Volume::bind(file).at(at).read_only(), item, &ikey)?;
                 continue;
             }
-            super::project::FileSource::Text(text) => ContainerFile::text(at, text),
-            super::project::FileSource::Secret(secret) => ContainerFile::secret(at, secret),
+            super::declared::FileSource::Text(text) => ContainerFile::text(at, text),
+            super::declared::FileSource::Secret(secret) => ContainerFile::secret(at, secret),
         };
         for k in &owner {
             s.ctx.warn(&k.at, &format!("{ikey}.{}", k.name), "not applied: a written file belongs to root");

@@ -7,7 +7,7 @@
 //! [`ContainerOptions`]: crate::ContainerOptions
 
 use super::context::{Problem, R};
-use super::service::Svc;
+use super::draft::Svc;
 use super::values;
 use super::yaml::{At, Node, Value};
 use crate::model::{Device, DeviceRequest, Logging, NetworkMode, Ulimit};

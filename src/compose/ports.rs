@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use super::context::{Problem, R};
-use super::service::Svc;
+use super::draft::Svc;
 use super::values;
 use super::yaml::{Node, Value};
 use crate::model::{Port, Publish};
