@@ -126,7 +126,8 @@ impl Amqp {
         let response = format!("\0{user}\0{password}");
         let start_ok = Args::default().table().short("PLAIN").long(response.as_bytes()).short("en_US");
         c.method(0, 10, 11, start_ok)?;
-        let mut tune = c.expect(0, 10, 30)?; // connection.tune
+        let tune = c.expect(0, 10, 30)?; // connection.tune
+        let mut tune = Fields(&tune);
         let channel_max = tune.u16()?;
         let frame_max = tune.u32()?;
         if frame_max != 0 {
@@ -146,7 +147,7 @@ impl Amqp {
     pub fn declare(&mut self, queue: &str, durable: bool) -> io::Result<String> {
         let bits = if durable { 0b0000_0010 } else { 0b0000_1100 };
         self.method(1, 50, 10, Args::default().u16(0).short(queue).u8(bits).table())?;
-        self.expect(1, 50, 11)?.short()
+        Fields(&self.expect(1, 50, 11)?).short()
     }
 
     /// Publishes `body` to `queue` through the default exchange.
@@ -276,39 +277,11 @@ impl Amqp {
     }
 
     /// Reads the method `class.method` on `channel` and returns its arguments.
-    fn expect(&mut self, channel: u16, class: u16, method: u16) -> io::Result<Owned> {
+    fn expect(&mut self, channel: u16, class: u16, method: u16) -> io::Result<Vec<u8>> {
         let (c, m, rest) = self.next_method(channel)?;
         if (c, m) != (class, method) {
             return Err(broken(format!("expected method {class}.{method}, got {c}.{m}")));
         }
-        Ok(Owned { bytes: rest, at: 0 })
-    }
-}
-
-/// A method's arguments, read in order.
-struct Owned {
-    bytes: Vec<u8>,
-    at: usize,
-}
-
-impl Owned {
-    fn fields(&self) -> Fields<'_> {
-        Fields(&self.bytes[self.at..])
-    }
-    fn advance<T>(&mut self, read: impl FnOnce(&mut Fields<'_>) -> io::Result<T>) -> io::Result<T> {
-        let mut f = self.fields();
-        let before = f.0.len();
-        let v = read(&mut f)?;
-        self.at += before - f.0.len();
-        Ok(v)
-    }
-    fn u16(&mut self) -> io::Result<u16> {
-        self.advance(|f| f.u16())
-    }
-    fn u32(&mut self) -> io::Result<u32> {
-        self.advance(|f| f.u32())
-    }
-    fn short(&mut self) -> io::Result<String> {
-        self.advance(|f| f.short())
+        Ok(rest)
     }
 }

@@ -135,12 +135,12 @@ impl RolloutRun<'_, '_> {
                     failed_previous = Some(p);
                 }
             }
-            let this = Launched { stop_first, start_first, fresh: Vec::new(), mine };
-            let (this, error) = match (settled, launched) {
-                (Ok(()), Ok(fresh)) => (Launched { fresh, ..this }, None),
-                (settled, Ok(fresh)) => (Launched { fresh, ..this }, settled.err()),
-                (settled, Err((e, fresh))) => (Launched { fresh, ..this }, Some(settled.err().unwrap_or(e))),
+            let (fresh, launch_error) = match launched {
+                Ok(fresh) => (fresh, None),
+                Err((e, fresh)) => (fresh, Some(e)),
             };
+            let this = Launched { stop_first, start_first, fresh, mine };
+            let error = settled.err().or(launch_error);
             if let Some(e) = error {
                 // The batch that did not enter and this one are undone together.
                 let undone = failed_previous.into_iter().chain([this]).fold(Launched::default(), Launched::join);
