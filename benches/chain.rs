@@ -12,7 +12,7 @@
 //! the chain's floor (4 × (container start + 0.5 s)), and the delay between a service becoming ready
 //! (as it logs it) and harbormaster reporting it. Run: `cargo bench --bench chain`.
 
-#[path = "../tests/support/workload.rs"]
+#[path = "../tests/it/support/workload.rs"]
 mod workload;
 
 use std::process::Command;

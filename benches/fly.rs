@@ -12,7 +12,7 @@
 //! Run: `cargo bench --bench fly` (as root: it sets the test registry up). `RUNS` (default 3).
 
 mod common;
-#[path = "../tests/support/workload.rs"]
+#[path = "../tests/it/support/workload.rs"]
 mod workload;
 
 use std::collections::BTreeMap;

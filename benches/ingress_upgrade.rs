@@ -20,10 +20,10 @@
 //! Medians of `RUNS` (default 3) upgrades per row. Run: `cargo bench --bench ingress_upgrade`.
 
 mod common;
-#[path = "../tests/support/load.rs"]
+#[path = "../tests/it/support/load.rs"]
 #[allow(dead_code)]
 mod load;
-#[path = "../tests/support/workload.rs"]
+#[path = "../tests/it/support/workload.rs"]
 #[allow(dead_code)]
 mod workload;
 

@@ -14,10 +14,10 @@ mod common;
 
 // The test support this bench shares: the workload image and the kill suite's stack (which takes
 // `PROJECT` from here: the bench's own project name).
-#[path = "../tests/support/stack.rs"]
+#[path = "../tests/it/support/stack.rs"]
 #[allow(dead_code)]
 mod stack;
-#[path = "../tests/support/workload.rs"]
+#[path = "../tests/it/support/workload.rs"]
 mod workload;
 
 const PROJECT: &str = "hmbench";

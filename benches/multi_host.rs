@@ -12,7 +12,7 @@
 //! Run: `cargo bench --bench multi_host` (as root: it sets the hosts up).
 
 mod common;
-#[path = "../tests/support/workload.rs"]
+#[path = "../tests/it/support/workload.rs"]
 mod workload;
 
 use std::process::{Command, Stdio};

@@ -11,10 +11,10 @@
 //! Run: `cargo bench --bench rolling` (`TRACE=harbormaster=debug` shows where the time goes).
 
 mod common;
-#[path = "../tests/support/load.rs"]
+#[path = "../tests/it/support/load.rs"]
 #[allow(dead_code)]
 mod load;
-#[path = "../tests/support/workload.rs"]
+#[path = "../tests/it/support/workload.rs"]
 mod workload;
 
 use std::process::Command;

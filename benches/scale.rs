@@ -10,7 +10,7 @@
 
 mod common;
 
-#[path = "../tests/support/workload.rs"]
+#[path = "../tests/it/support/workload.rs"]
 mod workload;
 
 use std::process::Command;

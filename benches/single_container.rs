@@ -16,7 +16,7 @@
 
 mod common;
 
-#[path = "../tests/support/workload.rs"]
+#[path = "../tests/it/support/workload.rs"]
 mod workload;
 
 use std::collections::HashMap;

@@ -15,7 +15,7 @@
 //! Run: `cargo bench --bench swarm` (as root: it sets the fixtures up). `RUNS` (default 3).
 
 mod common;
-#[path = "../tests/support/workload.rs"]
+#[path = "../tests/it/support/workload.rs"]
 mod workload;
 
 use std::process::{Command, Stdio};

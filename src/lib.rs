@@ -42,27 +42,55 @@
 //! | concept | module |
 //! |---|---|
 //! | the typed description: [`Service`], [`Environment`], [`HealthCheck`], [`Rollout`], [`Ingress`] | [`model`] (what a description may hold, and why: [`model::limits`]) |
-//! | backups: `pg_dump` to S3-compatible storage, retention, schedules, restore: [`backup`] | [`backup`] (where a dump is taken: `backup/postgres.rs`) |
-//! | a `docker-compose.yml` as an [`Environment`]: [`Environment::from_compose`], [`compose::Compose`] | [`compose`] (one service's keys: `compose/service.rs`) |
+//! | backups: `pg_dump` to S3-compatible storage, retention, schedules, restore: [`backup`] | [`backup`] (where a dump is taken: [`backup/postgres.rs`][src/backup/postgres.rs]) |
+//! | a `docker-compose.yml` as an [`Environment`]: [`Environment::from_compose`], [`compose::Compose`] | [`compose`] (one service's keys: [`compose/service.rs`][src/compose/service.rs]) |
 //! | what would change and why: [`Plan`] | [`plan`] |
-//! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (which service runs when: `engine/dispatch.rs`; where a rollout picks its next batch: `engine/rollout/batches.rs`, carries it out: `engine/rollout/rolling.rs`; on a self-rolling target: `engine/orchestrated.rs`) |
-//! | where a service's image comes from (present, restored, pulled, built, pushed) | `engine/images.rs` |
-//! | registries: references, credentials ([`RegistryAuth`], `~/.docker/config.json`), pull progress, failure kinds | [`registry`] (the transfers: `backend/docker/pull.rs`; build contexts and `.dockerignore`: `backend/docker/context.rs`) |
+//! | carrying a plan out, in order, health-gated; down/status/logs/exec | [`engine`] (which service runs when: [`engine/dispatch.rs`][src/engine/dispatch.rs]; where a rollout picks its next batch: [`engine/rollout/batches.rs`][src/engine/rollout/batches.rs], carries it out: [`engine/rollout/rolling.rs`][src/engine/rollout/rolling.rs]; on a self-rolling target: [`engine/orchestrated.rs`][src/engine/orchestrated.rs]) |
+//! | where a service's image comes from (present, restored, pulled, built, pushed) | [`engine/images.rs`][src/engine/images.rs] |
+//! | registries: references, credentials ([`RegistryAuth`], `~/.docker/config.json`), pull progress, failure kinds | [`registry`] (the transfers: [`backend/docker/pull.rs`][src/backend/docker/pull.rs]; build contexts and `.dockerignore`: [`backend/docker/context.rs`][src/backend/docker/context.rs]) |
 //! | progress events, as typed values, lines for people and JSON | [`events`] |
 //! | the JSON shape of what the library reports (plans, events, status, deployments, revisions, audit) | [`json`] |
-//! | state kept on the target: revisions, audit, waiting promotions, job completions, kept images; the deploy lock and its lease | [`state`] (`state/mod.rs` the document and its store, `state/lock.rs`, `state/revisions.rs`, `state/audit.rs`, `state/jobs.rs`) |
+//! | state kept on the target: revisions, audit, waiting promotions, job completions, kept images; the deploy lock and its lease | [`state`] ([`state/mod.rs`][src/state/mod.rs] the document and its store, [`state/lock.rs`][src/state/lock.rs], [`state/revisions.rs`][src/state/revisions.rs], [`state/audit.rs`][src/state/audit.rs], [`state/jobs.rs`][src/state/jobs.rs]) |
 //! | where a secret value is scrubbed from what comes back from a target | [`scrub`] |
-//! | the ingress: Caddy configuration from routes and rotation; how it upgrades itself without a gap (listener, front, router: [`Ingress`]) | [`ingress`] (pushed by `engine/traffic.rs`, which also drains a front and defers a moved listener) |
+//! | the ingress: Caddy configuration from routes and rotation; how it upgrades itself without a gap (listener, front, router: [`Ingress`]) | [`ingress`] (pushed by [`engine/traffic.rs`][src/engine/traffic.rs], which also drains a front and defers a moved listener) |
 //! | probes and the readiness gate | [`health`] |
-//! | the seam: the [`Backend`] runtime and its optional capabilities ([`ImageStore`], [`RecordStore`], [`InstanceFiles`], [`Topology`], [`ImageShipping`], [`Orchestrator`]); the Docker backend (container creation in `backend/docker/containers.rs`, the silent path for secret-bearing calls in `backend/docker/transport.rs`, the state store in `backend/docker/store.rs`, kept images in `backend/docker/state.rs`) | [`backend`] |
-//! | a Docker Swarm: [`SwarmBackend`] (service specs from the rollout in `backend/swarm/spec.rs`, records as configs) | [`backend::swarm`] |
-//! | Fly.io's Machines API: [`FlyBackend`] (where an instance becomes a machine config: `backend/fly/config.rs`; records in a machine's metadata under its lease: `backend/fly/records.rs`; retries: `backend/fly/api.rs`) | [`backend::fly`] |
-//! | an in-memory runtime with fault injection, for tests (feature `test-util`) | `backend::memory` |
+//! | the seam: the [`Backend`] runtime and its optional capabilities ([`ImageStore`], [`RecordStore`], [`InstanceFiles`], [`Topology`], [`ImageShipping`], [`Orchestrator`]); the Docker backend (container creation in [`backend/docker/containers.rs`][src/backend/docker/containers.rs], the silent path for secret-bearing calls in [`backend/docker/transport.rs`][src/backend/docker/transport.rs], the state store in [`backend/docker/store.rs`][src/backend/docker/store.rs], kept images in [`backend/docker/state.rs`][src/backend/docker/state.rs]) | [`backend`] |
+//! | a Docker Swarm: [`SwarmBackend`] (service specs from the rollout in [`backend/swarm/spec.rs`][src/backend/swarm/spec.rs], records as configs) | [`backend::swarm`] |
+//! | Fly.io's Machines API: [`FlyBackend`] (where an instance becomes a machine config: [`backend/fly/config.rs`][src/backend/fly/config.rs]; records in a machine's metadata under its lease: [`backend/fly/records.rs`][src/backend/fly/records.rs]; retries: [`backend/fly/api.rs`][src/backend/fly/api.rs]) | [`backend::fly`] |
+//! | an in-memory runtime with fault injection, for tests (feature `test-util`) | [`backend::memory`] |
 //! | a remote engine over SSH: [`SshHost`] (connection, host keys, forwards, host checks) | [`backend::ssh`] |
-//! | several hosts as one backend, placement by role, image shipping: [`Fleet`] | [`backend::fleet`] (placement decided in `engine/placement.rs`) |
+//! | several hosts as one backend, placement by role, image shipping: [`Fleet`] | [`backend::fleet`] (placement decided in [`engine/placement.rs`][src/engine/placement.rs]) |
 //! | errors, and the [`ErrorKind`] to match on | [`error`] |
-//! | what is deployed on a target, from any process, by labels: [`environments`], [`FoundEnvironment::down`] | `engine/inventory.rs` |
-//! | a test harness that never leaks: `TestEnv`, `SharedEnv`, the reaper (feature `testing`) | `testing` (the reaper's decision: `testing/owner.rs`) |
+//! | what is deployed on a target, from any process, by labels: [`environments`], [`FoundEnvironment::down`] | [`engine/inventory.rs`][src/engine/inventory.rs] |
+//! | a test harness that never leaks: [`testing::TestEnv`], [`testing::SharedEnv`], the reaper (feature `testing`) | [`testing`] (the reaper's decision: [`testing/owner.rs`][src/testing/owner.rs]) |
+//!
+//! <!-- Source files, as docs.rs shows them. -->
+//! [src/backup/postgres.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backup/postgres.rs
+//! [src/compose/service.rs]: https://docs.rs/crate/harbormaster/latest/source/src/compose/service.rs
+//! [src/engine/dispatch.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/dispatch.rs
+//! [src/engine/rollout/batches.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/rollout/batches.rs
+//! [src/engine/rollout/rolling.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/rollout/rolling.rs
+//! [src/engine/orchestrated.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/orchestrated.rs
+//! [src/engine/images.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/images.rs
+//! [src/backend/docker/pull.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/docker/pull.rs
+//! [src/backend/docker/context.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/docker/context.rs
+//! [src/state/mod.rs]: https://docs.rs/crate/harbormaster/latest/source/src/state/mod.rs
+//! [src/state/lock.rs]: https://docs.rs/crate/harbormaster/latest/source/src/state/lock.rs
+//! [src/state/revisions.rs]: https://docs.rs/crate/harbormaster/latest/source/src/state/revisions.rs
+//! [src/state/audit.rs]: https://docs.rs/crate/harbormaster/latest/source/src/state/audit.rs
+//! [src/state/jobs.rs]: https://docs.rs/crate/harbormaster/latest/source/src/state/jobs.rs
+//! [src/engine/traffic.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/traffic.rs
+//! [src/backend/docker/containers.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/docker/containers.rs
+//! [src/backend/docker/transport.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/docker/transport.rs
+//! [src/backend/docker/store.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/docker/store.rs
+//! [src/backend/docker/state.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/docker/state.rs
+//! [src/backend/swarm/spec.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/swarm/spec.rs
+//! [src/backend/fly/config.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/fly/config.rs
+//! [src/backend/fly/records.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/fly/records.rs
+//! [src/backend/fly/api.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/fly/api.rs
+//! [src/engine/placement.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/placement.rs
+//! [src/engine/inventory.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/inventory.rs
+//! [src/testing/owner.rs]: https://docs.rs/crate/harbormaster/latest/source/src/testing/owner.rs
 //!
 //! ## Features
 //!

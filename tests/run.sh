@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: on a fresh Debian machine (as root) it installs what the tests need, starts
-# their fixtures, and runs `cargo test` (arguments are passed on: `bash tests/run.sh --test registry`).
+# their fixtures, and runs `cargo test` (arguments are passed on: `bash tests/run.sh --test it registry::`).
 # Idempotent: what is installed or running already is left as it is. `.ci/run` calls it too.
 #
 # What it sets up:
@@ -60,7 +60,7 @@ command -v file >/dev/null 2>&1 || need+=(file)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 # The Debian base of the RabbitMQ, Prometheus and PgBouncer images (tests/fixtures/debian.sh).
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
-# docker-compose 1.29 (with python3-yaml): the oracle of tests/compose_differential.rs.
+# docker-compose 1.29 (with python3-yaml): the oracle of tests/it/compose_differential.rs.
 /usr/bin/python3 -c 'import compose, yaml' >/dev/null 2>&1 && command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 if [ "${#need[@]}" -gt 0 ]; then apt_install "${need[@]}"; fi
 # Debian starts the servers it installs where it can; the tests run their own.

@@ -7,7 +7,7 @@
 //! The second deployer is this test binary, run under `unshare --pid --fork --mount-proc` (needs
 //! root, as CI has).
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
@@ -51,9 +51,16 @@ async fn namespaced_deployer() {
 /// Starts the namespaced deployer; its output lines prefixed `hm-lock ` come through the channel.
 fn spawn_namespaced(vars: &[(&str, String)]) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut cmd = support::in_own_pid_namespace();
-    cmd.args(["--exact", "namespaced_deployer", "--ignored", "--nocapture", "--test-threads", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "--exact",
+        support::child_test(module_path!(), "namespaced_deployer").as_str(),
+        "--ignored",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     for (k, v) in vars {
         cmd.env(k, v);
     }

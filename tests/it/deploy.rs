@@ -1,7 +1,7 @@
 //! End-to-end tests of apply, plan, replace, scale, orphans, jobs and down on the real Docker engine.
 //! Each test has its own environment name and tears it down even when it fails.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //! `HM_KILL_POINTS` caps the event sweep (default: every event of an apply); `HM_KILL_RANDOM` sets
 //! the number of random points (default 8).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -69,7 +69,10 @@ async fn assert_converged(h: &Harness, version: &str, versions: &[String], point
 /// Kills the child at `at` while it deploys `version`, then applies `version` from this process.
 async fn kill_and_converge(h: &Harness, version: &str, versions: &mut Vec<String>, at: KillAt) -> (bool, String) {
     let vars = [("HM_KILL_ENV", h.name.clone()), ("HM_KILL_VERSION", version.to_string())];
-    let child = tokio::task::spawn_blocking(move || run_child("kill_child", &vars, at)).await.unwrap();
+    let child =
+        tokio::task::spawn_blocking(move || run_child(&support::child_test(module_path!(), "kill_child"), &vars, at))
+            .await
+            .unwrap();
     let last = child.events.last().cloned().unwrap_or_else(|| "before its first event".into());
     let point = format!("killed at {at:?} ({} events seen, last: {last})", child.events.len());
     versions.push(version.to_string());
@@ -92,7 +95,11 @@ async fn killed_at_every_event_a_fresh_apply_converges() {
 
     // How many events a whole apply of a new version has (it runs in the child, not killed).
     let vars = [("HM_KILL_ENV", h.name.clone()), ("HM_KILL_VERSION", "v2".to_string())];
-    let full = tokio::task::spawn_blocking(move || run_child("kill_child", &vars, KillAt::Never)).await.unwrap();
+    let full = tokio::task::spawn_blocking(move || {
+        run_child(&support::child_test(module_path!(), "kill_child"), &vars, KillAt::Never)
+    })
+    .await
+    .unwrap();
     versions.push("v2".into());
     assert!(!full.killed && full.events.len() > 10, "{full:?}");
     assert_converged(&h, "v2", &versions, "an apply run to its end").await;

@@ -3,7 +3,7 @@
 //! and its machines are real containers (images pulled from the test registry, real checks, logs,
 //! exec and an edge proxy).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -549,7 +549,7 @@ async fn a_deployer_killed_mid_apply_is_taken_over_and_the_next_apply_converges(
     ];
     let killed = tokio::task::spawn_blocking(move || {
         support::kill::run_child(
-            "fly_child_applies",
+            &support::child_test(module_path!(), "fly_child_applies"),
             &vars.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>(),
             support::kill::KillAt::Matching("InstanceCreated"),
         )

@@ -3,7 +3,7 @@
 //! but the child's exit can have removed it. And 100 tests in child processes (passing, panicking,
 //! aborting, and a whole process SIGKILLed) leave no container, network or volume.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -71,7 +71,14 @@ async fn a_static_environment_is_torn_down_when_the_process_exits() {
     workload::ensure_images();
     let docker = docker().await;
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "static_child", "--ignored", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            support::child_test(module_path!(), "static_child").as_str(),
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .stderr(Stdio::null())
         .output()
         .unwrap();
@@ -111,7 +118,7 @@ hundred!(
 /// Runs the tests `t<from>`..`t<to>` of this binary in a child process, 4 at a time.
 fn suite(stem: &str, filter: &str, vars: &[(&str, &str)]) -> std::process::Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([filter, "--ignored", "--test-threads", "4"])
+    cmd.args([support::child_test(module_path!(), filter).as_str(), "--ignored", "--test-threads", "4"])
         .env("HM_STEM", stem)
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
@@ -124,8 +131,9 @@ fn suite(stem: &str, filter: &str, vars: &[(&str, &str)]) -> std::process::Child
 fn passed_and_failed(child: std::process::Child) -> (usize, usize) {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    let ok = text.lines().filter(|l| l.starts_with("test t") && l.ends_with("... ok")).count();
-    let failed = text.lines().filter(|l| l.starts_with("test t") && l.ends_with("FAILED")).count();
+    let prefix = format!("test {}", support::child_test(module_path!(), "t"));
+    let ok = text.lines().filter(|l| l.starts_with(&prefix) && l.ends_with("... ok")).count();
+    let failed = text.lines().filter(|l| l.starts_with(&prefix) && l.ends_with("FAILED")).count();
     (ok, failed)
 }
 
@@ -148,23 +156,12 @@ async fn one_hundred_tests_in_killed_panicking_and_aborting_processes_leave_noth
     // t6*..t9*: 40 tests in a process SIGKILLed while they run.
     let mut killed = Command::new(std::env::current_exe().unwrap());
     let mut killed = killed
-        .args([
-            "t",
-            "--skip",
-            "t0",
-            "--skip",
-            "t1",
-            "--skip",
-            "t2",
-            "--skip",
-            "t3",
-            "--skip",
-            "t4",
-            "--skip",
-            "t5",
-            "--skip",
-            "static_child",
-        ])
+        .arg(support::child_test(module_path!(), "t"))
+        .args(
+            ["t0", "t1", "t2", "t3", "t4", "t5", "static_child"]
+                .map(|t| ["--skip".to_string(), support::child_test(module_path!(), t)])
+                .concat(),
+        )
         .args(["--ignored", "--test-threads", "4"])
         .env("HM_STEM", &stem)
         .stdout(Stdio::piped())

@@ -185,3 +185,11 @@ pub async fn get(url: &str) -> (u16, String) {
     let status = resp.status().as_u16();
     (status, resp.text().await.unwrap_or_default())
 }
+
+/// The full name of test `test` of the suite whose module path is `module`, as `--exact` needs it
+/// to run that test in a child process of this one binary: `child_test(module_path!(),
+/// "kill_child")` from `tests/it/kill.rs` is `kill::kill_child`.
+pub fn child_test(module: &str, test: &str) -> String {
+    let suite = module.split_once("::").map_or(module, |(_crate, path)| path);
+    format!("{suite}::{test}")
+}

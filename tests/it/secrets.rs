@@ -6,9 +6,10 @@
 //! volume and network it created. The one place a value may be is a service container's own
 //! environment. Expected: 0 occurrences.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -17,14 +18,35 @@ use harbormaster::backend::Scope;
 use harbormaster::{Condition, Environment, HealthCheck, LogOptions, Port, RecordStore, Rollout, Secret, Service};
 use support::{apply_collect, get, Harness, PROJECT};
 
+/// How many tests of this suite are capturing. The logger and the subscriber are the whole test
+/// binary's (every suite's): they keep what is logged while a test of this suite runs, and drop the
+/// rest, so the other suites neither fill the capture nor pay for it.
+static CAPTURING: AtomicUsize = AtomicUsize::new(0);
+
+/// A test of this suite capturing, until dropped.
+struct Capturing;
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        CAPTURING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn capturing() -> bool {
+    CAPTURING.load(Ordering::SeqCst) > 0
+}
+
 /// Everything logged through the `log` facade, from any crate.
 struct LogCapture(Mutex<Vec<String>>);
 
 impl log::Log for LogCapture {
     fn enabled(&self, _: &log::Metadata) -> bool {
-        true
+        capturing()
     }
     fn log(&self, record: &log::Record) {
+        if !capturing() {
+            return;
+        }
         if let Ok(mut v) = self.0.lock() {
             v.push(format!("{} {} {}", record.level(), record.target(), record.args()));
         }
@@ -38,6 +60,9 @@ struct TraceCapture(Arc<Mutex<Vec<u8>>>);
 
 impl Write for TraceCapture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !capturing() {
+            return Ok(buf.len());
+        }
         if let Ok(mut v) = self.0.lock() {
             v.extend_from_slice(buf);
         }
@@ -48,12 +73,14 @@ impl Write for TraceCapture {
     }
 }
 
-fn captures() -> (&'static LogCapture, TraceCapture) {
+/// The captures, kept from now until the returned `Capturing` is dropped.
+fn captures() -> (Capturing, &'static LogCapture, TraceCapture) {
+    CAPTURING.fetch_add(1, Ordering::SeqCst);
     static LOGS: OnceLock<&'static LogCapture> = OnceLock::new();
     static TRACES: OnceLock<TraceCapture> = OnceLock::new();
     let logs = LOGS.get_or_init(|| {
         let logger: &'static LogCapture = Box::leak(Box::new(LogCapture(Mutex::new(Vec::new()))));
-        log::set_logger(logger).expect("this binary's only logger");
+        log::set_logger(logger).expect("the test binary's only logger");
         log::set_max_level(log::LevelFilter::Trace);
         logger
     });
@@ -66,11 +93,11 @@ fn captures() -> (&'static LogCapture, TraceCapture) {
                 .with_writer(move || writer.clone())
                 .with_ansi(false)
                 .finish();
-            tracing::subscriber::set_global_default(subscriber).expect("this binary's only subscriber");
+            tracing::subscriber::set_global_default(subscriber).expect("the test binary's only subscriber");
             capture
         })
         .clone();
-    (logs, traces)
+    (Capturing, logs, traces)
 }
 
 fn unique(what: &str) -> String {
@@ -89,7 +116,7 @@ fn occurrences(secrets: &[String], text: &str, place: &str, found: &mut Vec<Stri
 
 #[tokio::test]
 async fn no_secret_value_appears_anywhere_but_in_the_containers_environment() {
-    let (logs, traces) = captures();
+    let (_capturing, logs, traces) = captures();
     let h = Harness::new("leak").await;
     let inline = unique("inline");
     let from_env = unique("env");
@@ -263,7 +290,7 @@ fn a_secret_with_nul_is_refused_without_its_value() {
 #[tokio::test]
 async fn registry_credentials_never_appear() {
     use base64::Engine as _;
-    let (logs, traces) = captures();
+    let (_capturing, logs, traces) = captures();
     let docker = support::registry::docker().await;
     let repo = support::unique("secretpull");
     // Push (credentials sent), pull (sent again), and a refused pull with another password.
@@ -310,7 +337,7 @@ async fn registry_credentials_never_appear() {
 /// The one place the secret may be is its machine's environment.
 #[tokio::test]
 async fn on_fly_neither_the_token_nor_a_secret_appears_anywhere_but_the_machines_environment() {
-    let (logs, traces) = captures();
+    let (_capturing, logs, traces) = captures();
     let app = support::unique("leak");
     let fake = support::fly::fake(&app).await;
     let image = support::fly::image("leak").await;

@@ -2,7 +2,7 @@
 //! drop and on panic, the reaper for killed test processes, a shared environment, and listing and
 //! taking down environments by name from any process. Real engine, real containers.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -178,9 +178,16 @@ fn start_child(vars: &[(&str, &str)]) -> (String, std::process::Child) {
 
 /// `killed_child` run by `cmd` (the test binary, or a wrapper that runs it).
 fn start_child_in(mut cmd: Command, vars: &[(&str, &str)]) -> (String, std::process::Child) {
-    cmd.args(["--exact", "killed_child", "--ignored", "--nocapture", "--test-threads", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    cmd.args([
+        "--exact",
+        support::child_test(module_path!(), "killed_child").as_str(),
+        "--ignored",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
     for (k, v) in vars {
         cmd.env(k, v);
     }

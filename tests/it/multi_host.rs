@@ -2,7 +2,7 @@
 //! roles, images shipped, services reaching each other across hosts, host keys, an unreachable
 //! host, and a rollout rolled back on every host.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! networks, a service on the host's network probed through loopback, and a service in another's
 //! network namespace.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Builds as users write them: `.dockerignore` honoured, `Build::tag` honoured, and an unchanged
 //! context not sent to the engine again.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Revisions, rollback, the deploy lock, audit, manual promotion, a failed migration and a deploying
 //! process killed mid-rollout, on the real engine, under HTTP load through the ingress (Caddy).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -277,7 +277,7 @@ async fn the_deploying_process_killed_mid_rollout_leaves_the_old_version_serving
 
     let load = Load::start(&url, 4);
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_applies_v2", "--ignored", "--quiet"])
+        .args(["--exact", support::child_test(module_path!(), "child_applies_v2").as_str(), "--ignored", "--quiet"])
         .env("HM_CHILD_ENV", &h.name)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

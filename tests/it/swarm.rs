@@ -1,7 +1,7 @@
 //! The Swarm backend on a real three-node swarm (tests/fixtures/swarm.sh): each node a dockerd in
 //! its own network namespace, images from the test registry, as a production swarm gets them.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -319,7 +319,7 @@ async fn deployer_killed_mid_update_converges_on_the_next_apply() {
     env("v1").apply(&target).await.unwrap();
     // SIGKILLed once Swarm reports the update under way.
     let killed = support::kill::run_child(
-        "swarm_child_applies_v2",
+        &support::child_test(module_path!(), "swarm_child_applies_v2"),
         &[("HM_ENV", name.clone()), ("HM_IMAGE", image.clone())],
         support::kill::KillAt::Matching("TargetRollout"),
     );

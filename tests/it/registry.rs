@@ -3,7 +3,7 @@
 //! configuration and its helpers, a tag moved between deploys, rollback to the old digest, a
 //! stalled registry, an image for another platform, and an SSH host pulling for itself.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 
@@ -296,7 +296,13 @@ fn credentials_come_from_the_docker_cli_configuration() {
         std::fs::write(dir.join("config.json"), config).unwrap();
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_pulls_with_cli_credentials", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                support::child_test(module_path!(), "child_pulls_with_cli_credentials").as_str(),
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("DOCKER_CONFIG", &dir)
             .env("PATH", path)
             .env("HM_CHILD_REFERENCE", &reference)

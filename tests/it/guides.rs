@@ -3,7 +3,7 @@
 //! and the fixture images (RabbitMQ, Prometheus and PgBouncer among them): each must exit 0 after checking what its guide promises (it prints
 //! `fact key=value` lines) and tearing down, leaving nothing behind.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::sync::Mutex;

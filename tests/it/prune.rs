@@ -4,7 +4,7 @@
 //! image the prune removed all still work, with no registry. `--volumes` does lose the records:
 //! that is noticed, never read as an empty history.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

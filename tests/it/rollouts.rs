@@ -1,6 +1,6 @@
 //! Rollouts under continuous HTTP load through the ingress (Caddy), on the real engine.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

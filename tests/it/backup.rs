@@ -2,7 +2,7 @@
 //! S3-compatible storage (moto's server), kept by count and by age, due on a schedule the caller
 //! drives, and restored into a fresh environment with the rows back.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! of a rollout, a service without a health check that exits at once, a container that dies before
 //! it can be probed, and what an ephemeral port is bound to.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -41,7 +41,11 @@ async fn a_migration_interrupted_between_create_and_start_runs_on_the_next_apply
         let version = format!("v{round}");
         let vars = [("HM_KILL_ENV", h.name.clone()), ("HM_KILL_VERSION", version.clone())];
         let child = tokio::task::spawn_blocking(move || {
-            run_child("migrating_child", &vars, KillAt::Matching("InstanceCreated { service: \"migrate\""))
+            run_child(
+                &support::child_test(module_path!(), "migrating_child"),
+                &vars,
+                KillAt::Matching("InstanceCreated { service: \"migrate\""),
+            )
         })
         .await
         .unwrap();

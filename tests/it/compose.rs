@@ -2,7 +2,7 @@
 //! anchors, interpolation, `.env`, `env_file`, secrets, profiles, overrides), errors that name the
 //! file, line and key, and the imported stack deployed for real.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -236,8 +236,12 @@ fn from_compose_says_its_warnings_where_the_user_sees_them() {
     std::fs::write(&file, "services:\n  web:\n    image: nginx:1.22\n    container_name: web-1\n").unwrap();
     let run = |subscriber: bool| {
         let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "from_compose_says_its_warnings_where_the_user_sees_them", "--nocapture"])
-            .env("HM_FROM_COMPOSE_CHILD", &file);
+        cmd.args([
+            "--exact",
+            support::child_test(module_path!(), "from_compose_says_its_warnings_where_the_user_sees_them").as_str(),
+            "--nocapture",
+        ])
+        .env("HM_FROM_COMPOSE_CHILD", &file);
         if subscriber {
             cmd.env("HM_WITH_SUBSCRIBER", "1");
         }

@@ -1,7 +1,7 @@
 //! Probe kinds, failure reporting, status/logs/exec, records and the state store, on the real
-//! Docker engine. (Secrets have a suite of their own: `tests/secrets.rs`.)
+//! Docker engine. (Secrets have a suite of their own: `tests/it/secrets.rs`.)
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

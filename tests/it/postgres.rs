@@ -2,7 +2,7 @@
 //! re-apply, a rollout of its clients, and down/up; a client reaches it over the environment
 //! network with the password from a secret. Redis 7 beside it.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
