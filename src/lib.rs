@@ -167,7 +167,7 @@ pub use backend::ssh::{HostKeyPolicy, HostReport, SshHost, SshHostBuilder};
 pub use backend::swarm::{SwarmBackend, SwarmBackendBuilder};
 pub use backend::{
     Backend, Capabilities, ExecOutput, HostInfo, ImageInfo, ImageShipping, ImageStore, Instance, InstanceFiles,
-    InstanceState, LogLine, LogStream, Orchestrator, RecordStore, Topology,
+    InstanceRuntime, InstanceState, LogLine, LogStream, Orchestrator, RecordStore, Topology,
 };
 pub use engine::{
     environments, ApplyRun, AuditEntry, Deployment, Down, DownReport, Endpoint, Event, EventKind, FoundEnvironment,

@@ -339,6 +339,32 @@ impl Instance {
 }
 
 impl Instance {
+    /// An instance as its labels describe it ([`InstanceLabels`](label::InstanceLabels), the one
+    /// codec), with what only the target reports (state, health, ports, address, creation time) at
+    /// its defaults: a backend fills those in.
+    pub(crate) fn labelled(labels: label::InstanceLabels, id: String, name: String, image_id: String) -> Instance {
+        Instance {
+            id,
+            name,
+            service: labels.service,
+            slot: labels.slot,
+            kind: labels.kind,
+            spec_hash: labels.spec_hash,
+            spec_json: labels.spec_json,
+            image_id,
+            state: InstanceState::Unknown,
+            exit_code: None,
+            restarts: 0,
+            engine_health: EngineHealth::None,
+            published: Vec::new(),
+            ip: None,
+            created: String::new(),
+            host: None,
+            secret_env: BTreeMap::new(),
+            secret_digests: BTreeMap::new(),
+        }
+    }
+
     /// Whether it is running (or being restarted).
     pub fn is_running(&self) -> bool {
         matches!(self.state, InstanceState::Running | InstanceState::Restarting)

@@ -1,4 +1,9 @@
-//! The label keys the library puts on what it owns (all under [`LABEL_PREFIX`](crate::model::LABEL_PREFIX)).
+//! The label keys the library puts on what it owns (all under [`LABEL_PREFIX`](crate::model::LABEL_PREFIX)),
+//! and the one codec of an instance's labels ([`InstanceLabels`]).
+
+use std::collections::BTreeMap;
+
+use crate::model::ServiceKind;
 
 pub const MANAGED: &str = "io.harbormaster.managed";
 pub const PROJECT: &str = "io.harbormaster.project";
@@ -28,12 +33,104 @@ pub const DATA_PREFIX: &str = "io.harbormaster.data.";
 pub const MARKS: &str = "io.harbormaster.marks";
 
 /// The environment marks among a resource's labels (those [`MARKS`] names).
-pub fn marks_of<'a>(
-    labels: impl IntoIterator<Item = (&'a String, &'a String)> + Copy,
-) -> std::collections::BTreeMap<String, String> {
+pub fn marks_of<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)> + Copy) -> BTreeMap<String, String> {
     let Some(keys) = labels.into_iter().find(|(k, _)| k.as_str() == MARKS).map(|(_, v)| v.clone()) else {
         return Default::default();
     };
     let keys: Vec<&str> = keys.split(',').filter(|k| !k.is_empty()).collect();
     labels.into_iter().filter(|(k, _)| keys.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// What the library writes on an instance and reads back from it: the one codec of instance
+/// labels, shared by every backend (a container's labels, a task's, a machine's metadata, the
+/// in-memory runtime's). [`Instance::labelled`](super::Instance::labelled) makes an instance of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct InstanceLabels {
+    /// The service ([`SERVICE`]).
+    pub(crate) service: String,
+    /// The replica slot ([`SLOT`]; 0 when absent).
+    pub(crate) slot: u32,
+    /// Service or job ([`KIND`]).
+    pub(crate) kind: ServiceKind,
+    /// The hash of the configuration it was created from ([`SPEC_HASH`]).
+    pub(crate) spec_hash: String,
+    /// The configuration itself, as JSON without secret values ([`SPEC`]).
+    pub(crate) spec_json: Option<String>,
+    /// The image the instance was created from, where the target does not say it ([`IMAGE`]).
+    pub(crate) image: Option<String>,
+    /// The names of its secret variables ([`SECRET_KEYS`]).
+    pub(crate) secret_keys: Vec<String>,
+}
+
+impl InstanceLabels {
+    /// Reads the labels `get` looks up. `None` without a service label: not an instance the
+    /// library created.
+    pub(crate) fn read<'a>(get: impl Fn(&str) -> Option<&'a String>) -> Option<InstanceLabels> {
+        Some(InstanceLabels {
+            service: get(SERVICE)?.clone(),
+            slot: get(SLOT).and_then(|s| s.parse().ok()).unwrap_or(0),
+            kind: match get(KIND).map(String::as_str) {
+                Some("job") => ServiceKind::Job,
+                _ => ServiceKind::Service,
+            },
+            spec_hash: get(SPEC_HASH).cloned().unwrap_or_default(),
+            spec_json: get(SPEC).cloned(),
+            image: get(IMAGE).cloned(),
+            secret_keys: get(SECRET_KEYS)
+                .map(|k| k.split(',').filter(|k| !k.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Writes them into `labels` (the image only when set: most targets report it themselves).
+    pub(crate) fn write(&self, labels: &mut BTreeMap<String, String>) {
+        labels.insert(SERVICE.into(), self.service.clone());
+        labels.insert(SLOT.into(), self.slot.to_string());
+        labels.insert(KIND.into(), kind_value(self.kind).into());
+        labels.insert(SPEC_HASH.into(), self.spec_hash.clone());
+        if let Some(spec) = &self.spec_json {
+            labels.insert(SPEC.into(), spec.clone());
+        }
+        if let Some(image) = &self.image {
+            labels.insert(IMAGE.into(), image.clone());
+        }
+        labels.insert(SECRET_KEYS.into(), self.secret_keys.join(","));
+    }
+
+    /// The values of its secret variables that `value` finds in the instance's environment. Each
+    /// is a secret from now on: values deployed earlier (perhaps by another process, before a
+    /// rotation) are scrubbed too.
+    pub(crate) fn secret_env(&self, value: impl Fn(&str) -> Option<String>) -> BTreeMap<String, String> {
+        self.secret_keys
+            .iter()
+            .filter_map(|k| {
+                let v = value(k)?;
+                crate::scrub::remember(&v);
+                Some((k.clone(), v))
+            })
+            .collect()
+    }
+}
+
+impl Default for InstanceLabels {
+    /// No labels: a service instance of no service.
+    fn default() -> Self {
+        InstanceLabels {
+            service: String::new(),
+            slot: 0,
+            kind: ServiceKind::Service,
+            spec_hash: String::new(),
+            spec_json: None,
+            image: None,
+            secret_keys: Vec::new(),
+        }
+    }
+}
+
+/// The value of [`KIND`] for `kind`.
+pub(crate) fn kind_value(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Job => "job",
+        ServiceKind::Service => "service",
+    }
 }

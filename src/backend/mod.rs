@@ -1,8 +1,11 @@
 //! Backends: where environments run. The engine talks to every target through one narrow
-//! runtime, the [`Backend`] trait (`runtime.rs`), and asks it for optional capabilities: an
-//! [`ImageStore`] (`images.rs`), a [`RecordStore`] for the lock and revisions (`records.rs`),
-//! [`InstanceFiles`] (`files.rs`), a multi-host [`Topology`] (`topology.rs`), [`ImageShipping`],
-//! and, for targets that roll out by themselves, an [`Orchestrator`] (`orchestrator.rs`).
+//! seam, the [`Backend`] trait (`runtime.rs`), and asks it for optional capabilities: an
+//! [`InstanceRuntime`] that runs single instances (`instance_runtime.rs`) or, for targets that
+//! roll out by themselves, an [`Orchestrator`] (`orchestrator.rs`); an [`ImageStore`]
+//! (`images.rs`), a [`RecordStore`] for the lock and revisions (`records.rs`), [`InstanceFiles`]
+//! (`files.rs`), a multi-host [`Topology`] (`topology.rs`) and [`ImageShipping`]. What a target
+//! cannot honour of a description it says through one hook, [`Backend::limits`] ([`Limit`],
+//! `limit.rs`). What every target wrote on what it owns is read by one codec (`label.rs`).
 //!
 //! Implementations: [`docker`] implements it for a Docker Engine (local socket or `DOCKER_HOST`),
 //! [`ssh`] for a Docker Engine on a host reached over SSH (the same Docker code, over a forwarded
@@ -25,7 +28,9 @@ pub mod fleet;
 pub mod fly;
 mod images;
 mod instance;
+mod instance_runtime;
 pub(crate) mod label;
+mod limit;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 mod orchestrator;
@@ -44,8 +49,10 @@ pub use instance::{
     EngineHealth, ExecOutput, Instance, InstanceSpec, InstanceState, LogLine, LogStream, PublishedPort, Scope,
     DEFAULT_NETWORK,
 };
-pub use orchestrator::{Limit, NativeRollout, Orchestrator, ServiceDeployment};
+pub use instance_runtime::InstanceRuntime;
+pub use limit::Limit;
+pub use orchestrator::{NativeRollout, Orchestrator, ServiceDeployment};
 pub use records::{NewRecord, Record, RecordStore, StateFile};
-pub(crate) use runtime::{files_of, hosts_of, images_of, records_of, shipping_of};
+pub(crate) use runtime::{files_of, hosts_of, images_of, instances_of, records_of, shipping_of};
 pub use runtime::{Backend, Capabilities};
 pub use topology::{HostInfo, Topology};

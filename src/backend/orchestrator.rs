@@ -3,8 +3,6 @@
 //! strategy and its health check, and keeps what it owns: the plan, the revisions, the outcome,
 //! the deadline and the events. The engine's side is `engine/orchestrated.rs`.
 
-use std::fmt;
-
 use async_trait::async_trait;
 
 use super::{InstanceSpec, Scope};
@@ -67,36 +65,13 @@ pub enum NativeRollout {
     },
 }
 
-/// Something of a service's description that a target's own rollout handles differently from
-/// the library's, or not at all; [`Plan::limits`](crate::Plan::limits) lists them before
-/// anything changes, and an apply refuses to start while any is `refused`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Limit {
-    /// The service.
-    pub service: String,
-    /// What, and what happens instead (or what to change).
-    pub what: String,
-    /// `true`: the description cannot be honoured; apply refuses. `false`: it is honoured
-    /// differently, as `what` says.
-    pub refused: bool,
-}
-
-impl fmt::Display for Limit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let how = if self.refused { "refused" } else { "note" };
-        write!(f, "{how}: {}: {}", self.service, self.what)
-    }
-}
-
 /// A target that rolls services out by itself. The engine decides what changes and when (the
 /// plan, dependency order, deadline, revisions) and asks the target to converge one service at a
-/// time; the target's own update does the replacing.
+/// time; the target's own update does the replacing. What its rollout cannot honour as the
+/// library would (strategy, health check, secrets), it says in
+/// [`Backend::limits`](super::Backend::limits).
 #[async_trait]
 pub trait Orchestrator: Send + Sync {
-    /// What of `service` (strategy, health check, secrets) the target's own rollout cannot
-    /// honour as the library would; empty if it honours all of it.
-    fn limits(&self, service: &Service) -> Vec<Limit>;
-
     /// Creates the service, or updates it to `deployment` (a new template, replica count or
     /// rollout); returns at once, the target rolls it out by itself.
     async fn submit(&self, deployment: &ServiceDeployment<'_>) -> Result<()>;

@@ -10,21 +10,24 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 use super::{
-    ExecOutput, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceSpec, LogLine, Orchestrator, RecordStore,
-    Scope, Topology,
+    ExecOutput, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceRuntime, Limit, LogLine, Orchestrator,
+    RecordStore, Scope, Topology,
 };
 use crate::error::{Error, Result};
+use crate::model::Service;
 
-/// A target that runs instances of services: the local Docker engine, a remote one over SSH,
-/// several hosts, a swarm, a cloud API.
+/// A target that runs services: the local Docker engine, a remote one over SSH, several hosts, a
+/// swarm, a cloud API.
 ///
-/// The required methods are the runtime: run an instance from a template (create, then start),
-/// observe it, stop it, remove it, its logs, exec, where to probe it, and the environment's
-/// network and volumes. Everything else is an optional capability, `None` unless the target
-/// has it:
+/// The required methods observe what runs (list, inspect, wait for an exit, logs, exec, where
+/// to probe it) and keep the environment's network and volumes; [`limits`](Self::limits) says
+/// what the target cannot honour of a description. How services get run is a capability: a
+/// target either runs single instances ([`InstanceRuntime`]) or rolls whole services out by
+/// itself ([`Orchestrator`]). Every capability is `None` unless the target has it:
 ///
 /// | capability | what needs it |
 /// |---|---|
+/// | [`instances`](Self::instances): [`InstanceRuntime`] | the engine's own rollouts, jobs and recovery: create, start, stop, remove one instance |
 /// | [`images`](Self::images): [`ImageStore`] | building, pulling, pinning and keeping images; without it images are passed by reference |
 /// | [`records`](Self::records): [`RecordStore`] | the deploy lock, revisions, audit, rollback (every apply) |
 /// | [`files`](Self::files): [`InstanceFiles`] | an [`Ingress`](crate::Ingress) (its configuration and certificates) |
@@ -45,18 +48,6 @@ pub trait Backend: Send + Sync + 'static {
 
     /// One instance, freshly read.
     async fn inspect_instance(&self, id: &str) -> Result<Instance>;
-
-    /// Creates an instance from its template, not started yet; returns its ID.
-    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String>;
-
-    /// Starts a created or stopped instance; starting a running one is not an error.
-    async fn start_instance(&self, id: &str) -> Result<()>;
-
-    /// Stops an instance: SIGTERM, then SIGKILL after `grace`.
-    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()>;
-
-    /// Removes an instance (stopping it if needed). Removing a missing one is not an error.
-    async fn remove_instance(&self, id: &str) -> Result<()>;
 
     /// Resolves when the instance is not running any more, with its exit code.
     async fn wait_exit(&self, id: &str) -> Result<i64>;
@@ -126,12 +117,14 @@ pub trait Backend: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Checks what only the target can tell about instances made from `spec`, before anything
-    /// changes: that its CPU limit fits the host's cores, that its bind mount sources exist there.
-    /// A problem is an [`Error::Invalid`] naming the service and field. The default checks nothing.
-    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
-        let _ = spec;
-        Ok(())
+    /// What the target cannot honour of `service`'s description, or honours differently, said
+    /// before anything changes: [`Plan::limits`](crate::Plan::limits) lists them, and an apply
+    /// refuses to start while any is [`refused`](Limit::refused). The one place every target
+    /// says so (a swarm's rollout settings, the checks a cloud API cannot run, the Docker
+    /// engine's minimum memory). The default: everything is honoured.
+    fn limits(&self, service: &Service) -> Vec<Limit> {
+        let _ = service;
+        Vec::new()
     }
 
     /// Whether the target runs each instance's HTTP and TCP health check itself (from
@@ -174,6 +167,11 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// Its runtime of single instances, if the engine runs instances there one by one.
+    fn instances(&self) -> Option<&dyn InstanceRuntime> {
+        None
+    }
+
     /// Its own rollout, if it rolls services out by itself.
     fn orchestrator(&self) -> Option<&dyn Orchestrator> {
         None
@@ -182,6 +180,7 @@ pub trait Backend: Send + Sync + 'static {
     /// What it can do, for messages and for callers that choose a path by capability.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
+            instances: self.instances().is_some(),
             images: self.images().is_some(),
             records: self.records().is_some(),
             files: self.files().is_some(),
@@ -195,6 +194,8 @@ pub trait Backend: Send + Sync + 'static {
 /// Which optional capabilities a target has ([`Backend::capabilities`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
+    /// [`Backend::instances`].
+    pub instances: bool,
     /// [`Backend::images`].
     pub images: bool,
     /// [`Backend::records`].
@@ -212,6 +213,7 @@ pub struct Capabilities {
 impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let all = [
+            (self.instances, "instances"),
             (self.images, "images"),
             (self.records, "records"),
             (self.files, "files"),
@@ -222,6 +224,18 @@ impl fmt::Display for Capabilities {
         let names: Vec<&str> = all.iter().filter(|(on, _)| *on).map(|(_, n)| *n).collect();
         write!(f, "runtime{}{}", if names.is_empty() { "" } else { " + " }, names.join(" + "))
     }
+}
+
+/// The target's runtime of single instances, or why the engine cannot run instances there one
+/// by one (a target that rolls services out by itself).
+pub(crate) fn instances_of<'a>(backend: &'a dyn Backend, what: &str) -> Result<&'a dyn InstanceRuntime> {
+    backend.instances().ok_or_else(|| {
+        Error::unsupported(
+            backend.describe(),
+            what,
+            "it runs no single instances: it rolls whole services out by itself (an orchestrator)",
+        )
+    })
 }
 
 /// The target's record store, or why an operation that needs one cannot run there.

@@ -141,12 +141,9 @@ pub(crate) async fn plan(env: &Environment, backend: &dyn Backend, sink: &EventS
     Ok(plan)
 }
 
-/// What a self-rolling target handles differently, or cannot honour, of the description.
+/// What the target handles differently, or cannot honour, of the description.
 fn limits(env: &Environment, backend: &dyn Backend) -> Vec<crate::backend::Limit> {
-    match backend.orchestrator() {
-        Some(o) => env.services.iter().flat_map(|s| o.limits(s)).collect(),
-        None => Vec::new(),
-    }
+    env.services.iter().flat_map(|s| backend.limits(s)).collect()
 }
 
 /// What only the target can tell (its cores, its bind mount sources), for every service the plan
@@ -163,7 +160,9 @@ async fn check_target(
                 return Err(super::files::unsupported(backend, &sp.service));
             }
             let slot = sp.create.first().copied().or_else(|| sp.replace.first().map(|(s, _)| *s)).unwrap_or(0);
-            backend.check_spec(&t.instance(scope, slot, format!("{}-check", scope.qualified()))).await?;
+            if let Some(runtime) = backend.instances() {
+                runtime.check_spec(&t.instance(scope, slot, format!("{}-check", scope.qualified()))).await?;
+            }
         }
     }
     Ok(())

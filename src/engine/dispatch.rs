@@ -46,7 +46,9 @@ impl ServiceRun<'_> {
         let first_create_error = create_errors.into_iter().find_map(|r| r.err());
         if deps.is_err() || first_create_error.is_some() {
             let ids: Vec<&str> = created.iter().map(|c| c.id.as_str()).collect();
-            join_all(ids.iter().map(|id| self.backend.remove_instance(id))).await;
+            if let Ok(runtime) = self.instances() {
+                join_all(ids.iter().map(|id| runtime.remove_instance(id))).await;
+            }
         }
         match deps {
             Err(Some(dep)) => {
@@ -93,7 +95,9 @@ impl ServiceRun<'_> {
             Ok(r) => r,
             Err(_) => {
                 // Remove what this rollout started and bring back any old instance it had stopped.
-                join_all(created_ids.iter().map(|id| self.backend.remove_instance(id))).await;
+                if let Ok(runtime) = self.instances() {
+                    join_all(created_ids.iter().map(|id| runtime.remove_instance(id))).await;
+                }
                 let old: Vec<Instance> = self.plan.replace.iter().map(|(_, i)| i.clone()).collect();
                 let _ = RolloutRun(self).restore(&old).await;
                 Err(self.cutoff().error(self.name()))
@@ -165,7 +169,9 @@ impl ServiceRun<'_> {
         )
         .await;
         if let Some(e) = verified.into_iter().find_map(|r| r.err()) {
-            join_all(created.iter().map(|c| self.backend.remove_instance(&c.id))).await;
+            if let Ok(runtime) = self.instances() {
+                join_all(created.iter().map(|c| runtime.remove_instance(&c.id))).await;
+            }
             return Err(e);
         }
         if let Some(weight) = p.awaiting {
@@ -236,7 +242,7 @@ impl ServiceRun<'_> {
         let code = match super::job_exit::final_exit(self.backend, &instance.id, svc.restart, end).await? {
             Some(code) => code,
             None => {
-                let _ = self.backend.stop_instance(&instance.id, Duration::from_secs(2)).await;
+                let _ = self.instances()?.stop_instance(&instance.id, Duration::from_secs(2)).await;
                 if self.cutoff().passed() {
                     return Err(self.cutoff().error(&instance.name));
                 }

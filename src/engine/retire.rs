@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use crate::backend::{Backend, Instance};
+use crate::backend::{instances_of, Backend, Instance};
 use crate::error::{Error, Result};
 use crate::events::{EventKind, EventSink};
 
@@ -18,13 +18,14 @@ pub(crate) async fn retire(
     instances: &[Instance],
     grace: Duration,
 ) -> Result<()> {
+    let runtime = instances_of(backend, &format!("retire instances of `{service}`"))?;
     let results = join_all(instances.iter().map(|i| async move {
         // No grace: the removal kills it (`docker rm -f`), one call instead of two.
         if i.is_running() && !grace.is_zero() {
-            backend.stop_instance(&i.id, grace).await?;
+            runtime.stop_instance(&i.id, grace).await?;
             sink.emit(EventKind::InstanceStopped { service: service.to_string(), instance: i.name.clone() });
         }
-        backend.remove_instance(&i.id).await?;
+        runtime.remove_instance(&i.id).await?;
         sink.emit(EventKind::InstanceRemoved { service: service.to_string(), instance: i.name.clone() });
         Ok::<_, Error>(())
     }))

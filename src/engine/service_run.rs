@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::traffic::Traffic;
-use crate::backend::{label, Backend, Instance, Scope};
+use crate::backend::{instances_of, label, Backend, Instance, InstanceRuntime, Scope};
 use crate::error::{Error, Result};
 use crate::events::{EventKind, EventSink, RolloutOutcome};
 use crate::health::gate::{Cutoff, Gate};
@@ -90,6 +90,13 @@ pub(crate) fn rollback_allowance(svc: &crate::model::Service) -> Duration {
 impl ServiceRun<'_> {
     pub(super) fn name(&self) -> &str {
         &self.template.service.name
+    }
+
+    /// The target's runtime of single instances: every step that creates, starts, stops or
+    /// removes one instance goes through it. A target that rolls out by itself has none, and
+    /// never takes those steps (`engine/orchestrated.rs` runs its services).
+    pub(super) fn instances(&self) -> Result<&dyn InstanceRuntime> {
+        instances_of(self.backend, &format!("run instances of `{}`", self.name()))
     }
 
     /// Where this service's waits end: the rollout's own deadline once its rollout has started,
@@ -174,7 +181,8 @@ impl ServiceRun<'_> {
             let joined = self.namespace_owner(owner, slot).await?;
             spec.container.network_mode = Some(NetworkMode::Container(joined.id));
         }
-        let id = self.backend.create_instance(&spec).await?;
+        let runtime = self.instances()?;
+        let id = runtime.create_instance(&spec).await?;
         let prepared =
             if let Err(e) = super::files::write(self.backend, self.name(), &id, &self.template.service.files).await {
                 Err(e)
@@ -186,7 +194,7 @@ impl ServiceRun<'_> {
                 Ok(())
             };
         if let Err(e) = prepared {
-            let _ = self.backend.remove_instance(&id).await;
+            let _ = runtime.remove_instance(&id).await;
             return Err(e);
         }
         self.sink.emit(EventKind::InstanceCreated { service: self.name().to_string(), instance: name.clone() });
@@ -195,8 +203,9 @@ impl ServiceRun<'_> {
 
     /// Starts a created instance and reads it back (its address is needed for probes).
     pub(super) async fn start(&self, c: &Created) -> Result<(Instance, Instant)> {
-        if let Err(e) = self.backend.start_instance(&c.id).await {
-            let _ = self.backend.remove_instance(&c.id).await;
+        let runtime = self.instances()?;
+        if let Err(e) = runtime.start_instance(&c.id).await {
+            let _ = runtime.remove_instance(&c.id).await;
             return Err(e);
         }
         let started = Instant::now();

@@ -203,12 +203,16 @@ impl Template {
         let s = &self.service;
         let mut labels = s.labels.clone();
         labels.extend(scope.labels());
-        labels.insert(label::SERVICE.into(), s.name.clone());
-        labels.insert(label::SLOT.into(), slot.to_string());
-        labels.insert(label::KIND.into(), if s.kind == ServiceKind::Job { "job" } else { "service" }.into());
-        labels.insert(label::SPEC_HASH.into(), self.spec_hash.clone());
-        labels.insert(label::SPEC.into(), self.spec_json.clone());
-        labels.insert(label::SECRET_KEYS.into(), s.secrets.keys().cloned().collect::<Vec<_>>().join(","));
+        label::InstanceLabels {
+            service: s.name.clone(),
+            slot,
+            kind: s.kind,
+            spec_hash: self.spec_hash.clone(),
+            spec_json: Some(self.spec_json.clone()),
+            image: None,
+            secret_keys: s.secrets.keys().cloned().collect(),
+        }
+        .write(&mut labels);
         InstanceSpec {
             name,
             scope: scope.clone(),

@@ -54,23 +54,29 @@ impl RegistryAuth {
         }
     }
 
-    /// The engine's form (`X-Registry-Auth`) for `server`.
-    #[cfg(feature = "docker")]
-    pub(crate) fn engine_credentials(&self, server: &str) -> bollard::auth::DockerCredentials {
+    /// The credential itself, for the target that hands it to a registry (the Docker backend
+    /// turns it into the engine's `X-Registry-Auth`). The one place a secret leaves this type.
+    pub(crate) fn credential(&self) -> Credential<'_> {
         match &self.kind {
-            Kind::Basic { username, password } => bollard::auth::DockerCredentials {
-                username: Some(username.clone()),
-                password: Some(password.expose().to_string()),
-                serveraddress: Some(server.to_string()),
-                ..Default::default()
-            },
-            Kind::IdentityToken(token) => bollard::auth::DockerCredentials {
-                identitytoken: Some(token.expose().to_string()),
-                serveraddress: Some(server.to_string()),
-                ..Default::default()
-            },
+            Kind::Basic { username, password } => Credential::Basic { username, password: password.expose() },
+            Kind::IdentityToken(token) => Credential::IdentityToken(token.expose()),
         }
     }
+}
+
+/// A registry credential as a target hands it over: the library's own type, so no backend's
+/// client types reach `registry`. Borrowed from a [`RegistryAuth`]; never printed.
+#[derive(Clone, Copy)]
+pub(crate) enum Credential<'a> {
+    /// A user name and password (or access token).
+    Basic {
+        /// The user name.
+        username: &'a str,
+        /// The password or token.
+        password: &'a str,
+    },
+    /// An identity token.
+    IdentityToken(&'a str),
 }
 
 impl fmt::Debug for RegistryAuth {

@@ -21,8 +21,8 @@ mod progress;
 mod reference;
 mod registries;
 
-pub(crate) use auth::Found;
 pub use auth::RegistryAuth;
+pub(crate) use auth::{Credential, Found};
 pub use progress::PullProgress;
 pub(crate) use progress::Tally;
 pub use reference::ImageRef;

@@ -6,7 +6,7 @@ use crate::support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use harbormaster::{Build, Error, EventKind, Health, HealthCheck, LogOptions, Port, Service};
+use harbormaster::{Build, Error, EventKind, Health, HealthCheck, InstanceRuntime, LogOptions, Port, Service};
 use support::{apply_collect, get, workload, Harness};
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use crate::support;
 use std::time::Duration;
 
 use harbormaster::backend::Scope;
-use harbormaster::{Backend, Environment, Error, HealthCheck, Port, Rollout, RolloutOutcome};
+use harbormaster::{Backend, Environment, Error, HealthCheck, InstanceRuntime, Port, Rollout, RolloutOutcome};
 use support::kill::{run_child, KillAt};
 use support::stack::{self, LOG};
 use support::{get, Harness, PROJECT};

@@ -18,7 +18,7 @@ use crate::backend::{
     label, EngineHealth, ExecOutput, Instance, InstanceSpec, InstanceState, LogLine, LogStream, PublishedPort, Scope,
 };
 use crate::error::{Error, Result};
-use crate::model::{ServiceKind, VolumeSource, MIGRATE_SYSCTL};
+use crate::model::{VolumeSource, MIGRATE_SYSCTL};
 
 /// Creates the container through the silent transport: the body holds the secrets' values.
 pub(super) async fn create(d: &DockerBackend, spec: &InstanceSpec) -> Result<String> {
@@ -333,25 +333,9 @@ pub(super) async fn inspect(d: &DockerBackend, id: &str) -> Result<Instance> {
 fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Instance> {
     let config = c.config.unwrap_or_default();
     let labels = config.labels.unwrap_or_default();
-    let service = labels.get(label::SERVICE)?.clone();
-    let slot = labels.get(label::SLOT).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let kind = match labels.get(label::KIND).map(String::as_str) {
-        Some("job") => ServiceKind::Job,
-        _ => ServiceKind::Service,
-    };
-    let secret_keys: Vec<&str> =
-        labels.get(label::SECRET_KEYS).map(|s| s.split(',').filter(|k| !k.is_empty()).collect()).unwrap_or_default();
-    let secret_env: BTreeMap<String, String> = config
-        .env
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            secret_keys.contains(&k).then(|| (k.to_string(), v.to_string()))
-        })
-        .collect();
-    // Values deployed earlier (perhaps by another process, before a rotation) are scrubbed too.
-    secret_env.values().for_each(|v| crate::scrub::remember(v));
+    let decoded = label::InstanceLabels::read(|k| labels.get(k))?;
+    let env: BTreeMap<&str, &str> = config.env.iter().flatten().filter_map(|kv| kv.split_once('=')).collect();
+    let secret_env = decoded.secret_env(|k| env.get(k).map(|v| v.to_string()));
     let state_info = c.state.unwrap_or_default();
     let state = match state_info.status {
         Some(ContainerStateStatusEnum::CREATED) => InstanceState::Created,
@@ -403,25 +387,18 @@ fn to_instance(c: ContainerInspectResponse, network: Option<&str>) -> Option<Ins
         network.and_then(on).or_else(|| on(crate::backend::DEFAULT_NETWORK)).and_then(|ip| ip.parse::<IpAddr>().ok())
     };
     let restarts = c.restart_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
+    let id = c.id.unwrap_or_default();
+    let name = c.name.unwrap_or_default().trim_start_matches('/').to_string();
     Some(Instance {
         restarts,
-        id: c.id.unwrap_or_default(),
-        name: c.name.unwrap_or_default().trim_start_matches('/').to_string(),
-        service,
-        slot,
-        kind,
-        spec_hash: labels.get(label::SPEC_HASH).cloned().unwrap_or_default(),
-        spec_json: labels.get(label::SPEC).cloned(),
-        image_id: c.image.unwrap_or_default(),
         state,
         exit_code,
         engine_health,
         published,
         ip,
         created: c.created.map(|d| sortable_timestamp(&d.to_string())).unwrap_or_default(),
-        host: None,
         secret_env,
-        secret_digests: BTreeMap::new(),
+        ..Instance::labelled(decoded, id, name, c.image.unwrap_or_default())
     })
 }
 

@@ -50,8 +50,8 @@ use futures::stream::BoxStream;
 use tracing::instrument::WithSubscriber;
 
 use super::{
-    Backend, ExecOutput, ImageInfo, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceSpec, LogLine,
-    NewRecord, Record, RecordStore, Scope, StateFile,
+    Backend, ExecOutput, ImageInfo, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceRuntime, InstanceSpec,
+    LogLine, NewRecord, Record, RecordStore, Scope, StateFile,
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::Build;
@@ -463,32 +463,6 @@ impl Backend for DockerBackend {
         quiet(inventory::environments(self)).await
     }
 
-    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
-        let _turn = self.busy.acquire().await;
-        quiet(containers::create(self, spec)).await
-    }
-
-    async fn start_instance(&self, id: &str) -> Result<()> {
-        let _turn = self.busy.acquire().await;
-        // 304: already running. Starting is idempotent, as stopping is, so a rollback can restore a
-        // mix of stopped and running old instances with one call each.
-        let start = self.call("start container", id, async {
-            match self.docker.start_container(id, None).await {
-                Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
-                other => other,
-            }
-        });
-        quiet(start).await
-    }
-
-    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
-        quiet(containers::stop(self, id, grace)).await
-    }
-
-    async fn remove_instance(&self, id: &str) -> Result<()> {
-        quiet(containers::remove(self, id)).await
-    }
-
     async fn wait_exit(&self, id: &str) -> Result<i64> {
         quiet(containers::wait_exit(self, id)).await
     }
@@ -503,11 +477,6 @@ impl Backend for DockerBackend {
 
     async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput> {
         quiet(containers::exec(self, id, command, timeout)).await
-    }
-
-    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
-        quiet(containers::check(self, spec)).await?;
-        quiet(ports::check(self, spec)).await
     }
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
@@ -544,6 +513,44 @@ impl Backend for DockerBackend {
 
     fn shipping(&self) -> Option<&dyn ImageShipping> {
         Some(self)
+    }
+
+    fn instances(&self) -> Option<&dyn InstanceRuntime> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl InstanceRuntime for DockerBackend {
+    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
+        let _turn = self.busy.acquire().await;
+        quiet(containers::create(self, spec)).await
+    }
+
+    async fn start_instance(&self, id: &str) -> Result<()> {
+        let _turn = self.busy.acquire().await;
+        // 304: already running. Starting is idempotent, as stopping is, so a rollback can restore a
+        // mix of stopped and running old instances with one call each.
+        let start = self.call("start container", id, async {
+            match self.docker.start_container(id, None).await {
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+                other => other,
+            }
+        });
+        quiet(start).await
+    }
+
+    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
+        quiet(containers::stop(self, id, grace)).await
+    }
+
+    async fn remove_instance(&self, id: &str) -> Result<()> {
+        quiet(containers::remove(self, id)).await
+    }
+
+    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
+        quiet(containers::check(self, spec)).await?;
+        quiet(ports::check(self, spec)).await
     }
 }
 

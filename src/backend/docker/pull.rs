@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::{engine_error, engine_message, is_not_found, DockerBackend};
 use crate::backend::ImageInfo;
 use crate::error::{Error, RegistryErrorKind, Result};
-use crate::registry::{failure, Found, ImageRef, PullProgress, Tally};
+use crate::registry::{failure, Credential, Found, ImageRef, PullProgress, Tally};
 
 /// How often progress is reported at most.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
@@ -66,8 +66,25 @@ pub(super) async fn credentials_for(
     image: &ImageRef,
 ) -> (Option<Found>, Option<bollard::auth::DockerCredentials>) {
     let found = d.registries.find(&image.registry).await;
-    let engine = found.as_ref().map(|f| f.auth.engine_credentials(&server_of(&image.registry)));
+    let engine = found.as_ref().map(|f| engine_form(f.auth.credential(), &server_of(&image.registry)));
     (found, engine)
+}
+
+/// The engine's form of a credential (`X-Registry-Auth`) for `server`.
+fn engine_form(credential: Credential<'_>, server: &str) -> bollard::auth::DockerCredentials {
+    match credential {
+        Credential::Basic { username, password } => bollard::auth::DockerCredentials {
+            username: Some(username.to_string()),
+            password: Some(password.to_string()),
+            serveraddress: Some(server.to_string()),
+            ..Default::default()
+        },
+        Credential::IdentityToken(token) => bollard::auth::DockerCredentials {
+            identitytoken: Some(token.to_string()),
+            serveraddress: Some(server.to_string()),
+            ..Default::default()
+        },
+    }
 }
 
 fn parse(reference: &str, operation: &'static str) -> Result<ImageRef> {

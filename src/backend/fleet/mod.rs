@@ -28,8 +28,8 @@ use futures::stream::BoxStream;
 
 use super::{files_of, images_of, records_of, shipping_of};
 use super::{
-    Backend, ExecOutput, HostInfo, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceSpec, LogLine,
-    NewRecord, Record, RecordStore, Scope, StateFile, Topology,
+    Backend, ExecOutput, HostInfo, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceRuntime, InstanceSpec,
+    LogLine, NewRecord, Record, RecordStore, Scope, StateFile, Topology,
 };
 use crate::error::{Error, Result};
 use crate::model::Build;
@@ -248,6 +248,11 @@ impl Fleet {
 }
 
 /// An error on host `m` says so.
+/// A member's runtime of single instances (every fleet host is a Docker engine: it has one).
+fn runtime(m: &Member) -> Result<&dyn InstanceRuntime> {
+    on(m, super::instances_of(m.backend.as_ref(), &format!("run instances on {}", m.name)))
+}
+
 fn on<T>(m: &Member, r: Result<T>) -> Result<T> {
     r.map_err(|e| match e {
         e
@@ -320,51 +325,6 @@ impl Backend for Fleet {
         on(m, m.backend.remove_volume(local).await)
     }
 
-    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
-        let m = match (&spec.host, self.members.len()) {
-            (Some(h), _) => self.member(h)?,
-            (None, 1) => self.primary(),
-            (None, _) => {
-                return Err(Error::Placement {
-                    service: spec.service.clone(),
-                    reason: format!(
-                        "the fleet has {} hosts and the service has no role placing it on one; give it \
-                         `ServiceBuilder::role` and map the role with `EnvironmentBuilder::hosts`",
-                        self.members.len()
-                    ),
-                })
-            }
-        };
-        on(
-            m,
-            self.shipments
-                .ensure(self.source.as_ref(), Some(self.primary()), m, &spec.image_id, spec.image_pull.as_deref())
-                .await,
-        )?;
-        for v in &spec.volumes {
-            if let Some(name) = v.volume_name() {
-                on(m, m.backend.ensure_volume_with(&spec.scope, name, &v.options.driver_opts).await)?;
-            }
-        }
-        let id = on(m, m.backend.create_instance(&local_spec(spec, &m.name)).await)?;
-        Ok(format!("{}/{id}", m.name))
-    }
-
-    async fn start_instance(&self, id: &str) -> Result<()> {
-        let (m, local) = self.route(id)?;
-        on(m, m.backend.start_instance(local).await)
-    }
-
-    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
-        let (m, local) = self.route(id)?;
-        on(m, m.backend.stop_instance(local, grace).await)
-    }
-
-    async fn remove_instance(&self, id: &str) -> Result<()> {
-        let (m, local) = self.route(id)?;
-        on(m, m.backend.remove_instance(local).await)
-    }
-
     async fn wait_exit(&self, id: &str) -> Result<i64> {
         let (m, local) = self.route(id)?;
         on(m, m.backend.wait_exit(local).await)
@@ -385,15 +345,6 @@ impl Backend for Fleet {
     async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput> {
         let (m, local) = self.route(id)?;
         on(m, m.backend.exec(local, command, timeout).await)
-    }
-
-    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
-        // On the host the instance goes to (the primary for an unplaced one on a one-host fleet).
-        let m = match &spec.host {
-            Some(h) => self.member(h)?,
-            None => self.primary(),
-        };
-        on(m, m.backend.check_spec(spec).await)
     }
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
@@ -429,6 +380,67 @@ impl Backend for Fleet {
 
     fn shipping(&self) -> Option<&dyn ImageShipping> {
         Some(self)
+    }
+
+    fn instances(&self) -> Option<&dyn InstanceRuntime> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl InstanceRuntime for Fleet {
+    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
+        let m = match (&spec.host, self.members.len()) {
+            (Some(h), _) => self.member(h)?,
+            (None, 1) => self.primary(),
+            (None, _) => {
+                return Err(Error::Placement {
+                    service: spec.service.clone(),
+                    reason: format!(
+                        "the fleet has {} hosts and the service has no role placing it on one; give it \
+                         `ServiceBuilder::role` and map the role with `EnvironmentBuilder::hosts`",
+                        self.members.len()
+                    ),
+                })
+            }
+        };
+        on(
+            m,
+            self.shipments
+                .ensure(self.source.as_ref(), Some(self.primary()), m, &spec.image_id, spec.image_pull.as_deref())
+                .await,
+        )?;
+        for v in &spec.volumes {
+            if let Some(name) = v.volume_name() {
+                on(m, m.backend.ensure_volume_with(&spec.scope, name, &v.options.driver_opts).await)?;
+            }
+        }
+        let id = on(m, runtime(m)?.create_instance(&local_spec(spec, &m.name)).await)?;
+        Ok(format!("{}/{id}", m.name))
+    }
+
+    async fn start_instance(&self, id: &str) -> Result<()> {
+        let (m, local) = self.route(id)?;
+        on(m, runtime(m)?.start_instance(local).await)
+    }
+
+    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
+        let (m, local) = self.route(id)?;
+        on(m, runtime(m)?.stop_instance(local, grace).await)
+    }
+
+    async fn remove_instance(&self, id: &str) -> Result<()> {
+        let (m, local) = self.route(id)?;
+        on(m, runtime(m)?.remove_instance(local).await)
+    }
+
+    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
+        // On the host the instance goes to (the primary for an unplaced one on a one-host fleet).
+        let m = match &spec.host {
+            Some(h) => self.member(h)?,
+            None => self.primary(),
+        };
+        on(m, runtime(m)?.check_spec(spec).await)
     }
 }
 

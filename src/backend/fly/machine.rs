@@ -1,14 +1,11 @@
 //! A machine as the API describes it, and as the library sees it: an [`Instance`] read from its
 //! state, metadata (the labels), checks and exit events.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::config::MachineConfig;
 use crate::backend::{label, EngineHealth, Instance, InstanceState, PublishedPort};
-use crate::model::ServiceKind;
 
 /// `Machine`, the fields this backend reads (unknown ones are ignored: the API may add some).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -100,10 +97,7 @@ impl Machine {
 
     /// The library's view of it, with `public_host` as the address of its published ports.
     pub fn instance(&self, public_host: &str) -> Instance {
-        let kind = match self.metadata(label::KIND).map(String::as_str) {
-            Some("job") => ServiceKind::Job,
-            _ => ServiceKind::Service,
-        };
+        let decoded = label::InstanceLabels::read(|k| self.metadata(k)).unwrap_or_default();
         let state = match self.state.as_str() {
             "created" => InstanceState::Created,
             "starting" | "started" | "replacing" | "updating" => InstanceState::Running,
@@ -114,19 +108,8 @@ impl Machine {
         let exit_code =
             matches!(state, InstanceState::Exited | InstanceState::Dead).then(|| self.exit_code()).flatten();
         let env = self.config.env.clone().unwrap_or_default();
-        let secret_keys: Vec<String> = self
-            .metadata(label::SECRET_KEYS)
-            .map(|k| k.split(',').filter(|k| !k.is_empty()).map(str::to_string).collect())
-            .unwrap_or_default();
-        let secret_env: BTreeMap<String, String> = secret_keys
-            .iter()
-            .filter_map(|k| {
-                let v = env.get(k)?;
-                // A value found on the target is a secret from now on (a rotation shows both).
-                crate::scrub::remember(v);
-                Some((k.clone(), v.clone()))
-            })
-            .collect();
+        // A value found on the target is a secret from now on (a rotation shows both).
+        let secret_env = decoded.secret_env(|k| env.get(k).cloned());
         let published = self
             .config
             .services
@@ -145,15 +128,8 @@ impl Machine {
                 })
             })
             .collect();
+        let image_id = decoded.image.clone().or_else(|| self.config.image.clone()).unwrap_or_default();
         Instance {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            service: self.metadata(label::SERVICE).cloned().unwrap_or_default(),
-            slot: self.metadata(label::SLOT).and_then(|s| s.parse().ok()).unwrap_or(0),
-            kind,
-            spec_hash: self.metadata(label::SPEC_HASH).cloned().unwrap_or_default(),
-            spec_json: self.metadata(label::SPEC).cloned(),
-            image_id: self.metadata(label::IMAGE).cloned().or_else(|| self.config.image.clone()).unwrap_or_default(),
             state,
             exit_code,
             restarts: u32::try_from(self.events.iter().filter(|e| e.kind == "restart").count()).unwrap_or(u32::MAX),
@@ -161,9 +137,8 @@ impl Machine {
             published,
             ip: self.private_ip.parse().ok(),
             created: self.created_at.clone(),
-            host: None,
             secret_env,
-            secret_digests: BTreeMap::new(),
+            ..Instance::labelled(decoded, self.id.clone(), self.name.clone(), image_id)
         }
     }
 }

@@ -54,7 +54,9 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::docker::DockerBackend;
-use super::{Backend, ExecOutput, ImageStore, Instance, InstanceSpec, LogLine, LogStream, RecordStore, Scope};
+use super::{
+    Backend, ExecOutput, ImageStore, Instance, InstanceRuntime, InstanceSpec, LogLine, LogStream, RecordStore, Scope,
+};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Secret, VolumeSource};
 use api::Api;
@@ -381,139 +383,6 @@ impl Backend for FlyBackend {
         }
     }
 
-    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
-        let mut volumes = BTreeMap::new();
-        if spec.volumes.iter().any(|v| matches!(v.source, VolumeSource::Named(_))) {
-            let known = self.volume_ids(&spec.scope).await?;
-            for v in &spec.volumes {
-                if let VolumeSource::Named(n) = &v.source {
-                    let fly = volume_name(&spec.scope, n);
-                    let (id, _) = known.get(&fly).ok_or_else(|| {
-                        Error::backend_kind(
-                            "create machine",
-                            &spec.name,
-                            ErrorKind::NotFound,
-                            format!("volume {fly} does not exist"),
-                        )
-                    })?;
-                    volumes.insert(n.clone(), id.clone());
-                }
-            }
-        }
-        let name = fly_name(&spec.name);
-        if spec.image_pull.is_none() && spec.image_id.starts_with("sha256:") {
-            return Err(Error::backend_kind(
-                "create machine",
-                &name,
-                ErrorKind::Invalid,
-                "its image was built here but not pushed to a registry Fly can pull from",
-            ));
-        }
-        let body = json!({
-            "name": name,
-            "region": self.region,
-            "skip_launch": true,
-            "config": config::machine_config(spec, &volumes),
-        });
-        let answer =
-            self.api.send("create machine", Method::POST, &self.path("/machines"), Some(&body), None, None).await?;
-        if answer.ok() {
-            return answer
-                .body
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .ok_or_else(|| Error::backend("create machine", &name, "the answer has no machine ID"));
-        }
-        if answer.status == 409 {
-            // A create whose first answer was lost (a retried 5xx) made the machine already.
-            if let Some(m) = self.machines().await?.into_iter().find(|m| m.name == name && !m.gone()) {
-                return Ok(m.id);
-            }
-        }
-        Err(self.api.error("create machine", &name, &answer))
-    }
-
-    async fn start_instance(&self, id: &str) -> Result<()> {
-        let Some(m) = self.machine(id).await? else {
-            return Err(Error::backend_kind("start machine", id, ErrorKind::NotFound, "no such machine"));
-        };
-        if m.state != "started" {
-            self.api
-                .expect("start machine", Method::POST, &self.path(&format!("/machines/{id}/start")), None, None)
-                .await?;
-        }
-        // Until it is started, or stopped again (it exited at once, as a short job does: the
-        // caller then sees its exit code). Short waits, so an exit is noticed within 2 s.
-        let end = tokio::time::Instant::now() + self.start_timeout;
-        while tokio::time::Instant::now() < end {
-            if self.wait_state(id, "started", None, Duration::from_secs(2)).await? {
-                return Ok(());
-            }
-            match self.machine(id).await? {
-                Some(m) if matches!(m.state.as_str(), "stopped" | "failed" | "destroyed") => return Ok(()),
-                Some(_) => {}
-                None => return Err(Error::backend_kind("start machine", id, ErrorKind::NotFound, "it was destroyed")),
-            }
-        }
-        Err(Error::backend_kind(
-            "start machine",
-            id,
-            ErrorKind::Timeout,
-            format!("not started within {}", crate::duration::human(self.start_timeout)),
-        ))
-    }
-
-    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
-        let Some(m) = self.machine(id).await? else { return Ok(()) };
-        if !matches!(m.state.as_str(), "started" | "starting") {
-            return Ok(());
-        }
-        // Out of the proxy first, so no new request reaches it while it stops.
-        let _ = self
-            .api
-            .send("cordon machine", Method::POST, &self.path(&format!("/machines/{id}/cordon")), None, None, None)
-            .await;
-        let body = json!({"signal": "SIGTERM", "timeout": config::go_duration(grace)});
-        self.api
-            .expect("stop machine", Method::POST, &self.path(&format!("/machines/{id}/stop")), Some(&body), None)
-            .await?;
-        let limit = grace.saturating_add(Duration::from_secs(30));
-        if !self.wait_state(id, "stopped", Some(&m.instance_id), limit).await? {
-            return Err(Error::backend_kind(
-                "stop machine",
-                id,
-                ErrorKind::Timeout,
-                format!("not stopped within {}", crate::duration::human(limit)),
-            ));
-        }
-        Ok(())
-    }
-
-    async fn remove_instance(&self, id: &str) -> Result<()> {
-        let Some(m) = self.machine(id).await? else { return Ok(()) };
-        if m.gone() {
-            return Ok(());
-        }
-        if matches!(m.state.as_str(), "started" | "starting" | "replacing" | "stopping") {
-            let grace = match &m.config.stop_config.as_ref().and_then(|s| s.timeout.clone()) {
-                Some(config::Dur::Text(t)) => crate::duration::parse(t).unwrap_or(Duration::from_secs(10)),
-                _ => Duration::from_secs(10),
-            };
-            self.stop_instance(id, grace).await?;
-        }
-        let answer = self
-            .api
-            .send("destroy machine", Method::DELETE, &self.path(&format!("/machines/{id}")), None, None, None)
-            .await?;
-        if !answer.ok() && answer.status != 404 {
-            return Err(self.api.error("destroy machine", id, &answer));
-        }
-        // Its volumes are free once it is destroyed.
-        self.wait_state(id, "destroyed", None, Duration::from_secs(60)).await?;
-        Ok(())
-    }
-
     async fn wait_exit(&self, id: &str) -> Result<i64> {
         loop {
             let Some(m) = self.machine(id).await? else {
@@ -670,14 +539,6 @@ impl Backend for FlyBackend {
         }
     }
 
-    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
-        let problems = config::refusals(spec);
-        if problems.is_empty() {
-            return Ok(());
-        }
-        Err(Error::unsupported(self.describe(), format!("run service `{}`", spec.service), problems.join("; ")))
-    }
-
     fn reports_health(&self) -> bool {
         !self.private_network
     }
@@ -688,6 +549,154 @@ impl Backend for FlyBackend {
 
     fn image_builder(&self) -> Option<&dyn ImageStore> {
         self.builder.as_ref().map(|d| d as &dyn ImageStore)
+    }
+
+    fn instances(&self) -> Option<&dyn InstanceRuntime> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl InstanceRuntime for FlyBackend {
+    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
+        let mut volumes = BTreeMap::new();
+        if spec.volumes.iter().any(|v| matches!(v.source, VolumeSource::Named(_))) {
+            let known = self.volume_ids(&spec.scope).await?;
+            for v in &spec.volumes {
+                if let VolumeSource::Named(n) = &v.source {
+                    let fly = volume_name(&spec.scope, n);
+                    let (id, _) = known.get(&fly).ok_or_else(|| {
+                        Error::backend_kind(
+                            "create machine",
+                            &spec.name,
+                            ErrorKind::NotFound,
+                            format!("volume {fly} does not exist"),
+                        )
+                    })?;
+                    volumes.insert(n.clone(), id.clone());
+                }
+            }
+        }
+        let name = fly_name(&spec.name);
+        if spec.image_pull.is_none() && spec.image_id.starts_with("sha256:") {
+            return Err(Error::backend_kind(
+                "create machine",
+                &name,
+                ErrorKind::Invalid,
+                "its image was built here but not pushed to a registry Fly can pull from",
+            ));
+        }
+        let body = json!({
+            "name": name,
+            "region": self.region,
+            "skip_launch": true,
+            "config": config::machine_config(spec, &volumes),
+        });
+        let answer =
+            self.api.send("create machine", Method::POST, &self.path("/machines"), Some(&body), None, None).await?;
+        if answer.ok() {
+            return answer
+                .body
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| Error::backend("create machine", &name, "the answer has no machine ID"));
+        }
+        if answer.status == 409 {
+            // A create whose first answer was lost (a retried 5xx) made the machine already.
+            if let Some(m) = self.machines().await?.into_iter().find(|m| m.name == name && !m.gone()) {
+                return Ok(m.id);
+            }
+        }
+        Err(self.api.error("create machine", &name, &answer))
+    }
+
+    async fn start_instance(&self, id: &str) -> Result<()> {
+        let Some(m) = self.machine(id).await? else {
+            return Err(Error::backend_kind("start machine", id, ErrorKind::NotFound, "no such machine"));
+        };
+        if m.state != "started" {
+            self.api
+                .expect("start machine", Method::POST, &self.path(&format!("/machines/{id}/start")), None, None)
+                .await?;
+        }
+        // Until it is started, or stopped again (it exited at once, as a short job does: the
+        // caller then sees its exit code). Short waits, so an exit is noticed within 2 s.
+        let end = tokio::time::Instant::now() + self.start_timeout;
+        while tokio::time::Instant::now() < end {
+            if self.wait_state(id, "started", None, Duration::from_secs(2)).await? {
+                return Ok(());
+            }
+            match self.machine(id).await? {
+                Some(m) if matches!(m.state.as_str(), "stopped" | "failed" | "destroyed") => return Ok(()),
+                Some(_) => {}
+                None => return Err(Error::backend_kind("start machine", id, ErrorKind::NotFound, "it was destroyed")),
+            }
+        }
+        Err(Error::backend_kind(
+            "start machine",
+            id,
+            ErrorKind::Timeout,
+            format!("not started within {}", crate::duration::human(self.start_timeout)),
+        ))
+    }
+
+    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
+        let Some(m) = self.machine(id).await? else { return Ok(()) };
+        if !matches!(m.state.as_str(), "started" | "starting") {
+            return Ok(());
+        }
+        // Out of the proxy first, so no new request reaches it while it stops.
+        let _ = self
+            .api
+            .send("cordon machine", Method::POST, &self.path(&format!("/machines/{id}/cordon")), None, None, None)
+            .await;
+        let body = json!({"signal": "SIGTERM", "timeout": config::go_duration(grace)});
+        self.api
+            .expect("stop machine", Method::POST, &self.path(&format!("/machines/{id}/stop")), Some(&body), None)
+            .await?;
+        let limit = grace.saturating_add(Duration::from_secs(30));
+        if !self.wait_state(id, "stopped", Some(&m.instance_id), limit).await? {
+            return Err(Error::backend_kind(
+                "stop machine",
+                id,
+                ErrorKind::Timeout,
+                format!("not stopped within {}", crate::duration::human(limit)),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn remove_instance(&self, id: &str) -> Result<()> {
+        let Some(m) = self.machine(id).await? else { return Ok(()) };
+        if m.gone() {
+            return Ok(());
+        }
+        if matches!(m.state.as_str(), "started" | "starting" | "replacing" | "stopping") {
+            let grace = match &m.config.stop_config.as_ref().and_then(|s| s.timeout.clone()) {
+                Some(config::Dur::Text(t)) => crate::duration::parse(t).unwrap_or(Duration::from_secs(10)),
+                _ => Duration::from_secs(10),
+            };
+            self.stop_instance(id, grace).await?;
+        }
+        let answer = self
+            .api
+            .send("destroy machine", Method::DELETE, &self.path(&format!("/machines/{id}")), None, None, None)
+            .await?;
+        if !answer.ok() && answer.status != 404 {
+            return Err(self.api.error("destroy machine", id, &answer));
+        }
+        // Its volumes are free once it is destroyed.
+        self.wait_state(id, "destroyed", None, Duration::from_secs(60)).await?;
+        Ok(())
+    }
+
+    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
+        let problems = config::refusals(spec);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::unsupported(self.describe(), format!("run service `{}`", spec.service), problems.join("; ")))
     }
 }
 

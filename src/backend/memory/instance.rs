@@ -12,7 +12,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::watch;
 
 use super::Behavior;
-use crate::backend::{label, EngineHealth, Instance, InstanceSpec, InstanceState, PublishedPort};
+use crate::backend::{label, Instance, InstanceSpec, InstanceState, PublishedPort};
 use crate::error::{Error, Result};
 use crate::model::{Protocol, Publish, ServiceKind};
 
@@ -29,31 +29,13 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) fn new(id: String, spec: InstanceSpec, behavior: Behavior, single_host: bool) -> Running {
-        let labels = &spec.labels;
-        let kind = match labels.get(label::KIND).map(String::as_str) {
-            Some("job") => ServiceKind::Job,
-            _ => ServiceKind::Service,
-        };
-        let secret_env = spec.secrets.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect();
+        let decoded = label::InstanceLabels::read(|k| spec.labels.get(k)).unwrap_or_default();
         let instance = Instance {
-            id,
-            name: spec.name.clone(),
-            service: spec.service.clone(),
-            slot: labels.get(label::SLOT).and_then(|s| s.parse().ok()).unwrap_or(0),
-            kind,
-            spec_hash: labels.get(label::SPEC_HASH).cloned().unwrap_or_default(),
-            spec_json: labels.get(label::SPEC).cloned(),
-            image_id: spec.image_id.clone(),
             state: InstanceState::Created,
-            exit_code: None,
-            restarts: 0,
-            engine_health: EngineHealth::None,
-            published: Vec::new(),
-            ip: None,
             created: crate::rfc3339::format(SystemTime::now(), true),
             host: if single_host { None } else { spec.host.clone() },
-            secret_env,
-            secret_digests: BTreeMap::new(),
+            secret_env: spec.secrets.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect(),
+            ..Instance::labelled(decoded, id, spec.name.clone(), spec.image_id.clone())
         };
         Running { instance, spec, behavior, exited: watch::channel(None).0, listeners: BTreeMap::new(), single_host }
     }

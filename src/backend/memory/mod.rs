@@ -44,8 +44,8 @@ pub use behavior::{Behavior, Fault};
 use instance::Running;
 
 use super::{
-    Backend, ExecOutput, HostInfo, ImageStore, Instance, InstanceFiles, InstanceSpec, LogLine, LogStream, RecordStore,
-    Scope, Topology,
+    Backend, ExecOutput, HostInfo, ImageStore, Instance, InstanceFiles, InstanceRuntime, InstanceSpec, LogLine,
+    LogStream, RecordStore, Scope, Topology,
 };
 use crate::error::{Error, ErrorKind, Result};
 
@@ -221,71 +221,6 @@ impl Backend for MemoryBackend {
         w.instances.get(id).map(|r| r.snapshot()).ok_or_else(|| self.missing("inspect instance", id))
     }
 
-    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
-        self.enter("create_instance").await?;
-        let mut w = self.world();
-        if let Some(n) = w.create_fails.get_mut(&spec.service).filter(|n| **n > 0) {
-            *n -= 1;
-            return Err(Error::backend("create container", &spec.name, "the engine refused it (injected fault)"));
-        }
-        if let Some(v) = spec.volumes.iter().filter_map(|v| v.volume_name()).find(|v| {
-            let name = spec.scope.volume_name(v);
-            !w.volumes.contains(&name)
-        }) {
-            return Err(Error::backend_kind(
-                "create container",
-                &spec.name,
-                ErrorKind::NotFound,
-                format!("volume {v} does not exist"),
-            ));
-        }
-        w.next = w.next.saturating_add(1);
-        let id = format!("mem-{:06}", w.next);
-        let reference = w.store.reference_of(&spec.image_id);
-        let behavior = reference
-            .as_ref()
-            .and_then(|r| w.behaviors.get(r))
-            .or_else(|| w.behaviors.get(&spec.service))
-            .cloned()
-            .unwrap_or_default();
-        let running = Running::new(id.clone(), spec.clone(), behavior, self.inner.hosts.is_empty());
-        w.instances.insert(id.clone(), running);
-        Ok(id)
-    }
-
-    async fn start_instance(&self, id: &str) -> Result<()> {
-        self.enter("start_instance").await?;
-        let mut w = self.world();
-        let service = w.instances.get(id).map(|r| r.spec.service.clone()).ok_or_else(|| self.missing("start", id))?;
-        if let Some(n) = w.start_fails.get_mut(&service).filter(|n| **n > 0) {
-            *n -= 1;
-            return Err(Error::backend("start container", id, "the engine could not start it (injected fault)"));
-        }
-        let r = w.instances.get_mut(id).ok_or_else(|| self.missing("start", id))?;
-        r.start()
-    }
-
-    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
-        let _ = grace;
-        self.enter("stop_instance").await?;
-        let mut w = self.world();
-        let r = w.instances.get_mut(id).ok_or_else(|| self.missing("stop", id))?;
-        if r.snapshot().is_running() {
-            r.exit(0);
-        }
-        Ok(())
-    }
-
-    async fn remove_instance(&self, id: &str) -> Result<()> {
-        self.enter("remove_instance").await?;
-        let mut w = self.world();
-        if let Some(mut r) = w.instances.remove(id) {
-            r.exit(137);
-            w.store.files.retain(|(i, _), _| i != id);
-        }
-        Ok(())
-    }
-
     async fn wait_exit(&self, id: &str) -> Result<i64> {
         self.enter("wait_exit").await?;
         let mut rx = {
@@ -396,6 +331,78 @@ impl Backend for MemoryBackend {
         } else {
             Some(self)
         }
+    }
+
+    fn instances(&self) -> Option<&dyn InstanceRuntime> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl InstanceRuntime for MemoryBackend {
+    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
+        self.enter("create_instance").await?;
+        let mut w = self.world();
+        if let Some(n) = w.create_fails.get_mut(&spec.service).filter(|n| **n > 0) {
+            *n -= 1;
+            return Err(Error::backend("create container", &spec.name, "the engine refused it (injected fault)"));
+        }
+        if let Some(v) = spec.volumes.iter().filter_map(|v| v.volume_name()).find(|v| {
+            let name = spec.scope.volume_name(v);
+            !w.volumes.contains(&name)
+        }) {
+            return Err(Error::backend_kind(
+                "create container",
+                &spec.name,
+                ErrorKind::NotFound,
+                format!("volume {v} does not exist"),
+            ));
+        }
+        w.next = w.next.saturating_add(1);
+        let id = format!("mem-{:06}", w.next);
+        let reference = w.store.reference_of(&spec.image_id);
+        let behavior = reference
+            .as_ref()
+            .and_then(|r| w.behaviors.get(r))
+            .or_else(|| w.behaviors.get(&spec.service))
+            .cloned()
+            .unwrap_or_default();
+        let running = Running::new(id.clone(), spec.clone(), behavior, self.inner.hosts.is_empty());
+        w.instances.insert(id.clone(), running);
+        Ok(id)
+    }
+
+    async fn start_instance(&self, id: &str) -> Result<()> {
+        self.enter("start_instance").await?;
+        let mut w = self.world();
+        let service = w.instances.get(id).map(|r| r.spec.service.clone()).ok_or_else(|| self.missing("start", id))?;
+        if let Some(n) = w.start_fails.get_mut(&service).filter(|n| **n > 0) {
+            *n -= 1;
+            return Err(Error::backend("start container", id, "the engine could not start it (injected fault)"));
+        }
+        let r = w.instances.get_mut(id).ok_or_else(|| self.missing("start", id))?;
+        r.start()
+    }
+
+    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
+        let _ = grace;
+        self.enter("stop_instance").await?;
+        let mut w = self.world();
+        let r = w.instances.get_mut(id).ok_or_else(|| self.missing("stop", id))?;
+        if r.snapshot().is_running() {
+            r.exit(0);
+        }
+        Ok(())
+    }
+
+    async fn remove_instance(&self, id: &str) -> Result<()> {
+        self.enter("remove_instance").await?;
+        let mut w = self.world();
+        if let Some(mut r) = w.instances.remove(id) {
+            r.exit(137);
+            w.store.files.retain(|(i, _), _| i != id);
+        }
+        Ok(())
     }
 }
 

@@ -36,8 +36,8 @@ pub use checks::HostReport;
 
 use super::docker::{DockerBackend, ProbeRoute};
 use super::{
-    Backend, ExecOutput, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceSpec, LogLine, NewRecord, Record,
-    RecordStore, Scope, StateFile,
+    Backend, ExecOutput, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceRuntime, InstanceSpec, LogLine,
+    NewRecord, Record, RecordStore, Scope, StateFile,
 };
 use crate::error::{Error, Result};
 use crate::model::Build;
@@ -495,22 +495,6 @@ impl Backend for SshHost {
         self.guard(self.docker.remove_volume(name).await).await
     }
 
-    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
-        self.guard(self.docker.create_instance(spec).await).await
-    }
-
-    async fn start_instance(&self, id: &str) -> Result<()> {
-        self.guard(self.docker.start_instance(id).await).await
-    }
-
-    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
-        self.guard(self.docker.stop_instance(id, grace).await).await
-    }
-
-    async fn remove_instance(&self, id: &str) -> Result<()> {
-        self.guard(self.docker.remove_instance(id).await).await
-    }
-
     async fn wait_exit(&self, id: &str) -> Result<i64> {
         self.guard(self.docker.wait_exit(id).await).await
     }
@@ -525,10 +509,6 @@ impl Backend for SshHost {
 
     async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput> {
         self.guard(self.docker.exec(id, command, timeout).await).await
-    }
-
-    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
-        self.guard(self.docker.check_spec(spec).await).await
     }
 
     async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
@@ -574,6 +554,33 @@ impl Backend for SshHost {
 
     fn shipping(&self) -> Option<&dyn ImageShipping> {
         Some(self)
+    }
+
+    fn instances(&self) -> Option<&dyn InstanceRuntime> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl InstanceRuntime for SshHost {
+    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
+        self.guard(self.docker.create_instance(spec).await).await
+    }
+
+    async fn start_instance(&self, id: &str) -> Result<()> {
+        self.guard(self.docker.start_instance(id).await).await
+    }
+
+    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
+        self.guard(self.docker.stop_instance(id, grace).await).await
+    }
+
+    async fn remove_instance(&self, id: &str) -> Result<()> {
+        self.guard(self.docker.remove_instance(id).await).await
+    }
+
+    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
+        self.guard(self.docker.check_spec(spec).await).await
     }
 }
 

@@ -45,10 +45,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 
 use super::docker::DockerBackend;
-use super::{
-    Backend, ExecOutput, HostInfo, Instance, InstanceSpec, LogLine, LogStream, Orchestrator, RecordStore, Scope,
-    Topology,
-};
+use super::{Backend, ExecOutput, HostInfo, Instance, LogLine, LogStream, Orchestrator, RecordStore, Scope, Topology};
 use crate::error::{Error, ErrorKind, Result};
 use crate::registry::RegistryAuth;
 
@@ -145,14 +142,6 @@ impl SwarmBackend {
         Ok(self.nodes().await?.into_iter().map(|n| (n.host(), n.ready)).collect())
     }
 
-    fn orchestrated(&self, what: &str) -> Error {
-        Error::unsupported(
-            self.describe(),
-            what.to_string(),
-            "a swarm runs services, not single containers: it is deployed through its own rollout",
-        )
-    }
-
     async fn task(&self, id: &str) -> Result<bollard::models::Task> {
         let e = self.manager.engine();
         self.manager.call("inspect task", id, e.inspect_task(id)).await
@@ -163,6 +152,10 @@ impl SwarmBackend {
 impl Backend for SwarmBackend {
     fn describe(&self) -> String {
         format!("swarm via {}", self.manager.describe())
+    }
+
+    fn limits(&self, service: &crate::model::Service) -> Vec<crate::backend::Limit> {
+        spec::limits(service)
     }
 
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
@@ -176,26 +169,6 @@ impl Backend for SwarmBackend {
         let svc = self.manager.call("inspect service", &service_id, e.inspect_service(&service_id, None)).await?;
         let nodes = self.nodes().await?.into_iter().map(|n| (n.id.clone(), n)).collect();
         Ok(tasks::to_instance(task, &svc, &nodes))
-    }
-
-    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
-        let _ = spec;
-        Err(self.orchestrated("create a single container"))
-    }
-
-    async fn start_instance(&self, id: &str) -> Result<()> {
-        let _ = id;
-        Err(self.orchestrated("start a single container"))
-    }
-
-    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
-        let _ = (id, grace);
-        Err(self.orchestrated("stop a single task"))
-    }
-
-    async fn remove_instance(&self, id: &str) -> Result<()> {
-        let _ = id;
-        Err(self.orchestrated("remove a single task"))
     }
 
     async fn wait_exit(&self, id: &str) -> Result<i64> {

@@ -11,7 +11,7 @@ use bollard::query_parameters::{ListSecretsOptions, UpdateNodeOptions, UpdateSer
 use super::spec::{role_label, service_name, service_spec};
 use super::tasks::scope_filter;
 use super::SwarmBackend;
-use crate::backend::{label, Limit, NativeRollout, Orchestrator, Scope, ServiceDeployment};
+use crate::backend::{label, NativeRollout, Orchestrator, Scope, ServiceDeployment};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{secret_digest, ServiceKind};
 
@@ -133,10 +133,6 @@ fn spec_hash_of_task(t: &Task) -> Option<&str> {
 
 #[async_trait]
 impl Orchestrator for SwarmBackend {
-    fn limits(&self, service: &crate::model::Service) -> Vec<Limit> {
-        super::spec::limits(service)
-    }
-
     async fn submit(&self, d: &ServiceDeployment<'_>) -> Result<()> {
         if let Some(role) = d.service.role.as_deref().filter(|_| !d.hosts.is_empty()) {
             self.label_role_nodes(role, d.hosts).await?;

@@ -205,7 +205,7 @@ pub(super) fn service_spec(
     let s = d.service;
     let mut labels: HashMap<String, String> = d.scope.labels().into_iter().collect();
     labels.insert(label::SERVICE.into(), s.name.clone());
-    labels.insert(label::KIND.into(), if s.kind == ServiceKind::Job { "job" } else { "service" }.into());
+    labels.insert(label::KIND.into(), label::kind_value(s.kind).into());
     labels.insert(label::SPEC_HASH.into(), d.spec_hash.to_string());
     if let Some(spec) = t.labels.get(label::SPEC) {
         labels.insert(label::SPEC.into(), spec.clone());

@@ -7,9 +7,8 @@ use bollard::models::{Node, NodeState, Service as SwarmService, Task, TaskState}
 use bollard::query_parameters::{ListNodesOptions, ListServicesOptions, ListTasksOptions};
 
 use super::SwarmBackend;
-use crate::backend::{label, EngineHealth, HostInfo, Instance, InstanceState, PublishedPort, Scope};
+use crate::backend::{label, HostInfo, Instance, InstanceState, PublishedPort, Scope};
 use crate::error::Result;
-use crate::model::ServiceKind;
 
 /// A node: its ID, hostname, address and whether it is up.
 #[derive(Clone, Debug)]
@@ -138,11 +137,9 @@ pub(crate) fn to_instance(t: Task, svc: &SwarmService, nodes: &BTreeMap<String, 
     let service_labels = svc.spec.as_ref().and_then(|s| s.labels.clone()).unwrap_or_default();
     let container = t.spec.as_ref().and_then(|s| s.container_spec.clone()).unwrap_or_default();
     let labels = container.labels.clone().unwrap_or_default();
-    let service = service_labels.get(label::SERVICE).cloned().unwrap_or_default();
-    let kind = match service_labels.get(label::KIND).map(String::as_str) {
-        Some("job") => ServiceKind::Job,
-        _ => ServiceKind::Service,
-    };
+    // The service's labels say what it is; its tasks' container labels, what they were made from.
+    let mut decoded =
+        label::InstanceLabels::read(|k| labels.get(k).or_else(|| service_labels.get(k))).unwrap_or_default();
     let status = t.status.clone().unwrap_or_default();
     let exit_code = status.container_status.as_ref().and_then(|c| c.exit_code);
     let state = match status.state {
@@ -176,24 +173,15 @@ pub(crate) fn to_instance(t: Task, svc: &SwarmService, nodes: &BTreeMap<String, 
         })
         .collect();
     let name = format!("{}.{}", svc.spec.as_ref().and_then(|s| s.name.clone()).unwrap_or_default(), slot + 1);
+    decoded.slot = slot;
+    let image_id = decoded.image.clone().unwrap_or_default();
     Instance {
-        id: t.id.unwrap_or_default(),
-        name,
-        service,
-        slot,
-        kind,
-        spec_hash: labels.get(label::SPEC_HASH).cloned().unwrap_or_default(),
-        spec_json: labels.get(label::SPEC).cloned(),
-        image_id: labels.get(label::IMAGE).cloned().unwrap_or_default(),
         state,
         exit_code,
-        restarts: 0,
-        engine_health: EngineHealth::None,
         published,
-        ip: None,
         created: t.created_at.unwrap_or_default(),
         host: node.map(|n| n.hostname.clone()),
-        secret_env: BTreeMap::new(),
         secret_digests,
+        ..Instance::labelled(decoded, t.id.unwrap_or_default(), name, image_id)
     }
 }

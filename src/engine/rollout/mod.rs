@@ -127,7 +127,8 @@ impl RolloutRun<'_, '_> {
             }
         }
         // Every removal is tried (a lost host must not keep the others' old instances around).
-        let removed = join_all(removable.iter().map(|i| self.backend.remove_instance(&i.id))).await;
+        let runtime = self.instances()?;
+        let removed = join_all(removable.iter().map(|i| runtime.remove_instance(&i.id))).await;
         let mut first_error = None;
         for (i, r) in removable.iter().zip(removed) {
             match r {

@@ -30,7 +30,9 @@ impl RolloutRun<'_, '_> {
         // The failed batch's new instances never entered rotation.
         if svc.rollout.on_failure == OnFailure::Fail {
             let never_started: Vec<&Created> = mine.iter().filter(|c| !fresh.iter().any(|f| f.id == c.id)).collect();
-            join_all(never_started.iter().map(|c| self.backend.remove_instance(&c.id))).await;
+            if let Ok(runtime) = self.instances() {
+                join_all(never_started.iter().map(|c| runtime.remove_instance(&c.id))).await;
+            }
         } else {
             self.discard(&fresh, mine).await;
         }
@@ -67,7 +69,9 @@ impl RolloutRun<'_, '_> {
             }
             OnFailure::Pause => {
                 let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
-                join_all(old.iter().map(|i| self.backend.remove_instance(&i.id))).await;
+                if let Ok(runtime) = self.instances() {
+                    join_all(old.iter().map(|i| runtime.remove_instance(&i.id))).await;
+                }
                 let replaced = done.iter().map(|d| d.new.len() as u32).sum();
                 let outcome = RolloutOutcome::Paused { reason: cause.to_string() };
                 self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome });
@@ -80,7 +84,9 @@ impl RolloutRun<'_, '_> {
             }
             _ => {
                 let old: Vec<Instance> = done.iter().flat_map(|d| d.old.clone()).collect();
-                join_all(old.iter().map(|i| self.backend.remove_instance(&i.id))).await;
+                if let Ok(runtime) = self.instances() {
+                    join_all(old.iter().map(|i| runtime.remove_instance(&i.id))).await;
+                }
                 let outcome = RolloutOutcome::Failed { reason: cause.to_string() };
                 self.sink.emit(EventKind::RolloutFinished { service: self.name().to_string(), outcome });
                 Err(cause)
@@ -127,7 +133,7 @@ impl RolloutRun<'_, '_> {
         let svc = &self.template.service;
         let started = Instant::now();
         let results = join_all(old.iter().map(|i| async move {
-            self.backend.start_instance(&i.id).await?;
+            self.instances()?.start_instance(&i.id).await?;
             let fresh = self.backend.inspect_instance(&i.id).await?;
             self.restore_gate()
                 .wait_ready(svc.health.as_ref(), &fresh, started, svc.deadline(), Duration::ZERO)

@@ -81,7 +81,9 @@ impl RolloutRun<'_, '_> {
     /// Removes new instances that will not be used (started or not).
     pub(super) async fn discard(&self, fresh: &[Instance], created: &[Created]) {
         let _ = retire(self.backend, self.sink, self.name(), fresh, Duration::from_secs(2)).await;
-        join_all(created.iter().map(|c| self.backend.remove_instance(&c.id))).await;
+        if let Ok(runtime) = self.instances() {
+            join_all(created.iter().map(|c| runtime.remove_instance(&c.id))).await;
+        }
     }
 
     /// Lets replaced instances, already out of rotation ([`swap`](Self::swap)), finish what they
@@ -141,7 +143,7 @@ impl RolloutRun<'_, '_> {
 
     pub(super) async fn stop_all(&self, instances: &[Instance], grace: Duration) -> Result<()> {
         let results = join_all(instances.iter().map(|i| async move {
-            self.backend.stop_instance(&i.id, grace).await?;
+            self.instances()?.stop_instance(&i.id, grace).await?;
             self.sink.emit(EventKind::InstanceStopped { service: self.name().to_string(), instance: i.name.clone() });
             Ok::<_, Error>(())
         }))
