@@ -136,7 +136,7 @@ pub struct InstanceSpec {
     /// ([`Backend::reports_health`](super::Backend::reports_health)); the library probes otherwise.
     pub health: Option<HealthCheck>,
     /// What the container runs with beyond the above (capabilities, namespaces, kernel
-    /// settings, …); a target refuses in [`check_spec`](super::Backend::check_spec) what it
+    /// settings, …); a target refuses in [`check_spec`](super::InstanceRuntime::check_spec) or [`limits`](super::Backend::limits) what it
     /// cannot express.
     pub container: ContainerOptions,
     /// More names the instance answers to on the environment's network.

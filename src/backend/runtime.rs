@@ -128,7 +128,7 @@ pub trait Backend: Send + Sync + 'static {
     }
 
     /// Whether the target runs each instance's HTTP and TCP health check itself (from
-    /// [`InstanceSpec::health`]) and reports the result as [`Instance::engine_health`]: the library
+    /// [`InstanceSpec::health`](super::InstanceSpec::health)) and reports the result as [`Instance::engine_health`]: the library
     /// then reads that result instead of probing the instance, which it may not be able to reach
     /// (a cloud's private network). Default `false`.
     fn reports_health(&self) -> bool {

@@ -1,6 +1,9 @@
-//! Bounds on what a description may hold, checked when it is built: what Docker, runc and the
-//! kernel accept (so a description that builds is one the engine takes), and sane maxima that keep
-//! every computation on durations and sizes in range (no overflow anywhere, whatever is passed).
+//! Bounds on what a description may hold, checked when it is built: what any target and the
+//! Linux kernel accept, and sane maxima that keep every computation on durations and sizes in
+//! range (no overflow anywhere, whatever is passed). A target's own numbers are its own: what it
+//! cannot honour it says before anything changes, through
+//! [`Backend::limits`](crate::backend::Backend::limits) (the Docker engine's smallest CPU and
+//! memory limits are in its backend).
 //!
 //! | setting | bound | why |
 //! |---|---|---|
@@ -8,8 +11,8 @@
 //! | health check interval, start interval, timeout, start period; stop grace | ≤ [`MAX_STEP`] (1 day) | sane |
 //! | health check retries, success threshold | ≤ [`MAX_THRESHOLD`] | sane |
 //! | replicas | ≤ [`MAX_REPLICAS`] | one environment's instances are planned in memory |
-//! | memory | 6 MiB ..= [`MAX_MEMORY_MB`] | Docker's minimum; bytes must fit an `i64` |
-//! | cpus | [`MIN_CPUS`] ..= [`MAX_CPUS`] (and the host's cores, checked by the plan) | Docker's range |
+//! | memory | 1 MiB ..= [`MAX_MEMORY_MB`] | bytes must fit an `i64` (the Docker engine asks for 6 MiB at least: its plan refuses less) |
+//! | cpus | [`MIN_CPUS`] ..= [`MAX_CPUS`] (and the host's cores, checked by the plan) | a thousandth of a core, the finest any target measures (the Docker engine takes 0.01 at least: its plan refuses less) |
 //! | one environment entry `KEY=VALUE` | ≤ [`MAX_ENV_ENTRY`] bytes | Linux `MAX_ARG_STRLEN` |
 //! | all environment entries and arguments | ≤ [`MAX_ENV_TOTAL`] bytes | Linux `ARG_MAX` (with room) |
 //! | NUL in names, values, arguments, paths | refused | a C string cannot hold it |
@@ -26,8 +29,9 @@ pub const MAX_THRESHOLD: u32 = 10_000;
 pub const MAX_REPLICAS: u32 = 10_000;
 /// Largest memory limit, in MiB (1 PiB).
 pub const MAX_MEMORY_MB: u64 = 1 << 30;
-/// Smallest CPU limit Docker accepts.
-pub const MIN_CPUS: f64 = 0.01;
+/// Smallest CPU limit a description may ask for: a thousandth of a core (a target may ask for
+/// more: the Docker engine's plan refuses less than 0.01).
+pub const MIN_CPUS: f64 = 0.001;
 /// Largest CPU limit a description may ask for (the plan also checks the host's cores).
 pub const MAX_CPUS: f64 = 4096.0;
 /// Longest `KEY=VALUE` environment entry, NUL terminator included (Linux `MAX_ARG_STRLEN`).

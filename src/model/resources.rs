@@ -40,20 +40,22 @@ impl Resources {
         Self::default()
     }
 
-    /// CPU limit in cores (`0.5` is half a core; from 0.01 to the host's cores).
+    /// CPU limit in cores (`0.5` is half a core; from 0.001 to the host's cores; the Docker
+    /// engine takes 0.01 at least, and its plan refuses less).
     pub fn cpus(mut self, cpus: f64) -> Self {
         self.cpus = Some(cpus);
         self
     }
 
-    /// Memory limit in MiB (at least 6, the engine's minimum).
+    /// Memory limit in MiB (at least 1; the Docker engine takes 6 at least, and its plan refuses
+    /// less).
     pub fn memory_mb(mut self, mb: u64) -> Self {
         self.memory_mb = Some(mb);
         self.memory_bytes = None;
         self
     }
 
-    /// Memory limit in bytes (at least 6 MiB), for a limit that is not a whole number of MiB
+    /// Memory limit in bytes (the Docker engine takes 6 MiB at least), for a limit that is not a whole number of MiB
     /// (`mem_limit: 100000k`).
     pub fn memory_bytes(mut self, bytes: u64) -> Self {
         if bytes % (1024 * 1024) == 0 {
@@ -179,17 +181,15 @@ impl Resources {
             }
         }
         if let Some(m) = self.memory_mb {
-            if !(6..=MAX_MEMORY_MB).contains(&m) {
-                return Some(format!(
-                    "memory must be between 6 MiB (Docker's minimum) and {MAX_MEMORY_MB} MiB, got {m}"
-                ));
+            if !(1..=MAX_MEMORY_MB).contains(&m) {
+                return Some(format!("memory must be between 1 and {MAX_MEMORY_MB} MiB, got {m}"));
             }
         }
         let max_bytes = MAX_MEMORY_MB.saturating_mul(1024 * 1024);
         if let Some(r) = self.memory_reservation {
-            if !(6 * 1024 * 1024..=max_bytes).contains(&r) {
+            if !(1..=max_bytes).contains(&r) {
                 return Some(format!(
-                    "memory reservation must be between 6 MiB and {MAX_MEMORY_MB} MiB, got {r} bytes"
+                    "memory reservation must be between 1 byte and {MAX_MEMORY_MB} MiB, got {r} bytes"
                 ));
             }
             if self.memory_limit_bytes().is_some_and(|m| r > m) {

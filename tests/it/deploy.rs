@@ -357,6 +357,18 @@ async fn the_plan_reports_what_only_the_target_knows() {
     let greedy = h.svc("web").resources(harbormaster::Resources::new().cpus(4000.0)).build().unwrap();
     let err = h.env().service(greedy).build().unwrap().plan(&h.docker).await.unwrap_err();
     assert!(err.to_string().contains("core"), "{err}");
+
+    // Less memory than the Docker engine takes (a description may ask for it; another target
+    // may take it): the plan says the engine refuses it, and apply refuses before anything runs.
+    let small = h.svc("web").resources(harbormaster::Resources::new().memory_mb(4)).build().unwrap();
+    let env = h.env().service(small).build().unwrap();
+    let plan = env.plan(&h.docker).await.unwrap();
+    assert!(plan.limits.iter().any(|l| l.refused && l.service == "web" && l.what.contains("6 MiB")), "{plan}");
+    let err = env.apply(&h.docker).await.unwrap_err();
+    assert_eq!(err.kind(), harbormaster::ErrorKind::Unsupported, "{err}");
+    assert!(err.to_string().contains("6 MiB"), "{err}");
+    let scope = harbormaster::backend::Scope::new(support::PROJECT, &h.name);
+    assert!(harbormaster::Backend::list_instances(&h.docker, &scope).await.unwrap().is_empty(), "nothing ran");
 }
 
 /// A rollout's own deadline counts from when its rollout starts, once its dependencies are met:

@@ -343,11 +343,14 @@ async fn checks_fly_cannot_express_are_refused_before_anything_changes() {
         .build()
         .unwrap();
     let env = Environment::builder(PROJECT, &name).service(svc).build().unwrap();
-    let err = env.plan(&fly).await.expect_err("an exec check cannot be expressed on Fly");
+    // The plan says so (as every target does, through `Backend::limits`), and apply refuses.
+    let plan = env.plan(&fly).await.unwrap();
+    let refused: Vec<_> = plan.limits.iter().filter(|l| l.refused).collect();
+    assert!(refused.iter().any(|l| l.service == "api" && l.what.contains("HTTP or TCP")), "{plan}");
+    assert!(plan.to_string().contains("HTTP or TCP"), "the plan's text shows it: {plan}");
+    let err = env.apply(&fly).await.expect_err("an exec check cannot be expressed on Fly");
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     assert!(err.to_string().contains("api") && err.to_string().contains("HTTP or TCP"), "{err}");
-    let err = env.apply(&fly).await.expect_err("nor applied");
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
     let left = fake.machines(&app);
     assert!(left.iter().all(|(_, n, _)| n.ends_with("-hm-records")), "only the record keeper (its audit): {left:?}");
     env.down(&fly, Down::default()).await.unwrap();

@@ -144,7 +144,7 @@ fn field_errors_name_service_and_field() {
         (svc("a").port(Port::tcp(80)).port(Port::tcp(80)), "ports"),
         (svc("a").volume(Volume::named("v").at("data")), "volumes"),
         (svc("a").resources(Resources::new().cpus(0.0)), "resources"),
-        (svc("a").resources(Resources::new().memory_mb(1)), "resources"),
+        (svc("a").resources(Resources::new().memory_mb(0)), "resources"),
         (svc("a").health(HealthCheck::tcp(80).retries(0)), "health"),
         (svc("a").env("A=B", "x"), "env"),
         (svc("a").env("K", "1").secret("K", harbormaster::Secret::new("2")), "env"),

@@ -28,6 +28,7 @@ mod create;
 mod files;
 mod images;
 mod inventory;
+pub(crate) mod limits;
 mod network;
 mod ports;
 pub(crate) mod pull;
@@ -420,6 +421,10 @@ pub(crate) fn engine_message(e: &bollard::errors::Error) -> String {
 impl Backend for DockerBackend {
     fn describe(&self) -> String {
         format!("docker {}", self.endpoint)
+    }
+
+    fn limits(&self, service: &crate::model::Service) -> Vec<crate::backend::Limit> {
+        limits::of(service)
     }
 
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {

@@ -267,6 +267,17 @@ impl Backend for Fleet {
         format!("fleet of {} host(s): {}", self.members.len(), self.host_names().join(", "))
     }
 
+    fn limits(&self, service: &crate::model::Service) -> Vec<crate::backend::Limit> {
+        // What any host refuses, once.
+        let mut all: Vec<crate::backend::Limit> = Vec::new();
+        for l in self.members.iter().flat_map(|m| m.backend.limits(service)) {
+            if !all.contains(&l) {
+                all.push(l);
+            }
+        }
+        all
+    }
+
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
         let all = self.each(|m| m.backend.list_instances(scope)).await?;
         Ok(all.into_iter().flat_map(|(m, list)| list.into_iter().map(move |i| Fleet::tag(m, i))).collect())

@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{label, InstanceSpec};
-use crate::model::{HealthCheck, Probe, Protocol, Publish, RestartPolicy, VolumeSource};
+use crate::model::{HealthCheck, Probe, Protocol, Publish, RestartPolicy, Service, VolumeSource};
 
 /// A duration as the API writes it: a Go duration string, or nanoseconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -151,7 +151,7 @@ pub(super) fn go_duration(d: Duration) -> Dur {
 pub(super) const CHECK_NAME: &str = "health";
 
 /// What Fly cannot express of `spec`: one sentence per problem, naming the field.
-pub(super) fn refusals(spec: &InstanceSpec) -> Vec<String> {
+pub(super) fn refusals(spec: &Service) -> Vec<String> {
     let mut out = Vec::new();
     if let Some(h) = &spec.health {
         if let Some(why) = check_refusal(h) {
@@ -211,10 +211,10 @@ pub(super) fn refusals(spec: &InstanceSpec) -> Vec<String> {
     if !spec.aliases.is_empty() {
         out.push("aliases: services find each other on Fly by their process group's name only".into());
     }
-    if spec.service.contains('_') {
+    if spec.name.contains('_') {
         out.push(format!(
             "service name {}: Fly process groups and DNS names take letters, digits and `-` only",
-            spec.service
+            spec.name
         ));
     }
     for p in &spec.ports {
@@ -373,13 +373,10 @@ mod tests {
         assert!(status.contains("2xx"), "{status}");
     }
 
-    use crate::model::Service;
-
     #[test]
     fn container_options_and_names_fly_cannot_express_are_refused() {
         let svc = Service::builder("plausible_db").image("a:1").cap_add("NET_ADMIN").alias("db").build().unwrap();
-        let spec = crate::backend::InstanceSpec::of_service(&svc);
-        let r = refusals(&spec);
+        let r = refusals(&svc);
         assert!(r.iter().any(|w| w.starts_with("container options")), "{r:?}");
         assert!(r.iter().any(|w| w.starts_with("aliases")), "{r:?}");
         assert!(r.iter().any(|w| w.starts_with("service name")), "{r:?}");

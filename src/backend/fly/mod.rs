@@ -366,6 +366,13 @@ impl Backend for FlyBackend {
         format!("fly app {} ({})", self.app, self.api.machines_url)
     }
 
+    fn limits(&self, service: &crate::model::Service) -> Vec<crate::backend::Limit> {
+        config::refusals(service)
+            .into_iter()
+            .map(|what| crate::backend::Limit { service: service.name.clone(), what, refused: true })
+            .collect()
+    }
+
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
         Ok(self
             .machines()
@@ -689,14 +696,6 @@ impl InstanceRuntime for FlyBackend {
         // Its volumes are free once it is destroyed.
         self.wait_state(id, "destroyed", None, Duration::from_secs(60)).await?;
         Ok(())
-    }
-
-    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
-        let problems = config::refusals(spec);
-        if problems.is_empty() {
-            return Ok(());
-        }
-        Err(Error::unsupported(self.describe(), format!("run service `{}`", spec.service), problems.join("; ")))
     }
 }
 

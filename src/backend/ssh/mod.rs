@@ -454,6 +454,10 @@ impl Backend for SshHost {
         format!("docker on {} over ssh ({})", self.inner.name, self.inner.destination)
     }
 
+    fn limits(&self, service: &crate::model::Service) -> Vec<crate::backend::Limit> {
+        self.docker.limits(service)
+    }
+
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
         self.guard(self.docker.list_instances(scope).await).await
     }

@@ -155,7 +155,10 @@ impl Backend for SwarmBackend {
     }
 
     fn limits(&self, service: &crate::model::Service) -> Vec<crate::backend::Limit> {
-        spec::limits(service)
+        // Its own rollout's, and its nodes' (Docker engines).
+        let mut all = spec::limits(service);
+        all.extend(self.manager.limits(service));
+        all
     }
 
     async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
