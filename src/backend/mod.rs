@@ -31,6 +31,7 @@ mod instance;
 mod instance_runtime;
 pub(crate) mod label;
 mod limit;
+mod linked;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 mod orchestrator;
@@ -51,6 +52,7 @@ pub use instance::{
 };
 pub use instance_runtime::InstanceRuntime;
 pub use limit::Limit;
+pub use linked::{Link, LinkableBackend, Linked};
 pub use orchestrator::{NativeRollout, Orchestrator, ServiceDeployment};
 pub use records::{NewRecord, Record, RecordStore, StateFile};
 pub(crate) use runtime::{files_of, hosts_of, images_of, instances_of, records_of, shipping_of};

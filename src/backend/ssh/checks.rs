@@ -30,9 +30,9 @@ pub(super) async fn run(host: &SshHost) -> Result<HostReport> {
     let fail =
         |check: &'static str, message: String| Error::HostCheck { host: host.name().to_string(), check, message };
     host.alive().await?;
-    let docker = host.docker.client();
+    let docker = host.backend.client();
     let version = host
-        .docker
+        .backend
         .call("docker version", host.name(), docker.version())
         .await
         .map_err(|e| fail("docker", format!("the engine does not answer through the SSH connection: {e}")))?;
@@ -43,8 +43,11 @@ pub(super) async fn run(host: &SshHost) -> Result<HostReport> {
             format!("its engine speaks API {api_version:?}; Docker 20.10 (API 1.41) or newer is needed"),
         ));
     }
-    let info =
-        host.docker.call("docker info", host.name(), docker.info()).await.map_err(|e| fail("docker", e.to_string()))?;
+    let info = host
+        .backend
+        .call("docker info", host.name(), docker.info())
+        .await
+        .map_err(|e| fail("docker", e.to_string()))?;
     let docker_root = info.docker_root_dir.unwrap_or_else(|| "/var/lib/docker".into());
     let df = host.run(&["df", "-Pk", &docker_root]).await.map_err(|e| fail("disk space", e))?;
     // `df -P`: a header, then `fs 1024-blocks used available capacity mount`.
@@ -55,13 +58,13 @@ pub(super) async fn run(host: &SshHost) -> Result<HostReport> {
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| fail("disk space", format!("unreadable `df` output: {df:?}")))?;
     let free_bytes = free_kib.saturating_mul(1024);
-    if free_bytes < host.min_free_disk {
+    if free_bytes < host.link.min_free_disk {
         return Err(fail(
             "disk space",
             format!(
                 "{} MiB free under {docker_root}, less than the {} MiB asked for (SshHostBuilder::min_free_disk); free some space, e.g. `docker image prune`",
                 free_bytes >> 20,
-                host.min_free_disk >> 20
+                host.link.min_free_disk >> 20
             ),
         ));
     }

@@ -28,19 +28,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures::stream::BoxStream;
 use openssh::Session;
 
 pub use checks::HostReport;
 
 use super::docker::{DockerBackend, ProbeRoute};
-use super::{
-    Backend, ExecOutput, ImageShipping, ImageStore, Instance, InstanceFiles, InstanceRuntime, InstanceSpec, LogLine,
-    NewRecord, Record, RecordStore, Scope, StateFile,
-};
+use super::{Backend, Instance, Link, Linked};
 use crate::error::{Error, Result};
-use crate::model::Build;
 
 /// What to do with a host whose key is not in `known_hosts`. A key that differs from the one
 /// `known_hosts` holds is refused under every policy but [`AcceptAny`](Self::AcceptAny).
@@ -66,10 +60,17 @@ pub enum HostKeyPolicy {
 /// println!("{} runs Docker {}", host.name(), host.report().docker_version);
 /// # Ok(()) }
 /// ```
+///
+/// It is the Docker backend behind the SSH connection, through the one generic layer every
+/// link shares ([`Linked`]): each call goes to the engine over the forwarded socket, and a
+/// failure is read as [`Error::HostUnreachable`] when the connection is what failed.
+pub type SshHost = Linked<DockerBackend, SshLink>;
+
+/// The SSH connection of an [`SshHost`]: its master session, the host's name and address, the
+/// probe forwards, the host checks' findings.
 #[derive(Clone, Debug)]
-pub struct SshHost {
+pub struct SshLink {
     inner: Arc<Inner>,
-    docker: DockerBackend,
     min_free_disk: u64,
 }
 
@@ -148,39 +149,39 @@ impl SshHost {
 
     /// The host's name (in errors, events and role mappings).
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.link.inner.name
     }
 
     /// The SSH destination, as given.
     pub fn destination(&self) -> &str {
-        &self.inner.destination
+        &self.link.inner.destination
     }
 
     /// The address at which the host's published ports are reached.
     pub fn address(&self) -> &str {
-        &self.inner.address
+        &self.link.inner.address
     }
 
     /// What the host checks found at connect (or at the latest [`check`](Self::check)).
     pub fn report(&self) -> HostReport {
-        self.inner.report.lock().ok().and_then(|r| r.clone()).unwrap_or_default()
+        self.link.inner.report.lock().ok().and_then(|r| r.clone()).unwrap_or_default()
     }
 
     /// How many probe forwards (local ports forwarded to container addresses on the host) are
     /// open. Made on first use and reused; beyond 64 the least recently used is closed.
     pub async fn probe_forwards(&self) -> usize {
-        self.inner.probes.open().await
+        self.link.inner.probes.open().await
     }
 
     /// The Docker backend on the host (through the SSH connection), for what this type does not cover.
     pub fn docker(&self) -> &DockerBackend {
-        &self.docker
+        &self.backend
     }
 
     /// Runs the host checks again: connection, engine and API version, disk space.
     pub async fn check(&self) -> Result<HostReport> {
         let report = checks::run(self).await?;
-        if let Ok(mut r) = self.inner.report.lock() {
+        if let Ok(mut r) = self.link.inner.report.lock() {
             *r = Some(report.clone());
         }
         Ok(report)
@@ -227,7 +228,7 @@ impl SshHost {
 
     /// The current master connection.
     async fn session(&self) -> Arc<Session> {
-        self.inner.session.read().await.clone()
+        self.link.inner.session.read().await.clone()
     }
 
     /// Opens the connection again if it is lost (the host was unreachable and is back): one new
@@ -235,14 +236,14 @@ impl SshHost {
     /// afresh. Does nothing while the connection is alive. Every apply, rollback and promotion
     /// does this first (in its host checks), so a long-lived program needs no new `SshHost`.
     pub async fn reconnect(&self) -> Result<()> {
-        let mut current = self.inner.session.write().await;
+        let mut current = self.link.inner.session.write().await;
         let alive = tokio::time::timeout(Duration::from_secs(10), current.check()).await;
         if matches!(alive, Ok(Ok(()))) {
             return Ok(());
         }
-        let b = &self.inner.builder;
-        let session = connect::master(b, &self.inner.socket_dir.0).await?;
-        let local = self.inner.socket_dir.0.join("docker.sock");
+        let b = &self.link.inner.builder;
+        let session = connect::master(b, &self.link.inner.socket_dir.0).await?;
+        let local = self.link.inner.socket_dir.0.join("docker.sock");
         // The dead master's listening socket is left behind.
         let _ = std::fs::remove_file(&local);
         forward::docker_socket(&session, &local, &b.docker_socket).await.map_err(|m| Error::HostCheck {
@@ -250,7 +251,7 @@ impl SshHost {
             check: "docker",
             message: m,
         })?;
-        self.inner.probes.clear().await;
+        self.link.inner.probes.clear().await;
         *current = Arc::new(session);
         tracing::info!(host = %b.name, "reconnected over ssh");
         Ok(())
@@ -268,20 +269,9 @@ impl SshHost {
 
     fn lost(&self, message: String) -> Error {
         Error::HostUnreachable {
-            host: self.inner.name.clone(),
-            destination: self.inner.destination.clone(),
+            host: self.link.inner.name.clone(),
+            destination: self.link.inner.destination.clone(),
             message: format!("the SSH connection is lost: {message}"),
-        }
-    }
-
-    /// An engine call's error, or the connection's if the connection is what failed.
-    async fn guard<T>(&self, r: Result<T>) -> Result<T> {
-        match r {
-            Ok(v) => Ok(v),
-            Err(e) => match self.alive().await {
-                Ok(()) => Err(e),
-                Err(lost) => Err(lost),
-            },
         }
     }
 }
@@ -428,7 +418,7 @@ impl SshHostBuilder {
                 check: "docker",
                 message: format!("no Docker engine answers at {} on the host: {e}", self.docker_socket),
             })?;
-        let host = SshHost {
+        let link = SshLink {
             inner: Arc::new(Inner {
                 name: self.name.clone(),
                 destination: self.destination.clone(),
@@ -439,9 +429,9 @@ impl SshHostBuilder {
                 probes: forward::ProbeForwards::default(),
                 socket_dir,
             }),
-            docker,
             min_free_disk: self.min_free_disk,
         };
+        let host = Linked::new(docker, link);
         host.check().await?;
         tracing::debug!(host = %host.name(), destination = %host.destination(), "connected over ssh");
         Ok(host)
@@ -449,246 +439,41 @@ impl SshHostBuilder {
 }
 
 #[async_trait]
-impl Backend for SshHost {
-    fn describe(&self) -> String {
-        format!("docker on {} over ssh ({})", self.inner.name, self.inner.destination)
+impl Link<DockerBackend> for SshLink {
+    fn describe(host: &SshHost) -> String {
+        format!("docker on {} over ssh ({})", host.link.inner.name, host.link.inner.destination)
     }
 
-    fn limits(&self, service: &crate::model::Service) -> Vec<crate::backend::Limit> {
-        self.docker.limits(service)
+    async fn alive(host: &SshHost) -> Result<()> {
+        host.alive().await
     }
 
-    async fn list_instances(&self, scope: &Scope) -> Result<Vec<Instance>> {
-        self.guard(self.docker.list_instances(scope).await).await
-    }
-
-    async fn inspect_instance(&self, id: &str) -> Result<Instance> {
-        self.guard(self.docker.inspect_instance(id).await).await
-    }
-
-    async fn ensure_network(&self, scope: &Scope) -> Result<bool> {
-        self.guard(self.docker.ensure_network(scope).await).await
-    }
-
-    async fn remove_network(&self, scope: &Scope) -> Result<bool> {
-        self.guard(self.docker.remove_network(scope).await).await
-    }
-
-    async fn ensure_volume(&self, scope: &Scope, volume: &str) -> Result<bool> {
-        self.guard(self.docker.ensure_volume(scope, volume).await).await
-    }
-
-    async fn ensure_volume_with(
-        &self,
-        scope: &Scope,
-        volume: &str,
-        driver_opts: &std::collections::BTreeMap<String, String>,
-    ) -> Result<bool> {
-        self.guard(self.docker.ensure_volume_with(scope, volume, driver_opts).await).await
-    }
-
-    async fn list_volumes(&self, scope: &Scope) -> Result<Vec<String>> {
-        self.guard(self.docker.list_volumes(scope).await).await
-    }
-
-    async fn environments(&self) -> Result<Vec<Scope>> {
-        self.guard(self.docker.environments().await).await
-    }
-
-    async fn remove_volume(&self, name: &str) -> Result<()> {
-        self.guard(self.docker.remove_volume(name).await).await
-    }
-
-    async fn wait_exit(&self, id: &str) -> Result<i64> {
-        self.guard(self.docker.wait_exit(id).await).await
-    }
-
-    async fn logs_tail(&self, id: &str, lines: usize) -> Result<Vec<String>> {
-        self.guard(self.docker.logs_tail(id, lines).await).await
-    }
-
-    fn logs(&self, id: &str, follow: bool, tail: Option<usize>) -> BoxStream<'static, Result<LogLine>> {
-        self.docker.logs(id, follow, tail)
-    }
-
-    async fn exec(&self, id: &str, command: &[String], timeout: Duration) -> Result<ExecOutput> {
-        self.guard(self.docker.exec(id, command, timeout).await).await
-    }
-
-    async fn probe_address(&self, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
+    async fn probe_address(host: &SshHost, instance: &Instance, port: u16) -> Result<Option<SocketAddr>> {
         // The container's address on the host, reached through a forward over the connection:
         // works whether or not the port is published. A lost connection is said as such (a
         // forward of a dead connection only refuses).
-        self.alive().await?;
-        let Some(ip) = instance.ip else { return self.docker.probe_address(instance, port).await };
-        let session = self.session().await;
-        let local = self.inner.probes.local_for(&session, SocketAddr::new(ip, port)).await;
+        host.alive().await?;
+        let Some(ip) = instance.ip else { return host.backend.probe_address(instance, port).await };
+        let session = host.session().await;
+        let local = host.link.inner.probes.local_for(&session, SocketAddr::new(ip, port)).await;
         match local {
             Ok(a) => Ok(Some(a)),
             Err(m) => {
-                self.alive().await?;
-                Err(Error::backend("probe forward", format!("{}:{port} on {}", ip, self.name()), m))
+                host.alive().await?;
+                Err(Error::backend("probe forward", format!("{}:{port} on {}", ip, host.name()), m))
             }
         }
     }
 
-    fn published_host(&self) -> String {
-        self.inner.address.clone()
+    fn published_host(host: &SshHost) -> String {
+        host.link.inner.address.clone()
     }
 
-    async fn preflight(&self) -> Result<()> {
+    async fn preflight(host: &SshHost) -> Result<()> {
         // A host back after an outage gets a new connection before anything changes.
-        if self.alive().await.is_err() {
-            self.reconnect().await?;
+        if host.alive().await.is_err() {
+            host.reconnect().await?;
         }
-        self.check().await.map(|_| ())
-    }
-
-    fn images(&self) -> Option<&dyn ImageStore> {
-        Some(self)
-    }
-
-    fn records(&self) -> Option<&dyn RecordStore> {
-        Some(self)
-    }
-
-    fn files(&self) -> Option<&dyn InstanceFiles> {
-        Some(self)
-    }
-
-    fn shipping(&self) -> Option<&dyn ImageShipping> {
-        Some(self)
-    }
-
-    fn instances(&self) -> Option<&dyn InstanceRuntime> {
-        Some(self)
-    }
-}
-
-#[async_trait]
-impl InstanceRuntime for SshHost {
-    async fn create_instance(&self, spec: &InstanceSpec) -> Result<String> {
-        self.guard(self.docker.create_instance(spec).await).await
-    }
-
-    async fn start_instance(&self, id: &str) -> Result<()> {
-        self.guard(self.docker.start_instance(id).await).await
-    }
-
-    async fn stop_instance(&self, id: &str, grace: Duration) -> Result<()> {
-        self.guard(self.docker.stop_instance(id, grace).await).await
-    }
-
-    async fn remove_instance(&self, id: &str) -> Result<()> {
-        self.guard(self.docker.remove_instance(id).await).await
-    }
-
-    async fn check_spec(&self, spec: &InstanceSpec) -> Result<()> {
-        self.guard(self.docker.check_spec(spec).await).await
-    }
-}
-
-#[async_trait]
-impl ImageStore for SshHost {
-    async fn image_id(&self, reference: &str) -> Result<Option<String>> {
-        self.guard(self.docker.image_id(reference).await).await
-    }
-
-    async fn build_image(&self, build: &Build, tag: &str) -> Result<String> {
-        self.guard(self.docker.build_image(build, tag).await).await
-    }
-
-    async fn image_info(&self, reference: &str) -> Result<Option<crate::backend::ImageInfo>> {
-        self.guard(self.docker.image_info(reference).await).await
-    }
-
-    async fn pull_image(
-        &self,
-        reference: &str,
-        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
-    ) -> Result<crate::backend::ImageInfo> {
-        self.guard(self.docker.pull_image(reference, progress).await).await
-    }
-
-    async fn registry_digest(&self, reference: &str) -> Result<Option<String>> {
-        self.guard(self.docker.registry_digest(reference).await).await
-    }
-
-    async fn push_image(
-        &self,
-        reference: &str,
-        progress: &(dyn Fn(crate::registry::PullProgress) + Send + Sync),
-    ) -> Result<String> {
-        self.guard(self.docker.push_image(reference, progress).await).await
-    }
-
-    async fn keep_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
-        self.guard(self.docker.keep_image(scope, image_id).await).await
-    }
-
-    async fn restore_image(&self, scope: &Scope, image_id: &str, reference: Option<&str>) -> Result<bool> {
-        self.guard(self.docker.restore_image(scope, image_id, reference).await).await
-    }
-
-    async fn drop_image(&self, scope: &Scope, image_id: &str) -> Result<()> {
-        self.guard(self.docker.drop_image(scope, image_id).await).await
-    }
-}
-
-#[async_trait]
-impl RecordStore for SshHost {
-    async fn create_record(&self, scope: &Scope, record: &NewRecord) -> Result<Option<Record>> {
-        self.guard(self.docker.create_record(scope, record).await).await
-    }
-
-    async fn list_records(&self, scope: &Scope, kind: &str) -> Result<Vec<Record>> {
-        self.guard(self.docker.list_records(scope, kind).await).await
-    }
-
-    async fn remove_record(&self, id: &str) -> Result<()> {
-        self.guard(self.docker.remove_record(id).await).await
-    }
-
-    async fn clock(&self) -> Result<std::time::SystemTime> {
-        self.guard(self.docker.clock().await).await
-    }
-
-    async fn read_state(&self, scope: &Scope) -> Result<Option<Vec<StateFile>>> {
-        self.guard(self.docker.read_state(scope).await).await
-    }
-
-    async fn write_state(&self, scope: &Scope, name: &str, contents: &[u8]) -> Result<()> {
-        self.guard(self.docker.write_state(scope, name, contents).await).await
-    }
-
-    async fn remove_state(&self, scope: &Scope) -> Result<()> {
-        self.guard(self.docker.remove_state(scope).await).await
-    }
-
-    async fn release_state(&self, scope: &Scope) {
-        self.docker.release_state(scope).await
-    }
-}
-
-#[async_trait]
-impl InstanceFiles for SshHost {
-    async fn write_file(&self, id: &str, path: &str, contents: &[u8], mode: u32) -> Result<()> {
-        self.guard(self.docker.write_file(id, path, contents, mode).await).await
-    }
-
-    async fn read_file(&self, id: &str, path: &str) -> Result<Option<Vec<u8>>> {
-        self.guard(self.docker.read_file(id, path).await).await
-    }
-}
-
-#[async_trait]
-impl ImageShipping for SshHost {
-    fn export_image(&self, image_id: &str) -> BoxStream<'static, Result<Bytes>> {
-        self.docker.export_image(image_id)
-    }
-
-    async fn load_image(&self, archive: BoxStream<'static, Result<Bytes>>) -> Result<()> {
-        let r = self.docker.load_image(archive).await;
-        self.guard(r).await
+        host.check().await.map(|_| ())
     }
 }
