@@ -54,11 +54,11 @@
 //! | where a secret value is scrubbed from what comes back from a target | [`scrub`] |
 //! | the ingress: Caddy configuration from routes and rotation; how it upgrades itself without a gap (listener, front, router: [`Ingress`]) | [`ingress`] (pushed by [`engine/traffic.rs`][src/engine/traffic.rs], which also drains a front and defers a moved listener) |
 //! | probes and the readiness gate | [`health`] |
-//! | the seam: the [`Backend`] runtime and its optional capabilities ([`ImageStore`], [`RecordStore`], [`InstanceFiles`], [`Topology`], [`ImageShipping`], [`Orchestrator`]); the Docker backend (container creation in [`backend/docker/containers.rs`][src/backend/docker/containers.rs], the silent path for secret-bearing calls in [`backend/docker/transport.rs`][src/backend/docker/transport.rs], the state store in [`backend/docker/store.rs`][src/backend/docker/store.rs], kept images in [`backend/docker/state.rs`][src/backend/docker/state.rs]) | [`backend`] |
+//! | the seam: [`Backend`] and its optional capabilities ([`InstanceRuntime`] or [`Orchestrator`], [`ImageStore`], [`RecordStore`], [`InstanceFiles`], [`Topology`], [`ImageShipping`]); what a target cannot honour: [`Backend::limits`]; the one label codec: [`backend/label.rs`][src/backend/label.rs]; the Docker backend (container creation in [`backend/docker/containers.rs`][src/backend/docker/containers.rs], the silent path for secret-bearing calls in [`backend/docker/transport.rs`][src/backend/docker/transport.rs], the state store in [`backend/docker/store.rs`][src/backend/docker/store.rs], kept images in [`backend/docker/state.rs`][src/backend/docker/state.rs]) | [`backend`] |
 //! | a Docker Swarm: [`SwarmBackend`] (service specs from the rollout in [`backend/swarm/spec.rs`][src/backend/swarm/spec.rs], records as configs) | [`backend::swarm`] |
 //! | Fly.io's Machines API: [`FlyBackend`] (where an instance becomes a machine config: [`backend/fly/config.rs`][src/backend/fly/config.rs]; records in a machine's metadata under its lease: [`backend/fly/records.rs`][src/backend/fly/records.rs]; retries: [`backend/fly/api.rs`][src/backend/fly/api.rs]) | [`backend::fly`] |
 //! | an in-memory runtime with fault injection, for tests (feature `test-util`) | [`backend::memory`] |
-//! | a remote engine over SSH: [`SshHost`] (connection, host keys, forwards, host checks) | [`backend::ssh`] |
+//! | a remote engine over SSH: [`SshHost`] (connection, host keys, forwards, host checks), the Docker backend through the generic link layer [`backend::Linked`] ([`backend/linked.rs`][src/backend/linked.rs]) | [`backend::ssh`] |
 //! | several hosts as one backend, placement by role, image shipping: [`Fleet`] | [`backend::fleet`] (placement decided in [`engine/placement.rs`][src/engine/placement.rs]) |
 //! | errors, and the [`ErrorKind`] to match on | [`error`] |
 //! | what is deployed on a target, from any process, by labels: [`environments`], [`FoundEnvironment::down`] | [`engine/inventory.rs`][src/engine/inventory.rs] |
@@ -80,6 +80,8 @@
 //! [src/state/audit.rs]: https://docs.rs/crate/harbormaster/latest/source/src/state/audit.rs
 //! [src/state/jobs.rs]: https://docs.rs/crate/harbormaster/latest/source/src/state/jobs.rs
 //! [src/engine/traffic.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/traffic.rs
+//! [src/backend/label.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/label.rs
+//! [src/backend/linked.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/linked.rs
 //! [src/backend/docker/containers.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/docker/containers.rs
 //! [src/backend/docker/transport.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/docker/transport.rs
 //! [src/backend/docker/store.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/docker/store.rs

@@ -118,8 +118,14 @@ pub struct InstanceSpec {
     pub resources: Resources,
     /// Restart policy.
     pub restart: RestartPolicy,
-    /// All labels, the library's included.
+    /// All labels, the library's included: short values a target can select by (every value
+    /// the library writes here fits a Kubernetes label: at most 63 characters).
     pub labels: BTreeMap<String, String>,
+    /// What the library records on the instance that is no short value (its configuration as
+    /// JSON, its image, its secret variables' names): kept beside the labels, where the target
+    /// keeps such metadata (a Docker engine and Fly: labels and metadata too; Kubernetes:
+    /// annotations, as `kubectl` keeps its last applied configuration).
+    pub annotations: BTreeMap<String, String>,
     /// User.
     pub user: Option<String>,
     /// Working directory.
@@ -136,8 +142,8 @@ pub struct InstanceSpec {
     /// ([`Backend::reports_health`](super::Backend::reports_health)); the library probes otherwise.
     pub health: Option<HealthCheck>,
     /// What the container runs with beyond the above (capabilities, namespaces, kernel
-    /// settings, …); a target refuses in [`check_spec`](super::InstanceRuntime::check_spec) or [`limits`](super::Backend::limits) what it
-    /// cannot express.
+    /// settings, …); a target refuses in [`check_spec`](super::InstanceRuntime::check_spec) or
+    /// [`limits`](super::Backend::limits) what it cannot express.
     pub container: ContainerOptions,
     /// More names the instance answers to on the environment's network.
     pub aliases: Vec<String>,
@@ -170,6 +176,7 @@ impl InstanceSpec {
             resources: svc.resources().clone(),
             restart: svc.restart_policy(),
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             user: svc.user().map(str::to_string),
             workdir: svc.working_dir().map(str::to_string),
             stop_grace: svc.stop_grace(),

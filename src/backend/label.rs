@@ -44,6 +44,8 @@ pub fn marks_of<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)> +
 /// What the library writes on an instance and reads back from it: the one codec of instance
 /// labels, shared by every backend (a container's labels, a task's, a machine's metadata, the
 /// in-memory runtime's). [`Instance::labelled`](super::Instance::labelled) makes an instance of it.
+/// Label values stay short (a Kubernetes label holds 63 characters); what is long goes to the
+/// annotations beside them ([`InstanceSpec::annotations`](super::InstanceSpec::annotations)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct InstanceLabels {
     /// The service ([`SERVICE`]).
@@ -82,19 +84,22 @@ impl InstanceLabels {
         })
     }
 
-    /// Writes them into `labels` (the image only when set: most targets report it themselves).
-    pub(crate) fn write(&self, labels: &mut BTreeMap<String, String>) {
+    /// Writes them: what a target selects by, short, into `labels` (service, slot, kind, spec
+    /// hash: each value fits a Kubernetes label); the rest into `annotations` (the configuration
+    /// as JSON, the image where set, the secret variables' names). A target that keeps one map
+    /// (a Docker engine's labels, a Fly machine's metadata) merges the two.
+    pub(crate) fn write(&self, labels: &mut BTreeMap<String, String>, annotations: &mut BTreeMap<String, String>) {
         labels.insert(SERVICE.into(), self.service.clone());
         labels.insert(SLOT.into(), self.slot.to_string());
         labels.insert(KIND.into(), kind_value(self.kind).into());
         labels.insert(SPEC_HASH.into(), self.spec_hash.clone());
         if let Some(spec) = &self.spec_json {
-            labels.insert(SPEC.into(), spec.clone());
+            annotations.insert(SPEC.into(), spec.clone());
         }
         if let Some(image) = &self.image {
-            labels.insert(IMAGE.into(), image.clone());
+            annotations.insert(IMAGE.into(), image.clone());
         }
-        labels.insert(SECRET_KEYS.into(), self.secret_keys.join(","));
+        annotations.insert(SECRET_KEYS.into(), self.secret_keys.join(","));
     }
 
     /// The values of its secret variables that `value` finds in the instance's environment. Each
@@ -132,5 +137,43 @@ pub(crate) fn kind_value(kind: ServiceKind) -> &'static str {
     match kind {
         ServiceKind::Job => "job",
         ServiceKind::Service => "service",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Kubernetes label value: at most 63 characters, alphanumerics with `-`, `_`, `.` inside.
+    fn fits_a_kubernetes_label(v: &str) -> bool {
+        let inner_ok = v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        let ends_ok = |c: Option<char>| c.map_or(true, |c| c.is_ascii_alphanumeric());
+        v.len() <= 63 && inner_ok && ends_ok(v.chars().next()) && ends_ok(v.chars().last())
+    }
+
+    #[test]
+    fn label_values_are_short_and_long_values_are_annotations() {
+        let written = InstanceLabels {
+            service: "api-gateway".into(),
+            slot: 4_000_000,
+            kind: ServiceKind::Job,
+            spec_hash: "0123456789abcdef".into(),
+            spec_json: Some(format!("{{\"env\":{{\"A\":\"{}\"}}}}", "x".repeat(10_000))),
+            image: Some(format!("sha256:{}", "a".repeat(64))),
+            secret_keys: (0..40).map(|i| format!("SECRET_NUMBER_{i}")).collect(),
+        };
+        let (mut labels, mut annotations) = (BTreeMap::new(), BTreeMap::new());
+        written.write(&mut labels, &mut annotations);
+        for (k, v) in &labels {
+            assert!(fits_a_kubernetes_label(v), "label {k} = {v:?} does not fit a Kubernetes label");
+        }
+        assert!(
+            annotations.contains_key(SPEC) && annotations.contains_key(IMAGE) && annotations.contains_key(SECRET_KEYS)
+        );
+        // Read back from both maps, as a target that keeps both returns them.
+        let read = InstanceLabels::read(|k| labels.get(k).or_else(|| annotations.get(k))).expect("an instance");
+        assert_eq!(read, written);
+        // Without the service label, nothing of the library's.
+        assert_eq!(InstanceLabels::read(|k| annotations.get(k)), None);
     }
 }

@@ -202,6 +202,7 @@ impl Template {
     pub(crate) fn instance(&self, scope: &Scope, slot: u32, name: String) -> InstanceSpec {
         let s = &self.service;
         let mut labels = s.labels.clone();
+        let mut annotations = BTreeMap::new();
         labels.extend(scope.labels());
         label::InstanceLabels {
             service: s.name.clone(),
@@ -212,7 +213,7 @@ impl Template {
             image: None,
             secret_keys: s.secrets.keys().cloned().collect(),
         }
-        .write(&mut labels);
+        .write(&mut labels, &mut annotations);
         InstanceSpec {
             name,
             scope: scope.clone(),
@@ -227,6 +228,7 @@ impl Template {
             resources: s.resources.clone(),
             restart: s.restart,
             labels,
+            annotations,
             user: s.user.clone(),
             workdir: s.workdir.clone(),
             stop_grace: s.stop_grace,

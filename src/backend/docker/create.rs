@@ -91,7 +91,8 @@ pub(crate) fn create_body(spec: &InstanceSpec, ephemeral_bind: Option<IpAddr>) -
         entrypoint: spec.entrypoint.clone(),
         cmd: spec.command.clone(),
         env: Some(env),
-        labels: Some(spec.labels.clone().into_iter().collect()),
+        // The engine keeps one map: the annotations are labels too.
+        labels: Some(spec.labels.iter().chain(&spec.annotations).map(|(k, v)| (k.clone(), v.clone())).collect()),
         user: spec.user.clone(),
         working_dir: spec.workdir.clone(),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),

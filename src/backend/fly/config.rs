@@ -285,7 +285,9 @@ pub(super) fn machine_config(spec: &InstanceSpec, volumes: &BTreeMap<String, Str
     for (k, v) in &spec.secrets {
         env.insert(k.clone(), v.expose().to_string());
     }
+    // A machine keeps one map: the annotations are metadata too.
     let mut metadata = spec.labels.clone();
+    metadata.extend(spec.annotations.clone());
     metadata.insert(label::IMAGE.to_string(), spec.image_id.clone());
     metadata.insert("fly_process_group".to_string(), spec.service.clone());
     let check = spec.health.as_ref().and_then(fly_check);

@@ -29,7 +29,8 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) fn new(id: String, spec: InstanceSpec, behavior: Behavior, single_host: bool) -> Running {
-        let decoded = label::InstanceLabels::read(|k| spec.labels.get(k)).unwrap_or_default();
+        let decoded =
+            label::InstanceLabels::read(|k| spec.labels.get(k).or_else(|| spec.annotations.get(k))).unwrap_or_default();
         let instance = Instance {
             state: InstanceState::Created,
             created: crate::rfc3339::format(SystemTime::now(), true),

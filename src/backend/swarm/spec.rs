@@ -207,11 +207,13 @@ pub(super) fn service_spec(
     labels.insert(label::SERVICE.into(), s.name.clone());
     labels.insert(label::KIND.into(), label::kind_value(s.kind).into());
     labels.insert(label::SPEC_HASH.into(), d.spec_hash.to_string());
-    if let Some(spec) = t.labels.get(label::SPEC) {
+    if let Some(spec) = t.annotations.get(label::SPEC) {
         labels.insert(label::SPEC.into(), spec.clone());
     }
     labels.insert(label::IMAGE.into(), t.image_id.clone());
-    let mut container_labels: HashMap<String, String> = t.labels.clone().into_iter().collect();
+    // A task's container keeps one map: the annotations are labels too.
+    let mut container_labels: HashMap<String, String> =
+        t.labels.iter().chain(&t.annotations).map(|(k, v)| (k.clone(), v.clone())).collect();
     container_labels.remove(label::SLOT);
     container_labels.insert(label::IMAGE.into(), t.image_id.clone());
     let mut env: Vec<String> = t.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
