@@ -51,16 +51,7 @@ async fn namespaced_deployer() {
 /// Starts the namespaced deployer; its output lines prefixed `hm-lock ` come through the channel.
 fn spawn_namespaced(vars: &[(&str, String)]) -> (Child, std::sync::mpsc::Receiver<String>) {
     let mut cmd = support::in_own_pid_namespace();
-    cmd.args([
-        "--exact",
-        support::child_test(module_path!(), "namespaced_deployer").as_str(),
-        "--ignored",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    cmd.args(support::child_args(module_path!(), "namespaced_deployer")).stdout(Stdio::piped()).stderr(Stdio::null());
     for (k, v) in vars {
         cmd.env(k, v);
     }

@@ -178,16 +178,7 @@ fn start_child(vars: &[(&str, &str)]) -> (String, std::process::Child) {
 
 /// `killed_child` run by `cmd` (the test binary, or a wrapper that runs it).
 fn start_child_in(mut cmd: Command, vars: &[(&str, &str)]) -> (String, std::process::Child) {
-    cmd.args([
-        "--exact",
-        support::child_test(module_path!(), "killed_child").as_str(),
-        "--ignored",
-        "--nocapture",
-        "--test-threads",
-        "1",
-    ])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
+    cmd.args(support::child_args(module_path!(), "killed_child")).stdout(Stdio::piped()).stderr(Stdio::null());
     for (k, v) in vars {
         cmd.env(k, v);
     }

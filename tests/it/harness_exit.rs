@@ -71,14 +71,7 @@ async fn a_static_environment_is_torn_down_when_the_process_exits() {
     workload::ensure_images();
     let docker = docker().await;
     let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            support::child_test(module_path!(), "static_child").as_str(),
-            "--ignored",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
+        .args(support::child_args(module_path!(), "static_child"))
         .stderr(Stdio::null())
         .output()
         .unwrap();

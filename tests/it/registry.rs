@@ -296,13 +296,7 @@ fn credentials_come_from_the_docker_cli_configuration() {
         std::fs::write(dir.join("config.json"), config).unwrap();
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                support::child_test(module_path!(), "child_pulls_with_cli_credentials").as_str(),
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(support::child_args(module_path!(), "child_pulls_with_cli_credentials"))
             .env("DOCKER_CONFIG", &dir)
             .env("PATH", path)
             .env("HM_CHILD_REFERENCE", &reference)

@@ -193,3 +193,9 @@ pub fn child_test(module: &str, test: &str) -> String {
     let suite = module.split_once("::").map_or(module, |(_crate, path)| path);
     format!("{suite}::{test}")
 }
+
+/// The arguments that run test `test` of the suite `module` (its `module_path!()`) alone, as a
+/// child process of this binary: the child tests are `#[ignore]`d, so they run only when asked.
+pub fn child_args(module: &str, test: &str) -> [String; 6] {
+    ["--exact", &child_test(module, test), "--ignored", "--nocapture", "--test-threads", "1"].map(str::to_string)
+}
