@@ -147,7 +147,7 @@ mod tests {
     /// A Kubernetes label value: at most 63 characters, alphanumerics with `-`, `_`, `.` inside.
     fn fits_a_kubernetes_label(v: &str) -> bool {
         let inner_ok = v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        let ends_ok = |c: Option<char>| c.map_or(true, |c| c.is_ascii_alphanumeric());
+        let ends_ok = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
         v.len() <= 63 && inner_ok && ends_ok(v.chars().next()) && ends_ok(v.chars().last())
     }
 

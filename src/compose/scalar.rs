@@ -112,7 +112,7 @@ fn yaml12_float(s: &str) -> bool {
         Some((int, frac)) => digits(int) && (frac.is_empty() || digits(frac)),
         None => digits(mantissa),
     };
-    let exponent_ok = exponent.map_or(true, |e| digits(e.strip_prefix(['-', '+']).unwrap_or(e)));
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['-', '+']).unwrap_or(e)));
     mantissa_ok && exponent_ok
 }
 
@@ -216,7 +216,7 @@ fn yaml11(text: &str) -> Option<String> {
     let (int_part, frac) = mantissa.split_once('.')?;
     let all_digits = |t: &str| t.chars().all(|c| c.is_ascii_digit());
     let ok_mantissa = all_digits(int_part) && all_digits(frac) && !(int_part.is_empty() && frac.is_empty());
-    let ok_exponent = exponent.map_or(true, |e| e.len() > 1 && e.starts_with(['-', '+']) && all_digits(&e[1..]));
+    let ok_exponent = exponent.is_none_or(|e| e.len() > 1 && e.starts_with(['-', '+']) && all_digits(&e[1..]));
     if !ok_mantissa || !ok_exponent {
         return None;
     }

@@ -29,6 +29,19 @@ use crate::state::lock::DeployLock;
 use crate::state::revisions::Recorder;
 use crate::state::{jobs, promotion, Store};
 
+/// What each service of `env` runs as on `backend` once applied, in service order: its
+/// configuration hash and image ID (images resolved as an apply resolves them: pulled or built
+/// where missing). Nothing else changes; for a fingerprint of the environment.
+pub(crate) async fn resolved(env: &Environment, backend: &dyn Backend) -> Result<Vec<(String, String, String)>> {
+    let sink = EventSink::new(env.qualified_name(), None);
+    let (templates, _) = templates(env, backend, None, &sink, images::Mode::Apply).await?;
+    Ok(env
+        .services
+        .iter()
+        .filter_map(|s| templates.get(&s.name).map(|t| (s.name.clone(), t.spec_hash.clone(), t.image_id.clone())))
+        .collect())
+}
+
 /// Resolves every service's image (pulling or building where asked, see [`super::images`]) into
 /// a [`Template`]; also what happens to each image, for the plan.
 pub(crate) async fn templates(

@@ -51,7 +51,7 @@ pub use crate::events::{Event, EventKind, RolloutOutcome};
 pub use crate::state::audit::AuditEntry;
 pub use crate::state::revisions::Revision;
 #[cfg(feature = "testing")]
-pub(crate) use apply::scope_of;
+pub(crate) use apply::{resolved, scope_of};
 pub use deployment::{Deployment, Endpoint};
 pub use inventory::{environments, FoundEnvironment};
 pub use ops::{Down, DownReport, Health, InstanceStatus, LogOptions, ServiceStatus, Status};

@@ -776,7 +776,7 @@ impl ContainerOptions {
         }
         let namespace = |what: &str, v: &Option<String>, allowed: &[&str], out: &mut Vec<String>| {
             if let Some(m) = v {
-                if !allowed.contains(&m.as_str()) && !m.strip_prefix("container:").is_some_and(|c| !c.is_empty()) {
+                if !allowed.contains(&m.as_str()) && m.strip_prefix("container:").is_none_or(|c| c.is_empty()) {
                     out.push(format!("{what} mode {} is not one of {}, container:NAME", show(m), allowed.join(", ")));
                 }
             }

@@ -217,7 +217,7 @@ fn domain(d: &str) -> bool {
         Some((h, p)) => (h, Some(p)),
         None => (d, None),
     };
-    host.split('.').all(domain_component) && port.map_or(true, |p| !p.is_empty() && p.parse::<u16>().is_ok())
+    host.split('.').all(domain_component) && port.is_none_or(|p| !p.is_empty() && p.parse::<u16>().is_ok())
 }
 
 /// Checks an image reference against the grammar Docker parses

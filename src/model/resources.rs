@@ -58,7 +58,7 @@ impl Resources {
     /// Memory limit in bytes (the Docker engine takes 6 MiB at least), for a limit that is not a whole number of MiB
     /// (`mem_limit: 100000k`).
     pub fn memory_bytes(mut self, bytes: u64) -> Self {
-        if bytes % (1024 * 1024) == 0 {
+        if bytes.is_multiple_of(1024 * 1024) {
             return self.memory_mb(bytes / (1024 * 1024));
         }
         self.memory_mb = Some(bytes.div_ceil(1024 * 1024));

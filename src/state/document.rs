@@ -153,7 +153,7 @@ impl Document {
         let mut why = Vec::new();
         for f in files.iter().filter(|f| f.name.starts_with("state.") && f.name.ends_with(".json")) {
             match Document::decode(&f.contents) {
-                Ok(d) if best.as_ref().map_or(true, |b| d.seq > b.seq) => best = Some(d),
+                Ok(d) if best.as_ref().is_none_or(|b| d.seq > b.seq) => best = Some(d),
                 Ok(_) => {}
                 Err(e) => why.push(format!("{}: {e}", f.name)),
             }

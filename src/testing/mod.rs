@@ -8,6 +8,9 @@
 //!   period; [`TestEnvBuilder::stop_grace_on_teardown`] asks for a graceful stop instead.
 //! - [`SharedEnv`]: one environment for the tests of a suite, reference-counted, with a database
 //!   per test where that is cheap.
+//! - [`TestEnvBuilder::reuse`]: an environment left running for the next run of the tests and
+//!   taken again by it, matched by a fingerprint of everything that defines it, when the run
+//!   allows it ([`REUSE_VAR`]`=1`); swept once idle ([`DEFAULT_IDLE`]), or by [`reap_reusable`].
 //! - [`reap`]: the reaper. Everything a test environment creates carries its owner's identity
 //!   (boot ID, PID namespace, PID and the process's start time). A sweep removes the test
 //!   environments whose owner is provably gone: before a process's first environment on an
@@ -32,9 +35,11 @@
 
 mod harness;
 mod owner;
+mod reuse;
 mod shared;
 mod test_env;
 
+pub use reuse::{DEFAULT_IDLE, REUSE_VAR};
 pub use shared::{Shared, SharedEnv};
 pub use test_env::{TestEnv, TestEnvBuilder};
 
@@ -57,16 +62,26 @@ pub struct Reaped {
 pub async fn reap<B: Backend>(backend: &B) -> Result<Reaped> {
     let mut reaped = Reaped::default();
     for env in environments(backend).await? {
+        if env.labels.contains_key(reuse::REUSE_MARK) {
+            continue; // kept on purpose: the idle sweep below judges it
+        }
         match owner::verdict(&env, std::time::SystemTime::now()) {
             owner::Verdict::NotATest => {}
             owner::Verdict::OwnerAlive | owner::Verdict::OwnerUnknown(_) => reaped.left.push(env.qualified_name()),
             owner::Verdict::Orphaned(why) => {
                 tracing::info!(environment = %env.qualified_name(), why, "removing an orphaned test environment");
-                env.down(backend, Down::default().with_volumes().force()).await?;
-                reaped.removed.push(env.qualified_name());
+                match env.down(backend, Down::default().with_volumes().force()).await {
+                    Ok(_) => reaped.removed.push(env.qualified_name()),
+                    // Another sweep (this process's own, or another test process's) is taking it
+                    // down right now: it is on its way out, not this call's to remove.
+                    Err(crate::Error::Locked { .. }) => reaped.left.push(env.qualified_name()),
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
+    // Reusable environments idle past their limit, that no process uses.
+    reaped.removed.extend(reuse::sweep(backend, false).await?);
     if !reaped.removed.is_empty() {
         // A killed owner's last requests can still be on their way through the engine (a create
         // sent just before it died lands after the removal): once they have settled, what they
@@ -74,11 +89,20 @@ pub async fn reap<B: Backend>(backend: &B) -> Result<Reaped> {
         tokio::time::sleep(SETTLE_AFTER_DEATH).await;
         for env in environments(backend).await? {
             if reaped.removed.contains(&env.qualified_name()) {
-                env.down(backend, Down::default().with_volumes().force()).await?;
+                match env.down(backend, Down::default().with_volumes().force()).await {
+                    Ok(_) | Err(crate::Error::Locked { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
     }
     Ok(reaped)
+}
+
+/// Removes every reusable test environment on `backend` ([`TestEnvBuilder::reuse`]) that no
+/// process is using or bringing up, idle or not: for a developer who wants a clean slate.
+pub async fn reap_reusable<B: Backend>(backend: &B) -> Result<Vec<String>> {
+    reuse::sweep(backend, true).await
 }
 
 /// How long a dead owner's requests in flight are given to land before a second removal.

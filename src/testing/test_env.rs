@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::harness::{harness, TEARDOWN_LIMIT};
-use super::owner;
+use super::{owner, reuse};
 use crate::backend::docker::{DockerBackend, DockerBackendBuilder};
 use crate::backend::Backend;
 use crate::engine::{Deployment, Down, DownReport, Endpoint};
@@ -46,6 +46,9 @@ pub struct TestEnv {
     deployment: Deployment,
     done: bool,
     teardown: Down,
+    /// For a reusable environment: the users lock held while this guard lives (it is not torn
+    /// down when dropped), and whether an existing environment was taken.
+    reuse: Option<(std::fs::File, bool)>,
 }
 
 impl std::fmt::Debug for TestEnv {
@@ -64,9 +67,34 @@ pub struct TestEnvBuilder {
     records: bool,
     expire_after: Option<std::time::Duration>,
     teardown: Down,
+    reuse: Option<std::time::Duration>,
 }
 
 impl TestEnvBuilder {
+    /// Leaves the environment running when the guard is dropped and the process ends, and takes
+    /// it again next time instead of bringing it up anew: a second `cargo test` finds its
+    /// database initialized and its services up. Active only when the developer also allows it
+    /// for the run: the environment variable `HARBORMASTER_REUSE=1` ([`REUSE_VAR`](super::REUSE_VAR));
+    /// without it (as on CI) this is a plain test environment, torn down as always.
+    ///
+    /// The environment is matched by a fingerprint of everything that defines it (each
+    /// service's configuration, the image ID it runs, its secrets' digests): any change, an image
+    /// moved behind the same tag included, brings up a fresh one. Parallel test processes bring
+    /// it up once and share it (keep per-test data apart: [`TestEnv::postgres_database`]). One
+    /// unused for [`DEFAULT_IDLE`](super::DEFAULT_IDLE) is removed by the next test process's
+    /// sweep; [`reap_reusable`](super::reap_reusable) removes them now. See the module docs.
+    pub fn reuse(mut self) -> Self {
+        self.reuse = Some(super::DEFAULT_IDLE);
+        self
+    }
+
+    /// With [`reuse`](Self::reuse): how long the environment may stay unused before a sweep
+    /// removes it (default 30 minutes).
+    pub fn reuse_idle_limit(mut self, idle: std::time::Duration) -> Self {
+        self.reuse = Some(idle);
+        self
+    }
+
     /// The engine to use (default: [`DockerBackend::builder`], the local engine or `DOCKER_HOST`).
     pub fn docker(mut self, builder: DockerBackendBuilder) -> Self {
         self.docker = builder;
@@ -111,6 +139,9 @@ impl TestEnvBuilder {
     /// is applied under its unique name. A failed apply tears down what it made before the error
     /// (which names the service and carries its last log lines) is returned.
     pub async fn up(self) -> Result<TestEnv> {
+        if let Some(idle) = self.reuse.filter(|_| super::reuse::allowed()) {
+            return self.up_reused(idle).await;
+        }
         let h = harness()?;
         let docker = h.engine(self.docker).await?;
         let mut env = self.env;
@@ -142,12 +173,62 @@ impl TestEnvBuilder {
             })
             .await;
         match applied {
-            Ok(deployment) => Ok(TestEnv { id, env, docker, deployment, done: false, teardown: self.teardown }),
+            Ok(deployment) => {
+                Ok(TestEnv { id, env, docker, deployment, done: false, teardown: self.teardown, reuse: None })
+            }
             Err(e) => {
                 h.untrack(id);
                 Err(e)
             }
         }
+    }
+}
+
+impl TestEnvBuilder {
+    /// [`up`](Self::up) of a reusable environment: taken if it runs, whole, under its
+    /// fingerprint's name; brought up (once, whatever the processes) otherwise.
+    async fn up_reused(self, idle: std::time::Duration) -> Result<TestEnv> {
+        let h = harness()?;
+        let docker = h.engine(self.docker).await?;
+        let mut env = self.env;
+        let stem = self.name.unwrap_or_else(|| env.name.clone());
+        env.ephemeral = !self.records;
+        env.default_network = env.services.len() == 1 && env.ingress.is_none();
+        let d = docker.clone();
+        let (env, deployment, users, reused) = h
+            .run(async move {
+                let fingerprint = reuse::fingerprint(&env, &d).await?;
+                env.name = reuse::name(&stem, &fingerprint);
+                crate::model::name::check("environment", &env.name)?;
+                env.labels.extend(reuse::marks(&fingerprint, idle));
+                let locks = reuse::Locks::of(&d, &env.qualified_name())?;
+                let bring_up = locks.bring_up().await?;
+                let running = d.list_instances(&crate::engine::scope_of(&env)).await?;
+                let (deployment, reused) = if !running.is_empty() && reuse::complete(&env, &running) {
+                    let outcomes =
+                        env.services.iter().map(|s| (s.name.clone(), crate::RolloutOutcome::Unchanged)).collect();
+                    (Deployment::new(&env, d.published_host(), running, outcomes), true)
+                } else {
+                    // Nothing, or what is left of one that broke: a fresh one.
+                    if !running.is_empty() {
+                        env.down(&d, Down::default().with_volumes().force()).await?;
+                    }
+                    match env.apply(&d).await {
+                        Ok(deployment) => (deployment, false),
+                        Err(err) => {
+                            let _ = env.down(&d, Down::default().with_volumes().force()).await;
+                            return Err(err);
+                        }
+                    }
+                };
+                let users = locks.use_it().await?;
+                drop(bring_up);
+                Ok((env, deployment, users, reused))
+            })
+            .await?;
+        static NEXT: AtomicU64 = AtomicU64::new(1 << 62);
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        Ok(TestEnv { id, env, docker, deployment, done: false, teardown: self.teardown, reuse: Some((users, reused)) })
     }
 }
 
@@ -173,12 +254,19 @@ impl TestEnv {
             records: false,
             expire_after: None,
             teardown: Down::default().with_volumes().force(),
+            reuse: None,
         }
     }
 
     /// The environment as deployed: its unique name, and the owner labels the reaper reads.
     pub fn environment(&self) -> &Environment {
         &self.env
+    }
+
+    /// Whether an environment left by an earlier run was taken ([`TestEnvBuilder::reuse`]), not
+    /// brought up by this call.
+    pub fn reused(&self) -> bool {
+        self.reuse.as_ref().is_some_and(|(_, reused)| *reused)
     }
 
     /// Its unique name (`project-name-xxxxxxxx` is the prefix of everything it owns).
@@ -269,6 +357,16 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         if self.done {
+            return;
+        }
+        if self.reuse.is_some() {
+            // Left running for the next run; the users lock goes with the guard.
+            if std::thread::panicking() {
+                eprintln!(
+                    "harbormaster: the test failed with the reusable environment {} up; it is left running",
+                    self.env.qualified_name()
+                );
+            }
             return;
         }
         let Ok(h) = harness() else { return };

@@ -42,7 +42,7 @@ async fn assert_converged(h: &Harness, version: &str, versions: &[String], point
     }
     assert_eq!(by_service.get("api"), Some(&vec![0, 1, 2]), "{point}: api instances {instances:?}");
     assert_eq!(by_service.get("db"), Some(&vec![0]), "{point}: db instances");
-    assert!(by_service.get("migrate").map_or(true, |v| v.len() == 1), "{point}: migrate containers {instances:?}");
+    assert!(by_service.get("migrate").is_none_or(|v| v.len() == 1), "{point}: migrate containers {instances:?}");
     assert_eq!(by_service.len(), 3, "{point}: stray services {by_service:?}");
     assert!(instances.iter().filter(|i| i.service != "migrate").all(|i| i.is_running()), "{point}: {instances:?}");
     // No container of the environment beyond those (a created one left by the kill included);

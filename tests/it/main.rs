@@ -30,6 +30,7 @@ mod output;
 mod postgres;
 mod prune;
 mod registry;
+mod reuse;
 mod revisions_and_lock;
 mod rollouts;
 mod secrets;

@@ -60,7 +60,7 @@ fn decode(encoding: Option<&str>, value: &str) -> Option<Vec<u8>> {
     match encoding {
         Some("hex") => {
             let digits = value.as_bytes();
-            if digits.len() % 2 != 0 {
+            if !digits.len().is_multiple_of(2) {
                 return None;
             }
             digits

@@ -140,7 +140,7 @@ pub(super) struct StopConfig {
 /// A duration as a Go duration string, in milliseconds (`1500ms`), at least 1 ms.
 pub(super) fn go_duration(d: Duration) -> Dur {
     let ms = d.as_millis().max(1);
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         Dur::Text(format!("{}s", ms / 1000))
     } else {
         Dur::Text(format!("{ms}ms"))

@@ -144,8 +144,7 @@ impl MemoryBackend {
         let mut w = self.world();
         let mut n = 0;
         for r in w.instances.values_mut() {
-            if r.instance.service == service && slot.map_or(true, |s| r.instance.slot == s) && r.snapshot().is_running()
-            {
+            if r.instance.service == service && slot.is_none_or(|s| r.instance.slot == s) && r.snapshot().is_running() {
                 r.exit(code);
                 n += 1;
             }

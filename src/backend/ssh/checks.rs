@@ -37,7 +37,7 @@ pub(super) async fn run(host: &SshHost) -> Result<HostReport> {
         .await
         .map_err(|e| fail("docker", format!("the engine does not answer through the SSH connection: {e}")))?;
     let api_version = version.api_version.unwrap_or_default();
-    if parse_api(&api_version).map_or(true, |v| v < MIN_API) {
+    if parse_api(&api_version).is_none_or(|v| v < MIN_API) {
         return Err(fail(
             "docker version",
             format!("its engine speaks API {api_version:?}; Docker 20.10 (API 1.41) or newer is needed"),

@@ -136,7 +136,7 @@ impl RecordStore for SwarmBackend {
         let mut newest: BTreeMap<String, Config> = BTreeMap::new();
         for c in configs {
             let Some(file) = labels_of(&c).get(STATE_FILE).cloned() else { continue };
-            if newest.get(&file).map_or(true, |n| generation(n) < generation(&c)) {
+            if newest.get(&file).is_none_or(|n| generation(n) < generation(&c)) {
                 newest.insert(file, c);
             }
         }

@@ -249,7 +249,7 @@ impl Orchestrator for SwarmBackend {
             }
             Some(ServiceUpdateStatusStateEnum::PAUSED) => NativeRollout::Paused { reason: message },
             // Swarm still watches the updated tasks (its monitor period, from min_ready).
-            Some(ServiceUpdateStatusStateEnum::UPDATING) if submitted.as_deref().map_or(true, |s| s == hash) => {
+            Some(ServiceUpdateStatusStateEnum::UPDATING) if submitted.as_deref().is_none_or(|s| s == hash) => {
                 NativeRollout::Updating { updated: running.min(want), total: want, message }
             }
             _ if running >= want && !others_running => NativeRollout::Completed,

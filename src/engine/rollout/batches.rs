@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn batches_touch_at_most_max_hosts() {
         // 4 replicas round 2 hosts (a, b, a, b); start-first would replace all at once.
-        let host = |s: u32| Some(if s % 2 == 0 { "a" } else { "b" });
+        let host = |s: u32| Some(if s.is_multiple_of(2) { "a" } else { "b" });
         let plan = limit_hosts(batches(&Strategy::StartFirst, 4, &[0, 1, 2, 3]), host, 1);
         assert_eq!(
             plan,
