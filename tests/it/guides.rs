@@ -9,6 +9,8 @@ use std::process::Command;
 use std::sync::Mutex;
 
 /// One example at a time: they share the application image's tag and, for Construct, fixed ports.
+/// (They run in one test, one after the other, so no test thread waits on this; the lock keeps
+/// it so should a guide be run from elsewhere.)
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// Runs `cargo run --example <name>` and returns its facts.
@@ -46,7 +48,6 @@ async fn nothing_left(project: &str) {
     assert!(left.is_empty(), "{project} left {left:?}");
 }
 
-#[tokio::test]
 async fn structra_from_its_compose_file_with_backup_rollback_and_restore() {
     let facts = run_example("structra");
     assert_eq!(facts["backend_replicas"], "3");
@@ -57,7 +58,6 @@ async fn structra_from_its_compose_file_with_backup_rollback_and_restore() {
     nothing_left("structra").await;
 }
 
-#[tokio::test]
 async fn constellation_from_two_repositories_compose_files() {
     let facts = run_example("constellation");
     assert_eq!(facts["server_health"], "200");
@@ -66,7 +66,6 @@ async fn constellation_from_two_repositories_compose_files() {
     nothing_left("constellation").await;
 }
 
-#[tokio::test]
 async fn coachntt_behind_nginx_with_its_rollback_procedure() {
     let facts = run_example("coachntt");
     assert_eq!(facts["through_nginx"], "0.9.0");
@@ -80,7 +79,6 @@ async fn coachntt_behind_nginx_with_its_rollback_procedure() {
     nothing_left("coachntt").await;
 }
 
-#[tokio::test]
 async fn procare_staging_and_production() {
     let facts = run_example("procare");
     assert_eq!(facts["production_doctor_sees"], "1.4.0");
@@ -93,11 +91,22 @@ async fn procare_staging_and_production() {
     nothing_left("procare").await;
 }
 
-#[tokio::test]
 async fn construct_over_five_server_roles() {
     let facts = run_example("construct");
     assert_eq!(facts["gateway_routes"], "5");
     assert_eq!(facts["prometheus_scraped_services"], "5");
     assert_eq!(facts["redis_replication"], "up");
     assert_eq!(facts["auth_after_update"], "1.1.0");
+}
+
+/// The five guides, one after the other in one test: they cannot run side by side (one image tag,
+/// fixed ports), and as five tests the second would hold a test thread idle while it waits for
+/// the first, for the whole run of the guides.
+#[tokio::test]
+async fn the_five_guides_run_as_their_users_run_them() {
+    structra_from_its_compose_file_with_backup_rollback_and_restore().await;
+    constellation_from_two_repositories_compose_files().await;
+    coachntt_behind_nginx_with_its_rollback_procedure().await;
+    procare_staging_and_production().await;
+    construct_over_five_server_roles().await;
 }

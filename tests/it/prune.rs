@@ -215,14 +215,38 @@ async fn ingress_survives(verb: &str, what: &str) {
                 break;
             }
         }
+        if stopped.elapsed() > Duration::from_secs(20) && engine_lost_a_shared_namespace_container() {
+            break;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let gap = stopped.elapsed();
     println!("{what}: engine back after {engine_back:.2?}, the ingress answering after {gap:.2?}");
+    let e = support::hosts::engine_e_backend().await;
+    if answered.is_none() && engine_lost_a_shared_namespace_container() {
+        // Docker before moby/moby#50327 (2025) starts the containers it restores in any order and
+        // does not retry one that joins another's network namespace when that one is not up yet
+        // (moby/moby#50326): the front can stay exited after a reboot. The documented repair is
+        // the next apply (docs/zero-downtime.md), which finds it exited and starts it.
+        println!("{what}: the engine left the ingress front exited (moby/moby#50326); the next apply repairs it");
+        let plan = env.plan(&e).await.unwrap();
+        assert!(!plan.is_noop(), "the plan sees the exited front: {plan}");
+        env.apply(&e).await.unwrap();
+        assert_eq!(support::load::sample(&url, 3).await.get("v1"), Some(&3), "repaired by the apply");
+        env.down(&e, Down::default().with_volumes()).await.unwrap();
+        return;
+    }
     assert_eq!(answered.as_deref().map(str::trim), Some("v1"), "the ingress routes again without a deploy");
     // What runs is what was deployed: the next apply changes nothing.
-    let e = support::hosts::engine_e_backend().await;
     let plan = env.plan(&e).await.unwrap();
     assert!(plan.is_noop(), "{plan}");
     env.down(&e, Down::default().with_volumes()).await.unwrap();
+}
+
+/// Whether host E's engine, at its last start, failed to restore a container that joins another
+/// container's network namespace (moby/moby#50326), as its log says.
+fn engine_lost_a_shared_namespace_container() -> bool {
+    std::fs::read_to_string("/run/hm-hosts/e/dockerd.log").is_ok_and(|log| {
+        log.contains("failed to start container") && log.contains("cannot join network of a non running container")
+    })
 }
