@@ -75,8 +75,10 @@ fn procare(name: &str, stage: &str, domain: &str, version: &str) -> Res<Environm
         .container(ContainerOptions::new().hostname("rabbitmq"))
         .volume(Volume::named("rabbitmq").at("/var/lib/rabbitmq"))
         .health(
+            // The check boots an Erlang VM each time: seconds on a busy machine.
             HealthCheck::exec(["rabbitmq-diagnostics", "-q", "check_port_connectivity"])
                 .interval(Duration::from_secs(2))
+                .timeout(Duration::from_secs(15))
                 .retries(60),
         )
         .build()?;

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{batches, limit_hosts, Done, Launched, RolloutRun};
 use crate::backend::Instance;
 use crate::engine::service_run::{Created, Phase};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::{EventKind, RolloutOutcome};
 use crate::model::Strategy;
 
@@ -45,12 +45,10 @@ impl RolloutRun<'_, '_> {
             if n > 0 && !svc.rollout.batch_delay.is_zero() {
                 // The pause comes after the previous batch serves.
                 if let Some(p) = pending.take() {
-                    if let Err(e) = self.enter_batch(&p).await {
+                    if let Err((e, p)) = self.enter_pending(p, &mut retiring, &mut done).await {
                         let rest: Vec<Created> = created.into_values().collect();
                         return self.fail(e, done, p.stop_first, p.fresh, &p.mine, &rest).await;
                     }
-                    retiring.extend(p.start_first.iter().cloned());
-                    done.push(p.done());
                 }
                 let until = crate::clock::after(Instant::now(), svc.rollout.batch_delay).min(self.cutoff().at);
                 tokio::time::sleep_until(until).await;
@@ -150,16 +148,30 @@ impl RolloutRun<'_, '_> {
             pending = Some(this);
         }
         if let Some(p) = pending.take() {
-            if let Err(e) = self.enter_batch(&p).await {
+            if let Err((e, p)) = self.enter_pending(p, &mut retiring, &mut done).await {
                 return self.fail(e, done, p.stop_first, p.fresh, &p.mine, &[]).await;
             }
-            retiring.extend(p.start_first.iter().cloned());
-            done.push(p.done());
         }
         if let Err(e) = self.retire_replaced(&retiring, drain, grace).await {
             return self.fail(e, done, Vec::new(), Vec::new(), &[], &[]).await;
         }
         self.finish(done).await
+    }
+
+    /// The pending batch enters the rotation; then its replaced old instances are to retire, and
+    /// it is done. On failure the batch comes back with the error, for the rollback.
+    async fn enter_pending(
+        &self,
+        p: Launched,
+        retiring: &mut Vec<Instance>,
+        done: &mut Vec<Done>,
+    ) -> std::result::Result<(), (Error, Launched)> {
+        if let Err(e) = self.enter_batch(&p).await {
+            return Err((e, p));
+        }
+        retiring.extend(p.start_first.iter().cloned());
+        done.push(p.done());
+        Ok(())
     }
 
     /// A launched batch's rotation change: its new instances in, its start-first old ones out (in
