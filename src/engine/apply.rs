@@ -103,7 +103,7 @@ fn front_label(env: &Environment) -> Result<Option<(String, String)>> {
     let Some(ingress) = env.ingress() else { return Ok(None) };
     let body = serde_json::to_vec(&crate::ingress::config::render_front(ingress))
         .map_err(|e| Error::backend("configure ingress", ingress.front().name(), e.to_string()))?;
-    let digest = crate::plan::spec::hex(&<sha2::Sha256 as sha2::Digest>::digest(&body));
+    let digest = crate::model::hex(&<sha2::Sha256 as sha2::Digest>::digest(&body));
     Ok(Some((ingress.front().name().to_string(), digest[..16].to_string())))
 }
 

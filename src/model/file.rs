@@ -147,7 +147,8 @@ pub(crate) struct FileRecord {
     pub secret: Option<super::SecretSource>,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hexadecimal of `bytes` (digests in labels, names and records).
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -31,7 +31,7 @@ pub use container::{
 };
 pub use dependency::{Condition, Dependency};
 pub use environment::{Environment, EnvironmentBuilder};
-pub(crate) use file::{secret_file_key, FileRecord};
+pub(crate) use file::{hex, secret_file_key, FileRecord};
 pub use file::{ContainerFile, DEFAULT_FILE_MODE};
 pub use health::{HealthCheck, Probe};
 pub(crate) use image::check_reference;

@@ -127,9 +127,9 @@ impl Template {
             // Its image is recorded, and left out of what decides a replacement.
             let kept = crate::model::ImageSource::Reference(String::new());
             let hashed = serde_json::to_string(&ContainerConfig { image: &kept, ..config }).unwrap_or_default();
-            hex(&Sha256::digest(hashed.as_bytes()))[..16].to_string()
+            crate::model::hex(&Sha256::digest(hashed.as_bytes()))[..16].to_string()
         } else {
-            hex(&Sha256::digest(spec_json.as_bytes()))[..16].to_string()
+            crate::model::hex(&Sha256::digest(spec_json.as_bytes()))[..16].to_string()
         };
         Template {
             service: service.clone(),
@@ -278,10 +278,6 @@ fn read_again(current: Option<&Secret>, source: &SecretSource, what: &str) -> Re
             "it used an inline {what}, whose value is never recorded, and the current description has no inline one to use instead"
         )),
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Human-readable differences between a recorded spec and the desired one: `env API_MODE changed`.

@@ -107,10 +107,6 @@ pub(crate) fn now_ms() -> u64 {
     u64::try_from(ms).unwrap_or(u64::MAX)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Document {
     /// A new, empty store's document.
     pub(crate) fn new() -> Document {
@@ -127,14 +123,14 @@ impl Document {
     pub(crate) fn encode(&self) -> Vec<u8> {
         // Plain data with string keys always serializes.
         let json = serde_json::to_string(self).unwrap_or_default();
-        format!("{}\n{json}", hex(&Sha256::digest(json.as_bytes()))).into_bytes()
+        format!("{}\n{json}", crate::model::hex(&Sha256::digest(json.as_bytes()))).into_bytes()
     }
 
     /// A file's document, if it is complete and readable.
     pub(crate) fn decode(contents: &[u8]) -> Result<Document, String> {
         let text = std::str::from_utf8(contents).map_err(|_| "not UTF-8".to_string())?;
         let (sum, json) = text.split_once('\n').ok_or("no checksum line")?;
-        if hex(&Sha256::digest(json.as_bytes())) != sum {
+        if crate::model::hex(&Sha256::digest(json.as_bytes())) != sum {
             return Err("its checksum does not match (an unfinished write)".into());
         }
         let doc: Document = serde_json::from_str(json).map_err(|e| format!("unreadable: {e}"))?;

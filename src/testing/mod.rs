@@ -61,11 +61,12 @@ pub struct Reaped {
 /// touched.
 pub async fn reap<B: Backend>(backend: &B) -> Result<Reaped> {
     let mut reaped = Reaped::default();
-    for env in environments(backend).await? {
+    let found = environments(backend).await?;
+    for env in &found {
         if env.labels.contains_key(reuse::REUSE_MARK) {
             continue; // kept on purpose: the idle sweep below judges it
         }
-        match owner::verdict(&env, std::time::SystemTime::now()) {
+        match owner::verdict(env, std::time::SystemTime::now()) {
             owner::Verdict::NotATest => {}
             owner::Verdict::OwnerAlive | owner::Verdict::OwnerUnknown(_) => reaped.left.push(env.qualified_name()),
             owner::Verdict::Orphaned(why) => {
@@ -81,7 +82,7 @@ pub async fn reap<B: Backend>(backend: &B) -> Result<Reaped> {
         }
     }
     // Reusable environments idle past their limit, that no process uses.
-    reaped.removed.extend(reuse::sweep(backend, false).await?);
+    reaped.removed.extend(reuse::sweep(backend, &found, false).await?);
     if !reaped.removed.is_empty() {
         // A killed owner's last requests can still be on their way through the engine (a create
         // sent just before it died lands after the removal): once they have settled, what they
@@ -102,7 +103,7 @@ pub async fn reap<B: Backend>(backend: &B) -> Result<Reaped> {
 /// Removes every reusable test environment on `backend` ([`TestEnvBuilder::reuse`]) that no
 /// process is using or bringing up, idle or not: for a developer who wants a clean slate.
 pub async fn reap_reusable<B: Backend>(backend: &B) -> Result<Vec<String>> {
-    reuse::sweep(backend, true).await
+    reuse::sweep(backend, &environments(backend).await?, true).await
 }
 
 /// How long a dead owner's requests in flight are given to land before a second removal.

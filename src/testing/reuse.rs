@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::docker::DockerBackend;
 use crate::backend::{Backend, Instance};
-use crate::engine::{environments, Down, FoundEnvironment};
+use crate::engine::{Down, FoundEnvironment};
 use crate::error::{Error, Result};
 use crate::model::Environment;
 
@@ -70,7 +70,7 @@ pub(crate) async fn fingerprint(env: &Environment, docker: &DockerBackend) -> Re
             }
         }
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::model::hex(&h.finalize()))
 }
 
 /// `stem-r` and ten digits of the fingerprint: one name per description, the stem cut so the
@@ -117,8 +117,7 @@ pub(crate) struct Locks {
 impl Locks {
     /// Those of `qualified` (`project-name`) on the engine `docker` describes.
     pub(crate) fn of<B: Backend + ?Sized>(engine: &B, qualified: &str) -> Result<Locks> {
-        let engine: String =
-            Sha256::digest(engine.describe().as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect();
+        let engine = crate::model::hex(&Sha256::digest(engine.describe().as_bytes())[..6]);
         let dir = std::env::temp_dir().join("harbormaster-reuse");
         std::fs::create_dir_all(&dir).map_err(|e| io_error("create the reuse lock directory", &dir, e))?;
         let stem = format!("{engine}-{qualified}");
@@ -198,16 +197,16 @@ fn idle(env: &FoundEnvironment, last_used: Option<SystemTime>, now: SystemTime) 
     since.is_some_and(|s| now.duration_since(s).is_ok_and(|d| d >= limit))
 }
 
-/// Removes the reusable environments on `backend` that no process uses, those idle past their
-/// limit only unless `all`; returns the names removed.
-pub(crate) async fn sweep<B: Backend>(backend: &B, all: bool) -> Result<Vec<String>> {
+/// Removes the reusable environments among `found` (what `backend` holds) that no process uses,
+/// those idle past their limit only unless `all`; returns the names removed.
+pub(crate) async fn sweep<B: Backend>(backend: &B, found: &[FoundEnvironment], all: bool) -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    for env in environments(backend).await? {
+    for env in found {
         if !env.labels.contains_key(REUSE_MARK) {
             continue;
         }
         let locks = Locks::of(backend, &env.qualified_name())?;
-        if !all && !idle(&env, locks.last_used(), SystemTime::now()) {
+        if !all && !idle(env, locks.last_used(), SystemTime::now()) {
             continue;
         }
         let Some(_held) = locks.try_exclusive() else { continue };

@@ -15,15 +15,7 @@ use support::{docker, images, workload, PROJECT};
 
 /// A one-service environment answering `VERSION` on a published port.
 fn web(stem: &str, version: &str) -> Environment {
-    let svc = Service::builder("web")
-        .image(workload::IMAGE)
-        .env("VERSION", version)
-        .port(Port::tcp(8080).publish_ephemeral())
-        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(100))
-        .stop_grace_period(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    Environment::builder(PROJECT, stem).service(svc).build().unwrap()
+    support::web_env(stem, workload::IMAGE, version)
 }
 
 /// Containers, networks and volumes whose names start with `prefix`, on the local engine.

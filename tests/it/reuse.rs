@@ -10,21 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use harbormaster::testing::{reap, reap_reusable, TestEnv, REUSE_VAR};
-use harbormaster::{environments, Environment, HealthCheck, Port, Service};
-use support::{docker, workload, PROJECT};
-
-/// A one-service environment of `image`, answering `VERSION` on a published port.
-fn web(stem: &str, image: &str, version: &str) -> Environment {
-    let svc = Service::builder("web")
-        .image(image)
-        .env("VERSION", version)
-        .port(Port::tcp(8080).publish_ephemeral())
-        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(100))
-        .stop_grace_period(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    Environment::builder(PROJECT, stem).service(svc).build().unwrap()
-}
+use harbormaster::environments;
+use support::{docker, workload};
 
 /// One run: brings the environment up with `reuse()`, says what it got (its name, whether it was
 /// taken, the container's ID, what it answers), and holds it for `HM_HOLD_MS`.
@@ -33,7 +20,7 @@ fn web(stem: &str, image: &str, version: &str) -> Environment {
 async fn reuse_child() {
     let var = |k: &str| std::env::var(k).unwrap_or_default();
     let image = std::env::var("HM_IMAGE").unwrap_or_else(|_| workload::IMAGE.to_string());
-    let mut builder = TestEnv::builder(web(&var("HM_STEM"), &image, &var("HM_VERSION"))).reuse();
+    let mut builder = TestEnv::builder(support::web_env(&var("HM_STEM"), &image, &var("HM_VERSION"))).reuse();
     if let Ok(ms) = var("HM_IDLE_MS").parse::<u64>() {
         builder = builder.reuse_idle_limit(Duration::from_millis(ms));
     }

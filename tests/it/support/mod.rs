@@ -199,3 +199,17 @@ pub fn child_test(module: &str, test: &str) -> String {
 pub fn child_args(module: &str, test: &str) -> [String; 6] {
     ["--exact", &child_test(module, test), "--ignored", "--nocapture", "--test-threads", "1"].map(str::to_string)
 }
+
+/// A one-service environment (service `web`) of `image` answering `VERSION` on a published port,
+/// healthy once `/health` answers.
+pub fn web_env(stem: &str, image: &str, version: &str) -> Environment {
+    let svc = Service::builder("web")
+        .image(image)
+        .env("VERSION", version)
+        .port(harbormaster::Port::tcp(8080).publish_ephemeral())
+        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(100))
+        .stop_grace_period(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    Environment::builder(PROJECT, stem).service(svc).build().unwrap()
+}
