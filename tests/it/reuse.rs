@@ -9,8 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use harbormaster::testing::{reap, reap_reusable, TestEnv, REUSE_VAR};
 use harbormaster::environments;
+use harbormaster::testing::{reap, reap_reusable, TestEnv, REUSE_VAR};
 use support::{docker, workload};
 
 /// One run: brings the environment up with `reuse()`, says what it got (its name, whether it was
