@@ -20,6 +20,14 @@ pub(crate) fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Erro
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// An optional time as RFC 3339, or `null`.
+pub(crate) fn rfc3339_opt<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// A point in time as RFC 3339 in UTC with milliseconds; before 1970 as the epoch.
 pub(crate) fn rfc3339<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::rfc3339::format(*t, true))

@@ -61,6 +61,7 @@
 //! | a remote engine over SSH: [`SshHost`] (connection, host keys, forwards, host checks), the Docker backend through the generic link layer [`backend::Linked`] ([`backend/linked.rs`][src/backend/linked.rs]) | [`backend::ssh`] |
 //! | several hosts as one backend, placement by role, image shipping: [`Fleet`] | [`backend::fleet`] (placement decided in [`engine/placement.rs`][src/engine/placement.rs]) |
 //! | errors, and the [`ErrorKind`] to match on | [`error`] |
+//! | preview environments per branch or pull request behind one shared ingress, with lifetimes: [`preview::Previews`] | [`preview`] (where the edge is built: [`preview/edge.rs`][src/preview/edge.rs]; which previews expire: [`preview/lifetime.rs`][src/preview/lifetime.rs]) |
 //! | what is deployed on a target, from any process, by labels: [`environments`], [`FoundEnvironment::down`] | [`engine/inventory.rs`][src/engine/inventory.rs] |
 //! | a test harness that never leaks: [`testing::TestEnv`], [`testing::SharedEnv`], the reaper (feature `testing`) | [`testing`] (the reaper's decision: [`testing/owner.rs`][src/testing/owner.rs]) |
 //!
@@ -92,6 +93,8 @@
 //! [src/backend/fly/api.rs]: https://docs.rs/crate/harbormaster/latest/source/src/backend/fly/api.rs
 //! [src/engine/placement.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/placement.rs
 //! [src/engine/inventory.rs]: https://docs.rs/crate/harbormaster/latest/source/src/engine/inventory.rs
+//! [src/preview/edge.rs]: https://docs.rs/crate/harbormaster/latest/source/src/preview/edge.rs
+//! [src/preview/lifetime.rs]: https://docs.rs/crate/harbormaster/latest/source/src/preview/lifetime.rs
 //! [src/testing/owner.rs]: https://docs.rs/crate/harbormaster/latest/source/src/testing/owner.rs
 //!
 //! ## Features
@@ -149,6 +152,7 @@ pub mod ingress;
 pub mod json;
 pub mod model;
 pub mod plan;
+pub mod preview;
 mod process;
 pub mod registry;
 mod rfc3339;

@@ -46,6 +46,11 @@ pub struct PostgresBackup {
 }
 
 impl PostgresBackup {
+    /// The service whose database is backed up.
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
     /// Backups of the database of `service` (default database and user `postgres`).
     pub fn new(service: impl Into<String>) -> PostgresBackup {
         PostgresBackup {

@@ -103,20 +103,31 @@ pub fn render_front(ingress: &Ingress) -> Value {
         Tls::Off => {
             server["automatic_https"] = json!({ "disable": true });
         }
-        Tls::Automatic { email } => {
+        Tls::Automatic { .. } | Tls::Internal => {
             if let Some(p) = ingress.https_port {
                 listen = vec![format!(":{p}")];
                 server["automatic_https"] = json!({ "skip": [] });
             }
-            let mut issuer = json!({ "module": "acme" });
-            if let Some(e) = email {
-                issuer["email"] = json!(e);
-            }
+            let issuer = match &ingress.tls {
+                Tls::Automatic { email: Some(e) } => json!({ "module": "acme", "email": e }),
+                Tls::Internal => json!({ "module": "internal" }),
+                _ => json!({ "module": "acme" }),
+            };
             tls = Some(json!({ "automation": { "policies": [{ "issuers": [issuer] }] } }));
+            // No HTTP/3: its UDP socket is not shared between two fronts (no SO_REUSEPORT group),
+            // so a front started beside the old one during an upgrade could not bind it and would
+            // crash-loop. HTTP/1.1 and HTTP/2 over TLS are served.
+            server["protocols"] = json!(["h1", "h2"]);
         }
     }
     server["listen"] = json!(listen);
-    document(json!({ "grace_period": "30s", "servers": { "harbormaster": server } }), tls)
+    let mut doc = document(json!({ "grace_period": "30s", "servers": { "harbormaster": server } }), tls);
+    if ingress.tls == Tls::Internal {
+        // The local authority's root stays in the data volume: installing it into the
+        // container's own trust store would only fail (no root, no tools) and log an error.
+        doc["apps"]["pki"] = json!({ "certificate_authorities": { "local": { "install_trust": false } } });
+    }
+    doc
 }
 
 /// A whole Caddy configuration around an `http` app (and a `tls` app): the admin API is a Unix

@@ -187,6 +187,23 @@ impl EnvironmentBuilder {
         self
     }
 
+    /// This environment under another name, without its ingress (its services and routes): what a
+    /// preview of it starts from ([`crate::preview`]). Durable (never ephemeral).
+    pub(crate) fn derived(base: &Environment, name: &str) -> EnvironmentBuilder {
+        let mut env = base.clone();
+        env.name = name.to_string();
+        if let Some(ingress) = env.ingress.take() {
+            env.services.retain(|s| !ingress.is_own(&s.name));
+        }
+        env.ephemeral = false;
+        EnvironmentBuilder { env, errors: Vec::new(), empty_ok: false }
+    }
+
+    /// The services described so far, to change in place (a preview's overrides).
+    pub(crate) fn services_mut(&mut self) -> &mut Vec<Service> {
+        &mut self.env.services
+    }
+
     /// Adds a service.
     pub fn service(mut self, service: Service) -> Self {
         self.env.services.push(service);

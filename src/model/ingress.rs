@@ -94,6 +94,19 @@ pub enum Tls {
         /// Contact address given to the CA.
         email: Option<String>,
     },
+    /// Certificates from Caddy's own local certificate authority, for every route host, at once
+    /// and with no network access: a private network, a preview environment behind a VPN, a test.
+    /// Clients must trust the authority's root certificate, which the front keeps in its data
+    /// volume (`<ingress>-data`) at `/data/caddy/pki/authorities/local/root.crt`. HTTP is
+    /// redirected to HTTPS as with [`Tls::Automatic`].
+    Internal,
+}
+
+impl Tls {
+    /// Whether certificates are issued (and so an HTTPS port and stored certificates are needed).
+    pub(crate) fn issues_certificates(&self) -> bool {
+        !matches!(self, Tls::Off)
+    }
 }
 
 /// The environment's reverse proxy: Caddy in two tiers behind a listener, each a service of the
@@ -202,6 +215,34 @@ impl Ingress {
     pub fn routes_to(&self, service: &str) -> bool {
         self.routes.iter().any(|r| r.service == service)
     }
+
+    /// An ingress from the same Caddy image (and binary, role and grace), named `name`, serving
+    /// `routes` in plain HTTP on container port 80, published nowhere: a preview's own ingress
+    /// behind a shared edge ([`crate::preview`]).
+    pub(crate) fn unpublished_like(&self, name: &str, routes: Vec<Route>) -> Result<Ingress, ValidationError> {
+        let b = Ingress::builder().name(name).caddy_binary(self.caddy_binary.clone()).stop_grace(self.front.stop_grace);
+        let b = match &self.listener.image {
+            super::ImageSource::Reference(r) => b.image(r.clone()),
+            super::ImageSource::Build(build) => b.build_from(build.clone()),
+        };
+        let b = match &self.listener.role {
+            Some(r) => b.role(r.clone()),
+            None => b,
+        };
+        routes.into_iter().fold(b, IngressBuilder::route).build()
+    }
+
+    /// Adds routes to a built ingress (the edge's, one per preview): they are checked against the
+    /// services when the environment is built.
+    pub(crate) fn with_routes(mut self, routes: impl IntoIterator<Item = Route>) -> Ingress {
+        self.routes.extend(routes);
+        self
+    }
+
+    /// The Caddy binary's path in the image.
+    pub(crate) fn caddy_binary(&self) -> &str {
+        &self.caddy_binary
+    }
 }
 
 /// Builder for [`Ingress`].
@@ -255,7 +296,7 @@ impl IngressBuilder {
         self
     }
 
-    /// The HTTPS port and how it is published (with [`Tls::Automatic`]).
+    /// The HTTPS port and how it is published (with [`Tls::Automatic`] or [`Tls::Internal`]).
     pub fn https(mut self, port: Port) -> Self {
         self.https = Some(port);
         self
@@ -295,8 +336,8 @@ impl IngressBuilder {
         };
         let http_port = self.http.container;
         let https_port = self.https.as_ref().map(|p| p.container);
-        if matches!(self.tls, Tls::Automatic { .. }) && https_port.is_none() {
-            return Err(invalid("automatic TLS needs an HTTPS port; add .https(Port::tcp(443).publish(443))".into()));
+        if self.tls.issues_certificates() && https_port.is_none() {
+            return Err(invalid("TLS needs an HTTPS port; add .https(Port::tcp(443).publish(443))".into()));
         }
         for r in &self.routes {
             if let Some(p) = &r.path_prefix {
@@ -370,7 +411,7 @@ impl IngressBuilder {
         listener.keep_image = true;
 
         let mut front = caddy(format!("{}-front", self.name))?;
-        if matches!(self.tls, Tls::Automatic { .. }) {
+        if self.tls.issues_certificates() {
             // Certificates and ACME accounts outlive a front: its replacement (and a second front
             // beside it during an upgrade) use the same storage, which Caddy locks for itself.
             front = front.volume(super::Volume::named(format!("{}-data", self.name)).at("/data"));

@@ -42,6 +42,7 @@ pub(crate) use ingress::{
     ROUTER_PORT as INGRESS_ROUTER_PORT,
 };
 pub use ingress::{Ingress, IngressBuilder, Route, Tls};
+pub(crate) use name::check as check_name;
 pub use port::{Port, Protocol, Publish};
 pub use reference::ServiceRef;
 pub use resources::{Resources, RestartPolicy};

@@ -28,6 +28,7 @@ mod memory;
 mod multi_host;
 mod output;
 mod postgres;
+mod previews;
 mod prune;
 mod registry;
 mod reuse;

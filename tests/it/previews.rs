@@ -1,0 +1,344 @@
+//! Preview environments (`harbormaster::preview`) as a CI job drives them: ten previews behind one
+//! edge with TLS, each answering on its own host name with its own data (its own volume), a push
+//! to one under load on two (zero failed requests, the other untouched), an eleventh that removes
+//! the oldest (and its plan said so), expiry carried out by another process, and nothing left.
+
+use crate::support;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use harbormaster::preview::{PreviewName, Previews, RemovalReason};
+use harbormaster::{Condition, Environment, HealthCheck, Ingress, Port, Rollout, Route, Service, Tls, Volume};
+use support::{docker, workload, PROJECT};
+
+const DOMAIN: &str = "preview.test";
+
+/// The base: `web` (the workload, reading its data from volume `data`) behind an ingress route,
+/// and a job that writes the preview's data into that volume before `web` starts.
+fn base(stem: &str) -> Environment {
+    let seed = Service::job("seed")
+        .image(workload::IMAGE)
+        .env("JOB_EXIT_CODE", "0")
+        .env("APPEND_FILE", "/data/who")
+        .env("APPEND_LINE", "base")
+        .volume(Volume::named("data").at("/data"))
+        .build()
+        .unwrap();
+    let web = Service::builder("web")
+        .image(workload::IMAGE)
+        .env("VERSION", "v1")
+        .env("DATA", "base")
+        .port(Port::tcp(8080))
+        .volume(Volume::named("data").at("/data"))
+        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(100))
+        .rollout(Rollout::start_first())
+        .stop_grace_period(Duration::from_secs(1))
+        .depends_on("seed", Condition::CompletedSuccessfully)
+        .build()
+        .unwrap();
+    let ingress = Ingress::builder()
+        .image(workload::CADDY_IMAGE)
+        .route(Route::to("web", 8080).host("shop.example.test"))
+        .build()
+        .unwrap();
+    Environment::builder(PROJECT, format!("{stem}-base")).service(seed).service(web).ingress(ingress).build().unwrap()
+}
+
+/// The previews of the base of `stem`, behind an edge with Caddy's own CA; `ttl` if given.
+fn previews(stem: &str, ttl: Option<Duration>) -> Previews {
+    let edge = Ingress::builder()
+        .image(workload::CADDY_IMAGE)
+        .http(Port::tcp(80).publish_ephemeral())
+        .https(Port::tcp(443).publish_ephemeral())
+        .tls(Tls::Internal)
+        .stop_grace(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let b = Previews::builder(&base(stem), edge, DOMAIN).edge_name(format!("{stem}-edge")).max_live(10);
+    match ttl {
+        Some(t) => b.ttl(t),
+        None => b,
+    }
+    .build()
+    .unwrap()
+}
+
+fn preview_name(stem: &str, i: usize) -> PreviewName {
+    PreviewName::named(&format!("{stem}-{i}"))
+}
+
+/// An HTTPS client that takes every preview host to the edge's published HTTPS port, sending the
+/// host name (SNI and `Host`) and trusting Caddy's local CA without its root.
+fn client(hosts: &[String], edge: SocketAddr) -> reqwest::Client {
+    hosts
+        .iter()
+        .fold(reqwest::Client::builder(), |b, h| b.resolve(h, edge))
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> (u16, String) {
+    match client.get(url).send().await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default().trim().to_string()),
+        Err(e) => (0, format!("{e:?}")),
+    }
+}
+
+/// What a load saw: answers by body, and every failure.
+type Seen = (BTreeMap<String, u64>, Vec<String>);
+
+/// Requests on `url` in a loop until stopped.
+fn load(client: reqwest::Client, url: String) -> (Arc<AtomicBool>, tokio::task::JoinHandle<Seen>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let task = tokio::spawn(async move {
+        let (mut ok, mut failed) = (BTreeMap::new(), Vec::new());
+        while !flag.load(Ordering::Relaxed) {
+            match get(&client, &url).await {
+                (200, body) => *ok.entry(body).or_insert(0u64) += 1,
+                (status, body) => failed.push(format!("{status}: {body}")),
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (ok, failed)
+    });
+    (stop, task)
+}
+
+/// What the engine still holds of environments whose name `is_of` accepts.
+fn leftovers(is_of: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut out = Vec::new();
+    for kind in [["ps", "-a"].as_slice(), &["network", "ls"], &["volume", "ls"]] {
+        let args: Vec<&str> = kind
+            .iter()
+            .copied()
+            .chain([
+                "--filter",
+                "label=io.harbormaster.project=hmtest",
+                "--format",
+                "{{.Label \"io.harbormaster.environment\"}}",
+            ])
+            .collect();
+        let o = std::process::Command::new("docker").args(&args).output().unwrap();
+        out.extend(String::from_utf8_lossy(&o.stdout).lines().filter(|l| is_of(l)).map(|l| format!("{} {l}", kind[0])));
+    }
+    out
+}
+
+/// Tears the previews of a stem down when a test ends, also on a failed assertion: ten previews
+/// hold ten networks, and an engine has address pools for about thirty.
+struct Teardown(String);
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        let stem = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                let docker = docker().await;
+                let _ = previews(&stem, None).teardown(&docker).await;
+            });
+        })
+        .join();
+    }
+}
+
+/// Another process (a nightly job): expires the previews of `HM_PREVIEW_STEM` with a one-second
+/// time to live, and prints what it removed.
+#[tokio::test]
+#[ignore = "a child process of the preview tests"]
+async fn expire_child() {
+    let stem = std::env::var("HM_PREVIEW_STEM").unwrap();
+    let removed = previews(&stem, Some(Duration::from_secs(1))).expire(&docker().await).await.unwrap();
+    for r in removed {
+        println!("hm-preview removed {} {}", r.name, serde_json::to_string(&r.reason).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn ten_previews_behind_one_edge_a_push_an_eviction_and_expiry_by_another_process() {
+    workload::ensure_images();
+    let docker = docker().await;
+    let stem = support::unique("pv");
+    let _teardown = Teardown(stem.clone());
+    let previews = previews(&stem, None);
+
+    // Ten pull requests opened at once, each with its own data.
+    let started = std::time::Instant::now();
+    let ups = join_all((1..=10).map(|i| {
+        let preview = previews
+            .preview(preview_name(&stem, i))
+            .env("web", "DATA", format!("data-{i}"))
+            .service(
+                Service::job("seed")
+                    .image(workload::IMAGE)
+                    .env("JOB_EXIT_CODE", "0")
+                    .env("APPEND_FILE", "/data/who")
+                    .env("APPEND_LINE", format!("preview {i}"))
+                    .volume(Volume::named("data").at("/data"))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let previews = &previews;
+        let docker = &docker;
+        async move { previews.up(docker, &preview).await }
+    }))
+    .await;
+    let ten_up = started.elapsed();
+    let ups: Vec<_> = ups.into_iter().map(|u| u.unwrap()).collect();
+    assert!(
+        ups.iter().all(|u| u.new && u.removed.is_empty()),
+        "{:?}",
+        ups.iter().map(|u| &u.removed).collect::<Vec<_>>()
+    );
+    let edge_port = {
+        // The last edge apply holds every route; any preview's `edge` shows the published ports.
+        let edge = &ups.last().unwrap().edge;
+        edge.endpoint("ingress", 443).unwrap().port
+    };
+    let edge_addr: SocketAddr = format!("127.0.0.1:{edge_port}").parse().unwrap();
+    let hosts: Vec<String> = (1..=11).flat_map(|i| previews.hosts(preview_name(&stem, i).name())).collect();
+    let http = client(&hosts, edge_addr);
+
+    // Each answers on its own host, with its own data, over TLS through the one edge.
+    let listed = previews.list(&docker).await.unwrap();
+    assert_eq!(listed.len(), 10, "{listed:?}");
+    for i in 1..=10 {
+        let name = preview_name(&stem, i);
+        let host = format!("{}.{DOMAIN}", name.name());
+        assert_eq!(previews.hosts(name.name()), std::slice::from_ref(&host));
+        assert_eq!(get(&http, &format!("https://{host}:{edge_port}/env/DATA")).await, (200, format!("data-{i}")));
+        assert_eq!(get(&http, &format!("https://{host}:{edge_port}/version")).await, (200, "v1".to_string()));
+        let web = &ups[i - 1].deployment.instances("web")[0].id;
+        let cat = ["/workload", "cat", "/data/who"].map(String::from);
+        let out = harbormaster::Backend::exec(&docker, web, &cat, Duration::from_secs(10)).await.unwrap();
+        assert_eq!(out.stdout.trim(), format!("preview {i}"), "preview {i}'s own volume");
+    }
+    // An unknown host under the domain is not served by any preview.
+    let (status, _) = get(&http, &format!("https://nope.{DOMAIN}:{edge_port}/version")).await;
+    assert_ne!(status, 200);
+
+    // A push to preview 3 under load on 3 and 5: no request fails, 5 is not touched.
+    let p5 = Environment::named(PROJECT, preview_name(&stem, 5).name()).unwrap();
+    let ids = |s: harbormaster::Status| -> Vec<String> {
+        s.services.iter().flat_map(|s| s.instances.iter().map(|i| i.name.clone())).collect()
+    };
+    let before5 = ids(p5.status(&docker).await.unwrap());
+    let url = |i: usize| format!("https://{}.{DOMAIN}:{edge_port}/version", preview_name(&stem, i).name());
+    let (stop3, load3) = load(http.clone(), url(3));
+    let (stop5, load5) = load(http.clone(), url(5));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let push = previews
+        .preview(preview_name(&stem, 3))
+        .env("web", "DATA", "data-3")
+        .env("web", "VERSION", "v2")
+        .service(
+            Service::job("seed")
+                .image(workload::IMAGE)
+                .env("JOB_EXIT_CODE", "0")
+                .env("APPEND_FILE", "/data/who")
+                .env("APPEND_LINE", "preview 3")
+                .volume(Volume::named("data").at("/data"))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let plan = previews.plan(&docker, &push).await.unwrap();
+    assert!(!plan.new && plan.removals.is_empty(), "{plan}");
+    let pushed_at = std::time::Instant::now();
+    let pushed = previews.up(&docker, &push).await.unwrap();
+    let push_took = pushed_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop3.store(true, Ordering::Relaxed);
+    stop5.store(true, Ordering::Relaxed);
+    let (ok3, failed3) = load3.await.unwrap();
+    let (ok5, failed5) = load5.await.unwrap();
+    println!("push: {push_took:?}; preview 3 answered {ok3:?}, preview 5 {ok5:?}");
+    assert!(!pushed.new);
+    assert!(failed3.is_empty(), "requests to the pushed preview failed: {failed3:?}");
+    assert!(failed5.is_empty(), "requests to another preview failed: {failed5:?}");
+    assert!(ok3.get("v2").copied().unwrap_or(0) > 0 && ok3.get("v1").copied().unwrap_or(0) > 0, "{ok3:?}");
+    assert_eq!(ok5.keys().collect::<Vec<_>>(), ["v1"], "{ok5:?}");
+    assert_eq!(ids(p5.status(&docker).await.unwrap()), before5, "preview 5 was touched");
+    assert_eq!(get(&http, &url(3)).await, (200, "v2".to_string()));
+
+    // An eleventh: the plan says the oldest goes, and it goes.
+    let eleventh = previews.preview(preview_name(&stem, 11)).env("web", "DATA", "data-11").build().unwrap();
+    let plan = previews.plan(&docker, &eleventh).await.unwrap();
+    assert!(plan.new, "{plan}");
+    assert_eq!(plan.removals.len(), 1, "{plan}");
+    assert_eq!(plan.removals[0].reason, RemovalReason::OverLimit { max_live: 10 });
+    assert!(plan.to_string().contains("at most 10 may be alive"), "{plan}");
+    let oldest = plan.removals[0].name.clone();
+    let up = previews.up(&docker, &eleventh).await.unwrap();
+    assert_eq!(up.removed.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), [oldest.as_str()]);
+    let listed = previews.list(&docker).await.unwrap();
+    assert_eq!(listed.len(), 10);
+    assert!(!listed.iter().any(|p| p.name == oldest));
+    assert_eq!(
+        get(&http, &format!("https://{}.{DOMAIN}:{edge_port}/env/DATA", up.name)).await,
+        (200, "data-11".into())
+    );
+    let (status, _) = get(&http, &format!("https://{oldest}.{DOMAIN}:{edge_port}/version")).await;
+    assert_ne!(status, 200, "the removed preview still answers");
+    assert_eq!(leftovers(|e| e == oldest), Vec::<String>::new());
+
+    // Closing one by name from any description of the same previews.
+    let closed = previews.down(&docker, &up.name).await.unwrap().unwrap();
+    assert_eq!(closed.reason, RemovalReason::Requested);
+    assert!(previews.down(&docker, &up.name).await.unwrap().is_none());
+
+    // Expiry, by another process: every preview is older than its one-second time to live.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(support::child_args(module_path!(), "expire_child"))
+        .env("HM_PREVIEW_STEM", &stem)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let expired: Vec<&str> = stdout.lines().filter(|l| l.contains("hm-preview removed")).collect();
+    assert_eq!(expired.len(), 9, "{stdout}");
+    assert!(expired.iter().all(|l| l.contains("\"kind\":\"expired\"")), "{stdout}");
+    assert!(previews.list(&docker).await.unwrap().is_empty());
+    let (status, _) = get(&http, &url(3)).await;
+    assert_ne!(status, 200, "an expired preview still answers");
+
+    // The edge goes last; nothing of any preview, the edge or the previews' lock is left.
+    previews.teardown(&docker).await.unwrap();
+    assert_eq!(leftovers(|e| e.starts_with(&stem)), Vec::<String>::new());
+    println!("ten previews up in {ten_up:?}; push {push_took:?}");
+}
+
+#[tokio::test]
+async fn names_stay_apart_and_a_wrong_override_is_refused_before_any_change() {
+    workload::ensure_images();
+    let docker = docker().await;
+    let stem = support::unique("pvn");
+    let _teardown = Teardown(stem.clone());
+    let previews = previews(&stem, None);
+    let err = previews.preview(PreviewName::pull_request(1)).image("nope", "x:1").build().unwrap_err();
+    assert!(err.to_string().contains("`nope`"), "{err}");
+    // Two branches that sanitise to the same name: the second gets a name of its own.
+    let a = previews.preview(PreviewName::branch(&format!("{stem}/a"))).build().unwrap();
+    let b = previews.preview(PreviewName::branch(&format!("{stem}-a"))).build().unwrap();
+    let up_a = previews.up(&docker, &a).await.unwrap();
+    let plan_b = previews.plan(&docker, &b).await.unwrap();
+    assert_ne!(plan_b.name, up_a.name, "{plan_b}");
+    assert!(plan_b.new);
+    // The same branch again is the same preview.
+    assert_eq!(previews.plan(&docker, &a).await.unwrap().name, up_a.name);
+    previews.teardown(&docker).await.unwrap();
+    assert_eq!(leftovers(|e| e.starts_with(&stem)), Vec::<String>::new());
+}
