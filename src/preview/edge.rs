@@ -56,7 +56,7 @@ pub(crate) fn environment(
 
 /// One preview's relay: the edge's Caddy image, on the preview's network too, passing every
 /// request (its `Host` kept) to the preview's ingress.
-fn relay(project: &str, preview: &str, ingress: &Ingress) -> Result<Service, ValidationError> {
+pub(crate) fn relay(project: &str, preview: &str, ingress: &Ingress) -> Result<Service, ValidationError> {
     let config = json!({
         "admin": { "disabled": true },
         "logging": { "logs": { "default": { "level": "WARN" } } },

@@ -57,8 +57,9 @@
 //!
 //! Targets: the local engine, an [`SshHost`](crate::SshHost), and a [`Fleet`](crate::Fleet) where
 //! the edge and each preview's ingress share a host (one role for both). A Docker Swarm or
-//! Fly.io cannot join a container to a second environment's network (a relay); their plan
-//! refuses the relay with the reason.
+//! Fly.io cannot join a container to a second environment's network (a relay): there
+//! [`Previews::plan`] and [`Previews::up`] fail with [`ErrorKind::Unsupported`](crate::ErrorKind)
+//! and the target's own reason, before anything changes.
 
 mod edge;
 mod lifetime;

@@ -114,6 +114,7 @@ impl Previews {
     /// What [`up`](Self::up) would do: the preview's name, whether it is new, which previews it
     /// would remove first and why, and the preview environment's plan. Changes nothing.
     pub async fn plan<B: Backend>(&self, backend: &B, preview: &Preview) -> Result<PreviewPlan> {
+        self.supported(backend)?;
         let roster = self.roster(backend).await?;
         let name = self.resolve(preview, &roster);
         let new = !roster.previews.iter().any(|f| f.info.name == name);
@@ -128,6 +129,7 @@ impl Previews {
     /// and then routed at the edge. Pushes to different previews run in parallel and never touch
     /// each other; only a new or removed preview changes the edge.
     pub async fn up<B: Backend>(&self, backend: &B, preview: &Preview) -> Result<PreviewUp> {
+        self.supported(backend)?;
         let now = SystemTime::now();
         let (name, created, new, mut removed) = self
             .locked(backend, "preview up", async {
@@ -220,6 +222,25 @@ impl Previews {
             Ok(removals)
         })
         .await
+    }
+
+    /// Refuses, before anything changes, a target that cannot run the edge's relays (checked on
+    /// one made for the purpose): a relay joins its preview's network, which a swarm's service
+    /// or a Fly machine cannot.
+    fn supported<B: Backend>(&self, backend: &B) -> Result<()> {
+        let relay = edge::relay(self.base.project(), "check", &self.edge)?;
+        let refused: Vec<String> = backend.limits(&relay).into_iter().filter(|l| l.refused).map(|l| l.what).collect();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        Err(Error::unsupported(
+            backend.describe(),
+            "preview environments",
+            format!(
+                "each preview is reached through a relay on its own network, and this target refuses it: {}",
+                refused.join("; ")
+            ),
+        ))
     }
 
     /// `scheme://host` for each of the preview's hosts.

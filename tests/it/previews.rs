@@ -145,6 +145,9 @@ impl Drop for Teardown {
             rt.block_on(async {
                 let docker = docker().await;
                 let _ = previews(&stem, None).teardown(&docker).await;
+                if let Ok(base) = Environment::named(PROJECT, format!("{stem}-base")) {
+                    let _ = base.down(&docker, harbormaster::Down::default().with_volumes()).await;
+                }
             });
         })
         .join();
@@ -341,4 +344,169 @@ async fn names_stay_apart_and_a_wrong_override_is_refused_before_any_change() {
     assert_eq!(previews.plan(&docker, &a).await.unwrap().name, up_a.name);
     previews.teardown(&docker).await.unwrap();
     assert_eq!(leftovers(|e| e.starts_with(&stem)), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn on_fly_plan_and_up_say_why_previews_cannot_run_and_change_nothing() {
+    let app = support::unique("pvfly");
+    let fake = support::fly::fake(&app).await;
+    let fly = support::fly::backend(&fake, &app).await;
+    let stem = support::unique("pvf");
+    let previews = previews(&stem, None);
+    let preview = previews.preview(PreviewName::pull_request(9)).build().unwrap();
+    for err in [previews.plan(&fly, &preview).await.unwrap_err(), previews.up(&fly, &preview).await.unwrap_err()] {
+        assert_eq!(err.kind(), harbormaster::ErrorKind::Unsupported, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("relay") && text.contains("a Fly machine is on its app's private network only"),
+            "{text}"
+        );
+    }
+    assert!(fake.machines(&app).is_empty(), "{:?}", fake.machines(&app));
+    fake.shutdown().await;
+}
+
+/// The shop of the guides, as a preview's base: PostgreSQL with its data in a volume, and `web`.
+fn shop(stem: &str) -> Environment {
+    let db = Service::builder("db")
+        .image(support::images::POSTGRES)
+        .env("POSTGRES_USER", "app")
+        .env("POSTGRES_DB", "shop")
+        .secret("POSTGRES_PASSWORD", harbormaster::Secret::new("preview-test-db-secret"))
+        .volume(Volume::named("pgdata").at("/var/lib/postgresql/data"))
+        .port(Port::tcp(5432).publish(15432))
+        .health(
+            HealthCheck::exec(["pg_isready", "-U", "app", "-h", "127.0.0.1"])
+                .interval(Duration::from_millis(200))
+                .retries(150),
+        )
+        .build()
+        .unwrap();
+    let web = Service::builder("web")
+        .image(workload::IMAGE)
+        .port(Port::tcp(8080))
+        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(100))
+        .depends_on("db", Condition::Healthy)
+        .build()
+        .unwrap();
+    let ingress = Ingress::builder()
+        .image(workload::CADDY_IMAGE)
+        .route(Route::to("web", 8080).host("shop.example.test"))
+        .build()
+        .unwrap();
+    Environment::builder(PROJECT, format!("{stem}-base")).service(db).service(web).ingress(ingress).build().unwrap()
+}
+
+async fn psql<B: harbormaster::Backend>(backend: &B, db: &str, statement: &str) -> String {
+    let command = ["psql", "-U", "app", "-d", "shop", "-v", "ON_ERROR_STOP=1", "-Atc", statement].map(String::from);
+    let out = backend.exec(db, &command, Duration::from_secs(30)).await.unwrap();
+    format!("{}{}", out.stdout.trim(), out.stderr.trim())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_preview_gets_the_bases_latest_backup_and_keeps_its_own_data() {
+    use harbormaster::backup::{PostgresBackup, S3Storage};
+    support::images::ensure();
+    workload::ensure_images();
+    support::fixture("s3.sh", "the preview seed test needs moto's S3 server");
+    let docker = docker().await;
+    let stem = support::unique("pvs");
+    let _teardown = Teardown(stem.clone());
+    let base = shop(&stem);
+    let storage = S3Storage::builder("http://127.0.0.1:5056", support::unique("previews"))
+        .credentials("hmtest", harbormaster::Secret::new("hmtest-s3-secret"))
+        .create_bucket(true)
+        .build()
+        .unwrap();
+    let storage = std::sync::Arc::new(storage);
+
+    // Production (the base) runs, with rows, and is backed up.
+    let deployed = base.apply(&docker).await.unwrap();
+    let base_db = deployed.instances("db")[0].id.clone();
+    psql(&docker, &base_db, "CREATE TABLE orders (id int primary key, item text)").await;
+    psql(&docker, &base_db, "INSERT INTO orders VALUES (1, 'tea'), (2, 'cake')").await;
+    let backup = PostgresBackup::new("db").database("shop").user("app");
+    let taken = backup.run(&base, &docker, &storage).await.unwrap();
+
+    let edge = Ingress::builder().image(workload::CADDY_IMAGE).http(Port::tcp(80).publish_ephemeral()).build().unwrap();
+    let previews = Previews::builder(&base, edge, DOMAIN).edge_name(format!("{stem}-edge")).build().unwrap();
+    let seeded = previews
+        .preview(PreviewName::pull_request(1))
+        .seed(harbormaster::preview::Seed::latest_backup(backup.clone(), storage.clone()))
+        .build()
+        .unwrap();
+    // The base's fixed host port would collide: the plan says the preview publishes it elsewhere.
+    let plan = previews.plan(&docker, &seeded).await.unwrap();
+    assert!(plan.notes.iter().any(|n| n.contains("host port 15432")), "{plan}");
+    let up = previews.up(&docker, &seeded).await.unwrap();
+    assert_eq!(up.seeded.as_deref(), Some(taken.key.as_str()));
+    let db1 = up.deployment.instances("db")[0].id.clone();
+    assert_eq!(psql(&docker, &db1, "SELECT string_agg(item, ',' ORDER BY id) FROM orders").await, "tea,cake");
+
+    // Its data is its own: a row written in the preview is not in production, nor in another preview.
+    psql(&docker, &db1, "INSERT INTO orders VALUES (3, 'scone')").await;
+    assert_eq!(psql(&docker, &base_db, "SELECT count(*) FROM orders").await, "2");
+    let plain = previews.preview(PreviewName::pull_request(2)).build().unwrap();
+    let up2 = previews.up(&docker, &plain).await.unwrap();
+    assert_eq!(up2.seeded, None);
+    let db2 = up2.deployment.instances("db")[0].id.clone();
+    assert!(psql(&docker, &db2, "SELECT count(*) FROM orders").await.contains("does not exist"));
+
+    // A push to the seeded preview keeps its data (it is seeded once, when new).
+    let again = previews.up(&docker, &seeded).await.unwrap();
+    assert_eq!(again.seeded, None);
+    let db1 = again.deployment.instances("db")[0].id.clone();
+    assert_eq!(psql(&docker, &db1, "SELECT count(*) FROM orders").await, "3");
+
+    previews.teardown(&docker).await.unwrap();
+    base.down(&docker, harbormaster::Down::default().with_volumes()).await.unwrap();
+    assert_eq!(leftovers(|e| e.starts_with(&stem)), Vec::<String>::new());
+}
+
+/// On an SSH fleet (host B, images shipped from the local engine): previews, each on its own host
+/// name through the edge's published port on B, removed by name, nothing left on B.
+#[tokio::test]
+async fn previews_run_on_an_ssh_fleet() {
+    use support::hosts::{self, B};
+    workload::ensure_images();
+    let stem = support::unique("pvh");
+    let fleet =
+        harbormaster::Fleet::builder().host(hosts::connect(B).await).images_from(docker().await).build().unwrap();
+    let edge = Ingress::builder().image(workload::CADDY_IMAGE).http(Port::tcp(80).publish_ephemeral()).build().unwrap();
+    let previews = Previews::builder(&base(&stem), edge, DOMAIN).edge_name(format!("{stem}-edge")).build().unwrap();
+    let guards: Vec<hosts::FleetGuard> = ["edge".to_string(), "1".into(), "2".into()]
+        .into_iter()
+        .map(|n| hosts::FleetGuard { aliases: vec![B], name: format!("{stem}-{n}") })
+        .collect();
+    let mut edge_at = None;
+    for i in 1..=2 {
+        let p = previews.preview(preview_name(&stem, i)).env("web", "DATA", format!("host-data-{i}")).build().unwrap();
+        let up = previews.up(&fleet, &p).await.unwrap();
+        edge_at = up.edge.ingress_endpoint();
+    }
+    let edge_at = edge_at.expect("the edge publishes its HTTP port on B");
+    assert_eq!(edge_at.host, hosts::address(B));
+    for i in 1..=2 {
+        let name = preview_name(&stem, i);
+        let resp = reqwest::Client::new()
+            .get(format!("{}/env/DATA", edge_at.http_url()))
+            .header("Host", format!("{}.{DOMAIN}", name.name()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap().trim(), format!("host-data-{i}"));
+    }
+    assert!(previews.down(&fleet, preview_name(&stem, 1).name()).await.unwrap().is_some());
+    assert_eq!(previews.list(&fleet).await.unwrap().len(), 1);
+    previews.teardown(&fleet).await.unwrap();
+    let left: Vec<String> = harbormaster::environments(&fleet)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n.starts_with(&stem))
+        .collect();
+    assert_eq!(left, Vec::<String>::new());
+    drop(guards);
 }
