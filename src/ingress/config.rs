@@ -95,6 +95,12 @@ pub fn render_front(ingress: &Ingress) -> Value {
     }
     if ingress.routes.iter().any(|r| r.hosts.is_empty()) {
         routes.push(json!({ "handle": [proxy], "terminal": true }));
+    } else {
+        // A host no route names (a removed preview's, a typo) gets a 404 that says so, not
+        // Caddy's empty 200 for a request nothing handled.
+        routes.push(json!({
+            "handle": [{ "handler": "static_response", "status_code": 404, "body": "no route for this host\n" }],
+        }));
     }
     let mut listen = vec![format!(":{}", ingress.http_port)];
     let mut server = json!({ "routes": routes });

@@ -277,27 +277,47 @@ impl DeployLock {
 
     /// Runs `work` while renewing the lease. If the lock is taken over meanwhile (this process was
     /// frozen past its lease), `work` is stopped where it is and the result is [`Error::LockLost`].
+    /// When `work` ends, a renewal under way is let finish (a lease record whose creation was cut
+    /// off mid-request could still be made by the target after the release looked for leases, and
+    /// outlive the lock).
     pub(crate) async fn hold<T>(
         &self,
         backend: &dyn RecordStore,
         work: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let keeper = self.keep(backend, stopped);
+        tokio::pin!(keeper);
         tokio::select! {
-            r = work => r,
-            lost = self.keep(backend) => Err(lost),
+            r = work => {
+                let _ = stop.send(true);
+                let _ = tokio::time::timeout(ANSWER_WITHIN, &mut keeper).await;
+                r
+            }
+            lost = &mut keeper => Err(lost.unwrap_or_else(|| Error::LockLost {
+                environment: self.scope.qualified(),
+                reason: "its renewal stopped".into(),
+            })),
         }
     }
 
-    /// Renews the lease until the lock is lost; returns why it was lost.
-    async fn keep(&self, backend: &dyn RecordStore) -> Error {
+    /// Renews the lease until the lock is lost (returns why) or `stop` says the work ended
+    /// (returns `None`, between renewals).
+    async fn keep(&self, backend: &dyn RecordStore, mut stop: tokio::sync::watch::Receiver<bool>) -> Option<Error> {
         let mut seq: u64 = 0;
         loop {
+            if *stop.borrow() {
+                return None;
+            }
             if let Some(reason) = self.renew(backend, seq).await {
                 tracing::error!(environment = %self.scope.qualified(), %reason, "the deploy lock was lost");
-                return Error::LockLost { environment: self.scope.qualified(), reason };
+                return Some(Error::LockLost { environment: self.scope.qualified(), reason });
             }
             seq = seq.saturating_add(1);
-            tokio::time::sleep(RENEW_EVERY).await;
+            tokio::select! {
+                _ = tokio::time::sleep(RENEW_EVERY) => {}
+                _ = stop.changed() => return None,
+            }
         }
     }
 
