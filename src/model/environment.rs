@@ -332,7 +332,7 @@ impl EnvironmentBuilder {
         self
     }
 
-    /// An environment one process brings up and removes (a test's, a preview's): no deploy lock,
+    /// An environment one process brings up and removes (a test's): no deploy lock,
     /// and no records on the target (revisions, audit, kept images): each operation keeps its
     /// state in memory. It is faster to bring up, and `history`, `audit_log` and `rollback` have
     /// nothing to read. Two processes must not change it at once. [`testing::TestEnv`] makes its

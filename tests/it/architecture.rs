@@ -35,6 +35,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("compose", &["duration", "error", "model"]),
     ("backup", &["backend", "error", "model", "process", "rfc3339", "scrub"]),
     ("testing", &["backend", "engine", "error", "model", "process"]),
+    ("preview", &["backend", "backup", "engine", "error", "events", "json", "model", "plan", "state"]),
 ];
 
 /// Modules outside the graph: the crate root, and the fuzzing entry points (which drive every
