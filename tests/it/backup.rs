@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use harbormaster::backup::{PostgresBackup, Retention, S3Storage, Schedule};
 use harbormaster::testing::TestEnv;
-use harbormaster::{Environment, ErrorKind, HealthCheck, Port, Secret, Service, Volume};
+use harbormaster::{Environment, ErrorKind, Port, Secret};
 use support::{images, PROJECT};
 
 const S3: &str = "http://127.0.0.1:5056";
@@ -23,20 +23,7 @@ fn storage(bucket: &str) -> S3Storage {
 }
 
 fn shop(stem: &str) -> Environment {
-    let db = Service::builder("db")
-        .image(images::POSTGRES)
-        .env("POSTGRES_USER", "app")
-        .env("POSTGRES_DB", "shop")
-        .secret("POSTGRES_PASSWORD", Secret::new("backup-test-db-secret"))
-        .volume(Volume::named("pgdata").at("/var/lib/postgresql/data"))
-        .port(Port::tcp(5432).publish_ephemeral())
-        .health(
-            HealthCheck::exec(["pg_isready", "-U", "app", "-h", "127.0.0.1"])
-                .interval(Duration::from_millis(200))
-                .retries(150),
-        )
-        .build()
-        .unwrap();
+    let db = images::shop_db("backup-test-db-secret").port(Port::tcp(5432).publish_ephemeral()).build().unwrap();
     Environment::builder(PROJECT, stem).service(db).build().unwrap()
 }
 

@@ -18,34 +18,48 @@ use support::{docker, workload, PROJECT};
 
 const DOMAIN: &str = "preview.test";
 
-/// The base: `web` (the workload, reading its data from volume `data`) behind an ingress route,
-/// and a job that writes the preview's data into that volume before `web` starts.
-fn base(stem: &str) -> Environment {
-    let seed = Service::job("seed")
+/// The workload as the shop's `web`, healthy once `/health` answers.
+fn web() -> harbormaster::ServiceBuilder {
+    Service::builder("web")
+        .image(workload::IMAGE)
+        .port(Port::tcp(8080))
+        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(100))
+}
+
+/// The shop's ingress: `web` at `shop.example.test`.
+fn shop_ingress() -> Ingress {
+    Ingress::builder()
+        .image(workload::CADDY_IMAGE)
+        .route(Route::to("web", 8080).host("shop.example.test"))
+        .build()
+        .unwrap()
+}
+
+/// A job that writes `line` into volume `data` (`/data/who`): a preview's own data.
+fn seed_job(line: &str) -> Service {
+    Service::job("seed")
         .image(workload::IMAGE)
         .env("JOB_EXIT_CODE", "0")
         .env("APPEND_FILE", "/data/who")
-        .env("APPEND_LINE", "base")
+        .env("APPEND_LINE", line)
         .volume(Volume::named("data").at("/data"))
         .build()
-        .unwrap();
-    let web = Service::builder("web")
-        .image(workload::IMAGE)
+        .unwrap()
+}
+
+/// The base: `web` (the workload, reading its data from volume `data`) behind an ingress route,
+/// and a job that writes the preview's data into that volume before `web` starts.
+fn base(stem: &str) -> Environment {
+    let web = web()
         .env("VERSION", "v1")
         .env("DATA", "base")
-        .port(Port::tcp(8080))
         .volume(Volume::named("data").at("/data"))
-        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(100))
         .rollout(Rollout::start_first())
         .stop_grace_period(Duration::from_secs(1))
         .depends_on("seed", Condition::CompletedSuccessfully)
         .build()
         .unwrap();
-    let ingress = Ingress::builder()
-        .image(workload::CADDY_IMAGE)
-        .route(Route::to("web", 8080).host("shop.example.test"))
-        .build()
-        .unwrap();
+    let (seed, ingress) = (seed_job("base"), shop_ingress());
     Environment::builder(PROJECT, format!("{stem}-base")).service(seed).service(web).ingress(ingress).build().unwrap()
 }
 
@@ -180,16 +194,7 @@ async fn ten_previews_behind_one_edge_a_push_an_eviction_and_expiry_by_another_p
         let preview = previews
             .preview(preview_name(&stem, i))
             .env("web", "DATA", format!("data-{i}"))
-            .service(
-                Service::job("seed")
-                    .image(workload::IMAGE)
-                    .env("JOB_EXIT_CODE", "0")
-                    .env("APPEND_FILE", "/data/who")
-                    .env("APPEND_LINE", format!("preview {i}"))
-                    .volume(Volume::named("data").at("/data"))
-                    .build()
-                    .unwrap(),
-            )
+            .service(seed_job(&format!("preview {i}")))
             .build()
             .unwrap();
         let previews = &previews;
@@ -245,16 +250,7 @@ async fn ten_previews_behind_one_edge_a_push_an_eviction_and_expiry_by_another_p
         .preview(preview_name(&stem, 3))
         .env("web", "DATA", "data-3")
         .env("web", "VERSION", "v2")
-        .service(
-            Service::job("seed")
-                .image(workload::IMAGE)
-                .env("JOB_EXIT_CODE", "0")
-                .env("APPEND_FILE", "/data/who")
-                .env("APPEND_LINE", "preview 3")
-                .volume(Volume::named("data").at("/data"))
-                .build()
-                .unwrap(),
-        )
+        .service(seed_job("preview 3"))
         .build()
         .unwrap();
     let plan = previews.plan(&docker, &push).await.unwrap();
@@ -368,32 +364,9 @@ async fn on_fly_plan_and_up_say_why_previews_cannot_run_and_change_nothing() {
 
 /// The shop of the guides, as a preview's base: PostgreSQL with its data in a volume, and `web`.
 fn shop(stem: &str) -> Environment {
-    let db = Service::builder("db")
-        .image(support::images::POSTGRES)
-        .env("POSTGRES_USER", "app")
-        .env("POSTGRES_DB", "shop")
-        .secret("POSTGRES_PASSWORD", harbormaster::Secret::new("preview-test-db-secret"))
-        .volume(Volume::named("pgdata").at("/var/lib/postgresql/data"))
-        .port(Port::tcp(5432).publish(15432))
-        .health(
-            HealthCheck::exec(["pg_isready", "-U", "app", "-h", "127.0.0.1"])
-                .interval(Duration::from_millis(200))
-                .retries(150),
-        )
-        .build()
-        .unwrap();
-    let web = Service::builder("web")
-        .image(workload::IMAGE)
-        .port(Port::tcp(8080))
-        .health(HealthCheck::http(8080, "/health").interval(Duration::from_millis(100)).retries(100))
-        .depends_on("db", Condition::Healthy)
-        .build()
-        .unwrap();
-    let ingress = Ingress::builder()
-        .image(workload::CADDY_IMAGE)
-        .route(Route::to("web", 8080).host("shop.example.test"))
-        .build()
-        .unwrap();
+    let db = support::images::shop_db("preview-test-db-secret").port(Port::tcp(5432).publish(15432)).build().unwrap();
+    let web = web().env("VERSION", "v1").depends_on("db", Condition::Healthy).build().unwrap();
+    let ingress = shop_ingress();
     Environment::builder(PROJECT, format!("{stem}-base")).service(db).service(web).ingress(ingress).build().unwrap()
 }
 

@@ -16,3 +16,20 @@ pub fn ensure() {
 pub fn ensure_servers() {
     super::fixture("debian.sh", "the guides' stacks need rabbitmq:3-management, prom/prometheus and edoburu/pgbouncer");
 }
+
+/// PostgreSQL as the shop of the guides runs it: user `app`, database `shop`, its data in volume
+/// `pgdata`, healthy once `pg_isready` says so. Publish its port as the test needs.
+pub fn shop_db(password: &str) -> harbormaster::ServiceBuilder {
+    use std::time::Duration;
+    harbormaster::Service::builder("db")
+        .image(POSTGRES)
+        .env("POSTGRES_USER", "app")
+        .env("POSTGRES_DB", "shop")
+        .secret("POSTGRES_PASSWORD", harbormaster::Secret::new(password))
+        .volume(harbormaster::Volume::named("pgdata").at("/var/lib/postgresql/data"))
+        .health(
+            harbormaster::HealthCheck::exec(["pg_isready", "-U", "app", "-h", "127.0.0.1"])
+                .interval(Duration::from_millis(200))
+                .retries(150),
+        )
+}
