@@ -179,7 +179,7 @@ impl Previews {
         let mut b = crate::model::EnvironmentBuilder::derived(&self.base, name);
         let mut notes = Vec::new();
         for s in b.services_mut().iter_mut() {
-            if s.name.starts_with(edge::PREVIEW_INGRESS) || s.name.starts_with("to-") {
+            if s.name.starts_with(edge::PREVIEW_INGRESS) || s.name == edge::relay_name(name) {
                 return Err(invalid(format!(
                     "service `{}` takes a name the preview's ingress or the edge's relays use",
                     s.name
@@ -301,13 +301,13 @@ impl PreviewsBuilder {
         }
         // A preview must be describable: check one now, so a mistake shows before any target.
         let probe = Preview {
-            name: PreviewName::named("check"),
+            name: PreviewName::named("hm-check"),
             images: BTreeMap::new(),
             env: Vec::new(),
             services: Vec::new(),
             seed: None,
         };
-        p.environment_of(&probe, "check")?;
+        p.environment_of(&probe, "hm-check")?;
         Ok(p)
     }
 }

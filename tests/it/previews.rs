@@ -63,6 +63,11 @@ fn base(stem: &str) -> Environment {
     Environment::builder(PROJECT, format!("{stem}-base")).service(seed).service(web).ingress(ingress).build().unwrap()
 }
 
+/// The base without an ingress: `web` only.
+fn web_env(stem: &str) -> Environment {
+    Environment::builder(PROJECT, format!("{stem}-plain")).service(web().build().unwrap()).build().unwrap()
+}
+
 /// The previews of the base of `stem`, behind an edge with Caddy's own CA; `ttl` if given.
 fn previews(stem: &str, ttl: Option<Duration>) -> Previews {
     let edge = Ingress::builder()
@@ -329,6 +334,27 @@ async fn names_stay_apart_and_a_wrong_override_is_refused_before_any_change() {
     let previews = previews(&stem, None);
     let err = previews.preview(PreviewName::pull_request(1)).image("nope", "x:1").build().unwrap_err();
     assert!(err.to_string().contains("`nope`"), "{err}");
+    let err = previews.preview(PreviewName::pull_request(1)).env("web", "A\0", "x").build().unwrap_err();
+    assert!(err.to_string().contains("web"), "{err}");
+    // What cannot describe previews is refused when they are described.
+    let edge = || Ingress::builder().image(workload::CADDY_IMAGE).build().unwrap();
+    for (builder, says) in [
+        (Previews::builder(&base(&stem), edge(), "Preview.Example"), "domain"),
+        (Previews::builder(&base(&stem), edge(), "preview.test").max_live(0), "at least one"),
+        (Previews::builder(&base(&stem), edge(), "preview.test").ttl(Duration::ZERO), "greater than zero"),
+        (Previews::builder(&base(&stem), edge(), "preview.test").edge_name("Edge!"), "'E'"),
+        (
+            Previews::builder(&web_env(&stem), edge(), "preview.test"),
+            "no route: give the base an ingress with routes, or PreviewsBuilder::route",
+        ),
+    ] {
+        let err = builder.build().unwrap_err().to_string();
+        assert!(err.contains(says), "{err}");
+    }
+    // A base without an ingress is previewed through the routes given.
+    let routed =
+        Previews::builder(&web_env(&stem), edge(), "preview.test").route(Route::to("web", 8080)).build().unwrap();
+    assert_eq!(routed.hosts("pr-1"), ["pr-1.preview.test"]);
     // Two branches that sanitise to the same name: the second gets a name of its own.
     let a = previews.preview(PreviewName::branch(&format!("{stem}/a"))).build().unwrap();
     let b = previews.preview(PreviewName::branch(&format!("{stem}-a"))).build().unwrap();
@@ -482,4 +508,54 @@ async fn previews_run_on_an_ssh_fleet() {
         .collect();
     assert_eq!(left, Vec::<String>::new());
     drop(guards);
+}
+
+/// A CI job killed while it brings preview 1 up (`HM_PREVIEW_STEM`).
+#[tokio::test]
+#[ignore = "a child process of the preview tests"]
+async fn up_child() {
+    let stem = std::env::var("HM_PREVIEW_STEM").unwrap();
+    let previews = previews(&stem, None);
+    let preview = previews.preview(preview_name(&stem, 1)).build().unwrap();
+    println!("hm-preview starting");
+    previews.up(&docker().await, &preview).await.unwrap();
+    println!("hm-preview up");
+}
+
+/// A job SIGKILLed in the middle of bringing a preview up (holding the previews' lock, or with the
+/// preview half made): the next job takes the lock over at once (its holder is provably gone),
+/// brings its own preview up, and a push of the half-made one completes it.
+#[tokio::test]
+async fn a_job_killed_mid_bring_up_leaves_nothing_the_next_job_cannot_finish() {
+    workload::ensure_images();
+    let docker = docker().await;
+    let stem = support::unique("pvk");
+    let _teardown = Teardown(stem.clone());
+    let previews = previews(&stem, None);
+    for delay_ms in [300u64, 2_500] {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(support::child_args(module_path!(), "up_child"))
+            .env("HM_PREVIEW_STEM", &stem)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let two = previews.preview(preview_name(&stem, 2)).env("web", "DATA", "two").build().unwrap();
+        let started = std::time::Instant::now();
+        let up = previews.up(&docker, &two).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(120), "waited {:?}", started.elapsed());
+        let one = previews.preview(preview_name(&stem, 1)).env("web", "DATA", "one").build().unwrap();
+        let up1 = previews.up(&docker, &one).await.unwrap();
+        let edge = up1.edge.endpoint("ingress", 443).unwrap();
+        let hosts: Vec<String> = [1, 2].iter().flat_map(|i| previews.hosts(preview_name(&stem, *i).name())).collect();
+        let http = client(&hosts, format!("127.0.0.1:{}", edge.port).parse().unwrap());
+        for (name, data) in [(&up1.name, "one"), (&up.name, "two")] {
+            let url = format!("https://{name}.{DOMAIN}:{}/env/DATA", edge.port);
+            assert_eq!(get(&http, &url).await, (200, data.to_string()), "after a kill at {delay_ms} ms");
+        }
+        previews.teardown(&docker).await.unwrap();
+        assert_eq!(leftovers(|e| e.starts_with(&stem)), Vec::<String>::new(), "after a kill at {delay_ms} ms");
+    }
 }
