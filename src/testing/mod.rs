@@ -34,6 +34,7 @@
 //! of a killed last run wait for the next run's first sweep (or a `reap` call).
 
 mod harness;
+mod name;
 mod owner;
 mod reuse;
 mod shared;

@@ -76,9 +76,7 @@ pub(crate) async fn fingerprint(env: &Environment, docker: &DockerBackend) -> Re
 /// `stem-r` and ten digits of the fingerprint: one name per description, the stem cut so the
 /// whole stays a valid name.
 pub(crate) fn name(stem: &str, fingerprint: &str) -> String {
-    let stem: String = stem.chars().take(24).collect();
-    let stem = stem.trim_end_matches(['-', '_', '.']);
-    format!("{stem}-r{}", &fingerprint[..10.min(fingerprint.len())])
+    format!("{}-r{}", super::name::short_stem(stem), &fingerprint[..10.min(fingerprint.len())])
 }
 
 /// The marks of a reusable environment brought up now.

@@ -234,9 +234,7 @@ impl TestEnvBuilder {
 
 /// `stem-xxxxxxxx`, the stem cut so the whole stays a valid name.
 fn unique_name(stem: &str) -> String {
-    let stem: String = stem.chars().take(24).collect();
-    let stem = stem.trim_end_matches(['-', '_', '.']);
-    format!("{stem}-{}{}", crate::process::nonce(), &crate::process::nonce()[..2])
+    format!("{}-{}{}", super::name::short_stem(stem), crate::process::nonce(), &crate::process::nonce()[..2])
 }
 
 impl TestEnv {
