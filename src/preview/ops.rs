@@ -105,15 +105,26 @@ impl Roster {
     }
 }
 
+// Each public operation boxes its work (`*_inner`): what it awaits, applies of whole
+// environments under a lock, would otherwise make the caller's future, and so a test's stack in a
+// debug build, large enough to overflow it.
 impl Previews {
     /// The live previews, oldest first, as found on `backend` by any process.
     pub async fn list<B: Backend>(&self, backend: &B) -> Result<Vec<PreviewInfo>> {
+        Box::pin(self.list_inner(backend)).await
+    }
+
+    async fn list_inner<B: Backend>(&self, backend: &B) -> Result<Vec<PreviewInfo>> {
         Ok(self.roster(backend).await?.infos())
     }
 
     /// What [`up`](Self::up) would do: the preview's name, whether it is new, which previews it
     /// would remove first and why, and the preview environment's plan. Changes nothing.
     pub async fn plan<B: Backend>(&self, backend: &B, preview: &Preview) -> Result<PreviewPlan> {
+        Box::pin(self.plan_inner(backend, preview)).await
+    }
+
+    async fn plan_inner<B: Backend>(&self, backend: &B, preview: &Preview) -> Result<PreviewPlan> {
         self.supported(backend)?;
         let roster = self.roster(backend).await?;
         let name = self.resolve(preview, &roster);
@@ -129,6 +140,10 @@ impl Previews {
     /// and then routed at the edge. Pushes to different previews run in parallel and never touch
     /// each other; only a new or removed preview changes the edge.
     pub async fn up<B: Backend>(&self, backend: &B, preview: &Preview) -> Result<PreviewUp> {
+        Box::pin(self.up_inner(backend, preview)).await
+    }
+
+    async fn up_inner<B: Backend>(&self, backend: &B, preview: &Preview) -> Result<PreviewUp> {
         self.supported(backend)?;
         let now = SystemTime::now();
         let (name, created, new, mut removed) = self
@@ -168,6 +183,10 @@ impl Previews {
     /// Removes preview `name` (from any process): its route at the edge first, then every
     /// container, its network, volumes and records. `None` if there is no such preview.
     pub async fn down<B: Backend>(&self, backend: &B, name: &str) -> Result<Option<Removal>> {
+        Box::pin(self.down_inner(backend, name)).await
+    }
+
+    async fn down_inner<B: Backend>(&self, backend: &B, name: &str) -> Result<Option<Removal>> {
         self.locked(backend, "preview down", async {
             let roster = self.roster(backend).await?;
             if !roster.previews.iter().any(|f| f.info.name == name) {
@@ -183,6 +202,10 @@ impl Previews {
     /// Removes the previews past their time to live or idle expiry, and the oldest beyond the
     /// maximum: what a nightly job (or any process) runs.
     pub async fn expire<B: Backend>(&self, backend: &B) -> Result<Vec<Removal>> {
+        Box::pin(self.expire_inner(backend)).await
+    }
+
+    async fn expire_inner<B: Backend>(&self, backend: &B) -> Result<Vec<Removal>> {
         self.locked(backend, "preview expiry", async {
             let roster = self.roster(backend).await?;
             let removals = self.lifetime.removals(&roster.infos(), SystemTime::now(), None, false);
@@ -197,6 +220,10 @@ impl Previews {
     /// Brings the edge in line with the live previews (after a process died between a preview's
     /// bring-up and its route) and returns it; `None` when there is neither edge nor preview.
     pub async fn sync<B: Backend>(&self, backend: &B) -> Result<Option<Deployment>> {
+        Box::pin(self.sync_inner(backend)).await
+    }
+
+    async fn sync_inner<B: Backend>(&self, backend: &B) -> Result<Option<Deployment>> {
         self.locked(backend, "preview routes", async {
             let roster = self.roster(backend).await?;
             self.sync_edge(backend, &roster, &[], false).await
@@ -206,6 +233,10 @@ impl Previews {
 
     /// Removes every preview and the edge, with their volumes and records.
     pub async fn teardown<B: Backend>(&self, backend: &B) -> Result<Vec<Removal>> {
+        Box::pin(self.teardown_inner(backend)).await
+    }
+
+    async fn teardown_inner<B: Backend>(&self, backend: &B) -> Result<Vec<Removal>> {
         self.locked(backend, "preview teardown", async {
             let roster = self.roster(backend).await?;
             let removals: Vec<Removal> = roster

@@ -68,17 +68,21 @@ fn web_env(stem: &str) -> Environment {
     Environment::builder(PROJECT, format!("{stem}-plain")).service(web().build().unwrap()).build().unwrap()
 }
 
-/// The previews of the base of `stem`, behind an edge with Caddy's own CA; `ttl` if given.
-fn previews(stem: &str, ttl: Option<Duration>) -> Previews {
-    let edge = Ingress::builder()
+/// The edge: ephemeral HTTP and HTTPS ports, certificates from Caddy's own CA.
+fn tls_edge() -> Ingress {
+    Ingress::builder()
         .image(workload::CADDY_IMAGE)
         .http(Port::tcp(80).publish_ephemeral())
         .https(Port::tcp(443).publish_ephemeral())
         .tls(Tls::Internal)
         .stop_grace(Duration::from_secs(2))
         .build()
-        .unwrap();
-    let b = Previews::builder(&base(stem), edge, DOMAIN).edge_name(format!("{stem}-edge")).max_live(10);
+        .unwrap()
+}
+
+/// The previews of the base of `stem`, behind an edge with Caddy's own CA; `ttl` if given.
+fn previews(stem: &str, ttl: Option<Duration>) -> Previews {
+    let b = Previews::builder(&base(stem), tls_edge(), DOMAIN).edge_name(format!("{stem}-edge")).max_live(10);
     match ttl {
         Some(t) => b.ttl(t),
         None => b,
@@ -358,12 +362,32 @@ async fn names_stay_apart_and_a_wrong_override_is_refused_before_any_change() {
     // Two branches that sanitise to the same name: the second gets a name of its own.
     let a = previews.preview(PreviewName::branch(&format!("{stem}/a"))).build().unwrap();
     let b = previews.preview(PreviewName::branch(&format!("{stem}-a"))).build().unwrap();
-    let up_a = previews.up(&docker, &a).await.unwrap();
+    // What a caller awaits stays small (a test's stack in a debug build holds it).
+    let (up_future, expire_future) = (previews.up(&docker, &a), previews.expire(&docker));
+    assert!(std::mem::size_of_val(&up_future) < 512, "{} bytes", std::mem::size_of_val(&up_future));
+    assert!(std::mem::size_of_val(&expire_future) < 512, "{} bytes", std::mem::size_of_val(&expire_future));
+    drop(expire_future);
+    let up_a = up_future.await.unwrap();
     let plan_b = previews.plan(&docker, &b).await.unwrap();
     assert_ne!(plan_b.name, up_a.name, "{plan_b}");
     assert!(plan_b.new);
     // The same branch again is the same preview.
     assert_eq!(previews.plan(&docker, &a).await.unwrap().name, up_a.name);
+    // Idle: nothing deployed to it for longer than the idle expiry of another description of the
+    // same previews (the last deploy is read from the target).
+    let idle = Previews::builder(&base(&stem), tls_edge(), DOMAIN)
+        .edge_name(format!("{stem}-edge"))
+        .idle_expiry(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let listed = idle.list(&docker).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].expires.is_some() && listed[0].last_deploy >= listed[0].created, "{listed:?}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let expired = idle.expire(&docker).await.unwrap();
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    assert!(matches!(expired[0].reason, RemovalReason::Idle { limit_s: 1, .. }), "{expired:?}");
+    assert!(previews.list(&docker).await.unwrap().is_empty());
     previews.teardown(&docker).await.unwrap();
     assert_eq!(leftovers(|e| e.starts_with(&stem)), Vec::<String>::new());
 }
