@@ -393,6 +393,20 @@ async fn names_stay_apart_and_a_wrong_override_is_refused_before_any_change() {
 }
 
 #[tokio::test]
+async fn on_a_swarm_plan_and_up_say_why_previews_cannot_run() {
+    let swarm = support::swarm::backend().await;
+    let stem = support::unique("pvw");
+    let previews = previews(&stem, None);
+    let preview = previews.preview(PreviewName::pull_request(9)).build().unwrap();
+    for err in [previews.plan(&swarm, &preview).await.unwrap_err(), previews.up(&swarm, &preview).await.unwrap_err()] {
+        assert_eq!(err.kind(), harbormaster::ErrorKind::Unsupported, "{err}");
+        assert!(err.to_string().contains("the environment's overlay network only"), "{err}");
+    }
+    // Nor can it enumerate environments, which listing previews needs.
+    assert_eq!(previews.list(&swarm).await.unwrap_err().kind(), harbormaster::ErrorKind::Unsupported);
+}
+
+#[tokio::test]
 async fn on_fly_plan_and_up_say_why_previews_cannot_run_and_change_nothing() {
     let app = support::unique("pvfly");
     let fake = support::fly::fake(&app).await;
