@@ -157,7 +157,7 @@ async fn story(docker: &DockerBackend, previews: &Previews) -> Res {
     fact("pr-102", "gone");
     step("the nightly expiry (nothing is a week old yet)");
     ensure(previews.expire(docker).await?.is_empty(), "a fresh preview expired")?;
-    step("everything removed");
+    step("tearing down: every preview and the edge");
     previews.teardown(docker).await?;
     ensure(previews.list(docker).await?.is_empty(), "previews left")?;
     Ok(())

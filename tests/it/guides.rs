@@ -99,6 +99,15 @@ async fn construct_over_five_server_roles() {
     assert_eq!(facts["auth_after_update"], "1.1.0");
 }
 
+/// The preview bot (`examples/preview_bot.rs`): two pull requests opened, one pushed to, one
+/// closed, the nightly expiry, everything removed.
+async fn the_preview_bot_story() {
+    let facts = run_example("preview_bot");
+    assert_eq!(facts["pr-101"], "pr101-b");
+    assert_eq!(facts["pr-102"], "gone");
+    nothing_left("shop").await;
+}
+
 /// The five guides, one after the other in one test: they cannot run side by side (one image tag,
 /// fixed ports), and as five tests the second would hold a test thread idle while it waits for
 /// the first, for the whole run of the guides.
@@ -109,4 +118,6 @@ async fn the_five_guides_run_as_their_users_run_them() {
     coachntt_behind_nginx_with_its_rollback_procedure().await;
     procare_staging_and_production().await;
     construct_over_five_server_roles().await;
+    // The examples share the application image's tag: the preview bot runs after the guides.
+    the_preview_bot_story().await;
 }
