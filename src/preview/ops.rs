@@ -217,6 +217,15 @@ impl Previews {
         .await
     }
 
+    /// The environment `preview` runs as on `backend` (its name resolved as [`up`](Self::up)
+    /// resolves it): for `status`, `logs`, `exec`, `history` or `rollback` of a preview from any
+    /// process.
+    pub async fn environment<B: Backend>(&self, backend: &B, preview: &Preview) -> Result<Environment> {
+        let roster = Box::pin(self.roster(backend)).await?;
+        let name = self.resolve(preview, &roster);
+        Ok(self.environment_of(preview, &name)?.0)
+    }
+
     /// Brings the edge in line with the live previews (after a process died between a preview's
     /// bring-up and its route) and returns it; `None` when there is neither edge nor preview.
     pub async fn sync<B: Backend>(&self, backend: &B) -> Result<Option<Deployment>> {

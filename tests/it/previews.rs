@@ -373,6 +373,12 @@ async fn names_stay_apart_and_a_wrong_override_is_refused_before_any_change() {
     assert!(plan_b.new);
     // The same branch again is the same preview.
     assert_eq!(previews.plan(&docker, &a).await.unwrap().name, up_a.name);
+    // Its environment, from its description, for the operations of any environment.
+    let env_a = previews.environment(&docker, &a).await.unwrap();
+    assert_eq!(env_a.name(), up_a.name);
+    let out = env_a.exec(&docker, "web", ["/workload", "cat", "/data/who"]).await.unwrap();
+    assert_eq!(out.stdout.trim(), "base");
+    assert_eq!(env_a.history(&docker, "web").await.unwrap().len(), 1);
     // Idle: nothing deployed to it for longer than the idle expiry of another description of the
     // same previews (the last deploy is read from the target).
     let idle = Previews::builder(&base(&stem), tls_edge(), DOMAIN)
