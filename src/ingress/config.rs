@@ -175,7 +175,7 @@ fn proxy_handler(service: &str, port: u16, members: &[Upstream], remote: &Remote
         },
         "health_checks": { "passive": { "fail_duration": "2s", "max_fails": 1 } },
         // The front tier is a trusted proxy: keep the client's X-Forwarded-* it sent.
-        "trusted_proxies": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+        "trusted_proxies": crate::model::PRIVATE_RANGES,
     })
 }
 

@@ -38,6 +38,10 @@ pub(crate) fn reload_command(caddy_binary: &str) -> Vec<String> {
 /// another socket of its `SO_REUSEPORT` group (Linux 5.14 and later), instead of resetting them.
 pub(crate) const MIGRATE_SYSCTL: &str = "net.ipv4.tcp_migrate_req";
 
+/// The private address ranges: the proxies in front of a Caddy of the library (its front, the
+/// edge of previews) are trusted to pass the client's `X-Forwarded-*` on.
+pub(crate) const PRIVATE_RANGES: [&str; 4] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
+
 /// The port the router tier listens on, inside the environment network only.
 pub(crate) const ROUTER_PORT: u16 = 8000;
 
@@ -220,16 +224,28 @@ impl Ingress {
     /// `routes` in plain HTTP on container port 80, published nowhere: a preview's own ingress
     /// behind a shared edge ([`crate::preview`]).
     pub(crate) fn unpublished_like(&self, name: &str, routes: Vec<Route>) -> Result<Ingress, ValidationError> {
-        let b = Ingress::builder().name(name).caddy_binary(self.caddy_binary.clone()).stop_grace(self.front.stop_grace);
+        let mut b =
+            Ingress::builder().name(name).caddy_binary(self.caddy_binary.clone()).stop_grace(self.front.stop_grace);
+        match &self.listener.image {
+            super::ImageSource::Reference(r) => b.image = Some(r.clone()),
+            super::ImageSource::Build(build) => b.build = Some(build.clone()),
+        }
+        b.role = self.listener.role.clone();
+        routes.into_iter().fold(b, IngressBuilder::route).build()
+    }
+
+    /// A service `name` of the ingress's Caddy image, on its role, with Caddy's data and
+    /// configuration directories set as the ingress's own: what the edge's relays run.
+    pub(crate) fn caddy_service(&self, name: impl Into<String>) -> ServiceBuilder {
         let b = match &self.listener.image {
-            super::ImageSource::Reference(r) => b.image(r.clone()),
-            super::ImageSource::Build(build) => b.build_from(build.clone()),
+            super::ImageSource::Reference(r) => Service::builder(name).image(r.clone()),
+            super::ImageSource::Build(build) => Service::builder(name).build_from(build.clone()),
         };
         let b = match &self.listener.role {
             Some(r) => b.role(r.clone()),
             None => b,
         };
-        routes.into_iter().fold(b, IngressBuilder::route).build()
+        b.env("XDG_DATA_HOME", "/data").env("XDG_CONFIG_HOME", "/config")
     }
 
     /// Adds routes to a built ingress (the edge's, one per preview): they are checked against the

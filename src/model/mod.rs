@@ -38,11 +38,10 @@ pub(crate) use image::check_reference;
 pub use image::{Build, BuildOptions, ImageSource, PullPolicy};
 pub(crate) use ingress::{
     reload_command as ingress_reload_command, ADMIN_ADDRESS as INGRESS_ADMIN_ADDRESS,
-    CONFIG_PATH as INGRESS_CONFIG_PATH, DRAIN_MARKER as INGRESS_DRAIN_MARKER, MIGRATE_SYSCTL,
+    CONFIG_PATH as INGRESS_CONFIG_PATH, DRAIN_MARKER as INGRESS_DRAIN_MARKER, MIGRATE_SYSCTL, PRIVATE_RANGES,
     ROUTER_PORT as INGRESS_ROUTER_PORT,
 };
 pub use ingress::{Ingress, IngressBuilder, Route, Tls};
-pub(crate) use name::check as check_name;
 pub use port::{Port, Protocol, Publish};
 pub use reference::ServiceRef;
 pub use resources::{Resources, RestartPolicy};

@@ -68,24 +68,14 @@ pub(crate) fn relay(project: &str, preview: &str, ingress: &Ingress) -> Result<S
                 "upstreams": [{ "dial": format!("{PREVIEW_INGRESS}:80") }],
                 "load_balancing": { "try_duration": "5s", "try_interval": "50ms" },
                 // The edge is a trusted proxy: keep the client's X-Forwarded-* it sent.
-                "trusted_proxies": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+                "trusted_proxies": crate::model::PRIVATE_RANGES,
             }] }],
         } } } },
     });
-    let listener = ingress.service();
-    let b = Service::builder(relay_name(preview));
-    let b = match listener.image() {
-        crate::model::ImageSource::Reference(r) => b.image(r.clone()),
-        crate::model::ImageSource::Build(build) => b.build_from(build.clone()),
-    };
-    let b = match listener.role_name() {
-        Some(r) => b.role(r),
-        None => b,
-    };
-    b.command([ingress.caddy_binary(), "run", "--config", RELAY_CONFIG])
+    ingress
+        .caddy_service(relay_name(preview))
+        .command([ingress.caddy_binary(), "run", "--config", RELAY_CONFIG])
         .file(ContainerFile::text(RELAY_CONFIG, format!("{config:#}\n")))
-        .env("XDG_DATA_HOME", "/data")
-        .env("XDG_CONFIG_HOME", "/config")
         .port(Port::tcp(RELAY_PORT))
         .join_network(Scope::new(project, preview).network_name())
         .health(HealthCheck::tcp(RELAY_PORT).interval(std::time::Duration::from_millis(200)).retries(100))

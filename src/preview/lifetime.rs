@@ -82,10 +82,6 @@ fn human(s: u64) -> String {
     }
 }
 
-fn secs(d: Duration) -> u64 {
-    d.as_secs()
-}
-
 impl Lifetime {
     /// When a preview created at `created` and last deployed at `last` expires, if ever.
     pub(crate) fn expires(&self, created: SystemTime, last: SystemTime) -> Option<SystemTime> {
@@ -116,9 +112,11 @@ impl Lifetime {
             let age = now.duration_since(p.created).unwrap_or_default();
             let idle = now.duration_since(p.last_deploy).unwrap_or_default();
             let reason = match (self.ttl, self.idle) {
-                (Some(ttl), _) if age >= ttl => Some(RemovalReason::Expired { age_s: secs(age), ttl_s: secs(ttl) }),
+                (Some(ttl), _) if age >= ttl => {
+                    Some(RemovalReason::Expired { age_s: age.as_secs(), ttl_s: ttl.as_secs() })
+                }
                 (_, Some(limit)) if idle >= limit => {
-                    Some(RemovalReason::Idle { idle_s: secs(idle), limit_s: secs(limit) })
+                    Some(RemovalReason::Idle { idle_s: idle.as_secs(), limit_s: limit.as_secs() })
                 }
                 _ => None,
             };

@@ -274,7 +274,7 @@ impl PreviewsBuilder {
             field,
             reason,
         };
-        crate::model::check_name("environment", &p.edge_name)?;
+        crate::model::name::check("environment", &p.edge_name)?;
         let domain_ok = !p.domain.is_empty()
             && p.domain.len() <= 200
             && p.domain.split('.').all(|l| {
@@ -300,13 +300,7 @@ impl PreviewsBuilder {
             return Err(invalid("edge", "the edge's routes are the previews': give it none".into()));
         }
         // A preview must be describable: check one now, so a mistake shows before any target.
-        let probe = Preview {
-            name: PreviewName::named("hm-check"),
-            images: BTreeMap::new(),
-            env: Vec::new(),
-            services: Vec::new(),
-            seed: None,
-        };
+        let probe = p.preview(PreviewName::named("hm-check")).preview;
         p.environment_of(&probe, "hm-check")?;
         Ok(p)
     }
@@ -368,12 +362,13 @@ impl PreviewBuilder<'_> {
 
     /// Validates the preview as an environment.
     pub fn build(self) -> Result<Preview, ValidationError> {
-        self.previews.environment_of(&self.preview, self.preview.name.name())?;
+        let (env, _) = self.previews.environment_of(&self.preview, self.preview.name.name())?;
         #[cfg(feature = "backup")]
         if let Some(seed) = &self.preview.seed {
-            let (env, _) = self.previews.environment_of(&self.preview, self.preview.name.name())?;
             seed.check(&env)?;
         }
+        #[cfg(not(feature = "backup"))]
+        let _ = env;
         Ok(self.preview)
     }
 }

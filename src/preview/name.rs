@@ -60,10 +60,7 @@ impl PreviewName {
     /// The same source under a name with the digest's first characters after it: the name used
     /// when another source has the plain one.
     pub(crate) fn disambiguated(&self) -> PreviewName {
-        let digest = self.source_digest();
-        let keep = MAX_NAME.saturating_sub(7);
-        let stem: String = self.name.chars().take(keep).collect();
-        PreviewName { name: format!("{}-{}", stem.trim_end_matches('-'), &digest[..6]), source: self.source.clone() }
+        PreviewName { name: with_digest(&self.name, &self.source_digest()), source: self.source.clone() }
     }
 }
 
@@ -96,11 +93,16 @@ fn sanitise(text: &str, prefix: &str) -> String {
     // Only a cut name needs the digest to stay distinct; a merely cleaned one stays readable
     // (two sources that clean to the same name are told apart when the second one comes up).
     if out.len() > MAX_NAME {
-        let digest = crate::model::hex(&Sha256::digest(text.as_bytes()));
-        let stem: String = out.chars().take(MAX_NAME.saturating_sub(7)).collect();
-        out = format!("{}-{}", stem.trim_end_matches('-'), &digest[..6]);
+        out = with_digest(&out, &crate::model::hex(&Sha256::digest(text.as_bytes())));
     }
     out
+}
+
+/// `name` cut to leave room for `-` and six characters of `digest`, then those: within
+/// [`MAX_NAME`], and told apart from another name with the same start.
+fn with_digest(name: &str, digest: &str) -> String {
+    let stem: String = name.chars().take(MAX_NAME.saturating_sub(7)).collect();
+    format!("{}-{}", stem.trim_end_matches('-'), digest.get(..6).unwrap_or(digest))
 }
 
 #[cfg(test)]
@@ -123,10 +125,10 @@ mod tests {
             "refs/heads/dependabot/cargo/serde-1.0.200",
         ] {
             let n = PreviewName::branch(input);
-            crate::model::check_name("environment", n.name()).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            crate::model::name::check("environment", n.name()).unwrap_or_else(|e| panic!("{input:?}: {e}"));
             assert!(n.name().len() <= MAX_NAME, "{input:?}");
             let d = n.disambiguated();
-            crate::model::check_name("environment", d.name()).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+            crate::model::name::check("environment", d.name()).unwrap_or_else(|e| panic!("{input:?}: {e}"));
             assert!(d.name().len() <= MAX_NAME);
             assert_ne!(d.name(), n.name());
         }

@@ -177,6 +177,14 @@ impl Drop for Teardown {
     }
 }
 
+/// A test's previews on the local engine: the engine, a stem of the test's own, the teardown guard
+/// and the previews of the stem.
+async fn on_the_local_engine(tag: &str) -> (harbormaster::DockerBackend, String, Teardown, Previews) {
+    workload::ensure_images();
+    let stem = support::unique(tag);
+    (docker().await, stem.clone(), Teardown(stem.clone()), previews(&stem, None))
+}
+
 /// Another process (a nightly job): expires the previews of `HM_PREVIEW_STEM` with a one-second
 /// time to live, and prints what it removed.
 #[tokio::test]
@@ -191,11 +199,7 @@ async fn expire_child() {
 
 #[tokio::test]
 async fn ten_previews_behind_one_edge_a_push_an_eviction_and_expiry_by_another_process() {
-    workload::ensure_images();
-    let docker = docker().await;
-    let stem = support::unique("pv");
-    let _teardown = Teardown(stem.clone());
-    let previews = previews(&stem, None);
+    let (docker, stem, _teardown, previews) = on_the_local_engine("pv").await;
 
     // Ten pull requests opened at once, each with its own data.
     let started = std::time::Instant::now();
@@ -331,11 +335,7 @@ async fn ten_previews_behind_one_edge_a_push_an_eviction_and_expiry_by_another_p
 
 #[tokio::test]
 async fn names_stay_apart_and_a_wrong_override_is_refused_before_any_change() {
-    workload::ensure_images();
-    let docker = docker().await;
-    let stem = support::unique("pvn");
-    let _teardown = Teardown(stem.clone());
-    let previews = previews(&stem, None);
+    let (docker, stem, _teardown, previews) = on_the_local_engine("pvn").await;
     let err = previews.preview(PreviewName::pull_request(1)).image("nope", "x:1").build().unwrap_err();
     assert!(err.to_string().contains("`nope`"), "{err}");
     let err = previews.preview(PreviewName::pull_request(1)).env("web", "A\0", "x").build().unwrap_err();
@@ -571,11 +571,7 @@ async fn up_child() {
 /// brings its own preview up, and a push of the half-made one completes it.
 #[tokio::test]
 async fn a_job_killed_mid_bring_up_leaves_nothing_the_next_job_cannot_finish() {
-    workload::ensure_images();
-    let docker = docker().await;
-    let stem = support::unique("pvk");
-    let _teardown = Teardown(stem.clone());
-    let previews = previews(&stem, None);
+    let (docker, stem, _teardown, previews) = on_the_local_engine("pvk").await;
     for delay_ms in [300u64, 2_500] {
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(support::child_args(module_path!(), "up_child"))
